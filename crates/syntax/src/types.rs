@@ -1,0 +1,90 @@
+//! The data this crate hands to the rest of the engine. These types are a contract shared with the
+//! index, model and CLI crates: change them only together with their users.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of definition a unit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitKind {
+    Function,
+    Method,
+    Class,
+    Struct,
+    Enum,
+    Trait,
+    Interface,
+    Impl,
+    Module,
+}
+
+impl UnitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitKind::Function => "function",
+            UnitKind::Method => "method",
+            UnitKind::Class => "class",
+            UnitKind::Struct => "struct",
+            UnitKind::Enum => "enum",
+            UnitKind::Trait => "trait",
+            UnitKind::Interface => "interface",
+            UnitKind::Impl => "impl",
+            UnitKind::Module => "module",
+        }
+    }
+
+    /// Functions and methods: the units that code search answers with by default.
+    pub fn is_callable(self) -> bool {
+        matches!(self, UnitKind::Function | UnitKind::Method)
+    }
+}
+
+/// One definition found in a source file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeUnit {
+    /// Path relative to the indexed root, with `/` separators.
+    pub path: String,
+    /// Language name as registered (e.g. "python", "rust", "tsx").
+    pub language: String,
+    pub kind: UnitKind,
+    /// Bare name (`method`).
+    pub name: String,
+    /// Qualified symbol in the language's natural form (`Class.method`, `Type::method`).
+    pub symbol: String,
+    /// Byte span in the file, `start_byte..end_byte`; may start at decorators/attributes.
+    pub start_byte: usize,
+    pub end_byte: usize,
+    /// 1-based inclusive line span; contains the `def`/`fn` line.
+    pub start_line: usize,
+    pub end_line: usize,
+    /// 1-based line of the definition's own keyword/name (the `def`/`fn` line).
+    pub def_line: usize,
+    /// Docstring / doc comment text, markers stripped (`///`, `"""`, `/** */`, `#`), if any.
+    pub doc: Option<String>,
+    /// Source text of the span (lossy UTF-8), docstring included as written in the file.
+    pub code: String,
+}
+
+/// The syntax tree of one unit as a graph: node `i` is `kinds[i]` etc. Node 0 is the unit's root.
+/// Single-child chains are collapsed into their top node ("shadow nodes" removed); at most
+/// `max_nodes` nodes are kept (breadth-first), edges only between kept nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AstGraph {
+    /// Node-kind id in the language's vocabulary (`grammars/<lang>/node-kinds.txt`); 0 = unknown.
+    pub kinds: Vec<u16>,
+    /// Byte span of each node relative to the unit's `start_byte`.
+    pub spans: Vec<(u32, u32)>,
+    /// Number of children of each node in the collapsed tree (before the node cap is applied).
+    pub child_counts: Vec<u32>,
+    /// Parent -> child edges (indices into the vectors above).
+    pub edges: Vec<(u32, u32)>,
+}
+
+impl AstGraph {
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+}

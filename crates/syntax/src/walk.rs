@@ -1,0 +1,487 @@
+//! Repository walking: file discovery with the `ignore` crate, filtering, parallel extraction.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::error::{Result, SyntaxError};
+use crate::extract::{ExtractOptions, ParsedFile, extract_file};
+use crate::language::Language;
+
+/// Directory names skipped by default: dependency caches, vendored code, build output.
+/// (Python virtualenvs of any name are recognised by their `pyvenv.cfg`, see
+/// [`WalkOptions::skip_virtualenvs`].)
+pub const DEFAULT_EXCLUDED_DIRS: &[&str] = &[
+    "node_modules",
+    "bower_components",
+    "jspm_packages",
+    "vendor",
+    "third_party",
+    "third-party",
+    "target",
+    "dist",
+    "build",
+    "out",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "site-packages",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".gradle",
+    ".next",
+    ".nuxt",
+    "Pods",
+    "DerivedData",
+];
+
+/// Options of [`walk_repo`].
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Files larger than this are skipped ([`SkipReason::TooLarge`]). Default 1 MiB.
+    pub max_file_size: u64,
+    /// Files whose average line length exceeds this are considered minified. Default 500.
+    pub max_avg_line_len: usize,
+    /// Respect `.gitignore`, `.ignore`, `.git/info/exclude` and the global gitignore. Default true.
+    pub respect_ignore_files: bool,
+    /// Skip hidden files and directories (`.git`, `.cache`, ...). Default true.
+    pub skip_hidden: bool,
+    /// Follow symbolic links. Default false.
+    pub follow_links: bool,
+    /// Directory names never descended into. Default [`DEFAULT_EXCLUDED_DIRS`].
+    pub excluded_dirs: Vec<String>,
+    /// Skip Python virtualenvs of any name (directories containing `pyvenv.cfg`). Default true.
+    pub skip_virtualenvs: bool,
+    /// Extra glob patterns (matched against the `/`-separated relative path) to skip.
+    pub exclude_globs: Vec<String>,
+    /// Only these languages (registered names); empty = all.
+    pub languages: Vec<String>,
+    /// Skip files marked as generated (`Code generated ... DO NOT EDIT`, `@generated`). Default true.
+    pub skip_generated: bool,
+    /// Threads for parsing; 0 = all cores.
+    pub threads: usize,
+    /// Per-file extraction options.
+    pub extract: ExtractOptions,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            max_file_size: 1 << 20,
+            max_avg_line_len: 500,
+            respect_ignore_files: true,
+            skip_hidden: true,
+            follow_links: false,
+            excluded_dirs: DEFAULT_EXCLUDED_DIRS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            skip_virtualenvs: true,
+            exclude_globs: Vec::new(),
+            languages: Vec::new(),
+            skip_generated: true,
+            threads: 0,
+            extract: ExtractOptions::default(),
+        }
+    }
+}
+
+/// Why a file (or directory) was not parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// A directory in `excluded_dirs` or a virtualenv (the directory itself is reported).
+    ExcludedDir,
+    /// Matched one of `exclude_globs`.
+    ExcludedGlob,
+    /// No registered language for the extension (or filtered out by `languages`). Counted only.
+    UnsupportedLanguage,
+    /// Larger than `max_file_size`.
+    TooLarge,
+    /// A NUL byte in the first 8 KiB.
+    Binary,
+    /// `.min.js`-style name or average line length above `max_avg_line_len`.
+    Minified,
+    /// Marked as generated code.
+    Generated,
+    /// Could not be read (permissions, vanished, broken symlink, ...).
+    Unreadable,
+    /// tree-sitter could not produce a tree.
+    ParseFailed,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::ExcludedDir => "excluded directory",
+            SkipReason::ExcludedGlob => "excluded by glob",
+            SkipReason::UnsupportedLanguage => "unsupported language",
+            SkipReason::TooLarge => "too large",
+            SkipReason::Binary => "binary",
+            SkipReason::Minified => "minified",
+            SkipReason::Generated => "generated",
+            SkipReason::Unreadable => "unreadable",
+            SkipReason::ParseFailed => "parse failed",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One skipped path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFile {
+    /// Relative, `/`-separated.
+    pub path: String,
+    pub reason: SkipReason,
+    /// Details (the I/O error, the size, ...).
+    pub detail: Option<String>,
+}
+
+/// Progress of a walk, reported after every file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Files selected for parsing (known once discovery is done, before parsing starts).
+    pub files_total: usize,
+    /// Files finished (parsed or skipped while reading).
+    pub files_done: usize,
+    /// Source bytes parsed so far.
+    pub bytes_done: u64,
+    /// Units extracted so far.
+    pub units_done: usize,
+}
+
+/// What a walk did.
+#[derive(Debug, Clone, Default)]
+pub struct WalkSummary {
+    /// Files parsed (and handed to the sink).
+    pub files_parsed: usize,
+    /// Source bytes parsed.
+    pub bytes_parsed: u64,
+    /// Units extracted.
+    pub units: usize,
+    /// Files parsed whose tree has syntax errors.
+    pub files_with_errors: usize,
+    /// Count per reason (including [`SkipReason::UnsupportedLanguage`]).
+    pub skip_counts: BTreeMap<SkipReason, usize>,
+    /// Every skipped path except unsupported-language files, sorted by path.
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// One parsed file as handed to the sink.
+pub type FileResult = ParsedFile;
+
+fn rel_path(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let s: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    s.join("/")
+}
+
+fn build_globs(patterns: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let g = Glob::new(p).map_err(|e| SyntaxError::Glob {
+            pattern: p.clone(),
+            message: e.to_string(),
+        })?;
+        b.add(g);
+    }
+    b.build().map_err(|e| SyntaxError::Glob {
+        pattern: patterns.join(", "),
+        message: e.to_string(),
+    })
+}
+
+struct Candidate {
+    path: PathBuf,
+    rel: String,
+    lang: &'static Language,
+}
+
+/// Discovers the files to parse under `root`; records skips.
+fn discover(
+    root: &Path,
+    opts: &WalkOptions,
+    skipped: &mut Vec<SkippedFile>,
+    counts: &mut BTreeMap<SkipReason, usize>,
+) -> Result<Vec<Candidate>> {
+    let globs = build_globs(&opts.exclude_globs)?;
+    for l in &opts.languages {
+        Language::by_name(l)?;
+    }
+    let mut builder = ignore::WalkBuilder::new(root);
+    builder
+        .hidden(opts.skip_hidden)
+        .follow_links(opts.follow_links)
+        .git_ignore(opts.respect_ignore_files)
+        .git_global(opts.respect_ignore_files)
+        .git_exclude(opts.respect_ignore_files)
+        .ignore(opts.respect_ignore_files)
+        .parents(opts.respect_ignore_files)
+        // `.gitignore` applies even outside a git repository (e.g. an extracted tarball).
+        .require_git(false);
+    let excluded: Vec<String> = opts.excluded_dirs.clone();
+    let skip_venvs = opts.skip_virtualenvs;
+    let dir_skips: std::sync::Arc<Mutex<Vec<String>>> = Default::default();
+    let dir_skips2 = dir_skips.clone();
+    let root_buf = root.to_path_buf();
+    builder.filter_entry(move |entry| {
+        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+        if !is_dir || entry.depth() == 0 {
+            return true;
+        }
+        let name = entry.file_name().to_string_lossy();
+        let skip = excluded.iter().any(|d| *d == name)
+            || (skip_venvs && entry.path().join("pyvenv.cfg").is_file());
+        if skip && let Ok(mut v) = dir_skips2.lock() {
+            v.push(rel_path(&root_buf, entry.path()));
+        }
+        !skip
+    });
+
+    let mut out = Vec::new();
+    for entry in builder.build() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                let path = match &err {
+                    ignore::Error::WithPath { path, .. } => rel_path(root, path),
+                    _ => String::new(),
+                };
+                // A missing root is an error of the caller, anything else a skipped file.
+                if path.is_empty() && !root.exists() {
+                    return Err(SyntaxError::Io {
+                        path: root.to_path_buf(),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, err.to_string()),
+                    });
+                }
+                *counts.entry(SkipReason::Unreadable).or_default() += 1;
+                skipped.push(SkippedFile {
+                    path,
+                    reason: SkipReason::Unreadable,
+                    detail: Some(err.to_string()),
+                });
+                continue;
+            }
+        };
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.into_path();
+        let rel = if path == root {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            rel_path(root, &path)
+        };
+        if !globs.is_empty() && globs.is_match(&rel) {
+            *counts.entry(SkipReason::ExcludedGlob).or_default() += 1;
+            skipped.push(SkippedFile {
+                path: rel,
+                reason: SkipReason::ExcludedGlob,
+                detail: None,
+            });
+            continue;
+        }
+        let lang = Language::for_path(&path)
+            .filter(|l| opts.languages.is_empty() || opts.languages.iter().any(|n| n == l.name()));
+        let Some(lang) = lang else {
+            *counts.entry(SkipReason::UnsupportedLanguage).or_default() += 1;
+            continue;
+        };
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if file_name.contains(".min.") || file_name.ends_with("-min.js") {
+            *counts.entry(SkipReason::Minified).or_default() += 1;
+            skipped.push(SkippedFile {
+                path: rel,
+                reason: SkipReason::Minified,
+                detail: Some("file name".into()),
+            });
+            continue;
+        }
+        out.push(Candidate { path, rel, lang });
+    }
+    if let Ok(dirs) = dir_skips.lock() {
+        for d in dirs.iter() {
+            *counts.entry(SkipReason::ExcludedDir).or_default() += 1;
+            skipped.push(SkippedFile {
+                path: d.clone(),
+                reason: SkipReason::ExcludedDir,
+                detail: None,
+            });
+        }
+    }
+    if !root.exists() {
+        return Err(SyntaxError::Io {
+            path: root.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "walk root does not exist"),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads a candidate and applies the content checks. `Err` = skip.
+fn read_checked(
+    c: &Candidate,
+    opts: &WalkOptions,
+) -> std::result::Result<Vec<u8>, (SkipReason, Option<String>)> {
+    let meta =
+        std::fs::metadata(&c.path).map_err(|e| (SkipReason::Unreadable, Some(e.to_string())))?;
+    if meta.len() > opts.max_file_size {
+        return Err((SkipReason::TooLarge, Some(format!("{} bytes", meta.len()))));
+    }
+    let bytes =
+        std::fs::read(&c.path).map_err(|e| (SkipReason::Unreadable, Some(e.to_string())))?;
+    // The file may have grown since `metadata`.
+    if bytes.len() as u64 > opts.max_file_size {
+        return Err((SkipReason::TooLarge, Some(format!("{} bytes", bytes.len()))));
+    }
+    check_content(&bytes, opts)?;
+    Ok(bytes)
+}
+
+/// Content checks shared by the walker: binary, minified, generated.
+fn check_content(
+    bytes: &[u8],
+    opts: &WalkOptions,
+) -> std::result::Result<(), (SkipReason, Option<String>)> {
+    let head = &bytes[..bytes.len().min(8192)];
+    if head.contains(&0) {
+        return Err((SkipReason::Binary, Some("NUL byte".into())));
+    }
+    if bytes.len() >= 1024 {
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+        let avg = bytes.len() / lines;
+        if avg > opts.max_avg_line_len {
+            return Err((
+                SkipReason::Minified,
+                Some(format!("average line length {avg}")),
+            ));
+        }
+    }
+    if opts.skip_generated {
+        let head = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]);
+        let marked = head.lines().take(20).any(|l| {
+            (l.contains("Code generated") && l.contains("DO NOT EDIT"))
+                || l.contains("@generated") && !l.contains("\"@generated")
+        });
+        if marked {
+            return Err((SkipReason::Generated, Some("generated-code marker".into())));
+        }
+    }
+    Ok(())
+}
+
+/// Walks `root`, parses every supported file in parallel and hands each result to `sink` (from
+/// worker threads, in no particular order). `progress` is called after every file, also from
+/// worker threads; throttle drawing on the caller side. Individual file problems are reported in
+/// the summary, never as an error; errors are reserved for the walk itself (missing root, bad
+/// glob, unknown language in the options, thread pool failure).
+pub fn walk_repo(
+    root: &Path,
+    opts: &WalkOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+    sink: &(dyn Fn(FileResult) + Sync),
+) -> Result<WalkSummary> {
+    let mut summary = WalkSummary::default();
+    let candidates = discover(root, opts, &mut summary.skipped, &mut summary.skip_counts)?;
+    let total = candidates.len();
+    let files_done = AtomicUsize::new(0);
+    let bytes_done = AtomicU64::new(0);
+    let units_done = AtomicUsize::new(0);
+    let errors = AtomicUsize::new(0);
+    let parsed = AtomicUsize::new(0);
+    let skips: Mutex<Vec<SkippedFile>> = Mutex::new(Vec::new());
+    progress(Progress {
+        files_total: total,
+        ..Progress::default()
+    });
+
+    let work = || {
+        candidates.par_iter().for_each(|c| {
+            let outcome = read_checked(c, opts).and_then(|bytes| {
+                extract_file(c.lang, &c.rel, &bytes, &opts.extract)
+                    .map_err(|e| (SkipReason::ParseFailed, Some(e.to_string())))
+            });
+            let (nbytes, nunits) = match outcome {
+                Ok(file) => {
+                    let n = (file.bytes as u64, file.units.len());
+                    parsed.fetch_add(1, Ordering::Relaxed);
+                    if file.has_syntax_errors {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    sink(file);
+                    n
+                }
+                Err((reason, detail)) => {
+                    if let Ok(mut s) = skips.lock() {
+                        s.push(SkippedFile {
+                            path: c.rel.clone(),
+                            reason,
+                            detail,
+                        });
+                    }
+                    (0, 0)
+                }
+            };
+            let p = Progress {
+                files_total: total,
+                files_done: files_done.fetch_add(1, Ordering::Relaxed) + 1,
+                bytes_done: bytes_done.fetch_add(nbytes, Ordering::Relaxed) + nbytes,
+                units_done: units_done.fetch_add(nunits, Ordering::Relaxed) + nunits,
+            };
+            progress(p);
+        })
+    };
+    if opts.threads == 0 {
+        work();
+    } else {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads)
+            .build()
+            .map_err(|e| SyntaxError::Walk(e.to_string()))?
+            .install(work);
+    }
+
+    let file_skips = skips.into_inner().unwrap_or_else(|p| p.into_inner());
+    for s in &file_skips {
+        *summary.skip_counts.entry(s.reason).or_default() += 1;
+    }
+    summary.skipped.extend(file_skips);
+    summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.files_parsed = parsed.into_inner();
+    summary.bytes_parsed = bytes_done.into_inner();
+    summary.units = units_done.into_inner();
+    summary.files_with_errors = errors.into_inner();
+    Ok(summary)
+}
+
+/// Convenience over [`walk_repo`]: all results in memory, sorted by path. Prefer `walk_repo`
+/// with a streaming sink for large repositories.
+pub fn extract_repo(root: &Path, opts: &WalkOptions) -> Result<(Vec<FileResult>, WalkSummary)> {
+    let results = Mutex::new(Vec::new());
+    let summary = walk_repo(root, opts, &|_| {}, &|f| {
+        if let Ok(mut r) = results.lock() {
+            r.push(f);
+        }
+    })?;
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((results, summary))
+}
