@@ -1,0 +1,122 @@
+//! `gnn-coder`: index repositories and search them in plain English.
+//!
+//! A thin layer over the library crates: it parses arguments, draws progress, and turns the
+//! libraries' typed errors into messages. Exit status: 0 on success, 1 on any error, 2 on a usage
+//! error (from clap).
+
+mod index_cmd;
+mod search_cmd;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Name of the index directory created inside an indexed root when `--index` is not given.
+pub const DEFAULT_INDEX_DIR: &str = ".gnn-coder";
+
+#[derive(Parser)]
+#[command(
+    name = "gnn-coder",
+    version,
+    about = "Code search that understands plain-English questions",
+    long_about = "Index a repository's functions with tree-sitter, then find them with \
+                  plain-English or identifier queries.\n\n\
+                  Quick start:\n  gnn-coder index path/to/repo\n  \
+                  cd path/to/repo && gnn-coder search \"parse a config file\""
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index a repository (or any directory of source files).
+    Index(index_cmd::IndexArgs),
+    /// Search an index with a question, or answer a file of queries (--queries).
+    Search(search_cmd::SearchArgs),
+    /// Show what an index holds.
+    Info {
+        /// Index directory (default: the nearest .gnn-coder above the current directory).
+        #[arg(long)]
+        index: Option<PathBuf>,
+    },
+    /// List the supported languages and their file extensions.
+    Languages,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Index(args) => index_cmd::run(args),
+        Command::Search(args) => search_cmd::run(args),
+        Command::Info { index } => info(index),
+        Command::Languages => languages(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A closed stdout (`gnn-coder search ... | head`) is not an error worth a message.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The index directory to read: `--index`, else the nearest `.gnn-coder` containing a manifest
+/// in the current directory or one of its parents.
+pub fn resolve_index_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let mut here: Option<&Path> = Some(&cwd);
+    while let Some(dir) = here {
+        let candidate = dir.join(DEFAULT_INDEX_DIR);
+        if candidate.join(gnn_coder_index::MANIFEST_FILE).is_file() {
+            return Ok(candidate);
+        }
+        here = dir.parent();
+    }
+    bail!(
+        "no index found: no {DEFAULT_INDEX_DIR}/ in {} or its parents; build one with \
+         `gnn-coder index ROOT` or pass --index DIR",
+        cwd.display()
+    )
+}
+
+fn info(index: Option<PathBuf>) -> Result<()> {
+    let dir = resolve_index_dir(index)?;
+    let index = gnn_coder_index::SearchIndex::open(&dir)?;
+    let m = index.manifest();
+    println!("index:      {}", dir.display());
+    println!("root:       {}", m.root);
+    println!("format:     {} v{}", m.format, m.format_version);
+    println!("written by: gnn-coder {}", m.engine_version);
+    println!("units:      {}", index.num_units());
+    println!("files:      {}", m.stats.files);
+    println!("bytes:      {}", m.stats.bytes);
+    for (reason, n) in &m.stats.skipped {
+        println!("skipped:    {n} ({reason})");
+    }
+    Ok(())
+}
+
+fn languages() -> Result<()> {
+    for lang in gnn_coder_syntax::Language::all()? {
+        println!("{:<12} {}", lang.name(), lang.extensions().join(" "));
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong while building, opening or searching an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("no index at {path}: {reason}")]
+    NotFound { path: PathBuf, reason: String },
+
+    #[error(
+        "{path} exists and is not a gnn-coder index (it has no gnn-coder.json); refusing to write into it"
+    )]
+    NotAnIndex { path: PathBuf },
+
+    #[error(
+        "index at {path} has format version {found}, this gnn-coder reads version {expected}; rebuild it with `gnn-coder index`"
+    )]
+    IncompatibleVersion {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+
+    #[error("index manifest {path} is damaged: {reason}")]
+    BadManifest { path: PathBuf, reason: String },
+
+    #[error("invalid path glob {glob:?}: {reason}")]
+    BadGlob { glob: String, reason: String },
+
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("search engine error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+}
+
+impl IndexError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IndexError {
+        let path = path.into();
+        move |source| IndexError::Io { path, source }
+    }
+}
