@@ -70,6 +70,10 @@ pub fn run(args: IndexArgs) -> Result<()> {
             format!("unknown language {lang:?} (`gnn-coder languages` lists them)")
         })?;
     }
+    // Check the globs before anything is written, so a typo leaves no half-made index behind.
+    for glob in &args.exclude {
+        globset::Glob::new(glob).with_context(|| format!("bad --exclude glob {glob:?}"))?;
+    }
     let index_dir = args
         .index
         .clone()

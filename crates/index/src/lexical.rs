@@ -158,7 +158,7 @@ impl IndexBuilder {
         index.tokenizers().register(CODE_TOKENIZER, code_analyzer());
         let threads = threads.clamp(1, 8);
         let writer =
-            index.writer_with_num_threads(threads, WRITER_MEMORY.max(threads * 20 << 20))?;
+            index.writer_with_num_threads(threads, WRITER_MEMORY.max((threads * 20) << 20))?;
         Ok(IndexBuilder {
             dir: dir.to_path_buf(),
             generation,
@@ -364,30 +364,38 @@ impl SearchIndex {
             return Ok(Vec::new());
         };
         let searcher = self.reader.searcher();
+        // There are never more hits than units; tantivy sizes its buffers by the limit, so a huge
+        // `top_k` must not reach it.
+        let num_docs = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
+        let top_k = req.top_k.min(num_docs);
+        if top_k == 0 {
+            return Ok(Vec::new());
+        }
         // A path glob filters ranked hits, so fetch more until enough pass (or none are left).
         let mut limit = if glob.is_some() {
-            (req.top_k * 20).max(200)
+            top_k.saturating_mul(20).max(200)
         } else {
-            req.top_k
-        };
+            top_k
+        }
+        .min(num_docs);
         loop {
             let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
-            let exhausted = top.len() < limit;
-            let mut hits = Vec::with_capacity(req.top_k);
+            let exhausted = top.len() < limit || limit >= num_docs;
+            let mut hits = Vec::with_capacity(top_k);
             for (score, addr) in top {
                 let doc: TantivyDocument = searcher.doc(addr)?;
                 let hit = self.hit_from_doc(&doc, score);
                 if glob.as_ref().is_none_or(|g| g.is_match(&hit.path)) {
                     hits.push(hit);
-                    if hits.len() == req.top_k {
+                    if hits.len() == top_k {
                         break;
                     }
                 }
             }
-            if hits.len() == req.top_k || exhausted {
+            if hits.len() == top_k || exhausted {
                 return Ok(hits);
             }
-            limit = limit.saturating_mul(4);
+            limit = limit.saturating_mul(4).min(num_docs);
         }
     }
 

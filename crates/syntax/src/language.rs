@@ -205,17 +205,34 @@ impl Language {
         })
     }
 
-    fn registry() -> &'static [Result<Language>] {
-        static LOADED: OnceLock<Vec<Result<Language>>> = OnceLock::new();
-        LOADED.get_or_init(|| REGISTRY.iter().map(Language::load).collect())
+    /// One lazily loaded slot per registered language: compiling a grammar's query costs
+    /// milliseconds, so a search that names one language does not pay for all eleven.
+    fn slots() -> &'static [OnceLock<Result<Language>>] {
+        static SLOTS: OnceLock<Vec<OnceLock<Result<Language>>>> = OnceLock::new();
+        SLOTS.get_or_init(|| REGISTRY.iter().map(|_| OnceLock::new()).collect())
+    }
+
+    fn slot(i: usize) -> &'static Result<Language> {
+        Self::slots()[i].get_or_init(|| Language::load(&REGISTRY[i]))
+    }
+
+    /// The parsed `language.toml` of every registered language (cheap; `None` if broken, which
+    /// loading the language then reports).
+    fn configs() -> &'static [Option<LanguageConfig>] {
+        static CONFIGS: OnceLock<Vec<Option<LanguageConfig>>> = OnceLock::new();
+        CONFIGS.get_or_init(|| {
+            REGISTRY
+                .iter()
+                .map(|d| LanguageConfig::parse(d.config).ok())
+                .collect()
+        })
     }
 
     /// All registered languages. Fails only if the embedded data of a language is broken (which
     /// the crate's tests rule out).
     pub fn all() -> Result<Vec<&'static Language>> {
-        Self::registry()
-            .iter()
-            .map(|r| match r {
+        (0..REGISTRY.len())
+            .map(|i| match Self::slot(i) {
                 Ok(l) => Ok(l),
                 Err(e) => Err(SyntaxError::LanguageData {
                     language: "?".into(),
@@ -227,20 +244,20 @@ impl Language {
 
     /// The language registered as `name` (`python`, `rust`, `tsx`, ...).
     pub fn by_name(name: &str) -> Result<&'static Language> {
-        Self::registry()
+        Self::configs()
             .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .find(|l| l.config.name == name)
+            .position(|c| c.as_ref().is_some_and(|c| c.name == name))
+            .and_then(|i| Self::slot(i).as_ref().ok())
             .ok_or_else(|| SyntaxError::UnknownLanguage(name.to_string()))
     }
 
     /// The language of a file, by its extension (case-insensitive); `None` if unsupported.
     pub fn for_path(path: &Path) -> Option<&'static Language> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        Self::registry()
+        Self::configs()
             .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .find(|l| l.config.extensions.contains(&ext))
+            .position(|c| c.as_ref().is_some_and(|c| c.extensions.contains(&ext)))
+            .and_then(|i| Self::slot(i).as_ref().ok())
     }
 
     /// Registered name.
