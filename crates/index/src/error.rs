@@ -23,6 +23,20 @@ pub enum IndexError {
     #[error("index manifest {path} is damaged: {reason}")]
     BadManifest { path: PathBuf, reason: String },
 
+    #[error(
+        "index at {path} holds no vectors (it was built without a model); rebuild it with `gnn-coder index` after `scripts/fetch-model.sh`, or search with --mode lexical"
+    )]
+    NoVectors { path: PathBuf },
+
+    #[error(
+        "index at {path} holds {index}-dimensional vectors but the query has {query}; rebuild the index with the current model"
+    )]
+    DimensionMismatch {
+        path: PathBuf,
+        index: usize,
+        query: usize,
+    },
+
     #[error("invalid path glob {glob:?}: {reason}")]
     BadGlob { glob: String, reason: String },
 

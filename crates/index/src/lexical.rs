@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use globset::{Glob, GlobMatcher};
 use gnn_coder_syntax::{CodeUnit, UnitKind};
@@ -17,7 +17,15 @@ use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 
 use crate::manifest::{self, BuildStats, Manifest};
 use crate::tokenizer::{CODE_TOKENIZER, analyze, code_analyzer};
+use crate::vectors::{self, EmbeddingInfo, UnitTable, Vectors};
 use crate::{IndexError, Result};
+
+fn poisoned() -> IndexError {
+    IndexError::Io {
+        path: PathBuf::new(),
+        source: std::io::Error::other("an indexing thread panicked"),
+    }
+}
 
 const LEXICAL_DIR: &str = "lexical";
 const LOCK_FILE: &str = ".build.lock";
@@ -108,7 +116,9 @@ pub struct IndexBuilder {
     generation_dir: PathBuf,
     writer: IndexWriter,
     fields: Fields,
-    next_id: AtomicU64,
+    /// Per-unit metadata; its length is the next id.
+    table: Mutex<UnitTable>,
+    embedding: Option<EmbeddingInfo>,
     _lock: fs::File,
 }
 
@@ -165,7 +175,8 @@ impl IndexBuilder {
             generation_dir,
             writer,
             fields,
-            next_id: AtomicU64::new(0),
+            table: Mutex::new(UnitTable::default()),
+            embedding: None,
             _lock: lock,
         })
     }
@@ -173,7 +184,11 @@ impl IndexBuilder {
     /// Adds one unit and returns its id (dense, from 0, in the order of the calls).
     pub fn add(&self, unit: &CodeUnit) -> Result<u64> {
         let f = &self.fields;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.table.lock().map_err(|_| poisoned())?.push(
+            &unit.language,
+            unit.kind.as_str(),
+            &unit.path,
+        );
         let mut doc = TantivyDocument::default();
         doc.add_u64(f.id, id);
         doc.add_text(f.path, &unit.path);
@@ -197,24 +212,42 @@ impl IndexBuilder {
 
     /// Number of units added so far.
     pub fn len(&self) -> u64 {
-        self.next_id.load(Ordering::Relaxed)
+        self.table.lock().map_or(0, |t| t.len() as u64)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Stores one vector per unit (`rows[id]`), all of `info.dim` dimensions, for semantic
+    /// search. Call after the last [`IndexBuilder::add`] and before [`IndexBuilder::finish`].
+    pub fn set_vectors(&mut self, info: EmbeddingInfo, rows: &[Vec<f32>]) -> Result<()> {
+        let units = self.len() as usize;
+        if rows.len() != units {
+            return Err(IndexError::Io {
+                path: self.generation_dir.clone(),
+                source: std::io::Error::other(format!("{} vectors for {units} units", rows.len())),
+            });
+        }
+        vectors::write_vectors(&self.generation_dir, info.dim, rows)?;
+        self.embedding = Some(info);
+        Ok(())
+    }
+
     /// Commits the generation, makes it live, and removes the previous one.
     pub fn finish(mut self, root: &Path, mut stats: BuildStats) -> Result<Manifest> {
         self.writer.commit()?;
         self.writer.wait_merging_threads()?;
-        stats.units = self.next_id.load(Ordering::Relaxed);
+        let table = self.table.into_inner().map_err(|_| poisoned())?;
+        table.store(&self.generation_dir)?;
+        stats.units = table.len() as u64;
         let root = root
             .canonicalize()
             .unwrap_or_else(|_| root.to_path_buf())
             .to_string_lossy()
             .into_owned();
-        let manifest = Manifest::new(self.generation.clone(), root, stats);
+        let mut manifest = Manifest::new(self.generation.clone(), root, stats);
+        manifest.embedding = self.embedding.take();
         manifest.store(&self.dir)?;
         manifest::remove_stale_generations(&self.dir, &self.generation);
         Ok(manifest)
@@ -313,6 +346,27 @@ pub struct SearchIndex {
     manifest: Manifest,
     reader: IndexReader,
     fields: Fields,
+    /// Unit table and vectors, loaded on the first semantic search.
+    semantic: OnceLock<std::result::Result<Semantic, String>>,
+}
+
+struct Semantic {
+    table: UnitTable,
+    vectors: Vectors,
+}
+
+/// How many candidates each side contributes to hybrid fusion.
+const FUSION_CANDIDATES: usize = 100;
+
+impl KindFilter {
+    /// The kind names this filter admits; empty = all.
+    fn names(&self) -> Vec<String> {
+        match self {
+            KindFilter::All => Vec::new(),
+            KindFilter::Callables => vec!["function".into(), "method".into()],
+            KindFilter::Only(kinds) => kinds.iter().map(|k| k.as_str().to_string()).collect(),
+        }
+    }
 }
 
 impl SearchIndex {
@@ -335,6 +389,7 @@ impl SearchIndex {
             manifest,
             reader,
             fields,
+            semantic: OnceLock::new(),
         })
     }
 
@@ -399,6 +454,118 @@ impl SearchIndex {
         }
     }
 
+    /// The model whose vectors this index holds, if any.
+    pub fn embedding(&self) -> Option<&EmbeddingInfo> {
+        self.manifest.embedding.as_ref()
+    }
+
+    fn semantic(&self) -> Result<&Semantic> {
+        let info = self.embedding().ok_or_else(|| IndexError::NoVectors {
+            path: self.dir.clone(),
+        })?;
+        let gen_dir = self.manifest.generation_dir(&self.dir);
+        let loaded = self.semantic.get_or_init(|| {
+            let table = UnitTable::load(&gen_dir).map_err(|e| e.to_string())?;
+            let vectors =
+                Vectors::load(&gen_dir, info.dim, table.len()).map_err(|e| e.to_string())?;
+            Ok(Semantic { table, vectors })
+        });
+        loaded.as_ref().map_err(|reason| IndexError::BadManifest {
+            path: gen_dir,
+            reason: reason.clone(),
+        })
+    }
+
+    /// Ranks units by the dot product of their vector with `query` (an L2-normalized vector
+    /// from the same model as the index's). Filters apply as in [`SearchIndex::search`].
+    pub fn search_semantic(&self, req: &SearchRequest, query: &[f32]) -> Result<Vec<Hit>> {
+        let dense = self.dense_candidates(req, query, req.top_k)?;
+        self.hits_for(dense.into_iter().map(|(id, s)| (id as u64, s)))
+    }
+
+    /// Fuses lexical and semantic ranking: each side's top candidates are pooled, their scores
+    /// min-max scaled per query (a unit missing from the lexical list scores 0 there), and
+    /// ranked by `dense_weight * dense + (1 - dense_weight) * lexical`.
+    pub fn search_hybrid(
+        &self,
+        req: &SearchRequest,
+        query: &[f32],
+        dense_weight: f32,
+    ) -> Result<Vec<Hit>> {
+        if req.top_k == 0 {
+            return Ok(Vec::new());
+        }
+        let pool = req.top_k.max(FUSION_CANDIDATES);
+        let semantic = self.semantic()?;
+        check_dim(semantic, query, &self.dir)?;
+        let dense_all = semantic.vectors.scores(query);
+        let lexical = self.search(&SearchRequest {
+            top_k: pool,
+            ..req.clone()
+        })?;
+        let dense = self.dense_candidates_from(semantic, &dense_all, req, pool)?;
+        let mut ids: Vec<usize> = dense.iter().map(|&(id, _)| id).collect();
+        let lex: std::collections::HashMap<usize, f32> =
+            lexical.iter().map(|h| (h.id as usize, h.score)).collect();
+        ids.extend(lex.keys().filter(|id| !dense.iter().any(|(d, _)| d == *id)));
+        let (dmin, dmax) = min_max(ids.iter().filter_map(|&id| dense_all.get(id).copied()));
+        let (lmin, lmax) = min_max(lex.values().copied());
+        let scale = |x: f32, lo: f32, hi: f32| if hi > lo { (x - lo) / (hi - lo) } else { 1.0 };
+        let w = dense_weight.clamp(0.0, 1.0);
+        let mut fused: Vec<(usize, f32)> = ids
+            .into_iter()
+            .map(|id| {
+                let d = dense_all.get(id).map_or(0.0, |&x| scale(x, dmin, dmax));
+                let l = lex.get(&id).map_or(0.0, |&x| scale(x, lmin, lmax));
+                (id, w * d + (1.0 - w) * l)
+            })
+            .collect();
+        fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        fused.truncate(req.top_k);
+        self.hits_for(fused.into_iter().map(|(id, s)| (id as u64, s)))
+    }
+
+    fn dense_candidates(
+        &self,
+        req: &SearchRequest,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<(usize, f32)>> {
+        let semantic = self.semantic()?;
+        check_dim(semantic, query, &self.dir)?;
+        let scores = semantic.vectors.scores(query);
+        self.dense_candidates_from(semantic, &scores, req, k)
+    }
+
+    fn dense_candidates_from(
+        &self,
+        semantic: &Semantic,
+        scores: &[f32],
+        req: &SearchRequest,
+        k: usize,
+    ) -> Result<Vec<(usize, f32)>> {
+        let glob = match &req.path_glob {
+            Some(g) => Some(compile_glob(g)?),
+            None => None,
+        };
+        let keep = semantic
+            .table
+            .filter(&req.languages, &req.kinds.names(), glob.as_ref());
+        Ok(vectors::top_k(scores, k.min(scores.len()), keep))
+    }
+
+    /// Hits for `(id, score)` pairs, in the given order.
+    fn hits_for(&self, ranked: impl Iterator<Item = (u64, f32)>) -> Result<Vec<Hit>> {
+        let ranked: Vec<(u64, f32)> = ranked.collect();
+        let ids: Vec<u64> = ranked.iter().map(|&(id, _)| id).collect();
+        let scores: std::collections::HashMap<u64, f32> = ranked.into_iter().collect();
+        let mut hits = self.units_by_id(&ids)?;
+        for hit in &mut hits {
+            hit.score = scores.get(&hit.id).copied().unwrap_or(0.0);
+        }
+        Ok(hits)
+    }
+
     /// Looks units up by id (ids that do not exist are skipped).
     pub fn units_by_id(&self, ids: &[u64]) -> Result<Vec<Hit>> {
         let searcher = self.reader.searcher();
@@ -458,11 +625,7 @@ impl SearchIndex {
         if let Some(filter) = exact_any(f.language, &req.languages) {
             clauses.push((Occur::Must, filter));
         }
-        let kinds: Vec<String> = match &req.kinds {
-            KindFilter::All => Vec::new(),
-            KindFilter::Callables => vec!["function".into(), "method".into()],
-            KindFilter::Only(kinds) => kinds.iter().map(|k| k.as_str().to_string()).collect(),
-        };
+        let kinds = req.kinds.names();
         if let Some(filter) = exact_any(f.kind, &kinds) {
             clauses.push((Occur::Must, filter));
         }
@@ -526,4 +689,22 @@ fn compile_glob(glob: &str) -> Result<GlobMatcher> {
             glob: glob.to_string(),
             reason: e.kind().to_string(),
         })
+}
+
+fn check_dim(semantic: &Semantic, query: &[f32], dir: &Path) -> Result<()> {
+    if query.len() == semantic.vectors.dim {
+        Ok(())
+    } else {
+        Err(IndexError::DimensionMismatch {
+            path: dir.to_path_buf(),
+            index: semantic.vectors.dim,
+            query: query.len(),
+        })
+    }
+}
+
+fn min_max(values: impl Iterator<Item = f32>) -> (f32, f32) {
+    values.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    })
 }

@@ -30,10 +30,12 @@ mod error;
 mod lexical;
 mod manifest;
 pub mod tokenizer;
+mod vectors;
 
 pub use error::IndexError;
 pub use lexical::{FieldBoosts, Hit, IndexBuilder, KindFilter, SearchIndex, SearchRequest};
 pub use manifest::{BuildStats, FORMAT_VERSION, MANIFEST_FILE, Manifest};
+pub use vectors::EmbeddingInfo;
 
 /// Result type of this crate.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;

@@ -41,6 +41,9 @@ pub struct Manifest {
     /// Seconds since the Unix epoch when the build finished.
     pub created_unix: u64,
     pub stats: BuildStats,
+    /// The model whose vectors the index holds; `None` for a lexical-only index.
+    #[serde(default)]
+    pub embedding: Option<crate::EmbeddingInfo>,
 }
 
 impl Manifest {
@@ -57,6 +60,7 @@ impl Manifest {
             root,
             created_unix,
             stats,
+            embedding: None,
         }
     }
 
