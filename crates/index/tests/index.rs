@@ -37,6 +37,7 @@ fn unit(
         end_line: start_line + lines - 1,
         def_line: start_line,
         doc: doc.map(str::to_string),
+        doc_spans: Vec::new(),
         code: code.into(),
     }
 }

@@ -233,9 +233,15 @@ fn span_start<'t>(lang: &Language, outer: Node<'t>) -> Node<'t> {
     first
 }
 
-fn comment_doc(lang: &Language, first: Node<'_>, source: &[u8]) -> Option<String> {
+/// The doc comment block directly before `first`, and the byte range of each comment in it.
+fn comment_doc(
+    lang: &Language,
+    first: Node<'_>,
+    source: &[u8],
+) -> Option<(String, Vec<(usize, usize)>)> {
     let markers = &lang.config.doc_markers;
     let mut parts = Vec::new();
+    let mut spans = Vec::new();
     let mut next_row = first.start_position().row;
     let mut cur = first;
     loop {
@@ -286,6 +292,7 @@ fn comment_doc(lang: &Language, first: Node<'_>, source: &[u8]) -> Option<String
             break;
         }
         parts.push((t.starts_with("/*"), strip_comment(t, markers)));
+        spans.push((prev.start_byte(), prev.end_byte()));
         next_row = prev.start_position().row;
         cur = prev;
     }
@@ -293,6 +300,7 @@ fn comment_doc(lang: &Language, first: Node<'_>, source: &[u8]) -> Option<String
         return None;
     }
     parts.reverse();
+    spans.reverse();
     // Runs of line comments are dedented together (keeping relative indentation of examples);
     // block comments are already dedented on their own.
     let mut groups: Vec<String> = Vec::new();
@@ -311,10 +319,15 @@ fn comment_doc(lang: &Language, first: Node<'_>, source: &[u8]) -> Option<String
         groups.push(dedent(&run));
     }
     let doc = dedent(&groups.join("\n"));
-    (!doc.trim().is_empty()).then_some(doc)
+    (!doc.trim().is_empty()).then_some((doc, spans))
 }
 
-fn docstring(lang: &Language, node: Node<'_>, source: &[u8]) -> Option<String> {
+/// The docstring of a definition, and the byte range of its statement.
+fn docstring(
+    lang: &Language,
+    node: Node<'_>,
+    source: &[u8],
+) -> Option<(String, Vec<(usize, usize)>)> {
     let body = node.child_by_field_name(lang.config.doc_body_field.as_str())?;
     let mut cursor = body.walk();
     let first = body
@@ -328,7 +341,7 @@ fn docstring(lang: &Language, node: Node<'_>, source: &[u8]) -> Option<String> {
         return None;
     }
     let doc = docstring_content(&text(&string, source));
-    (!doc.trim().is_empty()).then_some(doc)
+    (!doc.trim().is_empty()).then(|| (doc, vec![(first.start_byte(), first.end_byte())]))
 }
 
 fn build_units(
@@ -405,11 +418,12 @@ fn build_units(
         };
         let def_line = (def.name_row + 1).clamp(start_line, end_line.max(start_line));
         end_line = end_line.max(def_line);
-        let doc = match cfg.doc {
+        let (doc, doc_spans) = match cfg.doc {
             DocStyle::Docstring => docstring(lang, def.node, source),
             DocStyle::Comments => comment_doc(lang, outer, source),
             DocStyle::None => None,
-        };
+        }
+        .unzip();
         let code = String::from_utf8_lossy(source.get(start_byte..end_byte).unwrap_or_default())
             .into_owned();
         parsed.units.push(CodeUnit {
@@ -424,6 +438,7 @@ fn build_units(
             end_line,
             def_line,
             doc,
+            doc_spans: doc_spans.unwrap_or_default(),
             code,
         });
         if opts.graphs {

@@ -61,6 +61,14 @@ pub struct CodeUnit {
     pub def_line: usize,
     /// Docstring / doc comment text, markers stripped (`///`, `"""`, `/** */`, `#`), if any.
     pub doc: Option<String>,
+    /// Where `doc` was read from: byte ranges in the file (absolute, like `start_byte`), in source
+    /// order: the docstring statement (Python), or each doc comment node (comment languages; an
+    /// attribute between two doc comments is not covered). Empty when there is no doc. The ranges
+    /// may lie before `start_byte` (a doc comment above the span) or inside the span (a docstring,
+    /// or a doc comment after an attribute); removing the ones inside the span from `code` gives
+    /// the unit without its documentation (see `gnn-coder-train`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub doc_spans: Vec<(usize, usize)>,
     /// Source text of the span (lossy UTF-8), docstring included as written in the file.
     pub code: String,
 }
