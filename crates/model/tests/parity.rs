@@ -1,0 +1,198 @@
+//! Tests with the real pretrained model. They skip (pass, printing why) when
+//! `models/all-MiniLM-L6-v2` is absent; run `scripts/fetch-model.sh` first.
+
+use std::path::PathBuf;
+
+use gnn_coder_model::{Embedder, EmbedderOptions, GraphUse, UnitInput, check_model_dir};
+use gnn_coder_syntax::AstGraph;
+use serde::Deserialize;
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("GNN_CODER_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
+        })
+}
+
+/// The embedder, or `None` (after printing why) when the model files are absent.
+fn embedder(graph: GraphUse) -> Option<Embedder> {
+    let dir = model_dir();
+    if let Err(e) = check_model_dir(&dir) {
+        eprintln!("SKIPPED: {e}");
+        return None;
+    }
+    let mut opts = EmbedderOptions::new(dir);
+    opts.graph = graph;
+    Some(Embedder::load(&opts).expect("load model"))
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    max_seq_length: usize,
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    num_tokens: usize,
+    embedding: Vec<f32>,
+}
+
+fn cos(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn loads_all_encoder_tensors() {
+    let Some(emb) = embedder(GraphUse::IfTrained) else {
+        return;
+    };
+    let report = emb.load_report();
+    assert_eq!(report.applied, 101);
+    assert!(report.missing.is_empty());
+    let mut unused = report.unused.clone();
+    unused.sort();
+    assert_eq!(
+        unused,
+        vec![
+            "embeddings.position_ids",
+            "pooler.dense.bias",
+            "pooler.dense.weight"
+        ]
+    );
+    assert!(!emb.is_trained());
+    assert_eq!(emb.dim(), 384);
+}
+
+#[test]
+fn parity_with_sentence_transformers() {
+    let Some(emb) = embedder(GraphUse::IfTrained) else {
+        return;
+    };
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference_embeddings.json");
+    let text = std::fs::read_to_string(&path).expect("reference JSON is committed");
+    let reference: Reference = serde_json::from_str(&text).expect("valid reference JSON");
+    assert_eq!(reference.max_seq_length, emb.max_tokens());
+    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    let ours = emb.embed_sentences(&texts).unwrap();
+    let mut worst = f32::MAX;
+    for (item, v) in reference.items.iter().zip(&ours) {
+        let tokens = emb.tokenizer().encode(&item.text).unwrap();
+        assert_eq!(
+            tokens.len(),
+            item.num_tokens,
+            "token count of {:?}",
+            item.text
+        );
+        let c = cos(v, &item.embedding);
+        eprintln!(
+            "cos {c:.7}  tokens {:3}  {:?}",
+            item.num_tokens,
+            item.text.chars().take(40).collect::<String>()
+        );
+        worst = worst.min(c);
+        assert!(c >= 0.999, "cosine {c} < 0.999 for {:?}", item.text);
+    }
+    eprintln!("parity: worst cosine {worst:.7} over {} texts", ours.len());
+
+    // Batching must not change results (padding is masked): one text at a time.
+    for (t, v) in texts.iter().zip(&ours) {
+        let single = emb.embed_sentences(&[t]).unwrap();
+        assert!(cos(&single[0], v) > 0.99999);
+    }
+}
+
+#[test]
+fn untrained_model_is_minilm_zero_shot() {
+    let Some(emb) = embedder(GraphUse::IfTrained) else {
+        return;
+    };
+    let q = emb.embed_queries(&["read a file line by line"]).unwrap();
+    let s = emb.embed_sentences(&["read a file line by line"]).unwrap();
+    assert!(cos(&q[0], &s[0]) > 0.99999);
+    let code = "def read_lines(path):\n    with open(path) as f:\n        return f.readlines()\n";
+    let graph = toy_graph(code);
+    let u = emb
+        .embed_units(&[UnitInput::new(code, Some(&graph), "python")])
+        .unwrap();
+    let s = emb.embed_sentences(&[code]).unwrap();
+    assert!(cos(&u[0], &s[0]) > 0.99999, "graph skipped while untrained");
+}
+
+/// A small hand-made graph: root, one child per line.
+fn toy_graph(code: &str) -> AstGraph {
+    let mut g = AstGraph {
+        kinds: vec![1],
+        spans: vec![(0, code.len() as u32)],
+        child_counts: vec![0],
+        edges: vec![],
+    };
+    let mut start = 0u32;
+    for line in code.split_inclusive('\n') {
+        let end = start + line.len() as u32;
+        g.edges.push((0, g.kinds.len() as u32));
+        g.kinds.push(2);
+        g.spans.push((start, end));
+        g.child_counts.push(0);
+        g.child_counts[0] += 1;
+        start = end;
+    }
+    g
+}
+
+#[test]
+fn graph_path_on_real_model() {
+    let Some(emb) = embedder(GraphUse::Always) else {
+        return;
+    };
+    let code = "def read_lines(path):\n    with open(path) as f:\n        return f.readlines()\n";
+    let graph = toy_graph(code);
+    // A 5,000-node graph over a long unit (truncated to 256 tokens) and an empty function.
+    let long: String = (0..800).map(|i| format!("x{i} = y{i} + {i}\n")).collect();
+    let mut big = AstGraph {
+        kinds: vec![1],
+        spans: vec![(0, long.len() as u32)],
+        child_counts: vec![0],
+        edges: vec![],
+    };
+    let mut pos = 0u32;
+    while big.kinds.len() < 5000 {
+        let i = big.kinds.len() as u32;
+        let parent = (i - 1) / 4;
+        let (ps, pe) = big.spans[parent as usize];
+        let s = (ps + pos % 7).min(pe);
+        big.edges.push((parent, i));
+        big.child_counts[parent as usize] += 1;
+        big.kinds.push((i % 200) as u16);
+        big.spans.push((s, pe));
+        big.child_counts.push(0);
+        pos += 1;
+    }
+    let empty = AstGraph::default();
+    let units = [
+        UnitInput::new(code, Some(&graph), "python"),
+        UnitInput::new(&long, Some(&big), "python"),
+        UnitInput::new("", Some(&empty), "rust"),
+        UnitInput::new("", None, "rust"),
+    ];
+    let a = emb.embed_units(&units).unwrap();
+    let b = emb.embed_units(&units).unwrap();
+    assert_eq!(a, b, "deterministic");
+    assert_eq!(a.len(), 4);
+    for v in &a {
+        assert_eq!(v.len(), 384);
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+    // Untrained fusion stays close to the plain transformer vector.
+    let s = emb.embed_sentences(&[code]).unwrap();
+    let c = cos(&a[0], &s[0]);
+    assert!(c > 0.99, "untrained fused vs MiniLM: {c}");
+    // Empty unit with an empty graph == without a graph.
+    assert_eq!(a[2], a[3]);
+}
