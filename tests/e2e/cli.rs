@@ -217,7 +217,17 @@ fn s(p: &Path) -> &str {
 
 /// Indexes `root` into `index` with `--json` and returns the summary.
 fn index(root: &Path, index: &Path) -> Value {
-    json(ok(&["index", s(root), "--index", s(index), "--json"]).trim())
+    json(
+        ok(&[
+            "index",
+            "--lexical-only",
+            s(root),
+            "--index",
+            s(index),
+            "--json",
+        ])
+        .trim(),
+    )
 }
 
 /// The fixture indexed once for the tests that only read it, and its summary.
@@ -566,7 +576,7 @@ fn default_index_location_from_a_subdirectory() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("repo");
     copy_dir(&fixture(), &root);
-    let first = json(ok_in(&root, &["index", ".", "--json"]).trim());
+    let first = json(ok_in(&root, &["index", "--lexical-only", ".", "--json"]).trim());
     let index_dir = root.join(".gnn-coder");
     assert!(index_dir.join("gnn-coder.json").is_file());
 
@@ -581,7 +591,7 @@ fn default_index_location_from_a_subdirectory() {
     assert!(info.contains(s(&root.canonicalize().unwrap())), "{info}");
 
     // Re-indexing (from a subdirectory, naming the root) does not index the index.
-    let second = json(ok_in(&cwd, &["index", s(&root), "--json"]).trim());
+    let second = json(ok_in(&cwd, &["index", "--lexical-only", s(&root), "--json"]).trim());
     for key in ["files", "units", "bytes", "skipped"] {
         assert_eq!(first[key], second[key], "{key}: {first} vs {second}");
     }
@@ -633,7 +643,7 @@ fn index_a_missing_root() {
     let tmp = tempfile::tempdir().unwrap();
     let idx = tmp.path().join("idx");
     let missing = tmp.path().join("no-such-repo");
-    let err = fails(&["index", s(&missing), "--index", s(&idx)]);
+    let err = fails(&["index", "--lexical-only", s(&missing), "--index", s(&idx)]);
     assert!(
         err.contains("no-such-repo") && err.contains("not a directory"),
         "{err}"
@@ -642,7 +652,7 @@ fn index_a_missing_root() {
     // A file is not a root either.
     let file = tmp.path().join("file.py");
     fs::write(&file, "def f():\n    pass\n").unwrap();
-    let err = fails(&["index", s(&file), "--index", s(&idx)]);
+    let err = fails(&["index", "--lexical-only", s(&file), "--index", s(&idx)]);
     assert!(err.contains("not a directory"), "{err}");
 }
 
@@ -654,7 +664,13 @@ fn index_into_a_foreign_directory() {
     fs::write(foreign.join("thesis.txt"), "chapter one").unwrap();
     fs::write(foreign.join("sub/data.csv"), "a,b\n1,2\n").unwrap();
     let before = snapshot(&foreign);
-    let err = fails(&["index", s(&fixture()), "--index", s(&foreign)]);
+    let err = fails(&[
+        "index",
+        "--lexical-only",
+        s(&fixture()),
+        "--index",
+        s(&foreign),
+    ]);
     assert!(err.contains("not a gnn-coder index"), "{err}");
     assert!(err.contains("documents"), "{err}");
     assert_eq!(
@@ -787,7 +803,7 @@ fn bad_arguments() {
         "--json",
     ]);
     assert!(
-        err.contains("invalid path glob") && err.contains("q.jsonl:1"),
+        err.contains("invalid path glob") && !err.contains("panicked"),
         "{err}"
     );
     let err = fails(&["search", "--index", idx, "--kind", "widget", "sort"]);
@@ -986,7 +1002,14 @@ fn a_repository_of_bad_files() {
 
     // The human summary names the skipped files and why.
     let idx2 = tmp.path().join("idx2");
-    let out = run(&["index", s(&root), "--index", s(&idx2), "-q"]);
+    let out = run(&[
+        "index",
+        "--lexical-only",
+        s(&root),
+        "--index",
+        s(&idx2),
+        "-q",
+    ]);
     assert!(out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("indexed 5 files"), "{err}");
@@ -994,4 +1017,152 @@ fn a_repository_of_bad_files() {
     assert!(err.contains("src/fake.py (binary"), "{err}");
     assert!(err.contains("syntax errors"), "{err}");
     assert!(!err.contains("panicked"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantic and hybrid search with the real pretrained model.
+
+/// The pretrained model of the checkout, if fetched (`scripts/fetch-model.sh`). CI fetches it,
+/// so there a missing model fails the test instead of skipping it.
+fn model_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run scripts/fetch-model.sh before the tests"
+    );
+    eprintln!(
+        "skipping: no model at {} (run scripts/fetch-model.sh)",
+        dir.display()
+    );
+    None
+}
+
+#[test]
+fn semantic_and_hybrid_search_with_the_model() {
+    let Some(model) = model_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    let root = fixture();
+    let out = run(&[
+        "index",
+        s(&root),
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("embedded 46 units"), "{stderr}");
+    assert!(
+        stderr.contains("untrained"),
+        "the untrained head must be said: {stderr}"
+    );
+    let info = ok(&["info", "--index", s(&idx)]);
+    assert!(info.contains("(384 dims)"), "{info}");
+
+    // Paraphrases that share almost no words with the code they should find.
+    for mode in ["semantic", "hybrid"] {
+        let out = run(&[
+            "search",
+            "--index",
+            s(&idx),
+            "--model-dir",
+            s(&model),
+            "--mode",
+            mode,
+            "--json",
+            "--lang",
+            "python",
+            "string similarity distance",
+        ]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("untrained"), "{mode}: {stderr}");
+        let hits = json(text(&out.stdout).trim())["results"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            field(&hits[0], "symbol"),
+            "levenshtein_distance",
+            "{mode}: {hits:#?}"
+        );
+        assert!(hits.iter().all(|h| field(h, "language") == "python"));
+        assert!(
+            hits.windows(2)
+                .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()),
+            "{mode}: scores not sorted"
+        );
+    }
+
+    // The batch contract holds in every mode, with one line per query in order.
+    let queries = tmp.path().join("q.jsonl");
+    fs::write(
+        &queries,
+        "{\"id\": 1, \"query\": \"edit distance of strings\"}\n{\"id\": \"b\", \"query\": \"parse an ini config file\"}\n",
+    )
+    .unwrap();
+    let out = ok(&[
+        "search",
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+        "--queries",
+        s(&queries),
+        "--top-k",
+        "3",
+        "--json",
+    ]);
+    let lines: Vec<Value> = out.lines().map(json).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], 1);
+    assert_eq!(lines[1]["id"], "b");
+    assert_eq!(field(&lines[1]["results"][0], "symbol"), "parse_ini");
+
+    // Asking a lexical-only index for semantic search is a clear error.
+    let lex = tmp.path().join("lex");
+    ok(&[
+        "index",
+        "--lexical-only",
+        s(&root),
+        "--index",
+        s(&lex),
+        "-q",
+    ]);
+    let err = fails(&[
+        "search",
+        "--index",
+        s(&lex),
+        "--model-dir",
+        s(&model),
+        "--mode",
+        "semantic",
+        "edit distance",
+    ]);
+    assert!(err.contains("holds no vectors"), "{err}");
+    // ... while its default mode is lexical and works without the model.
+    let out = ok(&[
+        "search",
+        "--index",
+        s(&lex),
+        "--json",
+        "parse an ini config file",
+    ]);
+    assert!(out.contains("parse_ini"), "{out}");
+
+    // A model directory that is not there is named in the error.
+    let err = fails(&[
+        "search",
+        "--index",
+        s(&idx),
+        "--model-dir",
+        "/nonexistent/model",
+        "edit distance",
+    ]);
+    assert!(err.contains("fetch-model.sh"), "{err}");
 }

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::DEFAULT_INDEX_DIR;
+use crate::semantic::{self, PendingUnit};
 
 #[derive(Args)]
 pub struct IndexArgs {
@@ -37,6 +38,13 @@ pub struct IndexArgs {
     /// Threads for parsing and indexing (default: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Build only the lexical index (no model, no vectors).
+    #[arg(long)]
+    lexical_only: bool,
+    /// Directory of the pretrained model (default: $GNN_CODER_MODEL_DIR, ./models/all-MiniLM-L6-v2,
+    /// or the models/ folder of the checkout gnn-coder was built from).
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -58,6 +66,9 @@ struct Summary<'a> {
     seconds: f64,
     files_with_syntax_errors: usize,
     skipped: &'a BTreeMap<String, u64>,
+    /// The model of the vectors; absent for a lexical-only index.
+    embedding: Option<&'a gnn_coder_index::EmbeddingInfo>,
+    embed_seconds: f64,
 }
 
 pub fn run(args: IndexArgs) -> Result<()> {
@@ -97,11 +108,28 @@ pub fn run(args: IndexArgs) -> Result<()> {
         opts.exclude_globs.push(format!("{rel}/**"));
     }
 
+    // The model, unless asked not to; without one the index is lexical-only, said loudly.
+    let embedder = if args.lexical_only {
+        None
+    } else {
+        match semantic::find_model_dir(args.model_dir.as_deref()) {
+            Ok(dir) => Some(semantic::load_embedder(&dir)?),
+            Err(e) if args.model_dir.is_none() => {
+                eprintln!("warning: {e:#}\nwarning: building a lexical-only index");
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    // AST graphs feed the graph encoder, which only runs with trained weights.
+    opts.extract.graphs = embedder.as_ref().is_some_and(|e| e.is_trained());
+
     let started = Instant::now();
-    let builder = IndexBuilder::create(&index_dir, threads)
+    let mut builder = IndexBuilder::create(&index_dir, threads)
         .with_context(|| format!("cannot create the index at {}", index_dir.display()))?;
     let bar = progress_bar(args.quiet || args.json);
     let failure: Mutex<Option<IndexError>> = Mutex::new(None);
+    let pending: Mutex<Vec<PendingUnit>> = Mutex::new(Vec::new());
     let on_progress = |p: Progress| {
         if bar.length() != Some(p.files_total as u64) {
             bar.set_length(p.files_total as u64);
@@ -114,12 +142,27 @@ pub fn run(args: IndexArgs) -> Result<()> {
         ));
     };
     let sink = |file: gnn_coder_syntax::ParsedFile| {
-        for unit in &file.units {
-            if let Err(e) = builder.add(unit) {
-                if let Ok(mut slot) = failure.lock() {
-                    slot.get_or_insert(e);
+        let mut graphs = file.graphs.into_iter();
+        for unit in file.units {
+            let graph = graphs.next();
+            match builder.add(&unit) {
+                Ok(id) if embedder.is_some() => {
+                    if let Ok(mut p) = pending.lock() {
+                        p.push(PendingUnit {
+                            id,
+                            language: unit.language,
+                            code: unit.code,
+                            graph,
+                        });
+                    }
                 }
-                return;
+                Ok(_) => {}
+                Err(e) => {
+                    if let Ok(mut slot) = failure.lock() {
+                        slot.get_or_insert(e);
+                    }
+                    return;
+                }
             }
         }
     };
@@ -128,6 +171,24 @@ pub fn run(args: IndexArgs) -> Result<()> {
     let summary = walked.with_context(|| format!("cannot walk {}", root.display()))?;
     if let Some(e) = failure.into_inner().ok().flatten() {
         return Err(anyhow::Error::new(e).context("indexing failed; the previous index is kept"));
+    }
+
+    let mut embed_seconds = 0.0;
+    if let Some(embedder) = &embedder {
+        let pending = pending.into_inner().unwrap_or_default();
+        let embed_started = Instant::now();
+        let bar = progress_bar(args.quiet || args.json);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} units embedded ({per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_length(pending.len() as u64);
+        let rows = semantic::embed_units(embedder, pending, &|n| bar.set_position(n as u64));
+        bar.finish_and_clear();
+        let rows = rows.context("embedding failed; the previous index is kept")?;
+        builder.set_vectors(semantic::embedding_info(embedder), &rows)?;
+        embed_seconds = embed_started.elapsed().as_secs_f64();
     }
 
     let mut skipped = BTreeMap::new();
@@ -157,6 +218,8 @@ pub fn run(args: IndexArgs) -> Result<()> {
         seconds,
         files_with_syntax_errors: summary.files_with_errors,
         skipped: &manifest.stats.skipped,
+        embedding: manifest.embedding.as_ref(),
+        embed_seconds,
     };
     if args.json {
         println!("{}", serde_json::to_string(&out)?);
@@ -171,6 +234,19 @@ pub fn run(args: IndexArgs) -> Result<()> {
         human_bytes((out.bytes as f64 / seconds.max(1e-9)) as u64),
         out.units as f64 / seconds.max(1e-9),
     );
+    match out.embedding {
+        Some(info) => {
+            eprintln!(
+                "embedded {} units with {} in {:.1}s ({:.0} units/s)",
+                out.units,
+                info.model,
+                embed_seconds,
+                out.units as f64 / embed_seconds.max(1e-9)
+            );
+            semantic::warn_if_untrained(info);
+        }
+        None => eprintln!("lexical-only index (no vectors)"),
+    }
     if out.files_with_syntax_errors > 0 {
         eprintln!(
             "{} files had syntax errors; their recoverable units were indexed",

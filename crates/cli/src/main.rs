@@ -6,6 +6,7 @@
 
 mod index_cmd;
 mod search_cmd;
+mod semantic;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,6 +107,10 @@ fn info(index: Option<PathBuf>) -> Result<()> {
     println!("format:     {} v{}", m.format, m.format_version);
     println!("written by: gnn-coder {}", m.engine_version);
     println!("units:      {}", index.num_units());
+    match index.embedding() {
+        Some(e) => println!("vectors:    {} ({} dims)", e.model, e.dim),
+        None => println!("vectors:    none (lexical-only)"),
+    }
     println!("files:      {}", m.stats.files);
     println!("bytes:      {}", m.stats.bytes);
     for (reason, n) in &m.stats.skipped {
