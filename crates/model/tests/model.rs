@@ -390,3 +390,25 @@ fn save_and_load_roundtrip() {
     let empty = tempfile::tempdir().unwrap();
     assert!(fresh.load_saved(empty.path()).is_err());
 }
+
+/// The kind-table slots are fixed for trained weights (new languages are appended), but every
+/// registered language must have its own slot rather than sharing the fallback one.
+#[test]
+fn every_registered_language_has_a_kind_slot() {
+    let languages = gnn_coder_syntax::Language::all().expect("language data");
+    let mut offsets: Vec<u32> = languages
+        .iter()
+        .map(|l| {
+            assert!(
+                gnn_coder_model::KIND_LANGUAGES.contains(&l.name()),
+                "{} has no kind slot",
+                l.name()
+            );
+            assert!(l.vocab_size() as u32 <= gnn_coder_model::KIND_SLOT_SIZE);
+            gnn_coder_model::kind_offset(l.name())
+        })
+        .collect();
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(offsets.len(), languages.len());
+}
