@@ -2,6 +2,8 @@
 //! embedding questions while searching.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use gnn_coder_index::EmbeddingInfo;
@@ -71,21 +73,63 @@ pub struct PendingUnit {
 pub fn embed_units(
     embedder: &Embedder,
     mut units: Vec<PendingUnit>,
-    progress: &dyn Fn(usize),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Vec<f32>>> {
     units.sort_by_key(|u| u.id);
     if units.iter().enumerate().any(|(i, u)| u.id != i as u64) {
         bail!("internal error: unit ids are not dense");
     }
-    let mut rows = Vec::with_capacity(units.len());
     // Chunks large enough for good length bucketing, small enough for a lively progress bar.
-    for chunk in units.chunks(256) {
-        let inputs: Vec<UnitInput> = chunk
-            .iter()
-            .map(|u| UnitInput::new(&u.code, u.graph.as_ref(), &u.language))
-            .collect();
-        rows.extend(embedder.embed_units(&inputs)?);
-        progress(rows.len());
+    // burn's CPU kernels leave cores idle on these batch sizes, so chunks are embedded by one
+    // worker per core; rows come back in id order.
+    let chunks: Vec<&[PendingUnit]> = units.chunks(256).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Vec<Vec<f32>>>>> = Mutex::new(vec![None; chunks.len()]);
+    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(i) else { break };
+                    let inputs: Vec<UnitInput> = chunk
+                        .iter()
+                        .map(|u| UnitInput::new(&u.code, u.graph.as_ref(), &u.language))
+                        .collect();
+                    match embedder.embed_units(&inputs) {
+                        Ok(rows) => {
+                            if let Ok(mut r) = results.lock() {
+                                r[i] = Some(rows);
+                            }
+                            progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len());
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e.into());
+                            }
+                            // Stop every worker.
+                            next.store(chunks.len(), Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("an embedding worker panicked"))?;
+    let mut rows = Vec::with_capacity(units.len());
+    for chunk in results {
+        rows.extend(chunk.context("an embedding worker stopped early")?);
     }
     Ok(rows)
 }
