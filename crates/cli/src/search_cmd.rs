@@ -220,28 +220,15 @@ fn open(dir: Option<PathBuf>) -> Result<SearchIndex> {
 }
 
 fn parse_kind(s: &str) -> Result<KindFilter> {
-    let kinds = [
-        UnitKind::Function,
-        UnitKind::Method,
-        UnitKind::Class,
-        UnitKind::Struct,
-        UnitKind::Enum,
-        UnitKind::Trait,
-        UnitKind::Interface,
-        UnitKind::Impl,
-        UnitKind::Module,
-    ];
     match s {
         "callable" | "callables" => Ok(KindFilter::Callables),
         "all" | "any" => Ok(KindFilter::All),
-        other => kinds
-            .iter()
-            .find(|k| k.as_str() == other)
-            .map(|k| KindFilter::Only(vec![*k]))
+        other => UnitKind::parse(other)
+            .map(|k| KindFilter::Only(vec![k]))
             .with_context(|| {
                 format!(
                     "unknown kind {other:?}; use callable, all, or one of: {}",
-                    kinds.map(|k| k.as_str()).join(", ")
+                    UnitKind::ALL.map(|k| k.as_str()).join(", ")
                 )
             }),
     }

@@ -119,18 +119,7 @@ fn parse_value(v: &str) -> Result<Value, String> {
 
 /// Parses a unit kind as written in data files and capture names (`function`, `class`, ...).
 pub fn parse_kind(s: &str) -> Option<UnitKind> {
-    Some(match s {
-        "function" => UnitKind::Function,
-        "method" => UnitKind::Method,
-        "class" => UnitKind::Class,
-        "struct" => UnitKind::Struct,
-        "enum" => UnitKind::Enum,
-        "trait" => UnitKind::Trait,
-        "interface" => UnitKind::Interface,
-        "impl" => UnitKind::Impl,
-        "module" => UnitKind::Module,
-        _ => return None,
-    })
+    UnitKind::parse(s)
 }
 
 fn kinds(list: Vec<String>) -> Result<Vec<UnitKind>, String> {

@@ -19,6 +19,24 @@ pub enum UnitKind {
 }
 
 impl UnitKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [UnitKind; 9] = [
+        UnitKind::Function,
+        UnitKind::Method,
+        UnitKind::Class,
+        UnitKind::Struct,
+        UnitKind::Enum,
+        UnitKind::Trait,
+        UnitKind::Interface,
+        UnitKind::Impl,
+        UnitKind::Module,
+    ];
+
+    /// The kind named `s` as [`UnitKind::as_str`] writes it (`function`, `class`, ...).
+    pub fn parse(s: &str) -> Option<UnitKind> {
+        UnitKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             UnitKind::Function => "function",
