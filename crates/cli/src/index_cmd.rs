@@ -45,6 +45,10 @@ pub struct IndexArgs {
     /// or the models/ folder of the checkout gnn-coder was built from).
     #[arg(long)]
     model_dir: Option<PathBuf>,
+    /// Trained GNN-Coder weights (a `gnn-coder train` OUT/weights directory; default: the
+    /// shipped weights/gnn-coder, or $GNN_CODER_WEIGHTS; `none`: zero-shot MiniLM vectors).
+    #[arg(long, value_name = "DIR")]
+    weights: Option<PathBuf>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -109,11 +113,16 @@ pub fn run(args: IndexArgs) -> Result<()> {
     }
 
     // The model, unless asked not to; without one the index is lexical-only, said loudly.
+    let weights = if args.lexical_only {
+        None
+    } else {
+        semantic::resolve_weights(args.weights.as_deref())?
+    };
     let embedder = if args.lexical_only {
         None
     } else {
         match semantic::find_model_dir(args.model_dir.as_deref()) {
-            Ok(dir) => Some(semantic::load_embedder(&dir)?),
+            Ok(dir) => Some(semantic::load_embedder(&dir, weights.as_deref())?),
             Err(e) if args.model_dir.is_none() => {
                 eprintln!("warning: {e:#}\nwarning: building a lexical-only index");
                 None
@@ -121,8 +130,8 @@ pub fn run(args: IndexArgs) -> Result<()> {
             Err(e) => return Err(e),
         }
     };
-    // AST graphs feed the graph encoder, which only runs with trained weights.
-    opts.extract.graphs = embedder.as_ref().is_some_and(|e| e.is_trained());
+    // AST graphs feed the graph encoder, which only runs with trained weights that use it.
+    opts.extract.graphs = embedder.as_ref().is_some_and(|e| e.graphs_enabled());
 
     let started = Instant::now();
     let mut builder = IndexBuilder::create(&index_dir, threads)
@@ -187,7 +196,7 @@ pub fn run(args: IndexArgs) -> Result<()> {
         let rows = semantic::embed_units(embedder, pending, &|n| bar.set_position(n as u64));
         bar.finish_and_clear();
         let rows = rows.context("embedding failed; the previous index is kept")?;
-        builder.set_vectors(semantic::embedding_info(embedder), &rows)?;
+        builder.set_vectors(semantic::embedding_info(embedder, weights.as_deref()), &rows)?;
         embed_seconds = embed_started.elapsed().as_secs_f64();
     }
 

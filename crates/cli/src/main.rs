@@ -4,9 +4,11 @@
 //! libraries' typed errors into messages. Exit status: 0 on success, 1 on any error, 2 on a usage
 //! error (from clap).
 
+mod eval_cmd;
 mod index_cmd;
 mod search_cmd;
 mod semantic;
+mod train_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +48,10 @@ enum Command {
     },
     /// List the supported languages and their file extensions.
     Languages,
+    /// Train GNN-Coder weights on (docstring, code) pairs, or on your own repositories.
+    Train(train_cmd::TrainArgs),
+    /// Measure retrieval quality (MRR@10, R@1, R@10, MAM) of weights on pairs or a benchmark.
+    Eval(eval_cmd::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +61,8 @@ fn main() -> ExitCode {
         Command::Search(args) => search_cmd::run(args),
         Command::Info { index } => info(index),
         Command::Languages => languages(),
+        Command::Train(args) => train_cmd::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

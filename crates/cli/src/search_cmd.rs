@@ -43,6 +43,9 @@ pub struct SearchArgs {
     /// Directory of the pretrained model (see `gnn-coder index --help`).
     #[arg(long)]
     model_dir: Option<PathBuf>,
+    /// Trained weights the index was built with (see `gnn-coder index --help`).
+    #[arg(long, value_name = "DIR")]
+    weights: Option<PathBuf>,
     /// Machine-readable output: one JSON object per query.
     #[arg(long)]
     json: bool,
@@ -96,12 +99,13 @@ impl Searcher {
                 );
             };
             let dir = semantic::find_model_dir(args.model_dir.as_deref())?;
-            let embedder = semantic::load_embedder(&dir)?;
-            let current = semantic::embedding_info(&embedder);
+            let weights = semantic::resolve_weights(args.weights.as_deref())?;
+            let embedder = semantic::load_embedder(&dir, weights.as_deref())?;
+            let current = semantic::embedding_info(&embedder, weights.as_deref());
             if current.model != info.model || current.dim != info.dim {
                 bail!(
-                    "the index was embedded with {} but the current model is {}; rebuild it \
-                     with `gnn-coder index`",
+                    "the index was embedded with {} but the current model is {}; search with \
+                     the --weights the index was built with, or rebuild it with `gnn-coder index`",
                     info.model,
                     current.model
                 );

@@ -41,18 +41,115 @@ pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
-/// Loads the embedder from `dir`.
-pub fn load_embedder(dir: &Path) -> Result<Embedder> {
-    Embedder::load(&EmbedderOptions::new(dir))
-        .with_context(|| format!("cannot load the model from {}", dir.display()))
+/// Name of the shipped weights directory (inside the checkout) and of the checksum file in
+/// every weights directory.
+pub const SHIPPED_WEIGHTS: &str = "weights/gnn-coder";
+pub const CHECKSUMS_FILE: &str = "SHA256SUMS";
+
+/// Which trained weights to use: `--weights DIR` (or `none` for the zero-shot transformer), else
+/// `$GNN_CODER_WEIGHTS` (same forms), else the shipped `weights/gnn-coder` of the working
+/// directory or of the checkout this binary was built from; `None` when there are none.
+pub fn resolve_weights(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    let chosen = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("GNN_CODER_WEIGHTS").map(PathBuf::from));
+    if let Some(dir) = chosen {
+        if dir.as_os_str() == "none" {
+            return Ok(None);
+        }
+        if !dir.join(gnn_coder_model::model::HEAD_CONFIG_FILE).is_file() {
+            bail!(
+                "{} holds no trained weights (no head.json); pass a directory written by                  `gnn-coder train` (its OUT/weights), or `none` for the zero-shot model",
+                dir.display()
+            );
+        }
+        verify_checksums(&dir)?;
+        return Ok(Some(dir));
+    }
+    for dir in [
+        PathBuf::from(SHIPPED_WEIGHTS),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(SHIPPED_WEIGHTS),
+    ] {
+        if dir.join(gnn_coder_model::model::HEAD_CONFIG_FILE).is_file() {
+            verify_checksums(&dir)?;
+            return Ok(Some(dir));
+        }
+    }
+    Ok(None)
 }
 
-/// What the index records about the model that made its vectors.
-pub fn embedding_info(embedder: &Embedder) -> EmbeddingInfo {
-    let head = if embedder.is_trained() {
-        "trained"
-    } else {
-        "untrained"
+fn sha256_hex(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
+}
+
+/// Check the files listed in `dir/SHA256SUMS` (`sha256sum` format); a directory without the
+/// file is accepted (weights of a local training run written by an older version).
+pub fn verify_checksums(dir: &Path) -> Result<()> {
+    let path = dir.join(CHECKSUMS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Some((sum, file)) = line.split_once(char::is_whitespace) else {
+            bail!("{}: malformed line {line:?}", path.display());
+        };
+        let file = file.trim().trim_start_matches('*');
+        let actual = sha256_hex(&dir.join(file))?;
+        if !actual.eq_ignore_ascii_case(sum.trim()) {
+            bail!(
+                "{}/{file} does not match its checksum in {CHECKSUMS_FILE} (corrupt or \
+                 replaced weights; restore them with git or retrain)",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Write `dir/SHA256SUMS` for the weight files of `dir`.
+pub fn write_checksums(dir: &Path) -> Result<()> {
+    let mut out = String::new();
+    for f in [
+        gnn_coder_model::model::HEAD_CONFIG_FILE,
+        gnn_coder_model::model::HEAD_WEIGHTS_FILE,
+        gnn_coder_model::model::TRANSFORMER_WEIGHTS_FILE,
+    ] {
+        let p = dir.join(f);
+        if p.is_file() {
+            out.push_str(&format!("{}  {f}\n", sha256_hex(&p)?));
+        }
+    }
+    let path = dir.join(CHECKSUMS_FILE);
+    std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Loads the embedder from `dir` with trained `weights` (None: zero-shot).
+pub fn load_embedder(dir: &Path, weights: Option<&Path>) -> Result<Embedder> {
+    let mut opts = EmbedderOptions::new(dir);
+    opts.weights_dir = weights.map(Path::to_path_buf);
+    let e = Embedder::load(&opts).with_context(|| match weights {
+        Some(w) => format!(
+            "cannot load the model from {} with the weights in {}",
+            dir.display(),
+            w.display()
+        ),
+        None => format!("cannot load the model from {}", dir.display()),
+    })?;
+    Ok(e)
+}
+
+/// What the index records about the model that made its vectors; trained weights are named by
+/// the checksum of their head, so an index and a query model that differ are told apart.
+pub fn embedding_info(embedder: &Embedder, weights: Option<&Path>) -> EmbeddingInfo {
+    let head = match weights {
+        Some(w) if embedder.is_trained() => {
+            let sum = sha256_hex(&w.join(gnn_coder_model::model::HEAD_WEIGHTS_FILE))
+                .unwrap_or_else(|_| "unknown".into());
+            format!("trained:{}", &sum[..sum.len().min(12)])
+        }
+        _ => "untrained".to_string(),
     };
     EmbeddingInfo {
         model: format!("all-MiniLM-L6-v2+gnn-coder-head({head})"),

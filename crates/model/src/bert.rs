@@ -300,19 +300,46 @@ impl BertModel {
     /// Contextual token vectors. `ids`: [B, L] token ids; `mask`: [B, L] with 1.0 for real tokens
     /// and 0.0 for padding. Returns [B, L, hidden].
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
-        let [b, l] = ids.dims();
+        let bias = Self::attention_bias(mask);
+        let x = self.embed(ids);
+        self.forward_layers(x, bias, 0..self.encoder.layer.len())
+    }
+
+    /// The embedding layer's output (word + position + type embeddings, layer norm): [B, L, D].
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.embeddings.forward(ids)
+    }
+
+    /// The additive attention bias of a padding mask ([B, L], 1.0 = real token): [B, 1, L, L].
+    pub fn attention_bias(mask: Tensor<2>) -> Tensor<4> {
+        let [b, l] = mask.dims();
         // Built once per batch as [B, 1, L, L] (the kernel broadcasts over heads for free, but
         // would materialize [B, H, L, L] for a broadcast query dimension).
-        let mask_bias = (mask.neg() + 1.0)
+        (mask.neg() + 1.0)
             .mul_scalar(MASK_NEG)
             .reshape([b, 1, 1, l])
             .expand([b, 1, l, l])
-            .add_scalar(0.0);
-        let mut x = self.embeddings.forward(ids);
-        for layer in &self.encoder.layer {
-            x = layer.forward(x, mask_bias.clone());
+            .add_scalar(0.0)
+    }
+
+    /// Run encoder layers `layers` (e.g. `4..6`, the top two of six) on hidden states `x`
+    /// ([B, L, D], the output of layer `layers.start - 1` or of [`embed`](Self::embed)).
+    /// Training caches the output of a lower layer and runs only the top ones.
+    pub fn forward_layers(
+        &self,
+        mut x: Tensor<3>,
+        bias: Tensor<4>,
+        layers: std::ops::Range<usize>,
+    ) -> Tensor<3> {
+        let end = layers.end.min(self.encoder.layer.len());
+        for layer in &self.encoder.layer[layers.start.min(end)..end] {
+            x = layer.forward(x, bias.clone());
         }
         x
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.encoder.layer.len()
     }
 
     /// Masked mean over the sequence (sentence-transformers' pooling): [B, L, D] -> [B, D].

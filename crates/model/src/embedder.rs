@@ -167,7 +167,7 @@ impl Embedder {
             });
         }
         let trained = match &options.weights_dir {
-            Some(dir) => model.load_saved(dir)?,
+            Some(dir) => model.load_saved(dir, &head_config)?,
             None => false,
         };
         Ok(Self {
@@ -216,7 +216,12 @@ impl Embedder {
         &self.load_report
     }
 
-    fn graphs_enabled(&self) -> bool {
+    /// Whether [`embed_units`](Self::embed_units) runs the graph network (units then need
+    /// their AST graphs).
+    pub fn graphs_enabled(&self) -> bool {
+        if !self.head_config.use_graph {
+            return false;
+        }
         match self.options.graph {
             GraphUse::Always => true,
             GraphUse::Never => false,

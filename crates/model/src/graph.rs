@@ -38,6 +38,9 @@ pub struct GraphConfig {
     pub pool_ratio: f64,
     /// Pooling keeps at least `min(pool_min_keep, n)` nodes of a graph with `n` nodes.
     pub pool_min_keep: usize,
+    /// ASTGPool's child-count term in the node score (`false`: plain top-k pooling on the
+    /// learned projection alone, the ablation baseline).
+    pub child_count_score: bool,
 }
 
 impl Default for GraphConfig {
@@ -50,6 +53,7 @@ impl Default for GraphConfig {
             eps: 0.3,
             pool_ratio: 0.5,
             pool_min_keep: 3,
+            child_count_score: true,
         }
     }
 }
@@ -110,6 +114,7 @@ impl GraphConfig {
             eps: self.eps,
             pool_ratio: self.pool_ratio,
             pool_min_keep: self.pool_min_keep,
+            child_count_score: self.child_count_score,
         }
     }
 }
@@ -197,6 +202,7 @@ pub struct GraphEncoder {
     pub eps: f64,
     pub pool_ratio: f64,
     pub pool_min_keep: usize,
+    pub child_count_score: bool,
 }
 
 /// Host-side description of the graphs of one batch (built by [`GraphBatch::build`]).
@@ -407,7 +413,11 @@ impl GraphEncoder {
         }
         let mut h0 = relu(self.input.forward(x));
         let mut hcur = h0.clone();
-        let mut child = float_tensor(batch.child_counts.clone(), [n, 1], &device);
+        let mut child = if self.child_count_score {
+            float_tensor(batch.child_counts.clone(), [n, 1], &device)
+        } else {
+            Tensor::zeros([n, 1], &device)
+        };
         let mut sizes = batch.sizes.clone();
         let mut edges = batch.edges.clone();
         let mut n_cur = n;

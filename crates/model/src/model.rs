@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,8 @@ pub const TRANSFORMER_WEIGHTS_FILE: &str = "transformer.safetensors";
 /// Safetensors metadata keys written with the head weights.
 pub const META_TRAINED: &str = "gnn_coder.trained";
 pub const META_FORMAT: &str = "gnn_coder.format";
+/// Storage precision of a weights file: `f32` or `f16` (shipped weights are half precision).
+pub const META_DTYPE: &str = "gnn_coder.dtype";
 const FORMAT_VERSION: &str = "1";
 
 /// Configuration of everything on top of the transformer (saved as `head.json`).
@@ -38,6 +40,13 @@ pub struct HeadConfig {
     /// Seed of the device RNG before the head is initialized, so an untrained head is the same
     /// in every process (burn may seed globally; loaded weights replace it anyway).
     pub seed: u64,
+    /// Number of the transformer's top encoder layers that were fine-tuned and are saved in
+    /// `transformer.safetensors` (0: the pretrained transformer is used as is). Only these
+    /// layers are shipped, so trained weights stay small.
+    pub tuned_layers: usize,
+    /// Whether code vectors use the graph network (false for weights trained without it: the
+    /// code vector is then the projected sequence vector).
+    pub use_graph: bool,
 }
 
 impl Default for HeadConfig {
@@ -48,6 +57,8 @@ impl Default for HeadConfig {
             gate_init_bias: 4.0,
             max_tokens: 256,
             seed: 42,
+            tuned_layers: 0,
+            use_graph: true,
         }
     }
 }
@@ -210,57 +221,100 @@ impl GnnCoderModel {
         self.head.query_vectors(BertModel::mean_pool(states, mask))
     }
 
-    /// Save our trained weights into `dir`: `head.safetensors` (metadata marks them trained),
-    /// `head.json` (the config) and, if `with_transformer`, `transformer.safetensors` (burn
-    /// parameter names) for fine-tuned transformer weights.
-    pub fn save(
-        &self,
-        dir: &Path,
-        config: &HeadConfig,
-        trained: bool,
-        with_transformer: bool,
-    ) -> Result<()> {
+    /// Save our trained weights into `dir`: `head.json` (the config), `head.safetensors`
+    /// (metadata marks them trained or not) and, when `config.tuned_layers > 0`,
+    /// `transformer.safetensors` with the top `tuned_layers` encoder layers only (burn parameter
+    /// names). `half` stores float weights as f16 (what we ship; checkpoints keep f32).
+    pub fn save(&self, dir: &Path, config: &HeadConfig, trained: bool, half: bool) -> Result<()> {
         let save_err = |path: &Path, message: String| ModelError::Save {
             path: path.to_path_buf(),
             message,
         };
+        let n = self.transformer.num_layers();
+        if config.tuned_layers > n {
+            return Err(ModelError::Config(format!(
+                "tuned_layers {} > transformer layers {n}",
+                config.tuned_layers
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| save_err(dir, e.to_string()))?;
-        let cfg_path = dir.join(HEAD_CONFIG_FILE);
-        let json =
-            serde_json::to_string_pretty(config).map_err(|e| save_err(&cfg_path, e.to_string()))?;
-        std::fs::write(&cfg_path, json).map_err(|e| save_err(&cfg_path, e.to_string()))?;
+        let dtype = if half { "f16" } else { "f32" };
         let head_path = dir.join(HEAD_WEIGHTS_FILE);
         let mut store = SafetensorsStore::from_file(&head_path)
             .metadata(META_TRAINED, if trained { "true" } else { "false" })
             .metadata(META_FORMAT, FORMAT_VERSION)
+            .metadata(META_DTYPE, dtype)
             .overwrite(true);
+        if half {
+            store = store.with_to_adapter(HalfPrecisionAdapter::new());
+        }
         self.head
             .save_into(&mut store)
             .map_err(|e| save_err(&head_path, e.to_string()))?;
-        if with_transformer {
-            let path = dir.join(TRANSFORMER_WEIGHTS_FILE);
-            let mut store = SafetensorsStore::from_file(&path).overwrite(true);
+        let tpath = dir.join(TRANSFORMER_WEIGHTS_FILE);
+        if config.tuned_layers > 0 {
+            let mut store = SafetensorsStore::from_file(&tpath)
+                .with_regex(tuned_layers_regex(n, config.tuned_layers))
+                .metadata(META_FORMAT, FORMAT_VERSION)
+                .metadata(META_DTYPE, dtype)
+                .overwrite(true);
+            if half {
+                store = store.with_to_adapter(HalfPrecisionAdapter::new());
+            }
             self.transformer
                 .save_into(&mut store)
-                .map_err(|e| save_err(&path, e.to_string()))?;
+                .map_err(|e| save_err(&tpath, e.to_string()))?;
+        } else if tpath.exists() {
+            // A stale file from an earlier save would be loaded with the new head.
+            std::fs::remove_file(&tpath).map_err(|e| save_err(&tpath, e.to_string()))?;
         }
+        // Written last: a directory with a config but without weights fails to load loudly.
+        let cfg_path = dir.join(HEAD_CONFIG_FILE);
+        let json =
+            serde_json::to_string_pretty(config).map_err(|e| save_err(&cfg_path, e.to_string()))?;
+        std::fs::write(&cfg_path, json).map_err(|e| save_err(&cfg_path, e.to_string()))?;
         Ok(())
     }
 
     /// Load weights saved by [`save`](Self::save) into this model (whose head must have been
-    /// built from the same `head.json`). Returns whether the weights are marked trained.
-    pub fn load_saved(&mut self, dir: &Path) -> Result<bool> {
+    /// built from the same `head.json`: `tuned_layers` is read from `config`). Returns whether
+    /// the weights are marked trained.
+    pub fn load_saved(&mut self, dir: &Path, config: &HeadConfig) -> Result<bool> {
         let head_path = dir.join(HEAD_WEIGHTS_FILE);
-        let trained = read_safetensors_metadata(&head_path)?
-            .get(META_TRAINED)
-            .is_some_and(|v| v == "true");
-        load_complete(&mut self.head, &head_path)?;
-        let tpath = dir.join(TRANSFORMER_WEIGHTS_FILE);
-        if tpath.is_file() {
-            load_complete(&mut self.transformer, &tpath)?;
+        let meta = read_safetensors_metadata(&head_path)?;
+        let trained = meta.get(META_TRAINED).is_some_and(|v| v == "true");
+        load_complete(&mut self.head, &head_path, None)?;
+        if config.tuned_layers > 0 {
+            let n = self.transformer.num_layers();
+            if config.tuned_layers > n {
+                return Err(ModelError::Config(format!(
+                    "tuned_layers {} > transformer layers {n}",
+                    config.tuned_layers
+                )));
+            }
+            let tpath = dir.join(TRANSFORMER_WEIGHTS_FILE);
+            let re = tuned_layers_regex(n, config.tuned_layers);
+            let applied = load_complete(&mut self.transformer, &tpath, Some(&re))?;
+            let per_layer = 16;
+            if applied != per_layer * config.tuned_layers {
+                return Err(ModelError::Weights {
+                    path: tpath,
+                    message: format!(
+                        "applied {applied} tensors, expected {} ({} layers)",
+                        per_layer * config.tuned_layers,
+                        config.tuned_layers
+                    ),
+                });
+            }
         }
         Ok(trained)
     }
+}
+
+/// Parameter-path pattern of the top `k` of `n` encoder layers.
+fn tuned_layers_regex(n: usize, k: usize) -> String {
+    let ids: Vec<String> = (n - k..n).map(|i| i.to_string()).collect();
+    format!(r"^encoder\.layer\.({})\.", ids.join("|"))
 }
 
 struct ForceInit;
@@ -284,21 +338,37 @@ pub fn read_head_config(dir: &Path) -> Result<HeadConfig> {
     Ok(cfg)
 }
 
-fn load_complete<M: ModuleSnapshot>(module: &mut M, path: &Path) -> Result<()> {
+/// Load every tensor of `path` into `module` (only the paths matching `filter`, if given);
+/// f16 files (metadata `gnn_coder.dtype = f16`) are widened to f32. Returns the number of
+/// tensors applied.
+fn load_complete<M: ModuleSnapshot>(
+    module: &mut M,
+    path: &Path,
+    filter: Option<&str>,
+) -> Result<usize> {
     if !path.is_file() {
         return Err(ModelError::Io {
             path: path.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
         });
     }
+    let half = read_safetensors_metadata(path)?
+        .get(META_DTYPE)
+        .is_some_and(|d| d == "f16");
     let mut store = SafetensorsStore::from_file(path).allow_partial(true);
+    if let Some(re) = filter {
+        store = store.with_regex(re);
+    }
+    if half {
+        store = store.with_from_adapter(HalfPrecisionAdapter::new());
+    }
     let result = module
         .load_from(&mut store)
         .map_err(|e| ModelError::Weights {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    if !result.missing.is_empty() || !result.errors.is_empty() {
+    if (filter.is_none() && !result.missing.is_empty()) || !result.errors.is_empty() {
         return Err(ModelError::IncompleteWeights {
             path: path.to_path_buf(),
             applied: result.applied.len(),
@@ -306,7 +376,7 @@ fn load_complete<M: ModuleSnapshot>(module: &mut M, path: &Path) -> Result<()> {
             errors: result.errors.iter().map(|e| e.to_string()).collect(),
         });
     }
-    Ok(())
+    Ok(result.applied.len())
 }
 
 /// The `__metadata__` map of a safetensors file (read from its JSON header).

@@ -359,10 +359,11 @@ fn malformed_graph_is_an_error() {
 #[test]
 fn save_and_load_roundtrip() {
     let device = Device::flex();
-    let head = tiny_head();
+    let mut head = tiny_head();
+    head.tuned_layers = 1;
     let model = GnnCoderModel::new(&tiny_bert(), &head, &device).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    model.save(dir.path(), &head, true, true).unwrap();
+    model.save(dir.path(), &head, true, false).unwrap();
     let meta = read_safetensors_metadata(&dir.path().join("head.safetensors")).unwrap();
     assert_eq!(
         meta.get("gnn_coder.trained").map(String::as_str),
@@ -370,10 +371,22 @@ fn save_and_load_roundtrip() {
     );
     let cfg = gnn_coder_model::read_head_config(dir.path()).unwrap();
     assert_eq!(cfg, head);
+    // Only the tuned top layer is stored with the head.
+    let t = read_safetensors_metadata(&dir.path().join("transformer.safetensors")).unwrap();
+    assert_eq!(t.get("gnn_coder.dtype").map(String::as_str), Some("f32"));
 
-    let mut fresh = GnnCoderModel::new(&tiny_bert(), &cfg, &device).unwrap();
-    let trained = fresh.load_saved(dir.path()).unwrap();
-    assert!(trained);
+    // A model with other weights everywhere except the shared pretrained base (embeddings and
+    // the lower layer) becomes the saved one.
+    let fresh_with_base = |model: &GnnCoderModel| {
+        let other = HeadConfig {
+            seed: 99,
+            ..cfg.clone()
+        };
+        let mut fresh = GnnCoderModel::new(&tiny_bert(), &other, &device).unwrap();
+        fresh.transformer.embeddings = model.transformer.embeddings.clone();
+        fresh.transformer.encoder.layer[0] = model.transformer.encoder.layer[0].clone();
+        fresh
+    };
     let e = fake_tokens(10, 51);
     let g = random_tree(20, 40, 52);
     let (ids, mask) = batch_tensors(&[&e], &device);
@@ -383,12 +396,35 @@ fn save_and_load_roundtrip() {
             .forward_code(ids.clone(), mask.clone(), Some(&gb))
             .unwrap(),
     );
-    let b = to_vec(fresh.forward_code(ids, mask, Some(&gb)).unwrap());
+    let mut fresh = fresh_with_base(&model);
+    let before = to_vec(
+        fresh
+            .forward_code(ids.clone(), mask.clone(), Some(&gb))
+            .unwrap(),
+    );
+    assert_ne!(a, before);
+    assert!(fresh.load_saved(dir.path(), &cfg).unwrap());
+    let b = to_vec(
+        fresh
+            .forward_code(ids.clone(), mask.clone(), Some(&gb))
+            .unwrap(),
+    );
     assert_eq!(a, b);
+
+    // Half precision (what we ship): about half the bytes, the same vectors up to rounding.
+    let half_dir = tempfile::tempdir().unwrap();
+    model.save(half_dir.path(), &head, true, true).unwrap();
+    let size = |d: &std::path::Path| std::fs::metadata(d.join("head.safetensors")).unwrap().len();
+    assert!(size(half_dir.path()) * 10 < size(dir.path()) * 6);
+    let mut fresh = fresh_with_base(&model);
+    fresh.load_saved(half_dir.path(), &cfg).unwrap();
+    let c = to_vec(fresh.forward_code(ids, mask, Some(&gb)).unwrap());
+    let diff = a.iter().zip(&c).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-2, "f16 weights moved a vector by {diff}");
 
     // A directory without weights is an error, not a panic.
     let empty = tempfile::tempdir().unwrap();
-    assert!(fresh.load_saved(empty.path()).is_err());
+    assert!(fresh.load_saved(empty.path(), &cfg).is_err());
 }
 
 /// The kind-table slots are fixed for trained weights (new languages are appended), but every

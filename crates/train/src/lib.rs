@@ -7,8 +7,26 @@
 //!   `training/fetch_train_sources.sh`): the query is the first sentence of a function's
 //!   docstring / doc comment, the code is the function with its documentation removed. The
 //!   `mine` binary writes `pairs-train.jsonl`, `pairs-valid.jsonl` and `stats.json`.
+//! * [`example`] — a pair as the model reads it (code re-parsed on its own for its AST graph).
+//! * [`cache`] — the pretrained transformer run once per text; token states kept on disk (f16)
+//!   after a middle layer and after the last layer, so training steps skip the frozen layers.
+//! * [`trainer`] — symmetric InfoNCE with AdamW, warm-up + cosine schedule, clipping, fixed
+//!   seed, checkpoints and exact resume; stage 1 (frozen transformer) or stage 2 (top layers
+//!   fine-tuned with the graph network).
+//! * [`metrics`] — MRR@10 / R@1 / R@10 over a pool and the Mean Angular Margin (MAM).
 
+pub mod cache;
+pub mod error;
+pub mod example;
+pub mod metrics;
 pub mod mine;
+pub mod trainer;
+
+pub use cache::{CacheText, StateCache};
+pub use error::{Result, TrainError};
+pub use example::{Example, example_from_pair, read_pairs};
+pub use metrics::{Retrieval, mean_angular_margin, retrieval};
+pub use trainer::{Event, PairCaches, TrainConfig, TrainReport, latest_checkpoint, train};
 
 pub use mine::{
     DEV_COPIES, Drop, EXTRA_EXCLUDED_DIRS, LangRules, MineOptions, MineOutput, MineStats,

@@ -119,6 +119,11 @@ pub struct Pair {
     /// 1-based line span of the unit in the file (before removal).
     pub start_line: usize,
     pub end_line: usize,
+    /// Column (bytes of leading whitespace) of the unit's first line in its file: lines after
+    /// the first lose up to this much indentation to re-parse the code on its own
+    /// ([`dedent_tail`]).
+    #[serde(default)]
+    pub indent: usize,
 }
 
 /// Why a documented function was not turned into a pair.
@@ -703,7 +708,7 @@ pub fn strip_docs(unit: &CodeUnit, file_units: &[CodeUnit]) -> Result<Stripped, 
 
 /// Lines after the first lose up to `indent` leading whitespace bytes: a method's text becomes a
 /// module-level definition that parses on its own.
-fn dedent_tail(code: &str, indent: usize) -> String {
+pub fn dedent_tail(code: &str, indent: usize) -> String {
     let mut out = String::with_capacity(code.len());
     for (i, line) in code.split_inclusive('\n').enumerate() {
         if i == 0 || indent == 0 {
@@ -846,6 +851,7 @@ fn mine_file(
             code: stripped.code,
             start_line: u.start_line,
             end_line: u.end_line,
+            indent,
         });
     }
     fm

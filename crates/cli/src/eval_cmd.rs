@@ -1,0 +1,360 @@
+//! `gnn-coder eval`: retrieval quality of a model (trained weights or zero-shot) on validation
+//! pairs and on benchmark corpora, semantic-only.
+//!
+//! A benchmark is a source tree (`--bench DIR`) and its queries (`--queries FILE`, the
+//! `../shared/bench` format: `{"id", "query", "path", "line", "end_line", "lang"}`). Every
+//! function/method of the tree is a candidate, exactly as `gnn-coder index` extracts them; each
+//! query's top 10 by cosine is scored with `../shared/bench/score.py`'s rule (same file, span
+//! holds the gold definition line, at most 20 lines longer than the gold). `--results FILE`
+//! writes the batch-search contract's JSONL so `score.py` can check the numbers. Transformer
+//! states are cached (`--cache-dir`), so evaluating another set of weights costs only the
+//! head (and the tuned layers).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use gnn_coder_syntax::{CodeUnit, WalkOptions, walk_repo};
+use gnn_coder_train::cache::CacheText;
+use gnn_coder_train::trainer::encode_cache;
+use gnn_coder_train::{Example, example_from_pair, mean_angular_margin, read_pairs, retrieval};
+use serde::{Deserialize, Serialize};
+
+use crate::semantic;
+use crate::train_cmd::{Loaded, cached, load_model, pair_caches};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Trained weights to evaluate (default: the shipped weights; `none`: zero-shot MiniLM).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Validation pairs (JSONL from the mine tool): MRR over the pool of their codes.
+    #[arg(long, value_name = "FILE")]
+    pairs: Option<PathBuf>,
+    /// Use at most this many validation pairs.
+    #[arg(long, default_value_t = 1000)]
+    valid_limit: usize,
+    /// Benchmark source tree (with --queries).
+    #[arg(long, value_name = "DIR", requires = "queries")]
+    bench: Option<PathBuf>,
+    /// Benchmark queries (JSONL with gold path/line/end_line/lang).
+    #[arg(long, value_name = "FILE", requires = "bench")]
+    queries: Option<PathBuf>,
+    /// Write the benchmark's results in the batch-search format (for score.py).
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
+    /// Cached transformer states (default: a `.gnn-coder-eval-cache` directory beside the
+    /// benchmark / pairs file).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Layer whose output the cache keeps (must be layers - tuned_layers of fine-tuned weights).
+    #[arg(long, default_value_t = 4)]
+    split_layer: usize,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// One JSON object per evaluated set on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct GoldQuery {
+    id: serde_json::Value,
+    query: String,
+    path: String,
+    line: usize,
+    end_line: usize,
+    #[serde(default)]
+    lang: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Score {
+    n: usize,
+    mrr10: f64,
+    r1: f64,
+    r10: f64,
+}
+
+fn norm_path(p: &str) -> String {
+    p.replace('\\', "/")
+        .trim_start_matches(['.', '/'])
+        .to_string()
+}
+
+/// score.py's hit rule.
+fn is_hit(g: &GoldQuery, u: &CodeUnit) -> bool {
+    if !norm_path(&u.path).ends_with(&norm_path(&g.path)) {
+        return false;
+    }
+    let span = g.end_line.saturating_sub(g.line);
+    u.start_line <= g.line
+        && g.line <= u.end_line
+        && (u.end_line - u.start_line) <= span + 20
+}
+
+fn threads(n: usize) -> usize {
+    if n == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        n
+    }
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    if args.pairs.is_none() && args.bench.is_none() {
+        bail!("nothing to evaluate: give --pairs FILE and/or --bench DIR --queries FILE");
+    }
+    let model_dir = semantic::find_model_dir(args.model_dir.as_deref())?;
+    let weights = semantic::resolve_weights(args.weights.as_deref())?;
+    let device = burn::prelude::Device::flex();
+    let loaded = load_model(&model_dir, weights.as_deref(), args.max_tokens, &device)?;
+    let tuned = loaded.head.tuned_layers;
+    let n = loaded.model.transformer.num_layers();
+    if tuned > 0 && args.split_layer != n - tuned {
+        bail!(
+            "these weights fine-tune {tuned} layers: evaluate with --split-layer {}",
+            n - tuned
+        );
+    }
+    let name = weights
+        .as_ref()
+        .map_or("zero-shot".to_string(), |w| w.display().to_string());
+    if let Some(pairs) = &args.pairs {
+        let ps = read_pairs(pairs).with_context(|| format!("cannot read {}", pairs.display()))?;
+        let examples: Vec<Example> = ps
+            .iter()
+            .take(args.valid_limit)
+            .map(|p| example_from_pair(p, 512))
+            .collect();
+        let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
+            pairs
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(".gnn-coder-eval-cache")
+        });
+        let (q, c) = pair_caches(
+            "valid",
+            &cache_dir,
+            &loaded,
+            &examples,
+            args.split_layer,
+            threads(args.threads),
+            args.json,
+        )?;
+        let codes = encode_cache(&loaded.model, tuned, Some(loaded.head.use_graph), &c, usize::MAX)?;
+        let queries = encode_cache(&loaded.model, tuned, None, &q, usize::MAX)?;
+        let gold: Vec<usize> = (0..codes.len()).collect();
+        let r = retrieval(&queries, &codes, &gold);
+        let mam = mean_angular_margin(&codes, 1000);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"set": "valid", "weights": name, "n": r.n, "mrr10": r.mrr10,
+                    "r1": r.r1, "r10": r.r10, "mam": mam})
+            );
+        } else {
+            println!(
+                "valid ({} pairs, pool {}): MRR@10 {:.4}  R@1 {:.4}  R@10 {:.4}  MAM {:.4}",
+                r.n,
+                codes.len(),
+                r.mrr10,
+                r.r1,
+                r.r10,
+                mam
+            );
+        }
+    }
+    if let (Some(bench), Some(queries)) = (&args.bench, &args.queries) {
+        eval_bench(&args, &loaded, bench, queries, &name)?;
+    }
+    Ok(())
+}
+
+fn eval_bench(
+    args: &EvalArgs,
+    loaded: &Loaded,
+    bench: &Path,
+    queries_path: &Path,
+    name: &str,
+) -> Result<()> {
+    let tuned = loaded.head.tuned_layers;
+    let golds: Vec<GoldQuery> = {
+        let f = std::fs::File::open(queries_path)
+            .with_context(|| format!("cannot open {}", queries_path.display()))?;
+        let mut out = Vec::new();
+        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            out.push(serde_json::from_str(&line).with_context(|| {
+                format!("{}, line {}: not a gold query", queries_path.display(), i + 1)
+            })?);
+        }
+        out
+    };
+    // The candidates: every callable unit, as `gnn-coder index` extracts them.
+    let mut opts = WalkOptions {
+        threads: threads(args.threads),
+        ..WalkOptions::default()
+    };
+    opts.extract.graphs = true;
+    let found: Mutex<Vec<(CodeUnit, Option<gnn_coder_syntax::AstGraph>)>> = Mutex::new(Vec::new());
+    walk_repo(bench, &opts, &|_| {}, &|file| {
+        let mut graphs = file.graphs.into_iter();
+        let mut v = Vec::new();
+        for u in file.units {
+            let g = graphs.next();
+            if u.kind.is_callable() {
+                v.push((u, g));
+            }
+        }
+        if let Ok(mut f) = found.lock() {
+            f.extend(v);
+        }
+    })
+    .with_context(|| format!("cannot read {}", bench.display()))?;
+    let mut units = found.into_inner().unwrap_or_default();
+    units.sort_by(|a, b| (&a.0.path, a.0.start_byte).cmp(&(&b.0.path, b.0.start_byte)));
+    if units.is_empty() {
+        bail!("no functions found under {}", bench.display());
+    }
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| bench.with_file_name(".gnn-coder-eval-cache"));
+    let set = bench
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let qset = queries_path
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let code_texts: Vec<CacheText> = units
+        .iter()
+        .map(|(u, g)| CacheText {
+            text: &u.code,
+            graph: g.as_ref(),
+            kind_offset: gnn_coder_model::kind_offset(&u.language),
+        })
+        .collect();
+    let query_texts: Vec<CacheText> = golds
+        .iter()
+        .map(|g| CacheText {
+            text: &g.query,
+            graph: None,
+            kind_offset: 0,
+        })
+        .collect();
+    let nthreads = threads(args.threads);
+    let cc = cached(
+        &format!("{set} code"),
+        &cache_dir.join(format!("{set}-codes")),
+        loaded,
+        &code_texts,
+        args.split_layer,
+        nthreads,
+        args.json,
+    )?;
+    let qc = cached(
+        &format!("{qset} queries"),
+        &cache_dir.join(format!("{set}-{qset}")),
+        loaded,
+        &query_texts,
+        args.split_layer,
+        nthreads,
+        args.json,
+    )?;
+    let codes = encode_cache(&loaded.model, tuned, Some(loaded.head.use_graph), &cc, usize::MAX)?;
+    let queries = encode_cache(&loaded.model, tuned, None, &qc, usize::MAX)?;
+    let mut results_out = match &args.results {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut scores: BTreeMap<String, Score> = BTreeMap::new();
+    for (g, q) in golds.iter().zip(&queries) {
+        let mut scored: Vec<(f32, usize)> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (q.iter().zip(c).map(|(a, b)| a * b).sum::<f32>(), i))
+            .collect();
+        let k = 10.min(scored.len());
+        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.truncate(k);
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let rank = scored
+            .iter()
+            .position(|&(_, i)| is_hit(g, &units[i].0))
+            .map(|p| p + 1);
+        for key in ["all", g.lang.as_str()] {
+            let s = scores.entry(key.to_string()).or_default();
+            s.n += 1;
+            if let Some(r) = rank {
+                s.mrr10 += 1.0 / r as f64;
+                s.r10 += 1.0;
+                if r == 1 {
+                    s.r1 += 1.0;
+                }
+            }
+        }
+        if let Some(w) = results_out.as_mut() {
+            let results: Vec<serde_json::Value> = scored
+                .iter()
+                .map(|&(s, i)| {
+                    let u = &units[i].0;
+                    serde_json::json!({"path": u.path, "start_line": u.start_line,
+                        "end_line": u.end_line, "symbol": u.symbol, "language": u.language,
+                        "score": s})
+                })
+                .collect();
+            writeln!(w, "{}", serde_json::json!({"id": g.id, "results": results}))?;
+        }
+    }
+    if let Some(mut w) = results_out {
+        w.flush()?;
+    }
+    for s in scores.values_mut() {
+        let n = s.n.max(1) as f64;
+        s.mrr10 /= n;
+        s.r1 /= n;
+        s.r10 /= n;
+    }
+    // MAM over an evenly spaced sample of 1,000 candidates.
+    let step = (codes.len() / 1000).max(1);
+    let sample: Vec<Vec<f32>> = codes.iter().step_by(step).take(1000).cloned().collect();
+    let mam = mean_angular_margin(&sample, 1000);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"set": format!("{set}/{qset}"), "weights": name,
+                "candidates": codes.len(), "scores": scores, "mam": mam})
+        );
+    } else {
+        let parts: Vec<String> = scores
+            .iter()
+            .map(|(k, s)| {
+                format!(
+                    "{k}: n={} mrr10={:.4} r1={:.4} r10={:.4}",
+                    s.n, s.mrr10, s.r1, s.r10
+                )
+            })
+            .collect();
+        println!(
+            "{set}/{qset} ({} candidates, MAM {mam:.4}): {}",
+            codes.len(),
+            parts.join(" | ")
+        );
+    }
+    Ok(())
+}

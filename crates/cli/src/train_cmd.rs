@@ -1,0 +1,504 @@
+//! `gnn-coder train`: fine-tune GNN-Coder on (docstring, code) pairs — ours
+//! (`data/train/pairs-*.jsonl` from the `mine` tool) or mined from the user's own repositories
+//! (`--corpus DIR`, docstrings as weak labels) — and write weights that `index` and `search`
+//! load with `--weights`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use clap::Args;
+use gnn_coder_model::{
+    BertConfig, GnnCoderModel, HeadConfig, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_FILE,
+    TextTokenizer, load_bert_weights, read_head_config,
+};
+use gnn_coder_train::cache::CacheText;
+use gnn_coder_train::{
+    Event, Example, PairCaches, StateCache, TrainConfig, example_from_pair, read_pairs,
+};
+
+use crate::semantic;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training pairs (JSONL from the `mine` tool); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pairs: Vec<PathBuf>,
+    /// Mine training pairs from these source directories instead (functions with a
+    /// docstring/doc comment; the first sentence is the query); repeatable.
+    #[arg(long, value_name = "DIR")]
+    corpus: Vec<PathBuf>,
+    /// Validation pairs (JSONL). With --corpus, a package-level split is held out by default.
+    #[arg(long, value_name = "FILE")]
+    valid: Option<PathBuf>,
+    /// Run directory: checkpoints, logs and the final weights (OUT/weights). Running the same
+    /// command again resumes from the latest checkpoint.
+    #[arg(long)]
+    out: PathBuf,
+    /// Start from these trained weights instead of an untrained head.
+    #[arg(long, value_name = "WEIGHTS")]
+    init: Option<PathBuf>,
+    /// Where cached transformer states are kept (shared between runs; default OUT/cache).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Use at most this many training pairs (a seeded sample; 0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Fine-tune the transformer's top N layers too (0 = frozen transformer).
+    #[arg(long, default_value_t = 0)]
+    tuned_layers: usize,
+    /// Layer whose output the cache keeps for fine-tuning (default: layers - tuned_layers, or 4).
+    #[arg(long)]
+    split_layer: Option<usize>,
+    /// Train without the AST graph network (sequence vector + projections only).
+    #[arg(long)]
+    no_graph: bool,
+    /// Plain top-k pooling (no child-count term in ASTGPool's scores).
+    #[arg(long)]
+    plain_topk: bool,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1.0)]
+    epochs: f64,
+    /// Stop after this many steps (overrides --epochs).
+    #[arg(long, default_value_t = 0)]
+    max_steps: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    head_lr: f64,
+    /// Learning rate of the fine-tuned transformer layers.
+    #[arg(long, default_value_t = 2e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.05)]
+    temperature: f64,
+    #[arg(long, default_value_t = 17)]
+    seed: u64,
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Validate every N steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    eval_every: usize,
+    /// Validation pairs used (their codes are the pool).
+    #[arg(long, default_value_t = 1000)]
+    valid_limit: usize,
+    /// Token limit of code and queries (including [CLS]/[SEP]).
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Directory of the pretrained model (default: as `gnn-coder index`).
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    /// Threads for building the cache (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print progress as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The pretrained transformer (+ tokenizer) with optional trained weights applied.
+pub struct Loaded {
+    pub model: GnnCoderModel,
+    pub head: HeadConfig,
+    pub tokenizer: TextTokenizer,
+    pub tag: String,
+}
+
+/// Load the base model from `model_dir` onto `device`, then `weights` (if any).
+pub fn load_model(
+    model_dir: &Path,
+    weights: Option<&Path>,
+    max_tokens: usize,
+    device: &burn::prelude::Device,
+) -> Result<Loaded> {
+    gnn_coder_model::check_model_dir(model_dir)?;
+    let bert = BertConfig::from_file(&model_dir.join(MODEL_CONFIG_FILE))?;
+    let mut head = match weights {
+        Some(w) => read_head_config(w)
+            .with_context(|| format!("cannot read the weights in {}", w.display()))?,
+        None => HeadConfig::default(),
+    };
+    head.graph.d_model = bert.hidden_size;
+    let tokenizer = TextTokenizer::from_file(
+        &model_dir.join(TOKENIZER_FILE),
+        max_tokens.min(bert.max_position_embeddings),
+    )?;
+    let mut model = GnnCoderModel::new(&bert, &head, device)?;
+    load_bert_weights(&mut model.transformer, &model_dir.join(MODEL_WEIGHTS_FILE))?;
+    if let Some(w) = weights {
+        model
+            .load_saved(w, &head)
+            .with_context(|| format!("cannot load the weights in {}", w.display()))?;
+    }
+    // Identifies the base model in cache fingerprints.
+    let size = std::fs::metadata(model_dir.join(MODEL_WEIGHTS_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let tag = format!("{}:{size}", bert.num_hidden_layers);
+    Ok(Loaded {
+        model,
+        head,
+        tokenizer,
+        tag,
+    })
+}
+
+/// Cache `texts` in `dir` (reused when built from the same inputs), with a progress line.
+pub fn cached(
+    what: &str,
+    dir: &Path,
+    loaded: &Loaded,
+    texts: &[CacheText<'_>],
+    split: usize,
+    threads: usize,
+    quiet: bool,
+) -> Result<StateCache> {
+    let started = std::time::Instant::now();
+    let progress = |done: usize, total: usize| {
+        if !quiet {
+            let s = started.elapsed().as_secs_f64();
+            eprint!(
+                "\rcaching {what}: {done}/{total} ({:.1}/s)   ",
+                done as f64 / s.max(1e-9)
+            );
+        }
+    };
+    // A plain-device copy: on an autodiff device every op would be recorded for a backward pass.
+    let plain = loaded.model.transformer.valid();
+    let cache = StateCache::load_or_build(
+        dir,
+        &plain,
+        &loaded.tokenizer,
+        texts,
+        split,
+        threads,
+        &loaded.tag,
+        &progress,
+    )
+    .with_context(|| format!("cannot cache the {what} states in {}", dir.display()))?;
+    if !quiet {
+        eprintln!(
+            "\rcached {what}: {} texts, {} tokens ({:.0} s)            ",
+            cache.len(),
+            cache.meta.tokens,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(cache)
+}
+
+/// Query and code caches of `examples` under `dir/{name}-queries` and `dir/{name}-codes`.
+pub fn pair_caches(
+    name: &str,
+    dir: &Path,
+    loaded: &Loaded,
+    examples: &[Example],
+    split: usize,
+    threads: usize,
+    quiet: bool,
+) -> Result<(StateCache, StateCache)> {
+    let queries: Vec<CacheText> = examples
+        .iter()
+        .map(|e| CacheText {
+            text: &e.query,
+            graph: None,
+            kind_offset: 0,
+        })
+        .collect();
+    let codes: Vec<CacheText> = examples
+        .iter()
+        .map(|e| CacheText {
+            text: &e.code,
+            graph: e.graph.as_ref(),
+            kind_offset: gnn_coder_model::kind_offset(&e.language),
+        })
+        .collect();
+    let q = cached(
+        &format!("{name} queries"),
+        &dir.join(format!("{name}-queries")),
+        loaded,
+        &queries,
+        split,
+        threads,
+        quiet,
+    )?;
+    let c = cached(
+        &format!("{name} code"),
+        &dir.join(format!("{name}-codes")),
+        loaded,
+        &codes,
+        split,
+        threads,
+        quiet,
+    )?;
+    Ok((q, c))
+}
+
+fn threads(n: usize) -> usize {
+    if n == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        n
+    }
+}
+
+/// A seeded sample of `limit` items (all when `limit` is 0 or larger than the input), in input
+/// order.
+fn sample<T: Clone>(items: Vec<T>, limit: usize, seed: u64) -> Vec<T> {
+    if limit == 0 || limit >= items.len() {
+        return items;
+    }
+    let mut keep = gnn_coder_train::trainer::epoch_order(items.len(), seed, usize::MAX - 1);
+    keep.truncate(limit);
+    keep.sort_unstable();
+    keep.into_iter().map(|i| items[i].clone()).collect()
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    if args.pairs.is_empty() && args.corpus.is_empty() {
+        bail!("give training data: --pairs FILE (from the mine tool) or --corpus DIR");
+    }
+    if !args.pairs.is_empty() && !args.corpus.is_empty() {
+        bail!("--pairs and --corpus cannot be combined");
+    }
+    let model_dir = semantic::find_model_dir(args.model_dir.as_deref())?;
+    let (train_pairs, valid_pairs) = if args.corpus.is_empty() {
+        let mut train = Vec::new();
+        for p in &args.pairs {
+            train.extend(
+                read_pairs(p).with_context(|| format!("cannot read pairs from {}", p.display()))?,
+            );
+        }
+        let valid = match &args.valid {
+            Some(v) => read_pairs(v)
+                .with_context(|| format!("cannot read pairs from {}", v.display()))?,
+            None => Vec::new(),
+        };
+        (train, valid)
+    } else {
+        mine_corpora(&args)?
+    };
+    if train_pairs.is_empty() {
+        bail!("no training pairs found");
+    }
+    let train_pairs = sample(train_pairs, args.limit, args.seed);
+    let cfg = TrainConfig {
+        tuned_layers: args.tuned_layers,
+        graph: !args.no_graph,
+        child_count_score: !args.plain_topk,
+        batch_size: args.batch_size,
+        epochs: args.epochs,
+        max_steps: args.max_steps,
+        head_lr: args.head_lr,
+        transformer_lr: args.lr,
+        temperature: args.temperature,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        eval_every: args.eval_every,
+        valid_limit: args.valid_limit,
+        ..TrainConfig::default()
+    };
+    cfg.validate()?;
+
+    let device = burn::prelude::Device::flex().autodiff();
+    let loaded = load_model(&model_dir, args.init.as_deref(), args.max_tokens, &device)?;
+    let num_layers = loaded.model.transformer.num_layers();
+    if args.tuned_layers > num_layers {
+        bail!(
+            "--tuned-layers {} but the transformer has {num_layers} layers",
+            args.tuned_layers
+        );
+    }
+    let split = match args.split_layer {
+        Some(s) => s,
+        None if args.tuned_layers > 0 => num_layers - args.tuned_layers,
+        None => num_layers.min(4),
+    };
+    let quiet = args.json;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| args.out.join("cache"));
+    let max_nodes = 512;
+    let examples: Vec<Example> = train_pairs
+        .iter()
+        .map(|p| example_from_pair(p, max_nodes))
+        .collect();
+    let with_graph = examples.iter().filter(|e| e.graph.is_some()).count();
+    if !quiet {
+        eprintln!(
+            "{} training pairs ({} with an AST graph), {} validation pairs",
+            examples.len(),
+            with_graph,
+            valid_pairs.len().min(args.valid_limit)
+        );
+    }
+    let nthreads = threads(args.threads);
+    let (tq, tc) = pair_caches("train", &cache_dir, &loaded, &examples, split, nthreads, quiet)?;
+    let valid_examples: Vec<Example> = valid_pairs
+        .iter()
+        .take(args.valid_limit)
+        .map(|p| example_from_pair(p, max_nodes))
+        .collect();
+    let valid = if valid_examples.is_empty() {
+        None
+    } else {
+        Some(pair_caches(
+            "valid",
+            &cache_dir,
+            &loaded,
+            &valid_examples,
+            split,
+            nthreads,
+            quiet,
+        )?)
+    };
+
+    let stop = AtomicBool::new(false);
+    let log_path = args.out.join("log.jsonl");
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let json = args.json;
+    let mut report = |e: &Event| {
+        use std::io::Write;
+        let line = serde_json::to_string(e).unwrap_or_default();
+        let is_step = matches!(e, Event::Step { .. });
+        if !is_step || matches!(e, Event::Step { step, .. } if step % 10 == 0) {
+            let _ = writeln!(log, "{line}");
+        }
+        if json {
+            println!("{line}");
+            return;
+        }
+        match e {
+            Event::Start {
+                step,
+                total,
+                pairs,
+                resumed,
+            } => eprintln!(
+                "{} at step {step}/{total} over {pairs} pairs",
+                if *resumed { "resuming" } else { "training" }
+            ),
+            Event::Step {
+                step,
+                total,
+                epoch,
+                loss,
+                lr,
+                pairs_per_s,
+            } => eprint!(
+                "\rstep {step}/{total}  epoch {epoch:.2}  loss {loss:.4}  lr x{lr:.3}  {pairs_per_s:.1} pairs/s   "
+            ),
+            Event::Valid {
+                step,
+                metrics,
+                mam,
+            } => eprintln!(
+                "\nvalid @ {step}: MRR@10 {:.4}  R@1 {:.4}  R@10 {:.4}  MAM {mam:.4}  (n={})",
+                metrics.mrr10, metrics.r1, metrics.r10, metrics.n
+            ),
+            Event::Checkpoint { .. } => {}
+        }
+    };
+    let valid_refs = valid.as_ref().map(|(q, c)| PairCaches {
+        queries: q,
+        codes: c,
+    });
+    let (model, report_out) = gnn_coder_train::train(
+        loaded.model,
+        &loaded.head,
+        &cfg,
+        PairCaches {
+            queries: &tq,
+            codes: &tc,
+        },
+        valid_refs,
+        &args.out,
+        &stop,
+        &mut report,
+    )?;
+    if !json {
+        eprintln!();
+    }
+    let mut head = loaded.head.clone();
+    head.tuned_layers = cfg.tuned_layers;
+    head.graph.child_count_score = cfg.child_count_score;
+    head.max_tokens = args.max_tokens;
+    head.use_graph = cfg.graph;
+    let weights = args.out.join("weights");
+    model
+        .save(&weights, &head, true, true)
+        .with_context(|| format!("cannot write the weights to {}", weights.display()))?;
+    semantic::write_checksums(&weights)?;
+    let summary = serde_json::json!({
+        "report": report_out,
+        "config": cfg,
+        "train_pairs": examples.len(),
+        "valid_pairs": valid_examples.len(),
+        "pairs": args.pairs,
+        "corpus": args.corpus,
+        "init": args.init,
+        "split_layer": split,
+    });
+    let summary_path = args.out.join("report.json");
+    std::fs::write(&summary_path, serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("cannot write {}", summary_path.display()))?;
+    println!(
+        "{}",
+        serde_json::to_string(&serde_json::json!({
+            "weights": weights,
+            "steps": report_out.steps,
+            "seconds": report_out.seconds,
+            "valid": report_out.valid,
+            "valid_mam": report_out.valid_mam,
+        }))?
+    );
+    Ok(())
+}
+
+/// Mine pairs from `--corpus` directories: every directory is one package; with no --valid,
+/// a package-level tenth is held out for validation (all packages train if there is just one).
+fn mine_corpora(
+    args: &TrainArgs,
+) -> Result<(Vec<gnn_coder_train::Pair>, Vec<gnn_coder_train::Pair>)> {
+    let opts = gnn_coder_train::MineOptions::default();
+    let mut all = Vec::new();
+    for dir in &args.corpus {
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "corpus".to_string());
+        let mined = gnn_coder_train::mine_package(dir, &name, "", &[], &[], &opts)
+            .with_context(|| format!("cannot mine {}", dir.display()))?;
+        if !args.json {
+            eprintln!("{}: {} pairs", dir.display(), mined.pairs.len());
+        }
+        all.push((name, mined.pairs));
+    }
+    let valid_from_file = match &args.valid {
+        Some(v) => Some(read_pairs(v)?),
+        None => None,
+    };
+    let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
+    let held: std::collections::BTreeSet<String> = if valid_from_file.is_some() || names.len() < 2
+    {
+        Default::default()
+    } else {
+        gnn_coder_train::split_packages(&names, 0.1)
+    };
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    for (name, pairs) in all {
+        if held.contains(&name) {
+            valid.extend(pairs);
+        } else {
+            train.extend(pairs);
+        }
+    }
+    Ok((train, valid_from_file.unwrap_or(valid)))
+}

@@ -1,0 +1,691 @@
+//! Contrastive training of GNN-Coder on cached transformer states.
+//!
+//! * **Loss**: symmetric InfoNCE over in-batch negatives: with L2-normalized query vectors `q`
+//!   and code vectors `c`, `logits = q c^T / t` with a **fixed** temperature `t` (default 0.05,
+//!   the value of the PyTorch reference); loss = mean of the cross-entropy of each query
+//!   against all codes of the batch and of each code against all queries.
+//! * **Optimizer**: AdamW (weight decay 0.01), separate learning rates for the head (graph
+//!   network, gate, projections; default 1e-3) and the fine-tuned transformer layers (default
+//!   2e-5), linear warm-up then cosine decay to 0, gradients clipped by norm (1.0) per parameter
+//!   tensor (burn's `GradientClipping::Norm`).
+//! * **What is trained**: always the head; with `tuned_layers = k > 0` also the transformer's
+//!   top `k` encoder layers (stage 2; the cache must hold the states after layer
+//!   `num_layers - k`). Queries and codes share the transformer. With `graph = false` the code
+//!   vector is the (projected) mean-pooled sequence vector: "transformer + projection".
+//! * **Determinism and resume**: the example order of epoch `e` is a permutation drawn from
+//!   `seed` and `e` alone, so step `s` always sees the same batch; parameters get stable ids
+//!   (their order in the module), so an optimizer state saved by one process applies in
+//!   another. Every `checkpoint_every` steps the weights (f32), both AdamW states and the step
+//!   are written to `OUT/checkpoints/step-NNNNNNNN/` and `OUT/checkpoints/latest` is switched
+//!   atomically; a run started again with the same configuration continues from there and
+//!   ends with the same weights as an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use gnn_coder_model::{BertModel, GnnCoderModel, GraphBatch, GraphInput, HeadConfig};
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::StateCache;
+use crate::error::{Result, TrainError, io_err};
+use crate::metrics::{Retrieval, mean_angular_margin, retrieval};
+
+/// Training hyper-parameters (saved as `OUT/train.json`; a resumed run must match).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Top transformer layers to fine-tune (0 = frozen transformer, stage 1).
+    pub tuned_layers: usize,
+    /// Use the AST graph network (false: sequence vector + projections only).
+    pub graph: bool,
+    /// ASTGPool scores nodes with their child count too (false: plain top-k pooling).
+    pub child_count_score: bool,
+    pub batch_size: usize,
+    /// Passes over the training pairs (fractions allowed); `max_steps` wins when non-zero.
+    pub epochs: f64,
+    pub max_steps: usize,
+    pub head_lr: f64,
+    pub transformer_lr: f64,
+    /// Fraction of the steps spent warming up linearly.
+    pub warmup: f64,
+    pub temperature: f64,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    /// Validation every this many steps (0: only at the end).
+    pub eval_every: usize,
+    /// At most this many validation pairs (the pool is their codes).
+    pub valid_limit: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            tuned_layers: 0,
+            graph: true,
+            child_count_score: true,
+            batch_size: 64,
+            epochs: 1.0,
+            max_steps: 0,
+            head_lr: 1e-3,
+            transformer_lr: 2e-5,
+            warmup: 0.05,
+            temperature: 0.05,
+            weight_decay: 0.01,
+            clip_norm: 1.0,
+            seed: 17,
+            checkpoint_every: 200,
+            eval_every: 0,
+            valid_limit: 1000,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        if self.batch_size < 2 {
+            return bad("batch size must be at least 2 (in-batch negatives)");
+        }
+        if self.max_steps == 0 && self.epochs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            return bad("set epochs > 0 or max_steps > 0");
+        }
+        if self.temperature <= 0.0 {
+            return bad("temperature must be positive");
+        }
+        if !(0.0..1.0).contains(&self.warmup) {
+            return bad("warmup must be a fraction in [0, 1)");
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint_every must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Total optimizer steps for `n` training pairs.
+    pub fn total_steps(&self, n: usize) -> usize {
+        if self.max_steps > 0 {
+            return self.max_steps;
+        }
+        let per_epoch = (n / self.batch_size).max(1);
+        ((per_epoch as f64) * self.epochs).ceil().max(1.0) as usize
+    }
+
+    /// Learning-rate multiplier at `step` (0-based) of `total`: linear warm-up, cosine decay.
+    pub fn lr_factor(&self, step: usize, total: usize) -> f64 {
+        let warm = ((total as f64) * self.warmup).round() as usize;
+        if step < warm {
+            return (step + 1) as f64 / warm as f64;
+        }
+        let span = (total - warm).max(1) as f64;
+        let p = ((step - warm) as f64 / span).clamp(0.0, 1.0);
+        0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+    }
+}
+
+/// Training pairs as two aligned caches: item `i` of `queries` is the question of item `i` of
+/// `codes`.
+#[derive(Debug, Clone, Copy)]
+pub struct PairCaches<'a> {
+    pub queries: &'a StateCache,
+    pub codes: &'a StateCache,
+}
+
+impl PairCaches<'_> {
+    fn check(&self, what: &str) -> Result<()> {
+        if self.queries.len() != self.codes.len() {
+            return Err(TrainError::Input(format!(
+                "{what}: {} queries for {} codes",
+                self.queries.len(),
+                self.codes.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What the trainer reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Start {
+        step: usize,
+        total: usize,
+        pairs: usize,
+        resumed: bool,
+    },
+    Step {
+        step: usize,
+        total: usize,
+        epoch: f64,
+        loss: f64,
+        lr: f64,
+        pairs_per_s: f64,
+    },
+    Valid {
+        step: usize,
+        #[serde(flatten)]
+        metrics: Retrieval,
+        mam: f64,
+    },
+    Checkpoint {
+        step: usize,
+        path: PathBuf,
+    },
+}
+
+/// Result of a finished (or interrupted) run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub steps: usize,
+    pub total_steps: usize,
+    pub pairs_seen: usize,
+    pub seconds: f64,
+    pub final_loss: f64,
+    pub valid: Option<Retrieval>,
+    pub valid_mam: Option<f64>,
+    pub completed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    pairs_seen: usize,
+    seconds: f64,
+    last_loss: f64,
+}
+
+/// Gives every parameter a stable id (its position in the module), so optimizer states keyed by
+/// parameter id survive a save/load across processes.
+struct StableIds(u64);
+
+impl ModuleMapper for StableIds {
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        self.0 += 1;
+        param.id = ParamId::from(self.0);
+        param
+    }
+}
+
+/// Give `model` stable parameter ids and freeze what the configuration does not train.
+pub fn prepare_model(mut model: GnnCoderModel, cfg: &TrainConfig) -> GnnCoderModel {
+    model = model.map(&mut StableIds(0));
+    let n = model.transformer.num_layers();
+    let keep = n.saturating_sub(cfg.tuned_layers);
+    model.transformer.embeddings = model.transformer.embeddings.no_grad();
+    let layers = std::mem::take(&mut model.transformer.encoder.layer);
+    model.transformer.encoder.layer = layers
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| if i < keep { l.no_grad() } else { l })
+        .collect();
+    model.head.graph.child_count_score = cfg.child_count_score;
+    if !cfg.graph {
+        model.head.graph = model.head.graph.no_grad();
+        model.head.graph_proj = model.head.graph_proj.no_grad();
+        model.head.gate = model.head.gate.no_grad();
+    }
+    model
+}
+
+/// Padded states of `idx` from `cache` (`lower` or final layer) with their mask.
+fn states_batch(
+    cache: &StateCache,
+    idx: &[usize],
+    lower: bool,
+    device: &Device,
+) -> (Tensor<3>, Tensor<2>) {
+    let d = cache.meta.dim;
+    let l = idx.iter().map(|&i| cache.items[i].len).max().unwrap_or(1).max(1);
+    let b = idx.len();
+    let mut x = vec![0f32; b * l * d];
+    let mut mask = vec![0f32; b * l];
+    for (row, &i) in idx.iter().enumerate() {
+        let src: &[f16] = if lower { cache.lower(i) } else { cache.top(i) };
+        let dst = &mut x[row * l * d..row * l * d + src.len()];
+        for (o, v) in dst.iter_mut().zip(src) {
+            *o = v.to_f32();
+        }
+        for m in &mut mask[row * l..row * l + cache.items[i].len] {
+            *m = 1.0;
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(x, [b, l, d]), device),
+        Tensor::from_data(TensorData::new(mask, [b, l]), device),
+    )
+}
+
+/// Final-layer states of a batch: the cache's "top" states (frozen transformer), or the tuned
+/// top layers run on its "lower" states.
+fn final_states(
+    model: &GnnCoderModel,
+    tuned_layers: usize,
+    cache: &StateCache,
+    idx: &[usize],
+    device: &Device,
+) -> (Tensor<3>, Tensor<2>) {
+    if tuned_layers == 0 {
+        return states_batch(cache, idx, false, device);
+    }
+    let (lower, mask) = states_batch(cache, idx, true, device);
+    let bias = BertModel::attention_bias(mask.clone());
+    let n = model.transformer.num_layers();
+    let states = model
+        .transformer
+        .forward_layers(lower, bias, n - tuned_layers..n);
+    (states, mask)
+}
+
+/// Code vectors of `idx` (rows in that order).
+pub fn code_vectors(
+    model: &GnnCoderModel,
+    tuned_layers: usize,
+    graph: bool,
+    cache: &StateCache,
+    idx: &[usize],
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let (states, mask) = final_states(model, tuned_layers, cache, idx, device);
+    let seq = BertModel::mean_pool(states.clone(), mask);
+    let graphs = if graph {
+        let seq_len = states.dims()[1];
+        let encs: Vec<_> = idx.iter().map(|&i| cache.items[i].encoded()).collect();
+        let inputs: Vec<GraphInput<'_>> = idx
+            .iter()
+            .enumerate()
+            .filter_map(|(row, &i)| {
+                let it = &cache.items[i];
+                it.graph.as_ref().map(|g| GraphInput {
+                    row,
+                    graph: g,
+                    tokens: &encs[row],
+                    kind_offset: it.kind_offset,
+                })
+            })
+            .collect();
+        let kind_vocab = model.head.graph.kind_embedding.weight.dims()[0];
+        Some(GraphBatch::build(&inputs, seq_len, kind_vocab)?)
+    } else {
+        None
+    };
+    Ok(model.head.code_vectors(seq, states, graphs.as_ref())?)
+}
+
+/// Query vectors of `idx`.
+pub fn query_vectors(
+    model: &GnnCoderModel,
+    tuned_layers: usize,
+    cache: &StateCache,
+    idx: &[usize],
+    device: &Device,
+) -> Tensor<2> {
+    let (states, mask) = final_states(model, tuned_layers, cache, idx, device);
+    model.head.query_vectors(BertModel::mean_pool(states, mask))
+}
+
+fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [_, d] = t.dims();
+    let flat = t
+        .try_into_vec_as::<f32>()
+        .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
+    Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+/// Encode every item of `cache` (codes or queries) with a plain-device copy of `model`, in
+/// length-sorted chunks; rows in cache order.
+pub fn encode_cache(
+    model: &GnnCoderModel,
+    tuned_layers: usize,
+    graph: Option<bool>,
+    cache: &StateCache,
+    limit: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let device = Device::flex();
+    let n = cache.len().min(limit);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| cache.items[i].len);
+    let mut out = vec![Vec::new(); n];
+    for chunk in order.chunks(64) {
+        let t = match graph {
+            Some(g) => code_vectors(model, tuned_layers, g, cache, chunk, &device)?,
+            None => query_vectors(model, tuned_layers, cache, chunk, &device),
+        };
+        for (&i, v) in chunk.iter().zip(rows(t)?) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// MRR@10 / R@1 / R@10 of the first `limit` validation pairs (pool: their codes) and the MAM of
+/// their code vectors.
+pub fn validate(
+    model: &GnnCoderModel,
+    cfg: &TrainConfig,
+    valid: PairCaches<'_>,
+) -> Result<(Retrieval, f64)> {
+    let plain = model.valid();
+    let n = valid.codes.len().min(cfg.valid_limit);
+    let codes = encode_cache(&plain, cfg.tuned_layers, Some(cfg.graph), valid.codes, n)?;
+    let queries = encode_cache(&plain, cfg.tuned_layers, None, valid.queries, n)?;
+    let gold: Vec<usize> = (0..n).collect();
+    Ok((retrieval(&queries, &codes, &gold), mean_angular_margin(&codes, 500)))
+}
+
+/// splitmix64.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The example order of `epoch`: a Fisher-Yates shuffle seeded by (`seed`, `epoch`).
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = mix(seed ^ mix(epoch as u64 + 1));
+    for i in (1..n).rev() {
+        state = mix(state);
+        let j = (state % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+fn infonce(q: Tensor<2>, c: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let b = q.dims()[0];
+    let logits = q.matmul(c.transpose()).div_scalar(temperature);
+    let eye: Tensor<2> = Tensor::eye(b, &logits.device());
+    let q2c = (log_softmax(logits.clone(), 1) * eye.clone()).sum();
+    let c2q = (log_softmax(logits, 0) * eye).sum();
+    (q2c + c2q).neg().div_scalar(2.0 * b as f64)
+}
+
+fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip_norm as f32)))
+        .init()
+}
+
+const CHECKPOINTS: &str = "checkpoints";
+const LATEST: &str = "latest";
+const STATE_FILE: &str = "state.json";
+const OPTIM_HEAD: &str = "optim-head.bpk";
+const OPTIM_TRANSFORMER: &str = "optim-transformer.bpk";
+const CONFIG_FILE: &str = "train.json";
+
+/// The latest complete checkpoint of a run directory.
+pub fn latest_checkpoint(out: &Path) -> Option<PathBuf> {
+    let dir = out.join(CHECKPOINTS);
+    let name = std::fs::read_to_string(dir.join(LATEST)).ok()?;
+    let path = dir.join(name.trim());
+    path.join(STATE_FILE).is_file().then_some(path)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn to_json<T: Serialize>(v: &T, path: &Path) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(v).map_err(|e| TrainError::BadFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint(
+    out: &Path,
+    model: &GnnCoderModel,
+    head_cfg: &HeadConfig,
+    optim_head: &ModuleOptimizer,
+    optim_tr: &ModuleOptimizer,
+    state: &CheckpointState,
+) -> Result<PathBuf> {
+    let root = out.join(CHECKPOINTS);
+    let name = format!("step-{:08}", state.step);
+    let dir = root.join(&name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    model.save(&dir, head_cfg, true, false)?;
+    let opt_err = |p: &Path, e: String| TrainError::BadFile {
+        path: p.to_path_buf(),
+        message: e,
+    };
+    let p = dir.join(OPTIM_HEAD);
+    optim_head.save(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+    let p = dir.join(OPTIM_TRANSFORMER);
+    optim_tr.save(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+    let p = dir.join(STATE_FILE);
+    std::fs::write(&p, to_json(state, &p)?).map_err(io_err(&p))?;
+    write_atomic(&root.join(LATEST), name.as_bytes())?;
+    // Keep the two newest checkpoints.
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        let mut steps: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with("step-") && *n != name)
+            .collect();
+        steps.sort();
+        let drop = steps.len().saturating_sub(1);
+        for old in &steps[..drop] {
+            let _ = std::fs::remove_dir_all(root.join(old));
+        }
+    }
+    Ok(dir)
+}
+
+/// Train `model` (built on an autodiff device, with `head_cfg` its head configuration) on
+/// `train`; validate on `valid`; checkpoint into `out`, resuming from its latest checkpoint if
+/// there is one (the configuration must then equal the saved `train.json`). Returns the
+/// trained model. `stop` ends the run early (after writing a checkpoint).
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: GnnCoderModel,
+    head_cfg: &HeadConfig,
+    cfg: &TrainConfig,
+    train: PairCaches<'_>,
+    valid: Option<PairCaches<'_>>,
+    out: &Path,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(&Event),
+) -> Result<(GnnCoderModel, TrainReport)> {
+    cfg.validate()?;
+    train.check("training pairs")?;
+    if let Some(v) = &valid {
+        v.check("validation pairs")?;
+    }
+    let n = train.codes.len();
+    if n < cfg.batch_size {
+        return Err(TrainError::Input(format!(
+            "{n} training pairs is fewer than one batch of {}",
+            cfg.batch_size
+        )));
+    }
+    let num_layers = model.transformer.num_layers();
+    if cfg.tuned_layers > num_layers {
+        return Err(TrainError::Config(format!(
+            "tuned_layers {} > {num_layers} transformer layers",
+            cfg.tuned_layers
+        )));
+    }
+    for c in [Some(train.codes), Some(train.queries), valid.map(|v| v.codes), valid.map(|v| v.queries)]
+        .into_iter()
+        .flatten()
+    {
+        if cfg.tuned_layers > 0 && c.meta.split != num_layers - cfg.tuned_layers {
+            return Err(TrainError::Config(format!(
+                "the cache holds the states after layer {}, fine-tuning {} layers needs layer {}",
+                c.meta.split,
+                cfg.tuned_layers,
+                num_layers - cfg.tuned_layers
+            )));
+        }
+    }
+    let mut head_cfg = head_cfg.clone();
+    head_cfg.tuned_layers = cfg.tuned_layers;
+    head_cfg.graph.child_count_score = cfg.child_count_score;
+
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let cfg_path = out.join(CONFIG_FILE);
+    let mut model = prepare_model(model, cfg);
+    let mut optim_head = optimizer(cfg);
+    let mut optim_tr = optimizer(cfg);
+    let mut state = CheckpointState {
+        step: 0,
+        pairs_seen: 0,
+        seconds: 0.0,
+        last_loss: f64::NAN,
+    };
+    let resumed = if let Some(ckpt) = latest_checkpoint(out) {
+        let saved: TrainConfig = std::fs::read(&cfg_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| TrainError::BadFile {
+                path: cfg_path.clone(),
+                message: "missing or unreadable: cannot resume".into(),
+            })?;
+        if &saved != cfg {
+            return Err(TrainError::Config(format!(
+                "{} holds a run with a different configuration; use another output directory \
+                 (saved: {saved:?})",
+                out.display()
+            )));
+        }
+        model.load_saved(&ckpt, &head_cfg)?;
+        model = model.map(&mut StableIds(0));
+        let opt_err = |p: &Path, e: String| TrainError::BadFile {
+            path: p.to_path_buf(),
+            message: e,
+        };
+        let p = ckpt.join(OPTIM_HEAD);
+        optim_head = optim_head.load(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+        let p = ckpt.join(OPTIM_TRANSFORMER);
+        optim_tr = optim_tr.load(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+        let p = ckpt.join(STATE_FILE);
+        let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+        state = serde_json::from_slice(&bytes).map_err(|e| opt_err(&p, e.to_string()))?;
+        true
+    } else {
+        write_atomic(&cfg_path, &to_json(cfg, &cfg_path)?)?;
+        false
+    };
+
+    let device = model.head.out_proj.weight.val().device();
+    let total = cfg.total_steps(n);
+    let per_epoch = (n / cfg.batch_size).max(1);
+    report(&Event::Start {
+        step: state.step,
+        total,
+        pairs: n,
+        resumed,
+    });
+    let started = Instant::now();
+    let base_seconds = state.seconds;
+    let mut window = (Instant::now(), 0usize);
+    let mut order_epoch = usize::MAX;
+    let mut order = Vec::new();
+    let mut last_valid = None;
+    while state.step < total {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let epoch = state.step / per_epoch;
+        if epoch != order_epoch {
+            order = epoch_order(n, cfg.seed, epoch);
+            order_epoch = epoch;
+        }
+        let k = state.step % per_epoch;
+        let idx = &order[k * cfg.batch_size..(k + 1) * cfg.batch_size];
+        let q = query_vectors(&model, cfg.tuned_layers, train.queries, idx, &device);
+        let c = code_vectors(&model, cfg.tuned_layers, cfg.graph, train.codes, idx, &device)?;
+        let loss = infonce(q, c, cfg.temperature);
+        let loss_value = loss
+            .clone()
+            .try_into_vec_as::<f32>()
+            .map_err(|e| TrainError::Tensor(format!("{e:?}")))?
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN) as f64;
+        if !loss_value.is_finite() {
+            return Err(TrainError::Input(format!(
+                "loss became {loss_value} at step {}; lower the learning rate",
+                state.step
+            )));
+        }
+        let mut grads = loss.backward();
+        let factor = cfg.lr_factor(state.step, total);
+        let g_head = GradientsParams::from_module(&mut grads, &model.head);
+        model.head = optim_head.step(cfg.head_lr * factor, model.head, g_head);
+        if cfg.tuned_layers > 0 {
+            let g_tr = GradientsParams::from_module(&mut grads, &model.transformer);
+            model.transformer = optim_tr.step(cfg.transformer_lr * factor, model.transformer, g_tr);
+        }
+        state.step += 1;
+        state.pairs_seen += cfg.batch_size;
+        state.last_loss = loss_value;
+        window.1 += cfg.batch_size;
+        let el = window.0.elapsed().as_secs_f64();
+        report(&Event::Step {
+            step: state.step,
+            total,
+            epoch: state.step as f64 / per_epoch as f64,
+            loss: loss_value,
+            lr: factor,
+            pairs_per_s: window.1 as f64 / el.max(1e-9),
+        });
+        if el > 30.0 {
+            window = (Instant::now(), 0);
+        }
+        let at_end = state.step == total;
+        if let Some(v) = valid
+            && ((cfg.eval_every > 0 && state.step % cfg.eval_every == 0) || at_end)
+        {
+            let (metrics, mam) = validate(&model, cfg, v)?;
+            last_valid = Some((metrics, mam));
+            report(&Event::Valid {
+                step: state.step,
+                metrics,
+                mam,
+            });
+        }
+        if state.step % cfg.checkpoint_every == 0 || at_end || stop.load(Ordering::Relaxed) {
+            state.seconds = base_seconds + started.elapsed().as_secs_f64();
+            let path = save_checkpoint(out, &model, &head_cfg, &optim_head, &optim_tr, &state)?;
+            report(&Event::Checkpoint {
+                step: state.step,
+                path,
+            });
+        }
+    }
+    let completed = state.step >= total;
+    if completed && last_valid.is_none()
+        && let Some(v) = valid
+    {
+        last_valid = Some(validate(&model, cfg, v)?);
+    }
+    let report_out = TrainReport {
+        steps: state.step,
+        total_steps: total,
+        pairs_seen: state.pairs_seen,
+        seconds: base_seconds + started.elapsed().as_secs_f64(),
+        final_loss: state.last_loss,
+        valid: last_valid.map(|v| v.0),
+        valid_mam: last_valid.map(|v| v.1),
+        completed,
+    };
+    Ok((model, report_out))
+}

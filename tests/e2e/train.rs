@@ -1,0 +1,226 @@
+//! End-to-end tests of `gnn-coder train` / `eval`: a run killed with SIGKILL and started again
+//! resumes from its latest checkpoint and ends with exactly the weights of an uninterrupted run;
+//! the trained weights load in `index`/`search`; bad input gives messages, not panics.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gnn-coder");
+
+fn model_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run scripts/fetch-model.sh before the tests"
+    );
+    eprintln!("skipping: no model at {} (run scripts/fetch-model.sh)", dir.display());
+    None
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run gnn-coder")
+}
+
+/// Distinct small training pairs in the miner's format.
+fn write_pairs(path: &Path, n: usize, offset: usize) {
+    let verbs = ["add", "scale", "clip", "shift", "merge", "count", "parse", "format"];
+    let nouns = ["vectors", "prices", "names", "tokens", "events", "paths", "rows", "dates"];
+    let mut out = String::new();
+    for i in offset..offset + n {
+        let v = verbs[i % verbs.len()];
+        let o = nouns[(i / verbs.len()) % nouns.len()];
+        let code = format!(
+            "def {v}_{o}_{i}(items, factor={i}):\n    result = []\n    for item in items:\n        result.append(item * factor + {i})\n    return result\n"
+        );
+        let pair = serde_json::json!({
+            "id": format!("p{i}"), "package": format!("pkg{}", i % 3), "lang": "python",
+            "path": format!("pkg/m{i}.py"), "symbol": format!("{v}_{o}_{i}"),
+            "query": format!("{v} the {o} number {i} by a factor."), "code": code,
+            "start_line": 1, "end_line": 5, "indent": 0,
+        });
+        out.push_str(&pair.to_string());
+        out.push('\n');
+    }
+    fs::write(path, out).unwrap();
+}
+
+fn train_args<'a>(pairs: &'a Path, valid: &'a Path, out: &'a Path, cache: &'a Path, model: &'a Path) -> Vec<String> {
+    [
+        "train", "--pairs", s(pairs), "--valid", s(valid), "--out", s(out), "--cache-dir",
+        s(cache), "--model-dir", s(model), "--batch-size", "8", "--max-steps", "24",
+        "--checkpoint-every", "3", "--tuned-layers", "1", "--max-tokens", "48", "--json",
+        "--threads", "1",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// The tensors of a safetensors file by name (raw bytes; the header's metadata order varies).
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let o = &v["data_offsets"];
+            let (s, e) = (o[0].as_u64().unwrap() as usize, o[1].as_u64().unwrap() as usize);
+            (k.clone(), data[s..e].to_vec())
+        })
+        .collect()
+}
+
+fn latest_step(out: &Path) -> Option<usize> {
+    let name = fs::read_to_string(out.join("checkpoints/latest")).ok()?;
+    name.trim().strip_prefix("step-")?.parse().ok()
+}
+
+#[test]
+fn training_resumes_after_being_killed_with_identical_weights() {
+    let Some(model) = model_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = tmp.path().join("train.jsonl");
+    let valid = tmp.path().join("valid.jsonl");
+    write_pairs(&pairs, 48, 0);
+    write_pairs(&valid, 16, 1000);
+    let cache = tmp.path().join("cache");
+
+    // Uninterrupted reference run (also fills the shared cache).
+    let a = tmp.path().join("a");
+    let out = Command::new(BIN)
+        .args(train_args(&pairs, &valid, &a, &cache, &model))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["steps"], 24);
+    let mrr = summary["valid"]["mrr10"].as_f64().unwrap();
+    assert!(mrr > 0.0 && mrr <= 1.0, "{summary}");
+
+    // The same run, killed (SIGKILL) once a checkpoint exists, then started again.
+    let b = tmp.path().join("b");
+    let mut child = Command::new(BIN)
+        .args(train_args(&pairs, &valid, &b, &cache, &model))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while latest_step(&b).is_none_or(|s| s < 3) {
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = latest_step(&b).unwrap();
+    assert!(killed_at < 24, "killed too late to test resuming ({killed_at})");
+
+    let out = Command::new(BIN)
+        .args(train_args(&pairs, &valid, &b, &cache, &model))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let start: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(start["event"], "start");
+    assert_eq!(start["resumed"], true, "{stdout}");
+    let resumed_from = start["step"].as_u64().unwrap() as usize;
+    assert!(resumed_from >= 3 && resumed_from < 24, "{stdout}");
+
+    // Same data order, same optimizer state: the same weights, bit for bit.
+    for f in ["head.safetensors", "transformer.safetensors"] {
+        let wa = tensors(&a.join("weights").join(f));
+        let wb = tensors(&b.join("weights").join(f));
+        assert!(!wa.is_empty());
+        assert!(wa == wb, "{f} differs after resuming from step {resumed_from}");
+    }
+
+    // A different configuration in the same directory is refused, not mixed in.
+    let mut args = train_args(&pairs, &valid, &b, &cache, &model);
+    let i = args.iter().position(|a| a == "--batch-size").unwrap();
+    args[i + 1] = "4".into();
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("different configuration"), "{}", text(&out.stderr));
+
+    // The weights serve `index` and `search`, and `eval` measures them.
+    let weights = a.join("weights");
+    assert!(weights.join("SHA256SUMS").is_file());
+    let repo = tmp.path().join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    fs::write(repo.join("m.py"), "def add_vectors_0(items, factor=0):\n    result = []\n    for item in items:\n        result.append(item * factor)\n    return result\n\ndef open_socket(host, port):\n    import socket\n    return socket.create_connection((host, port))\n").unwrap();
+    let idx = tmp.path().join("idx");
+    let out = run(&["index", s(&repo), "--index", s(&idx), "--model-dir", s(&model), "--weights", s(&weights)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("untrained"), "{}", text(&out.stderr));
+    let out = run(&["search", "--index", s(&idx), "--model-dir", s(&model), "--weights", s(&weights), "--mode", "semantic", "--json", "connect to a server socket"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hits: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(hits["results"][0]["symbol"], "open_socket", "{hits}");
+    // Searching with other weights than the index was built with is refused.
+    let out = run(&["search", "--index", s(&idx), "--model-dir", s(&model), "--weights", "none", "--mode", "semantic", "x"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--weights"), "{}", text(&out.stderr));
+
+    let out = run(&["eval", "--weights", s(&weights), "--model-dir", s(&model), "--pairs", s(&valid), "--cache-dir", s(&cache), "--split-layer", "5", "--max-tokens", "48", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(r["n"], 16);
+    // Train validated with f32 weights, eval loads the shipped f16 ones: equal up to rounding.
+    assert!((r["mrr10"].as_f64().unwrap() - mrr).abs() < 0.1, "eval {r} vs train {summary}");
+
+    // Corrupted weights are caught by their checksum.
+    let head = weights.join("head.safetensors");
+    let mut bytes = fs::read(&head).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    fs::write(&head, bytes).unwrap();
+    let out = run(&["eval", "--weights", s(&weights), "--model-dir", s(&model), "--pairs", s(&valid)]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("checksum"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_training_input_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.jsonl");
+    fs::write(&bad, "{\"id\": 1}\nnot json\n").unwrap();
+    let out = tmp.path().join("out");
+    for args in [
+        vec!["train", "--out", s(&out)],
+        vec!["train", "--pairs", s(&bad), "--out", s(&out)],
+        vec!["train", "--pairs", "/nonexistent/pairs.jsonl", "--out", s(&out)],
+        vec!["eval", "--weights", s(tmp.path())],
+        vec!["eval"],
+    ] {
+        let o = run(&args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = text(&o.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
