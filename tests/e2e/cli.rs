@@ -1053,6 +1053,8 @@ fn semantic_and_hybrid_search_with_the_model() {
         s(&idx),
         "--model-dir",
         s(&model),
+        "--weights",
+        "none",
     ]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -1072,6 +1074,8 @@ fn semantic_and_hybrid_search_with_the_model() {
             s(&idx),
             "--model-dir",
             s(&model),
+            "--weights",
+            "none",
             "--mode",
             mode,
             "--json",
@@ -1112,6 +1116,8 @@ fn semantic_and_hybrid_search_with_the_model() {
         s(&idx),
         "--model-dir",
         s(&model),
+        "--weights",
+        "none",
         "--queries",
         s(&queries),
         "--top-k",
@@ -1140,6 +1146,8 @@ fn semantic_and_hybrid_search_with_the_model() {
         s(&lex),
         "--model-dir",
         s(&model),
+        "--weights",
+        "none",
         "--mode",
         "semantic",
         "edit distance",

@@ -231,10 +231,20 @@ fn eval_bench(
         .cache_dir
         .clone()
         .unwrap_or_else(|| bench.with_file_name(".gnn-coder-eval-cache"));
+    // Cache names from the last two path components (`dev/corpus` -> `dev-corpus`), so two
+    // benchmarks whose trees are both called `corpus` do not share (and rebuild) one cache.
     let set = bench
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .canonicalize()
+        .unwrap_or_else(|_| bench.to_path_buf())
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("-");
     let qset = queries_path
         .file_stem()
         .map(|n| n.to_string_lossy().into_owned())

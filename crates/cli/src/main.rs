@@ -54,7 +54,38 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
 }
 
+/// burn's CPU backend allocates a fresh buffer for every tensor op; with glibc's defaults every
+/// buffer over 128 KiB is a new `mmap` (zeroed pages, a page fault per 4 KiB) handed back to the
+/// system on free. Keeping freed memory in the heap instead cut training's system time 4x and
+/// raised its throughput ~40% (5.7 vs 4.1 pairs/s, same run, 3.9M -> 0.5M page faults).
+/// `mallopt` caps the mmap threshold at 32 MiB (attention scores are larger), so the model
+/// commands re-execute themselves once with `GLIBC_TUNABLES` set, unless the user set it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    use std::os::unix::process::CommandExt;
+    const TUNABLES: &str =
+        "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295";
+    let heavy = std::env::args_os()
+        .nth(1)
+        .is_some_and(|c| c == "train" || c == "eval" || c == "index");
+    if !heavy || std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // Only returns on failure; then we simply run with the default allocator settings.
+    let _ = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", TUNABLES)
+        .exec();
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Index(args) => index_cmd::run(args),

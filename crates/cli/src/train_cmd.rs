@@ -57,6 +57,11 @@ pub struct TrainArgs {
     /// Plain top-k pooling (no child-count term in ASTGPool's scores).
     #[arg(long)]
     plain_topk: bool,
+    /// Initial bias of the fusion gate of a new head: sigmoid(bias) of each dimension comes
+    /// from the sequence vector, the rest from the graph network (4 = 98%, which leaves the
+    /// graph network almost unused by training; 0 = an even mix).
+    #[arg(long, default_value_t = 0.0)]
+    gate_bias: f64,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     #[arg(long, default_value_t = 1.0)]
@@ -300,7 +305,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     cfg.validate()?;
 
     let device = burn::prelude::Device::flex().autodiff();
-    let loaded = load_model(&model_dir, args.init.as_deref(), args.max_tokens, &device)?;
+    let mut loaded = load_model(&model_dir, args.init.as_deref(), args.max_tokens, &device)?;
+    if args.init.is_none() {
+        let d = loaded.head.graph.d_model;
+        loaded.model.head.gate.bias = Some(burn::module::Param::from_tensor(
+            burn::prelude::Tensor::full([d], args.gate_bias, &device),
+        ));
+        loaded.head.gate_init_bias = args.gate_bias;
+    }
     let num_layers = loaded.model.transformer.num_layers();
     if args.tuned_layers > num_layers {
         bail!(
