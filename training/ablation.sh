@@ -10,7 +10,7 @@
 # public corpora as built by training/eval.sh (EVAL_DIR, default /tmp/gnn-eval), a built
 # gnn-coder (G, default target/release/gnn-coder, else target/debug/gnn-coder).
 # Environment: LIMIT (training pairs, default 16000), S1_EPOCHS (default 1), S2_STEPS (default
-# 300 steps of 32 pairs), SETS (default "dev cosqa-dev").
+# 300 steps of 32 pairs), SETS (default "dev cosqa-dev"). Rows s2-* need their s1-* row first.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 R="${1:-/tmp/gnn-runs}"
@@ -36,10 +36,11 @@ train_row() {
         s1-seq) "$G" train "${common[@]}" --out "$R/$row" --epochs "$S1_EPOCHS" --no-graph ;;
         s1-topk) "$G" train "${common[@]}" --out "$R/$row" --epochs "$S1_EPOCHS" --plain-topk ;;
         s1-astg) "$G" train "${common[@]}" --out "$R/$row" --epochs "$S1_EPOCHS" ;;
-        s2-seq) "$G" train "${common[@]}" --out "$R/$row" --tuned-layers 2 --batch-size 32 \
-                    --max-steps "$S2_STEPS" --no-graph ;;
-        s2-astg) "$G" train "${common[@]}" --out "$R/$row" --tuned-layers 2 --batch-size 32 \
-                    --max-steps "$S2_STEPS" ;;
+        # Stage 2 starts from the stage-1 head of the same kind.
+        s2-seq) "$G" train "${common[@]}" --out "$R/$row" --init "$R/s1-seq/weights" \
+                    --tuned-layers 2 --batch-size 32 --max-steps "$S2_STEPS" --no-graph ;;
+        s2-astg) "$G" train "${common[@]}" --out "$R/$row" --init "$R/s1-astg/weights" \
+                    --tuned-layers 2 --batch-size 32 --max-steps "$S2_STEPS" ;;
         zero-shot) return 0 ;;
         *) echo "ablation: unknown row $row" >&2; exit 1 ;;
     esac

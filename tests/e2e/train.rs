@@ -18,7 +18,10 @@ fn model_dir() -> Option<PathBuf> {
         std::env::var_os("CI").is_none(),
         "CI must run scripts/fetch-model.sh before the tests"
     );
-    eprintln!("skipping: no model at {} (run scripts/fetch-model.sh)", dir.display());
+    eprintln!(
+        "skipping: no model at {} (run scripts/fetch-model.sh)",
+        dir.display()
+    );
     None
 }
 
@@ -40,8 +43,12 @@ fn run(args: &[&str]) -> Output {
 
 /// Distinct small training pairs in the miner's format.
 fn write_pairs(path: &Path, n: usize, offset: usize) {
-    let verbs = ["add", "scale", "clip", "shift", "merge", "count", "parse", "format"];
-    let nouns = ["vectors", "prices", "names", "tokens", "events", "paths", "rows", "dates"];
+    let verbs = [
+        "add", "scale", "clip", "shift", "merge", "count", "parse", "format",
+    ];
+    let nouns = [
+        "vectors", "prices", "names", "tokens", "events", "paths", "rows", "dates",
+    ];
     let mut out = String::new();
     for i in offset..offset + n {
         let v = verbs[i % verbs.len()];
@@ -61,12 +68,38 @@ fn write_pairs(path: &Path, n: usize, offset: usize) {
     fs::write(path, out).unwrap();
 }
 
-fn train_args<'a>(pairs: &'a Path, valid: &'a Path, out: &'a Path, cache: &'a Path, model: &'a Path) -> Vec<String> {
+fn train_args<'a>(
+    pairs: &'a Path,
+    valid: &'a Path,
+    out: &'a Path,
+    cache: &'a Path,
+    model: &'a Path,
+) -> Vec<String> {
     [
-        "train", "--pairs", s(pairs), "--valid", s(valid), "--out", s(out), "--cache-dir",
-        s(cache), "--model-dir", s(model), "--batch-size", "8", "--max-steps", "24",
-        "--checkpoint-every", "3", "--tuned-layers", "1", "--max-tokens", "48", "--json",
-        "--threads", "1",
+        "train",
+        "--pairs",
+        s(pairs),
+        "--valid",
+        s(valid),
+        "--out",
+        s(out),
+        "--cache-dir",
+        s(cache),
+        "--model-dir",
+        s(model),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "24",
+        "--checkpoint-every",
+        "3",
+        "--tuned-layers",
+        "1",
+        "--max-tokens",
+        "48",
+        "--json",
+        "--threads",
+        "1",
     ]
     .iter()
     .map(|a| a.to_string())
@@ -86,7 +119,10 @@ fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .filter(|(k, _)| *k != "__metadata__")
         .map(|(k, v)| {
             let o = &v["data_offsets"];
-            let (s, e) = (o[0].as_u64().unwrap() as usize, o[1].as_u64().unwrap() as usize);
+            let (s, e) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
             (k.clone(), data[s..e].to_vec())
         })
         .collect()
@@ -130,14 +166,23 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         .unwrap();
     let started = Instant::now();
     while latest_step(&b).is_none_or(|s| s < 3) {
-        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
-        assert!(child.try_wait().unwrap().is_none(), "run ended before it could be killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let killed_at = latest_step(&b).unwrap();
-    assert!(killed_at < 24, "killed too late to test resuming ({killed_at})");
+    assert!(
+        killed_at < 24,
+        "killed too late to test resuming ({killed_at})"
+    );
 
     let out = Command::new(BIN)
         .args(train_args(&pairs, &valid, &b, &cache, &model))
@@ -149,14 +194,17 @@ fn training_resumes_after_being_killed_with_identical_weights() {
     assert_eq!(start["event"], "start");
     assert_eq!(start["resumed"], true, "{stdout}");
     let resumed_from = start["step"].as_u64().unwrap() as usize;
-    assert!(resumed_from >= 3 && resumed_from < 24, "{stdout}");
+    assert!((3..24).contains(&resumed_from), "{stdout}");
 
     // Same data order, same optimizer state: the same weights, bit for bit.
     for f in ["head.safetensors", "transformer.safetensors"] {
         let wa = tensors(&a.join("weights").join(f));
         let wb = tensors(&b.join("weights").join(f));
         assert!(!wa.is_empty());
-        assert!(wa == wb, "{f} differs after resuming from step {resumed_from}");
+        assert!(
+            wa == wb,
+            "{f} differs after resuming from step {resumed_from}"
+        );
     }
 
     // A different configuration in the same directory is refused, not mixed in.
@@ -165,7 +213,11 @@ fn training_resumes_after_being_killed_with_identical_weights() {
     args[i + 1] = "4".into();
     let out = Command::new(BIN).args(&args).output().unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("different configuration"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("different configuration"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The weights serve `index` and `search`, and `eval` measures them.
     let weights = a.join("weights");
@@ -174,24 +226,82 @@ fn training_resumes_after_being_killed_with_identical_weights() {
     fs::create_dir_all(&repo).unwrap();
     fs::write(repo.join("m.py"), "def add_vectors_0(items, factor=0):\n    result = []\n    for item in items:\n        result.append(item * factor)\n    return result\n\ndef open_socket(host, port):\n    import socket\n    return socket.create_connection((host, port))\n").unwrap();
     let idx = tmp.path().join("idx");
-    let out = run(&["index", s(&repo), "--index", s(&idx), "--model-dir", s(&model), "--weights", s(&weights)]);
+    let out = run(&[
+        "index",
+        s(&repo),
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+        "--weights",
+        s(&weights),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("untrained"), "{}", text(&out.stderr));
-    let out = run(&["search", "--index", s(&idx), "--model-dir", s(&model), "--weights", s(&weights), "--mode", "semantic", "--json", "connect to a server socket"]);
+    assert!(
+        !text(&out.stderr).contains("untrained"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "search",
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+        "--weights",
+        s(&weights),
+        "--mode",
+        "semantic",
+        "--json",
+        "connect to a server socket",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let hits: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(hits["results"][0]["symbol"], "open_socket", "{hits}");
     // Searching with other weights than the index was built with is refused.
-    let out = run(&["search", "--index", s(&idx), "--model-dir", s(&model), "--weights", "none", "--mode", "semantic", "x"]);
+    let out = run(&[
+        "search",
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+        "--weights",
+        "none",
+        "--mode",
+        "semantic",
+        "x",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--weights"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--weights"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let out = run(&["eval", "--weights", s(&weights), "--model-dir", s(&model), "--pairs", s(&valid), "--cache-dir", s(&cache), "--split-layer", "5", "--max-tokens", "48", "--json"]);
+    let out = run(&[
+        "eval",
+        "--weights",
+        s(&weights),
+        "--model-dir",
+        s(&model),
+        "--pairs",
+        s(&valid),
+        "--cache-dir",
+        s(&cache),
+        "--split-layer",
+        "5",
+        "--max-tokens",
+        "48",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(r["n"], 16);
     // Train validated with f32 weights, eval loads the shipped f16 ones: equal up to rounding.
-    assert!((r["mrr10"].as_f64().unwrap() - mrr).abs() < 0.1, "eval {r} vs train {summary}");
+    assert!(
+        (r["mrr10"].as_f64().unwrap() - mrr).abs() < 0.1,
+        "eval {r} vs train {summary}"
+    );
 
     // Corrupted weights are caught by their checksum.
     let head = weights.join("head.safetensors");
@@ -199,9 +309,21 @@ fn training_resumes_after_being_killed_with_identical_weights() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55;
     fs::write(&head, bytes).unwrap();
-    let out = run(&["eval", "--weights", s(&weights), "--model-dir", s(&model), "--pairs", s(&valid)]);
+    let out = run(&[
+        "eval",
+        "--weights",
+        s(&weights),
+        "--model-dir",
+        s(&model),
+        "--pairs",
+        s(&valid),
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("checksum"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("checksum"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -213,7 +335,13 @@ fn bad_training_input_is_an_error_not_a_panic() {
     for args in [
         vec!["train", "--out", s(&out)],
         vec!["train", "--pairs", s(&bad), "--out", s(&out)],
-        vec!["train", "--pairs", "/nonexistent/pairs.jsonl", "--out", s(&out)],
+        vec![
+            "train",
+            "--pairs",
+            "/nonexistent/pairs.jsonl",
+            "--out",
+            s(&out),
+        ],
         vec!["eval", "--weights", s(tmp.path())],
         vec!["eval"],
     ] {

@@ -95,9 +95,7 @@ fn is_hit(g: &GoldQuery, u: &CodeUnit) -> bool {
         return false;
     }
     let span = g.end_line.saturating_sub(g.line);
-    u.start_line <= g.line
-        && g.line <= u.end_line
-        && (u.end_line - u.start_line) <= span + 20
+    u.start_line <= g.line && g.line <= u.end_line && (u.end_line - u.start_line) <= span + 20
 }
 
 fn threads(n: usize) -> usize {
@@ -149,7 +147,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             threads(args.threads),
             args.json,
         )?;
-        let codes = encode_cache(&loaded.model, tuned, Some(loaded.head.use_graph), &c, usize::MAX)?;
+        let codes = encode_cache(
+            &loaded.model,
+            tuned,
+            Some(loaded.head.use_graph),
+            &c,
+            usize::MAX,
+        )?;
         let queries = encode_cache(&loaded.model, tuned, None, &q, usize::MAX)?;
         let gold: Vec<usize> = (0..codes.len()).collect();
         let r = retrieval(&queries, &codes, &gold);
@@ -196,7 +200,11 @@ fn eval_bench(
                 continue;
             }
             out.push(serde_json::from_str(&line).with_context(|| {
-                format!("{}, line {}: not a gold query", queries_path.display(), i + 1)
+                format!(
+                    "{}, line {}: not a gold query",
+                    queries_path.display(),
+                    i + 1
+                )
             })?);
         }
         out
@@ -284,7 +292,13 @@ fn eval_bench(
         nthreads,
         args.json,
     )?;
-    let codes = encode_cache(&loaded.model, tuned, Some(loaded.head.use_graph), &cc, usize::MAX)?;
+    let codes = encode_cache(
+        &loaded.model,
+        tuned,
+        Some(loaded.head.use_graph),
+        &cc,
+        usize::MAX,
+    )?;
     let queries = encode_cache(&loaded.model, tuned, None, &qc, usize::MAX)?;
     let mut results_out = match &args.results {
         Some(p) => Some(std::io::BufWriter::new(

@@ -196,7 +196,10 @@ pub fn run(args: IndexArgs) -> Result<()> {
         let rows = semantic::embed_units(embedder, pending, &|n| bar.set_position(n as u64));
         bar.finish_and_clear();
         let rows = rows.context("embedding failed; the previous index is kept")?;
-        builder.set_vectors(semantic::embedding_info(embedder, weights.as_deref()), &rows)?;
+        builder.set_vectors(
+            semantic::embedding_info(embedder, weights.as_deref()),
+            &rows,
+        )?;
         embed_seconds = embed_started.elapsed().as_secs_f64();
     }
 

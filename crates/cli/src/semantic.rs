@@ -68,7 +68,9 @@ pub fn resolve_weights(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     }
     for dir in [
         PathBuf::from(SHIPPED_WEIGHTS),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(SHIPPED_WEIGHTS),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(SHIPPED_WEIGHTS),
     ] {
         if dir.join(gnn_coder_model::model::HEAD_CONFIG_FILE).is_file() {
             verify_checksums(&dir)?;

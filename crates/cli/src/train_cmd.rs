@@ -274,8 +274,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
         let valid = match &args.valid {
-            Some(v) => read_pairs(v)
-                .with_context(|| format!("cannot read pairs from {}", v.display()))?,
+            Some(v) => {
+                read_pairs(v).with_context(|| format!("cannot read pairs from {}", v.display()))?
+            }
             None => Vec::new(),
         };
         (train, valid)
@@ -345,7 +346,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let nthreads = threads(args.threads);
-    let (tq, tc) = pair_caches("train", &cache_dir, &loaded, &examples, split, nthreads, quiet)?;
+    let (tq, tc) = pair_caches(
+        "train", &cache_dir, &loaded, &examples, split, nthreads, quiet,
+    )?;
     let valid_examples: Vec<Example> = valid_pairs
         .iter()
         .take(args.valid_limit)
@@ -406,11 +409,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             } => eprint!(
                 "\rstep {step}/{total}  epoch {epoch:.2}  loss {loss:.4}  lr x{lr:.3}  {pairs_per_s:.1} pairs/s   "
             ),
-            Event::Valid {
-                step,
-                metrics,
-                mam,
-            } => eprintln!(
+            Event::Valid { step, metrics, mam } => eprintln!(
                 "\nvalid @ {step}: MRR@10 {:.4}  R@1 {:.4}  R@10 {:.4}  MAM {mam:.4}  (n={})",
                 metrics.mrr10, metrics.r1, metrics.r10, metrics.n
             ),
@@ -498,8 +497,7 @@ fn mine_corpora(
         None => None,
     };
     let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
-    let held: std::collections::BTreeSet<String> = if valid_from_file.is_some() || names.len() < 2
-    {
+    let held: std::collections::BTreeSet<String> = if valid_from_file.is_some() || names.len() < 2 {
         Default::default()
     } else {
         gnn_coder_train::split_packages(&names, 0.1)

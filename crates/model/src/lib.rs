@@ -36,8 +36,14 @@
 //!   of the saved head weights.
 //! * **Training**: [`GnnCoderModel`] is one burn `Module`; build it on `Device::flex().autodiff()`
 //!   and gradients reach every parameter (the transformer can be frozen with
-//!   [`GnnCoderModel::freeze_transformer`]). [`GnnCoderModel::save`] writes `head.safetensors`
-//!   (+ `head.json` config, + optional `transformer.safetensors`).
+//!   [`GnnCoderModel::freeze_transformer`]; [`BertModel::forward_layers`] runs a range of layers
+//!   so training can start from cached lower-layer states). The trainer lives in
+//!   `gnn-coder-train`; it starts new heads with the gate bias at 0 (an even mix), because at
+//!   4 training left the graph network unused (the gate bias stayed at 4.0 after an epoch).
+//! * **Saved weights** ([`GnnCoderModel::save`]): `head.json` (config, incl. `tuned_layers` and
+//!   `use_graph`), `head.safetensors` and, when the transformer's top `tuned_layers` layers
+//!   were fine-tuned, `transformer.safetensors` with those layers only; shipped weights are
+//!   f16 (`gnn_coder.dtype` metadata; widened to f32 on load), checkpoints f32.
 //! * **Inference** ([`Embedder`]): texts are sorted by token length and run in batches of 32
 //!   padded to the batch maximum, with the attention mask; units longer than the limit are
 //!   head-truncated, which keeps the signature and docstring.

@@ -419,7 +419,11 @@ fn save_and_load_roundtrip() {
     let mut fresh = fresh_with_base(&model);
     fresh.load_saved(half_dir.path(), &cfg).unwrap();
     let c = to_vec(fresh.forward_code(ids, mask, Some(&gb)).unwrap());
-    let diff = a.iter().zip(&c).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(&c)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(diff < 1e-2, "f16 weights moved a vector by {diff}");
 
     // A directory without weights is an error, not a panic.

@@ -114,7 +114,12 @@ impl Fnv {
 }
 
 /// Fingerprint of the inputs of a cache build.
-pub fn fingerprint(texts: &[CacheText<'_>], split: usize, max_tokens: usize, model_tag: &str) -> String {
+pub fn fingerprint(
+    texts: &[CacheText<'_>],
+    split: usize,
+    max_tokens: usize,
+    model_tag: &str,
+) -> String {
     let mut h = Fnv::default();
     h.write(model_tag.as_bytes());
     h.write(&(split as u64).to_le_bytes());
@@ -141,6 +146,7 @@ impl StateCache {
     /// `workers` threads (each thread runs whole batches; burn's CPU kernels leave cores idle
     /// otherwise) and keep the states of layer `split` and of the last layer.
     /// `progress(done, total)` is called after every batch.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         model: &BertModel,
         tokenizer: &TextTokenizer,
@@ -225,7 +231,12 @@ impl StateCache {
         Self::assemble(meta, items, lower, top)
     }
 
-    fn assemble(meta: CacheMeta, items: Vec<CacheItem>, lower: Vec<f16>, top: Vec<f16>) -> Result<Self> {
+    fn assemble(
+        meta: CacheMeta,
+        items: Vec<CacheItem>,
+        lower: Vec<f16>,
+        top: Vec<f16>,
+    ) -> Result<Self> {
         let mut starts = Vec::with_capacity(items.len());
         let mut pos = 0;
         for it in &items {
@@ -376,7 +387,9 @@ impl StateCache {
         {
             return Self::load(dir);
         }
-        let cache = Self::build(model, tokenizer, texts, split, workers, 32, model_tag, progress)?;
+        let cache = Self::build(
+            model, tokenizer, texts, split, workers, 32, model_tag, progress,
+        )?;
         cache.save(dir)?;
         Ok(cache)
     }
@@ -392,7 +405,12 @@ fn run_chunk(
     dim: usize,
     device: &Device,
 ) -> Result<ChunkOut> {
-    let l = chunk.iter().map(|&i| encs[i].len()).max().unwrap_or(1).max(1);
+    let l = chunk
+        .iter()
+        .map(|&i| encs[i].len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let b = chunk.len();
     let mut ids = vec![0i64; b * l];
     let mut mask = vec![0f32; b * l];
@@ -414,7 +432,12 @@ fn run_chunk(
     for (row, &i) in chunk.iter().enumerate() {
         let n = encs[i].len() * dim;
         let s = row * l * dim;
-        let conv = |v: &[f32]| v[s..s + n].iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
+        let conv = |v: &[f32]| {
+            v[s..s + n]
+                .iter()
+                .map(|&x| f16::from_f32(x))
+                .collect::<Vec<_>>()
+        };
         out.push((i, conv(&lower), conv(&top)));
     }
     Ok(out)

@@ -84,7 +84,11 @@ mod tests {
 
     #[test]
     fn mam_extremes() {
-        let orth = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]];
+        let orth = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ];
         assert!(mean_angular_margin(&orth, 10) < 1e-9);
         let same = vec![vec![1.0, 1.0], vec![2.0, 2.0]];
         assert!((mean_angular_margin(&same, 10) - std::f64::consts::FRAC_PI_2).abs() < 1e-6);

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use gnn_coder_model::{BertModel, GnnCoderModel, GraphBatch, GraphInput, HeadConfig};
@@ -95,7 +95,8 @@ impl TrainConfig {
         if self.batch_size < 2 {
             return bad("batch size must be at least 2 (in-batch negatives)");
         }
-        if self.max_steps == 0 && self.epochs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        if self.max_steps == 0 && self.epochs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
             return bad("set epochs > 0 or max_steps > 0");
         }
         if self.temperature <= 0.0 {
@@ -244,7 +245,12 @@ fn states_batch(
     device: &Device,
 ) -> (Tensor<3>, Tensor<2>) {
     let d = cache.meta.dim;
-    let l = idx.iter().map(|&i| cache.items[i].len).max().unwrap_or(1).max(1);
+    let l = idx
+        .iter()
+        .map(|&i| cache.items[i].len)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let b = idx.len();
     let mut x = vec![0f32; b * l * d];
     let mut mask = vec![0f32; b * l];
@@ -378,7 +384,10 @@ pub fn validate(
     let codes = encode_cache(&plain, cfg.tuned_layers, Some(cfg.graph), valid.codes, n)?;
     let queries = encode_cache(&plain, cfg.tuned_layers, None, valid.queries, n)?;
     let gold: Vec<usize> = (0..n).collect();
-    Ok((retrieval(&queries, &codes, &gold), mean_angular_margin(&codes, 500)))
+    Ok((
+        retrieval(&queries, &codes, &gold),
+        mean_angular_margin(&codes, 500),
+    ))
 }
 
 /// splitmix64.
@@ -466,9 +475,13 @@ fn save_checkpoint(
         message: e,
     };
     let p = dir.join(OPTIM_HEAD);
-    optim_head.save(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+    optim_head
+        .save(&p)
+        .map_err(|e| opt_err(&p, format!("{e:?}")))?;
     let p = dir.join(OPTIM_TRANSFORMER);
-    optim_tr.save(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+    optim_tr
+        .save(&p)
+        .map_err(|e| opt_err(&p, format!("{e:?}")))?;
     let p = dir.join(STATE_FILE);
     std::fs::write(&p, to_json(state, &p)?).map_err(io_err(&p))?;
     write_atomic(&root.join(LATEST), name.as_bytes())?;
@@ -522,9 +535,14 @@ pub fn train(
             cfg.tuned_layers
         )));
     }
-    for c in [Some(train.codes), Some(train.queries), valid.map(|v| v.codes), valid.map(|v| v.queries)]
-        .into_iter()
-        .flatten()
+    for c in [
+        Some(train.codes),
+        Some(train.queries),
+        valid.map(|v| v.codes),
+        valid.map(|v| v.queries),
+    ]
+    .into_iter()
+    .flatten()
     {
         if cfg.tuned_layers > 0 && c.meta.split != num_layers - cfg.tuned_layers {
             return Err(TrainError::Config(format!(
@@ -572,9 +590,13 @@ pub fn train(
             message: e,
         };
         let p = ckpt.join(OPTIM_HEAD);
-        optim_head = optim_head.load(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+        optim_head = optim_head
+            .load(&p)
+            .map_err(|e| opt_err(&p, format!("{e:?}")))?;
         let p = ckpt.join(OPTIM_TRANSFORMER);
-        optim_tr = optim_tr.load(&p).map_err(|e| opt_err(&p, format!("{e:?}")))?;
+        optim_tr = optim_tr
+            .load(&p)
+            .map_err(|e| opt_err(&p, format!("{e:?}")))?;
         let p = ckpt.join(STATE_FILE);
         let bytes = std::fs::read(&p).map_err(io_err(&p))?;
         state = serde_json::from_slice(&bytes).map_err(|e| opt_err(&p, e.to_string()))?;
@@ -611,7 +633,14 @@ pub fn train(
         let k = state.step % per_epoch;
         let idx = &order[k * cfg.batch_size..(k + 1) * cfg.batch_size];
         let q = query_vectors(&model, cfg.tuned_layers, train.queries, idx, &device);
-        let c = code_vectors(&model, cfg.tuned_layers, cfg.graph, train.codes, idx, &device)?;
+        let c = code_vectors(
+            &model,
+            cfg.tuned_layers,
+            cfg.graph,
+            train.codes,
+            idx,
+            &device,
+        )?;
         let loss = infonce(q, c, cfg.temperature);
         let loss_value = loss
             .clone()
@@ -652,7 +681,7 @@ pub fn train(
         }
         let at_end = state.step == total;
         if let Some(v) = valid
-            && ((cfg.eval_every > 0 && state.step % cfg.eval_every == 0) || at_end)
+            && ((cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) || at_end)
         {
             let (metrics, mam) = validate(&model, cfg, v)?;
             last_valid = Some((metrics, mam));
@@ -662,7 +691,7 @@ pub fn train(
                 mam,
             });
         }
-        if state.step % cfg.checkpoint_every == 0 || at_end || stop.load(Ordering::Relaxed) {
+        if state.step.is_multiple_of(cfg.checkpoint_every) || at_end || stop.load(Ordering::Relaxed) {
             state.seconds = base_seconds + started.elapsed().as_secs_f64();
             let path = save_checkpoint(out, &model, &head_cfg, &optim_head, &optim_tr, &state)?;
             report(&Event::Checkpoint {
@@ -672,7 +701,8 @@ pub fn train(
         }
     }
     let completed = state.step >= total;
-    if completed && last_valid.is_none()
+    if completed
+        && last_valid.is_none()
         && let Some(v) = valid
     {
         last_valid = Some(validate(&model, cfg, v)?);

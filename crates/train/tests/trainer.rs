@@ -1,0 +1,272 @@
+//! The trainer on a tiny random transformer: the state cache round-trips through disk, a few
+//! steps of each stage lower the loss on a fixed batch, the schedule and data order are what the
+//! docs say, and mismatched settings are errors. Uses the real tokenizer when the model has been
+//! fetched (`scripts/fetch-model.sh`), else skips the model parts.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use burn::prelude::*;
+use gnn_coder_model::{BertConfig, GnnCoderModel, GraphConfig, HeadConfig, TextTokenizer};
+use gnn_coder_train::cache::CacheText;
+use gnn_coder_train::trainer::{encode_cache, epoch_order};
+use gnn_coder_train::{Event, PairCaches, StateCache, TrainConfig, TrainError, train};
+
+fn tokenizer() -> Option<TextTokenizer> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2/tokenizer.json");
+    if !path.is_file() {
+        assert!(std::env::var_os("CI").is_none(), "CI must fetch the model");
+        eprintln!("skipping: no tokenizer at {}", path.display());
+        return None;
+    }
+    Some(TextTokenizer::from_file(&path, 48).unwrap())
+}
+
+fn tiny_bert() -> BertConfig {
+    BertConfig {
+        vocab_size: 30522,
+        hidden_size: 16,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 32,
+        max_position_embeddings: 64,
+        ..BertConfig::default()
+    }
+}
+
+fn tiny_head() -> HeadConfig {
+    HeadConfig {
+        graph: GraphConfig {
+            d_model: 16,
+            hidden: 8,
+            kind_vocab_size: 600,
+            ..GraphConfig::default()
+        },
+        out_dim: 16,
+        gate_init_bias: 0.0,
+        ..HeadConfig::default()
+    }
+}
+
+fn examples(n: usize) -> Vec<(String, String, gnn_coder_syntax::AstGraph)> {
+    let lang = gnn_coder_syntax::Language::by_name("python").unwrap();
+    let words = [
+        "alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta",
+    ];
+    (0..n)
+        .map(|i| {
+            let w = words[i % words.len()];
+            let code = format!("def {w}_{i}(x):\n    y = x * {i}\n    return y + len('{w}')\n");
+            let opts = gnn_coder_syntax::ExtractOptions {
+                graphs: true,
+                max_nodes: 64,
+            };
+            let parsed =
+                gnn_coder_syntax::extract_file(lang, "m.py", code.as_bytes(), &opts).unwrap();
+            let graph = parsed.graphs[0].clone();
+            (format!("compute {w} number {i}"), code, graph)
+        })
+        .collect()
+}
+
+fn caches(
+    tok: &TextTokenizer,
+    bert: &GnnCoderModel,
+    n: usize,
+    split: usize,
+) -> (StateCache, StateCache) {
+    let ex = examples(n);
+    let q: Vec<CacheText> = ex
+        .iter()
+        .map(|(q, _, _)| CacheText {
+            text: q,
+            graph: None,
+            kind_offset: 0,
+        })
+        .collect();
+    let c: Vec<CacheText> = ex
+        .iter()
+        .map(|(_, c, g)| CacheText {
+            text: c,
+            graph: Some(g),
+            kind_offset: 0,
+        })
+        .collect();
+    let plain = bert.transformer.valid();
+    let qc = StateCache::build(&plain, tok, &q, split, 2, 8, "tiny", &|_, _| {}).unwrap();
+    let cc = StateCache::build(&plain, tok, &c, split, 2, 8, "tiny", &|_, _| {}).unwrap();
+    (qc, cc)
+}
+
+fn model(device: &Device) -> GnnCoderModel {
+    GnnCoderModel::new(&tiny_bert(), &tiny_head(), device).unwrap()
+}
+
+fn out_dir(tmp: &Path, name: &str) -> PathBuf {
+    tmp.join(name)
+}
+
+#[test]
+fn cache_round_trips_through_disk() {
+    let Some(tok) = tokenizer() else { return };
+    let m = model(&Device::flex());
+    let (_, cc) = caches(&tok, &m, 10, 1);
+    assert_eq!(cc.len(), 10);
+    assert_eq!(cc.lower(3).len(), cc.items[3].len * 16);
+    // Layer 1 of 2 is not the last layer: the two kinds of states differ.
+    assert_ne!(cc.lower(3), cc.top(3));
+    let tmp = tempfile::tempdir().unwrap();
+    cc.save(tmp.path()).unwrap();
+    let back = StateCache::load(tmp.path()).unwrap();
+    assert_eq!(back.meta, cc.meta);
+    assert_eq!(back.items, cc.items);
+    for i in 0..cc.len() {
+        assert_eq!(back.lower(i), cc.lower(i));
+        assert_eq!(back.top(i), cc.top(i));
+    }
+    // A truncated states file is an error, not a panic.
+    let f = tmp.path().join("top.f16");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(StateCache::load(tmp.path()).is_err());
+}
+
+fn run(stage_layers: usize, graph: bool) {
+    let Some(tok) = tokenizer() else { return };
+    let device = Device::flex().autodiff();
+    let m = model(&device);
+    let (qc, cc) = caches(&tok, &m, 24, 1);
+    let cfg = TrainConfig {
+        tuned_layers: stage_layers,
+        graph,
+        batch_size: 8,
+        max_steps: 12,
+        head_lr: 5e-3,
+        transformer_lr: 1e-3,
+        checkpoint_every: 5,
+        valid_limit: 24,
+        ..TrainConfig::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = PairCaches {
+        queries: &qc,
+        codes: &cc,
+    };
+    // Loss on the whole set before and after, with the model's own encoders.
+    let before = {
+        let plain = m.valid();
+        let c = encode_cache(&plain, stage_layers, Some(graph), &cc, usize::MAX).unwrap();
+        let q = encode_cache(&plain, stage_layers, None, &qc, usize::MAX).unwrap();
+        gnn_coder_train::retrieval(&q, &c, &(0..24).collect::<Vec<_>>()).mrr10
+    };
+    let mut losses = Vec::new();
+    let mut checkpoints = 0;
+    let (trained, report) = train(
+        m,
+        &tiny_head(),
+        &cfg,
+        pairs,
+        Some(pairs),
+        &out_dir(tmp.path(), "run"),
+        &AtomicBool::new(false),
+        &mut |e| match e {
+            Event::Step { loss, .. } => losses.push(*loss),
+            Event::Checkpoint { .. } => checkpoints += 1,
+            _ => {}
+        },
+    )
+    .unwrap();
+    assert!(report.completed);
+    assert_eq!(report.steps, 12);
+    assert_eq!(checkpoints, 3); // steps 5, 10 and the last
+    assert!(losses.iter().all(|l| l.is_finite()));
+    let first: f64 = losses[..3].iter().sum();
+    let last: f64 = losses[9..].iter().sum();
+    assert!(last < first, "loss did not fall: {losses:?}");
+    let after = report.valid.unwrap().mrr10;
+    assert!(
+        after > before,
+        "training on the validation pairs did not help: {before} -> {after}"
+    );
+    drop(trained);
+}
+
+#[test]
+fn stage_one_frozen_transformer_with_graph_learns() {
+    run(0, true);
+}
+
+#[test]
+fn stage_two_tuned_top_layer_learns() {
+    run(1, false);
+}
+
+#[test]
+fn mismatched_cache_split_is_a_config_error() {
+    let Some(tok) = tokenizer() else { return };
+    let device = Device::flex().autodiff();
+    let m = model(&device);
+    // Cache after layer 1; fine-tuning 2 of 2 layers needs the embeddings' output (layer 0).
+    let (qc, cc) = caches(&tok, &m, 16, 1);
+    let cfg = TrainConfig {
+        tuned_layers: 2,
+        batch_size: 8,
+        max_steps: 2,
+        ..TrainConfig::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let err = train(
+        m,
+        &tiny_head(),
+        &cfg,
+        PairCaches {
+            queries: &qc,
+            codes: &cc,
+        },
+        None,
+        tmp.path(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Config(_)), "{err}");
+}
+
+#[test]
+fn schedule_and_data_order() {
+    let cfg = TrainConfig {
+        warmup: 0.1,
+        ..TrainConfig::default()
+    };
+    // 100 steps: 10 warm-up steps rising to 1, then cosine down to ~0.
+    assert!((cfg.lr_factor(0, 100) - 0.1).abs() < 1e-9);
+    assert!((cfg.lr_factor(9, 100) - 1.0).abs() < 1e-9);
+    assert!((cfg.lr_factor(10, 100) - 1.0).abs() < 1e-9);
+    assert!((cfg.lr_factor(55, 100) - 0.5).abs() < 1e-9);
+    assert!(cfg.lr_factor(99, 100) < 0.001);
+    let a = epoch_order(50, 17, 0);
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    assert_eq!(a, epoch_order(50, 17, 0));
+    assert_ne!(a, epoch_order(50, 17, 1));
+    assert_ne!(a, epoch_order(50, 18, 0));
+    assert_eq!(
+        TrainConfig {
+            epochs: 2.5,
+            batch_size: 10,
+            ..cfg.clone()
+        }
+        .total_steps(100),
+        25
+    );
+    assert!(
+        TrainConfig {
+            batch_size: 1,
+            ..cfg
+        }
+        .validate()
+        .is_err()
+    );
+}
