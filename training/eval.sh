@@ -7,7 +7,9 @@
 # Needs: python3 with `pip install tree-sitter==0.26.1 tree-sitter-rust==0.24.2` (for mine.py),
 # the model (scripts/fetch-model.sh), and a built gnn-coder (default: target/release, else debug).
 # Environment: MODES (default "lexical semantic hybrid"), WEIGHTS (hybrid dense weights to try,
-# default "0.5"), SETS (default "dev cosqa-dev cosqa-test csn-ruby").
+# default "0.5"), SETS (default "dev cosqa-dev cosqa-test csn-ruby"). Indexes are embedded with
+# the shipped weights (weights/gnn-coder); GNN_CODER_WEIGHTS=none (zero-shot) or =DIR picks
+# others. Existing indexes under WORK are reused: use a fresh WORK after changing weights.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$REPO/../shared/bench"
