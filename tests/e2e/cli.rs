@@ -1187,7 +1187,14 @@ fn shipped_weights_are_used_by_default() {
     let tmp = tempfile::tempdir().unwrap();
     let idx = tmp.path().join("idx");
     let root = fixture();
-    let out = run(&["index", s(&root), "--index", s(&idx), "--model-dir", s(&model)]);
+    let out = run(&[
+        "index",
+        s(&root),
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+    ]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("untrained"), "{stderr}");
@@ -1207,7 +1214,11 @@ fn shipped_weights_are_used_by_default() {
         "string similarity distance",
     ]);
     let hits = json(out.trim())["results"].as_array().unwrap().clone();
-    assert_eq!(field(&hits[0], "symbol"), "levenshtein_distance", "{hits:#?}");
+    assert_eq!(
+        field(&hits[0], "symbol"),
+        "levenshtein_distance",
+        "{hits:#?}"
+    );
     // The zero-shot model is one flag away, and an index built with it says so.
     let err = fails(&[
         "search",

@@ -24,7 +24,7 @@ use gnn_coder_train::{Example, example_from_pair, mean_angular_margin, read_pair
 use serde::{Deserialize, Serialize};
 
 use crate::semantic;
-use crate::train_cmd::{Loaded, cached, load_model, pair_caches};
+use crate::train_cmd::{Loaded, cached, load_model, pair_caches, threads};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -96,14 +96,6 @@ fn is_hit(g: &GoldQuery, u: &CodeUnit) -> bool {
     }
     let span = g.end_line.saturating_sub(g.line);
     u.start_line <= g.line && g.line <= u.end_line && (u.end_line - u.start_line) <= span + 20
-}
-
-fn threads(n: usize) -> usize {
-    if n == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        n
-    }
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {

@@ -238,7 +238,8 @@ pub fn pair_caches(
     Ok((q, c))
 }
 
-fn threads(n: usize) -> usize {
+/// `n` worker threads, 0 meaning one per core.
+pub fn threads(n: usize) -> usize {
     if n == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

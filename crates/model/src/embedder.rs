@@ -292,23 +292,7 @@ impl Embedder {
         order.sort_by_key(|&i| encs[i].len());
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); encs.len()];
         for chunk in order.chunks(self.options.batch_size) {
-            let l = chunk
-                .iter()
-                .map(|&i| encs[i].len())
-                .max()
-                .unwrap_or(0)
-                .max(1);
-            let b = chunk.len();
-            let mut ids = vec![0i64; b * l];
-            let mut mask = vec![0f32; b * l];
-            for (row, &i) in chunk.iter().enumerate() {
-                for (j, &id) in encs[i].ids.iter().enumerate() {
-                    ids[row * l + j] = id as i64;
-                    mask[row * l + j] = 1.0;
-                }
-            }
-            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), &self.device);
-            let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, l]), &self.device);
+            let (ids, mask) = pad_batch(encs, chunk, &self.device);
             let vectors = f(chunk, ids, mask)?;
             let [_, dim] = vectors.dims();
             let flat: Vec<f32> = vectors
@@ -320,4 +304,27 @@ impl Embedder {
         }
         Ok(out)
     }
+}
+
+/// Token ids and attention mask of `encs[rows]`, padded to the longest: ([B, L], [B, L]).
+pub fn pad_batch(encs: &[Encoded], rows: &[usize], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
+    let l = rows
+        .iter()
+        .map(|&i| encs[i].len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let b = rows.len();
+    let mut ids = vec![0i64; b * l];
+    let mut mask = vec![0f32; b * l];
+    for (row, &i) in rows.iter().enumerate() {
+        for (j, &id) in encs[i].ids.iter().enumerate() {
+            ids[row * l + j] = i64::from(id);
+            mask[row * l + j] = 1.0;
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(ids, [b, l]), device),
+        Tensor::from_data(TensorData::new(mask, [b, l]), device),
+    )
 }

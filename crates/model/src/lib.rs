@@ -83,7 +83,7 @@ pub mod tokenize;
 pub use bert::{BertConfig, BertModel, LoadReport, load_bert_weights};
 pub use embedder::{
     Embedder, EmbedderOptions, GraphUse, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_FILE,
-    UnitInput, check_model_dir, default_device, default_model_dir,
+    UnitInput, check_model_dir, default_device, default_model_dir, pad_batch,
 };
 pub use error::{ModelError, Result};
 pub use graph::{GraphBatch, GraphConfig, GraphEncoder, GraphInput};

@@ -405,23 +405,9 @@ fn run_chunk(
     dim: usize,
     device: &Device,
 ) -> Result<ChunkOut> {
-    let l = chunk
-        .iter()
-        .map(|&i| encs[i].len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let (ids, mask) = gnn_coder_model::pad_batch(encs, chunk, device);
+    let l = ids.dims()[1];
     let b = chunk.len();
-    let mut ids = vec![0i64; b * l];
-    let mut mask = vec![0f32; b * l];
-    for (row, &i) in chunk.iter().enumerate() {
-        for (j, &id) in encs[i].ids.iter().enumerate() {
-            ids[row * l + j] = i64::from(id);
-            mask[row * l + j] = 1.0;
-        }
-    }
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), device);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, l]), device);
     let bias = BertModel::attention_bias(mask);
     let x = model.embed(ids);
     let lower = model.forward_layers(x, bias.clone(), 0..split);

@@ -691,7 +691,8 @@ pub fn train(
                 mam,
             });
         }
-        if state.step.is_multiple_of(cfg.checkpoint_every) || at_end || stop.load(Ordering::Relaxed) {
+        if state.step.is_multiple_of(cfg.checkpoint_every) || at_end || stop.load(Ordering::Relaxed)
+        {
             state.seconds = base_seconds + started.elapsed().as_secs_f64();
             let path = save_checkpoint(out, &model, &head_cfg, &optim_head, &optim_tr, &state)?;
             report(&Event::Checkpoint {
