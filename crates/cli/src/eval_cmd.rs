@@ -24,7 +24,7 @@ use gnn_coder_train::{Example, example_from_pair, mean_angular_margin, read_pair
 use serde::{Deserialize, Serialize};
 
 use crate::semantic;
-use crate::train_cmd::{Loaded, cached, load_model, pair_caches, threads};
+use crate::train_cmd::{Loaded, ModelArgs, cached, load_model, pair_caches, threads};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -53,12 +53,8 @@ pub struct EvalArgs {
     /// Layer whose output the cache keeps (must be layers - tuned_layers of fine-tuned weights).
     #[arg(long, default_value_t = 4)]
     split_layer: usize,
-    #[arg(long, default_value_t = 256)]
-    max_tokens: usize,
-    #[arg(long)]
-    model_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    model: ModelArgs,
     /// One JSON object per evaluated set on stdout.
     #[arg(long)]
     json: bool,
@@ -98,14 +94,39 @@ fn is_hit(g: &GoldQuery, u: &CodeUnit) -> bool {
     u.start_line <= g.line && g.line <= u.end_line && (u.end_line - u.start_line) <= span + 20
 }
 
+type Vectors = Vec<Vec<f32>>;
+
+/// Query and code vectors of cached texts with the loaded weights.
+fn encode(
+    loaded: &Loaded,
+    queries: &gnn_coder_train::StateCache,
+    codes: &gnn_coder_train::StateCache,
+) -> Result<(Vectors, Vectors)> {
+    let tuned = loaded.head.tuned_layers;
+    let c = encode_cache(
+        &loaded.model,
+        tuned,
+        Some(loaded.head.use_graph),
+        codes,
+        usize::MAX,
+    )?;
+    let q = encode_cache(&loaded.model, tuned, None, queries, usize::MAX)?;
+    Ok((q, c))
+}
+
 pub fn run(args: EvalArgs) -> Result<()> {
     if args.pairs.is_none() && args.bench.is_none() {
         bail!("nothing to evaluate: give --pairs FILE and/or --bench DIR --queries FILE");
     }
-    let model_dir = semantic::find_model_dir(args.model_dir.as_deref())?;
+    let model_dir = semantic::find_model_dir(args.model.model_dir.as_deref())?;
     let weights = semantic::resolve_weights(args.weights.as_deref())?;
     let device = burn::prelude::Device::flex();
-    let loaded = load_model(&model_dir, weights.as_deref(), args.max_tokens, &device)?;
+    let loaded = load_model(
+        &model_dir,
+        weights.as_deref(),
+        args.model.max_tokens,
+        &device,
+    )?;
     let tuned = loaded.head.tuned_layers;
     let n = loaded.model.transformer.num_layers();
     if tuned > 0 && args.split_layer != n - tuned {
@@ -136,17 +157,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
             &loaded,
             &examples,
             args.split_layer,
-            threads(args.threads),
+            threads(args.model.threads),
             args.json,
         )?;
-        let codes = encode_cache(
-            &loaded.model,
-            tuned,
-            Some(loaded.head.use_graph),
-            &c,
-            usize::MAX,
-        )?;
-        let queries = encode_cache(&loaded.model, tuned, None, &q, usize::MAX)?;
+        let (queries, codes) = encode(&loaded, &q, &c)?;
         let gold: Vec<usize> = (0..codes.len()).collect();
         let r = retrieval(&queries, &codes, &gold);
         let mam = mean_angular_margin(&codes, 1000);
@@ -181,7 +195,6 @@ fn eval_bench(
     queries_path: &Path,
     name: &str,
 ) -> Result<()> {
-    let tuned = loaded.head.tuned_layers;
     let golds: Vec<GoldQuery> = {
         let f = std::fs::File::open(queries_path)
             .with_context(|| format!("cannot open {}", queries_path.display()))?;
@@ -203,7 +216,7 @@ fn eval_bench(
     };
     // The candidates: every callable unit, as `gnn-coder index` extracts them.
     let mut opts = WalkOptions {
-        threads: threads(args.threads),
+        threads: threads(args.model.threads),
         ..WalkOptions::default()
     };
     opts.extract.graphs = true;
@@ -265,7 +278,7 @@ fn eval_bench(
             kind_offset: 0,
         })
         .collect();
-    let nthreads = threads(args.threads);
+    let nthreads = threads(args.model.threads);
     let cc = cached(
         &format!("{set} code"),
         &cache_dir.join(format!("{set}-codes")),
@@ -284,14 +297,7 @@ fn eval_bench(
         nthreads,
         args.json,
     )?;
-    let codes = encode_cache(
-        &loaded.model,
-        tuned,
-        Some(loaded.head.use_graph),
-        &cc,
-        usize::MAX,
-    )?;
-    let queries = encode_cache(&loaded.model, tuned, None, &qc, usize::MAX)?;
+    let (queries, codes) = encode(loaded, &qc, &cc)?;
     let mut results_out = match &args.results {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,

@@ -86,18 +86,25 @@ pub struct TrainArgs {
     /// Validation pairs used (their codes are the pool).
     #[arg(long, default_value_t = 1000)]
     valid_limit: usize,
-    /// Token limit of code and queries (including [CLS]/[SEP]).
-    #[arg(long, default_value_t = 256)]
-    max_tokens: usize,
-    /// Directory of the pretrained model (default: as `gnn-coder index`).
-    #[arg(long)]
-    model_dir: Option<PathBuf>,
-    /// Threads for building the cache (default: all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Print progress as JSON lines.
     #[arg(long)]
     json: bool,
+}
+
+/// Where the pretrained model is and how `train`/`eval` run it.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Token limit of code and queries (including [CLS]/[SEP]).
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Directory of the pretrained model (default: as `gnn-coder index`).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Threads for building the state cache (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// The pretrained transformer (+ tokenizer) with optional trained weights applied.
@@ -266,7 +273,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.pairs.is_empty() && !args.corpus.is_empty() {
         bail!("--pairs and --corpus cannot be combined");
     }
-    let model_dir = semantic::find_model_dir(args.model_dir.as_deref())?;
+    let model_dir = semantic::find_model_dir(args.model.model_dir.as_deref())?;
     let (train_pairs, valid_pairs) = if args.corpus.is_empty() {
         let mut train = Vec::new();
         for p in &args.pairs {
@@ -307,7 +314,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     cfg.validate()?;
 
     let device = burn::prelude::Device::flex().autodiff();
-    let mut loaded = load_model(&model_dir, args.init.as_deref(), args.max_tokens, &device)?;
+    let mut loaded = load_model(
+        &model_dir,
+        args.init.as_deref(),
+        args.model.max_tokens,
+        &device,
+    )?;
     if args.init.is_none() {
         let d = loaded.head.graph.d_model;
         loaded.model.head.gate.bias = Some(burn::module::Param::from_tensor(
@@ -346,7 +358,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             valid_pairs.len().min(args.valid_limit)
         );
     }
-    let nthreads = threads(args.threads);
+    let nthreads = threads(args.model.threads);
     let (tq, tc) = pair_caches(
         "train", &cache_dir, &loaded, &examples, split, nthreads, quiet,
     )?;
@@ -440,7 +452,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut head = loaded.head.clone();
     head.tuned_layers = cfg.tuned_layers;
     head.graph.child_count_score = cfg.child_count_score;
-    head.max_tokens = args.max_tokens;
+    head.max_tokens = args.model.max_tokens;
     head.use_graph = cfg.graph;
     let weights = args.out.join("weights");
     model
