@@ -23,7 +23,6 @@ use gnn_coder_train::trainer::encode_cache;
 use gnn_coder_train::{Example, example_from_pair, mean_angular_margin, read_pairs, retrieval};
 use serde::{Deserialize, Serialize};
 
-use crate::semantic;
 use crate::train_cmd::{Loaded, ModelArgs, cached, load_model, pair_caches, threads};
 
 #[derive(Args)]
@@ -118,8 +117,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.pairs.is_none() && args.bench.is_none() {
         bail!("nothing to evaluate: give --pairs FILE and/or --bench DIR --queries FILE");
     }
-    let model_dir = semantic::find_model_dir(args.model.model_dir.as_deref())?;
-    let weights = semantic::resolve_weights(args.weights.as_deref())?;
+    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())?;
+    let weights = gnn_coder_model::resolve_weights(args.weights.as_deref())?;
     let device = burn::prelude::Device::flex();
     let loaded = load_model(
         &model_dir,

@@ -6,8 +6,8 @@
 
 mod eval_cmd;
 mod index_cmd;
+mod repos_cmd;
 mod search_cmd;
-mod semantic;
 mod train_cmd;
 
 use std::path::{Path, PathBuf};
@@ -15,9 +15,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use gnn_coder_engine::{EngineError, ErrorKind};
 
-/// Name of the index directory created inside an indexed root when `--index` is not given.
-pub const DEFAULT_INDEX_DIR: &str = ".gnn-coder";
+pub use gnn_coder_engine::DEFAULT_INDEX_DIR;
 
 #[derive(Parser)]
 #[command(
@@ -40,12 +40,14 @@ enum Command {
     Index(index_cmd::IndexArgs),
     /// Search an index with a question, or answer a file of queries (--queries).
     Search(search_cmd::SearchArgs),
+    /// Find code similar to a unit (PATH:LINE) or to a snippet on stdin (--lang).
+    Similar(search_cmd::SimilarArgs),
+    /// List the repositories of an index.
+    Repos(repos_cmd::ReposArgs),
+    /// Remove a repository from an index.
+    Remove(repos_cmd::RemoveArgs),
     /// Show what an index holds.
-    Info {
-        /// Index directory (default: the nearest .gnn-coder above the current directory).
-        #[arg(long)]
-        index: Option<PathBuf>,
-    },
+    Info(repos_cmd::InfoArgs),
     /// List the supported languages and their file extensions.
     Languages,
     /// Train GNN-Coder weights on (docstring, code) pairs, or on your own repositories.
@@ -67,7 +69,7 @@ fn tune_allocator() {
         "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295";
     let heavy = std::env::args_os()
         .nth(1)
-        .is_some_and(|c| c == "train" || c == "eval" || c == "index");
+        .is_some_and(|c| c == "train" || c == "eval" || c == "index" || c == "similar");
     if !heavy || std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
     }
@@ -90,7 +92,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Index(args) => index_cmd::run(args),
         Command::Search(args) => search_cmd::run(args),
-        Command::Info { index } => info(index),
+        Command::Similar(args) => search_cmd::similar(args),
+        Command::Repos(args) => repos_cmd::repos(args),
+        Command::Remove(args) => repos_cmd::remove(args),
+        Command::Info(args) => repos_cmd::info(args),
         Command::Languages => languages(),
         Command::Train(args) => train_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
@@ -125,7 +130,7 @@ pub fn resolve_index_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
     let mut here: Option<&Path> = Some(&cwd);
     while let Some(dir) = here {
         let candidate = dir.join(DEFAULT_INDEX_DIR);
-        if candidate.join(gnn_coder_index::MANIFEST_FILE).is_file() {
+        if candidate.join(gnn_coder_engine::MANIFEST_FILE).is_file() {
             return Ok(candidate);
         }
         here = dir.parent();
@@ -137,25 +142,34 @@ pub fn resolve_index_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
     )
 }
 
-fn info(index: Option<PathBuf>) -> Result<()> {
-    let dir = resolve_index_dir(index)?;
-    let index = gnn_coder_index::SearchIndex::open(&dir)?;
-    let m = index.manifest();
-    println!("index:      {}", dir.display());
-    println!("root:       {}", m.root);
-    println!("format:     {} v{}", m.format, m.format_version);
-    println!("written by: gnn-coder {}", m.engine_version);
-    println!("units:      {}", index.num_units());
-    match index.embedding() {
-        Some(e) => println!("vectors:    {} ({} dims)", e.model, e.dim),
-        None => println!("vectors:    none (lexical-only)"),
+/// The engine's error with advice for a person: what to type next.
+pub fn advise(err: EngineError) -> anyhow::Error {
+    use gnn_coder_engine::EngineError as E;
+    use gnn_coder_engine::StoreError as S;
+    let hint = match &err {
+        E::Store(S::NotFound { .. }) => Some("build one with `gnn-coder index ROOT`"),
+        E::Store(S::IncompatibleVersion { .. }) | E::Store(S::Damaged { .. }) => {
+            Some("rebuild it with `gnn-coder index ROOT --rebuild`")
+        }
+        E::Store(S::NoVectors { .. }) => Some(
+            "rebuild it with `gnn-coder index ROOT --rebuild` after scripts/fetch-model.sh, or use --mode lexical",
+        ),
+        E::Store(S::Locked { .. }) => Some("wait for that process to finish, or stop it"),
+        E::Incompatible(_) => Some(
+            "use the --weights the index was built with, or rebuild it with `gnn-coder index ROOT --rebuild`",
+        ),
+        _ if err.kind() == ErrorKind::ModelMissing => Some(
+            "run scripts/fetch-model.sh in the gnn-coder checkout, or point --model-dir / GNN_CODER_MODEL_DIR at the model",
+        ),
+        E::NotFound(m) if m.starts_with("no repository") => {
+            Some("`gnn-coder repos` lists the indexed repositories")
+        }
+        _ => None,
+    };
+    match hint {
+        Some(h) => anyhow::anyhow!("{err}; {h}"),
+        None => anyhow::Error::new(err),
     }
-    println!("files:      {}", m.stats.files);
-    println!("bytes:      {}", m.stats.bytes);
-    for (reason, n) in &m.stats.skipped {
-        println!("skipped:    {n} ({reason})");
-    }
-    Ok(())
 }
 
 fn languages() -> Result<()> {

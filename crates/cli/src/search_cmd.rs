@@ -6,12 +6,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use gnn_coder_index::{FieldBoosts, Hit, KindFilter, SearchIndex, SearchRequest};
+use gnn_coder_engine::{
+    Engine, EngineOptions, FieldBoosts, KindFilter, SearchHit, SearchRequest, SimilarRequest,
+    SimilarTarget, UnitRecord,
+};
 use gnn_coder_syntax::{Language, UnitKind};
 use serde::Serialize;
 
-use crate::resolve_index_dir;
-use crate::semantic;
+use crate::index_cmd::ModelFlags;
+use crate::{advise, resolve_index_dir};
 
 #[derive(Args)]
 pub struct SearchArgs {
@@ -26,9 +29,13 @@ pub struct SearchArgs {
     /// Only these languages (repeatable).
     #[arg(long = "lang")]
     languages: Vec<String>,
-    /// Only paths matching this glob, relative to the indexed root (e.g. 'src/**/*.rs').
+    /// Only paths matching this glob, relative to the repository root (e.g. 'src/**/*.rs';
+    /// repeatable: any may match).
     #[arg(long)]
-    path: Option<String>,
+    path: Vec<String>,
+    /// Only these repositories (repeatable; `gnn-coder repos` lists them).
+    #[arg(long = "repo")]
+    repositories: Vec<String>,
     /// Which units to return: callable (functions and methods), all, or one kind
     /// (function, method, class, struct, enum, trait, interface, impl, module).
     #[arg(long, default_value = "callable")]
@@ -38,14 +45,17 @@ pub struct SearchArgs {
     #[arg(long, value_enum)]
     mode: Option<Mode>,
     /// Weight of the semantic score in hybrid mode (0..1; the lexical score gets the rest).
-    #[arg(long, default_value_t = DEFAULT_DENSE_WEIGHT)]
+    #[arg(long, default_value_t = gnn_coder_engine::DEFAULT_DENSE_WEIGHT)]
     dense_weight: f32,
-    /// Directory of the pretrained model (see `gnn-coder index --help`).
+    /// Rank tests like any other code (by default they rank below the code they test unless
+    /// the query asks for tests).
     #[arg(long)]
-    model_dir: Option<PathBuf>,
-    /// Trained weights the index was built with (see `gnn-coder index --help`).
-    #[arg(long, value_name = "DIR")]
-    weights: Option<PathBuf>,
+    keep_tests: bool,
+    /// Exact vector search even where the approximate index would be used (slower).
+    #[arg(long, hide = true)]
+    exact: bool,
+    #[command(flatten)]
+    model: ModelFlags,
     /// Machine-readable output: one JSON object per query.
     #[arg(long)]
     json: bool,
@@ -65,82 +75,42 @@ enum Mode {
     Hybrid,
 }
 
-/// Hybrid weight of the semantic score (README, Quality): 0.5 is best on dev (.489 vs .478) but
-/// costs CoSQA's web queries far more (.422 vs .483), so the default leans semantic.
-const DEFAULT_DENSE_WEIGHT: f32 = 0.7;
-
-/// An opened index with whatever its search mode needs.
-struct Searcher {
-    index: SearchIndex,
-    mode: Mode,
-    dense_weight: f32,
-    embedder: Option<gnn_coder_model::Embedder>,
+impl Mode {
+    fn engine(self) -> gnn_coder_engine::Mode {
+        match self {
+            Mode::Lexical => gnn_coder_engine::Mode::Lexical,
+            Mode::Semantic => gnn_coder_engine::Mode::Semantic,
+            Mode::Hybrid => gnn_coder_engine::Mode::Hybrid,
+        }
+    }
 }
 
-impl Searcher {
-    fn open(args: &SearchArgs) -> Result<Searcher> {
-        let index = open(args.index.clone())?;
-        let mode = args.mode.unwrap_or(if index.embedding().is_some() {
-            Mode::Hybrid
-        } else {
-            Mode::Lexical
-        });
-        if !(0.0..=1.0).contains(&args.dense_weight) {
-            bail!("--dense-weight must be between 0 and 1");
-        }
-        let embedder = if mode == Mode::Lexical {
-            None
-        } else {
-            let Some(info) = index.embedding() else {
-                bail!(
-                    "the index at {} holds no vectors (built without the model); rebuild it \
-                     with `gnn-coder index` after scripts/fetch-model.sh, or use --mode lexical",
-                    index.dir().display()
-                );
-            };
-            let dir = semantic::find_model_dir(args.model_dir.as_deref())?;
-            let weights = semantic::resolve_weights(args.weights.as_deref())?;
-            let embedder = semantic::load_embedder(&dir, weights.as_deref())?;
-            let current = semantic::embedding_info(&embedder, weights.as_deref());
-            if current.model != info.model || current.dim != info.dim {
-                bail!(
-                    "the index was embedded with {} but the current model is {}; search with \
-                     the --weights the index was built with, or rebuild it with `gnn-coder index`",
-                    info.model,
-                    current.model
-                );
-            }
-            semantic::warn_if_untrained(info);
-            Some(embedder)
-        };
-        Ok(Searcher {
-            index,
-            mode,
-            dense_weight: args.dense_weight,
-            embedder,
-        })
-    }
+fn open_engine(index: Option<PathBuf>, model: &ModelFlags) -> Result<Engine> {
+    let dir = resolve_index_dir(index)?;
+    Engine::open(
+        &dir,
+        EngineOptions {
+            model: model.choice(),
+            ..EngineOptions::default()
+        },
+    )
+    .map_err(advise)
+    .with_context(|| format!("cannot open the index at {}", dir.display()))
+}
 
-    /// Query vectors for `queries` (empty vectors in lexical mode).
-    fn embed(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
-        match &self.embedder {
-            Some(e) => Ok(e.embed_queries(queries)?),
-            None => Ok(vec![Vec::new(); queries.len()]),
-        }
-    }
-
-    fn search(&self, req: &SearchRequest, vector: &[f32]) -> Result<Vec<Hit>> {
-        Ok(match self.mode {
-            Mode::Lexical => self.index.search(req)?,
-            Mode::Semantic => self.index.search_semantic(req, vector)?,
-            Mode::Hybrid => self.index.search_hybrid(req, vector, self.dense_weight)?,
-        })
+fn warn_if_untrained(engine: &Engine, mode: gnn_coder_engine::Mode) {
+    if mode != gnn_coder_engine::Mode::Lexical && engine.embedding().is_some_and(|e| !e.trained) {
+        eprintln!(
+            "note: the GNN-Coder head is untrained; semantic scores come from the pretrained \
+             MiniLM vectors alone (zero-shot)"
+        );
     }
 }
 
 /// One result in JSON output. Field names are a stable contract used by the benchmarks.
 #[derive(Serialize)]
 struct JsonHit<'a> {
+    repository: &'a str,
     path: &'a str,
     start_line: u64,
     end_line: u64,
@@ -148,40 +118,58 @@ struct JsonHit<'a> {
     language: &'a str,
     kind: &'a str,
     score: f32,
+    /// Where the query's words occur (file lines and byte ranges), for highlighting.
+    matches: &'a [gnn_coder_engine::MatchRange],
 }
 
-impl<'a> From<&'a Hit> for JsonHit<'a> {
-    fn from(h: &'a Hit) -> Self {
+impl<'a> From<&'a SearchHit> for JsonHit<'a> {
+    fn from(h: &'a SearchHit) -> Self {
+        let u = &h.unit;
         JsonHit {
-            path: &h.path,
-            start_line: h.start_line,
-            end_line: h.end_line,
-            symbol: &h.symbol,
-            language: &h.language,
-            kind: &h.kind,
+            repository: &h.repository,
+            path: &u.path,
+            start_line: u.start_line,
+            end_line: u.end_line,
+            symbol: &u.symbol,
+            language: &u.language,
+            kind: &u.kind,
             score: h.score,
+            matches: &h.matches,
         }
     }
 }
 
+impl SearchArgs {
+    fn template(&self) -> Result<SearchRequest> {
+        let kinds = parse_kind(&self.kind)?;
+        for lang in &self.languages {
+            Language::by_name(lang).with_context(|| {
+                format!("unknown language {lang:?} (`gnn-coder languages` lists them)")
+            })?;
+        }
+        for glob in &self.path {
+            globset::Glob::new(glob)
+                .map_err(|e| anyhow::anyhow!("invalid path glob {glob:?}: {}", e.kind()))?;
+        }
+        if !(0.0..=1.0).contains(&self.dense_weight) {
+            bail!("--dense-weight must be between 0 and 1");
+        }
+        let mut req = SearchRequest::new(String::new(), self.top_k);
+        req.mode = self.mode.map(Mode::engine);
+        req.languages = self.languages.clone();
+        req.kinds = kinds;
+        req.repositories = self.repositories.clone();
+        req.path_globs = self.path.clone();
+        req.dense_weight = Some(self.dense_weight);
+        req.boosts = self.boosts.unwrap_or_default();
+        req.demote_tests = !self.keep_tests;
+        req.exact = self.exact;
+        Ok(req)
+    }
+}
+
 pub fn run(args: SearchArgs) -> Result<()> {
-    let kinds = parse_kind(&args.kind)?;
-    for lang in &args.languages {
-        Language::by_name(lang).with_context(|| {
-            format!("unknown language {lang:?} (`gnn-coder languages` lists them)")
-        })?;
-    }
-    if let Some(glob) = &args.path {
-        globset::Glob::new(glob)
-            .map_err(|e| anyhow::anyhow!("invalid path glob {glob:?}: {}", e.kind()))?;
-    }
-    let template = SearchRequest {
-        languages: args.languages.clone(),
-        path_glob: args.path.clone(),
-        kinds,
-        boosts: args.boosts.unwrap_or_default(),
-        ..SearchRequest::new(String::new(), args.top_k)
-    };
+    let template = args.template()?;
     match (&args.query, &args.queries) {
         (Some(_), Some(_)) => bail!("give either a QUERY or --queries FILE, not both"),
         (None, None) => bail!("nothing to search for: give a QUERY or --queries FILE"),
@@ -189,17 +177,18 @@ pub fn run(args: SearchArgs) -> Result<()> {
             if !args.json {
                 bail!("--queries writes JSON lines; add --json");
             }
-            let searcher = Searcher::open(&args)?;
-            batch(&searcher, &template, file)
+            let engine = open_engine(args.index.clone(), &args.model)?;
+            batch(&engine, &template, file)
         }
         (Some(query), None) => {
-            let searcher = Searcher::open(&args)?;
+            let engine = open_engine(args.index.clone(), &args.model)?;
             let request = SearchRequest {
-                text: query.clone(),
+                query: query.clone(),
                 ..template
             };
-            let vector = searcher.embed(&[query.as_str()])?.pop().unwrap_or_default();
-            let hits = searcher.search(&request, &vector)?;
+            let mode = engine.check_request(&request).map_err(advise)?;
+            warn_if_untrained(&engine, mode);
+            let hits = engine.search(&request).map_err(advise)?;
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             if args.json {
@@ -210,7 +199,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
                 )?;
                 writeln!(out)?;
             } else {
-                print_human(&mut out, &hits)?;
+                print_human(&mut out, &hits, engine.repositories().map(|r| r.len()).unwrap_or(1) > 1)?;
             }
             out.flush()?;
             Ok(())
@@ -218,9 +207,85 @@ pub fn run(args: SearchArgs) -> Result<()> {
     }
 }
 
-fn open(dir: Option<PathBuf>) -> Result<SearchIndex> {
-    let dir = resolve_index_dir(dir)?;
-    SearchIndex::open(&dir).with_context(|| format!("cannot open the index at {}", dir.display()))
+#[derive(Args)]
+pub struct SimilarArgs {
+    /// PATH:LINE of a unit in the index (root-relative path), or `-` for a snippet on stdin.
+    target: String,
+    /// Language of the snippet on stdin.
+    #[arg(long = "lang")]
+    language: Option<String>,
+    /// The repository of PATH (default: any).
+    #[arg(long = "repo")]
+    repository: Option<String>,
+    /// Only results from these repositories (repeatable).
+    #[arg(long = "in-repo")]
+    repositories: Vec<String>,
+    /// Index directory (default: the nearest .gnn-coder above the current directory).
+    #[arg(long)]
+    index: Option<PathBuf>,
+    #[arg(short = 'k', long = "top-k", default_value_t = 10)]
+    top_k: usize,
+    /// Which units to return (as `search --kind`; default: all).
+    #[arg(long, default_value = "all")]
+    kind: String,
+    /// Only paths matching this glob (repeatable).
+    #[arg(long)]
+    path: Vec<String>,
+    #[command(flatten)]
+    model: ModelFlags,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn similar(args: SimilarArgs) -> Result<()> {
+    let kinds = parse_kind(&args.kind)?;
+    let target = if args.target == "-" {
+        let Some(language) = args.language.clone() else {
+            bail!("a snippet on stdin needs --lang LANGUAGE");
+        };
+        Language::by_name(&language).with_context(|| {
+            format!("unknown language {language:?} (`gnn-coder languages` lists them)")
+        })?;
+        let mut code = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut code)
+            .context("cannot read the snippet from stdin")?;
+        SimilarTarget::Snippet { code, language }
+    } else {
+        let Some((path, line)) = args.target.rsplit_once(':') else {
+            bail!("give the unit as PATH:LINE (e.g. src/lib.rs:42), or - for a snippet on stdin");
+        };
+        let line: u64 = line
+            .parse()
+            .ok()
+            .filter(|&l| l > 0)
+            .with_context(|| format!("{line:?} is not a line number"))?;
+        SimilarTarget::Unit {
+            repository: args.repository.clone(),
+            path: path.trim_start_matches("./").to_string(),
+            line,
+        }
+    };
+    let engine = open_engine(args.index.clone(), &args.model)?;
+    let mut req = SimilarRequest::new(target, args.top_k);
+    req.kinds = kinds;
+    req.repositories = args.repositories.clone();
+    req.path_globs = args.path.clone();
+    let (origin, hits) = engine.similar(&req).map_err(advise)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if args.json {
+        let hits: Vec<JsonHit> = hits.iter().map(JsonHit::from).collect();
+        let origin = origin.as_ref().map(JsonHit::from);
+        serde_json::to_writer(&mut out, &serde_json::json!({ "origin": origin, "results": hits }))?;
+        writeln!(out)?;
+    } else {
+        if let Some(o) = &origin {
+            writeln!(out, "similar to {}:{}-{}  {}", o.unit.path, o.unit.start_line, o.unit.end_line, o.unit.symbol)?;
+        }
+        print_human(&mut out, &hits, true)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn parse_kind(s: &str) -> Result<KindFilter> {
@@ -240,11 +305,11 @@ fn parse_kind(s: &str) -> Result<KindFilter> {
 
 /// Answers a JSONL file of queries: one output line per input line (blank lines skipped).
 /// The whole file is read and checked first, so a malformed line fails before any output.
-fn batch(searcher: &Searcher, template: &SearchRequest, file: &PathBuf) -> Result<()> {
+fn batch(engine: &Engine, template: &SearchRequest, file: &PathBuf) -> Result<()> {
     let reader = BufReader::new(
         File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
     );
-    let mut queries: Vec<(serde_json::Value, String)> = Vec::new();
+    let mut queries: Vec<(serde_json::Value, SearchRequest)> = Vec::new();
     for (n, line) in reader.lines().enumerate() {
         let where_ = || format!("{}:{}", file.display(), n + 1);
         let line = line.with_context(where_)?;
@@ -261,19 +326,30 @@ fn batch(searcher: &Searcher, template: &SearchRequest, file: &PathBuf) -> Resul
             .get("query")
             .and_then(|q| q.as_str())
             .with_context(|| format!("{}: no string \"query\"", where_()))?;
-        queries.push((id, query.to_string()));
-    }
-    let texts: Vec<&str> = queries.iter().map(|(_, q)| q.as_str()).collect();
-    let vectors = searcher.embed(&texts)?;
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    for ((id, query), vector) in queries.iter().zip(&vectors) {
-        let request = SearchRequest {
-            text: query.clone(),
+        let req = SearchRequest {
+            query: query.to_string(),
             ..template.clone()
         };
-        let hits = searcher
-            .search(&request, vector)
+        engine
+            .check_request(&req)
+            .map_err(advise)
+            .with_context(|| format!("{}: bad query", where_()))?;
+        queries.push((id, req));
+    }
+    let mode = engine.check_request(&SearchRequest { query: "x".into(), ..template.clone() }).map_err(advise)?;
+    warn_if_untrained(engine, mode);
+    let vectors: Vec<Option<Vec<f32>>> = if mode == gnn_coder_engine::Mode::Lexical {
+        vec![None; queries.len()]
+    } else {
+        let texts: Vec<&str> = queries.iter().map(|(_, q)| q.query.as_str()).collect();
+        engine.embed_queries(&texts).map_err(advise)?.into_iter().map(Some).collect()
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for ((id, req), vector) in queries.iter().zip(&vectors) {
+        let hits = engine
+            .search_with_vector(req, vector.as_deref())
+            .map_err(advise)
             .with_context(|| format!("query {id}: search failed"))?;
         let hits: Vec<JsonHit> = hits.iter().map(JsonHit::from).collect();
         serde_json::to_writer(&mut out, &serde_json::json!({ "id": id, "results": hits }))?;
@@ -283,65 +359,31 @@ fn batch(searcher: &Searcher, template: &SearchRequest, file: &PathBuf) -> Resul
     Ok(())
 }
 
-fn print_human(out: &mut impl Write, hits: &[Hit]) -> Result<()> {
+fn print_human(out: &mut impl Write, hits: &[SearchHit], show_repo: bool) -> Result<()> {
     if hits.is_empty() {
         writeln!(out, "no results")?;
         return Ok(());
     }
     for (rank, h) in hits.iter().enumerate() {
+        let u: &UnitRecord = &h.unit;
+        let repo = if show_repo { format!("{}: ", h.repository) } else { String::new() };
         writeln!(
             out,
-            "{:>2}. {:>7.3}  {}:{}-{}  {}  ({} {})",
+            "{:>2}. {:>7.3}  {repo}{}:{}-{}  {}  ({} {})",
             rank + 1,
             h.score,
-            h.path,
-            h.start_line,
-            h.end_line,
-            h.symbol,
-            h.language,
-            h.kind
+            u.path,
+            u.start_line,
+            u.end_line,
+            u.symbol,
+            u.language,
+            u.kind
         )?;
-        for line in snippet(h, 3) {
+        for line in gnn_coder_engine::snippet(u, 3) {
             writeln!(out, "        {line}")?;
         }
     }
     Ok(())
-}
-
-/// A few lines of the unit starting at its definition line (decorators skipped), dedented.
-fn snippet(h: &Hit, lines: usize) -> Vec<String> {
-    let skip = h.def_line.saturating_sub(h.start_line) as usize;
-    let taken: Vec<&str> = h
-        .code
-        .lines()
-        .skip(skip)
-        .filter(|l| !l.trim().is_empty())
-        .take(lines)
-        .collect();
-    // The first line of a unit is cut at its definition, so dedent by the later lines' indent.
-    let indent = taken
-        .iter()
-        .skip(1)
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    taken
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let l = if i == 0 {
-                l.trim().to_string()
-            } else {
-                format!("    {}", l.get(indent..).unwrap_or(l).trim_end())
-            };
-            if l.chars().count() > 100 {
-                let cut: String = l.chars().take(97).collect();
-                format!("{cut}...")
-            } else {
-                l
-            }
-        })
-        .collect()
 }
 
 fn parse_boosts(s: &str) -> Result<FieldBoosts, String> {

@@ -18,7 +18,6 @@ use gnn_coder_train::{
     Event, Example, PairCaches, StateCache, TrainConfig, example_from_pair, read_pairs,
 };
 
-use crate::semantic;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -273,7 +272,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.pairs.is_empty() && !args.corpus.is_empty() {
         bail!("--pairs and --corpus cannot be combined");
     }
-    let model_dir = semantic::find_model_dir(args.model.model_dir.as_deref())?;
+    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())?;
     let (train_pairs, valid_pairs) = if args.corpus.is_empty() {
         let mut train = Vec::new();
         for p in &args.pairs {
@@ -458,7 +457,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     model
         .save(&weights, &head, true, true)
         .with_context(|| format!("cannot write the weights to {}", weights.display()))?;
-    semantic::write_checksums(&weights)?;
+    gnn_coder_model::write_checksums(&weights)?;
     let summary = serde_json::json!({
         "report": report_out,
         "config": cfg,

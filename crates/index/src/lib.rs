@@ -1,41 +1,58 @@
-//! # gnn-coder-index
+//! # gnn-coder-index: the embedded store
 //!
-//! The on-disk index of a repository's code units, and search over it.
+//! The default backend of [`gnn_coder_store`]: one directory on the local disk holding any number
+//! of repositories, updated in place file by file, readable while it is written, and never left
+//! broken by a crash.
 //!
 //! ## Layout of an index directory
 //!
 //! ```text
 //! DIR/
-//!   gnn-coder.json        the manifest: format version, indexed root, statistics,
-//!                         and the name of the live generation
-//!   gen-000007/           one complete, immutable build ("generation")
-//!     lexical/            the tantivy index of units (BM25 over symbol, doc, code, path)
+//!   gnn-coder.json     the manifest: format version, the model of the vectors
+//!   .gitignore         `*`: an index inside a repository ignores itself
+//!   writer.lock        flock'ed by the one writer, holding its PID
+//!   lexical/           one tantivy index: unit, file and repository documents
+//!   vectors/keys.bin   the embedding key of every vector row (the embedding cache)
+//!   vectors/rows.i8    vector rows, int8 with a per-row scale, memory-mapped by readers
+//!   vectors/ann-*.bin  the approximate nearest-neighbour index over a prefix of the rows
 //! ```
 //!
-//! A build writes a new generation directory next to the live one and only then replaces
-//! `gnn-coder.json` (write to a temporary file, fsync, rename), so a crash or an error at any point
-//! leaves the previous index intact and searchable; old generations are removed after the switch.
-//! The manifest names its format version; an index written by an incompatible version is refused
-//! with [`IndexError::IncompatibleVersion`] instead of being misread. Vector stores for semantic
-//! search will live inside the generation beside `lexical/`.
+//! ## Why this shape
 //!
-//! ## Lexical search
+//! tantivy already gives what a code index needs to be safe: one writer at a time, readers that
+//! hold a snapshot of segments until they reload, and a `commit` that is the single atomic point
+//! (an interrupted write leaves garbage to collect, never a broken index). So everything whose
+//! consistency matters lives *inside* tantivy: units, the per-file content hashes used by
+//! refreshes, and the repository records are all documents of the same index, and the deletes
+//! and adds of one refresh become visible together or not at all. A search during indexing sees
+//! the last commit, never half a file.
 //!
-//! Every text field is analysed by the code-aware tokenizer of [`tokenizer`]. A query is analysed
-//! the same way and becomes a disjunction of per-field term queries scored with BM25, with boosts
-//! that favour the unit's name and symbol over its body ([`FieldBoosts`]). Language and kind
-//! filters are exact term filters inside the query; a path glob is applied to the ranked hits.
+//! Vectors live beside it in append-only files ([`rows`](crate) module docs): a unit document
+//! names its row, rows are written and fsynced before the commit that first names them, and a
+//! row is never rewritten, so a snapshot's rows are always complete. Rows are addressed by the
+//! unit's embedding key (model, language, text), which makes them the embedding cache too: an
+//! edit to one function re-embeds one function.
+//!
+//! The manifest is written once, when the directory is created (built aside and renamed into
+//! place). An index of another format version is refused with
+//! [`StoreError::IncompatibleVersion`](gnn_coder_store::StoreError) instead of being misread.
+//!
+//! ## Search
+//!
+//! The lexical leg is BM25 over a code-aware tokenization ([`tokenizer`]) of the unit's name,
+//! qualified symbol, doc comment, code and path, with per-field boosts. Language, kind and
+//! repository filters are term filters inside the query; path globs and exclusions are checked
+//! on the ranked hits, fetching deeper until enough pass. The vector leg scans the rows of every
+//! unit passing the filters (fast-field ordinals, no stored-field reads), or, when more than
+//! 20,000 units pass and an approximate index exists, asks it for filtered candidates and scans
+//! exactly only the rows appended since it was built.
 
-mod error;
-mod lexical;
+mod ann;
+mod lock;
 mod manifest;
+mod rows;
+mod store;
 pub mod tokenizer;
-mod vectors;
 
-pub use error::IndexError;
-pub use lexical::{FieldBoosts, Hit, IndexBuilder, KindFilter, SearchIndex, SearchRequest};
-pub use manifest::{BuildStats, FORMAT_VERSION, MANIFEST_FILE, Manifest};
-pub use vectors::EmbeddingInfo;
-
-/// Result type of this crate.
-pub type Result<T, E = IndexError> = std::result::Result<T, E>;
+pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest};
+pub use store::{EmbeddedStore, EmbeddedWriter, Snapshot};

@@ -12,6 +12,16 @@ pub enum ModelError {
     )]
     MissingModelFile { path: PathBuf },
 
+    /// No candidate directory holds the pretrained model.
+    #[error("the pretrained model (all-MiniLM-L6-v2) was not found (looked in: {})", .tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    ModelNotFound { tried: Vec<PathBuf> },
+
+    #[error("{path} holds no trained weights (no head.json)")]
+    NotWeights { path: PathBuf },
+
+    #[error("{path}: {message}")]
+    Checksum { path: PathBuf, message: String },
+
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,

@@ -89,5 +89,5 @@ pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
 pub use types::*;
 pub use walk::{
     DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkOptions, WalkSummary,
-    extract_repo, walk_repo,
+    extract_repo, walk_repo, walk_repo_with, WalkHooks,
 };

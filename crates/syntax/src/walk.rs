@@ -175,6 +175,10 @@ pub struct WalkSummary {
     pub skip_counts: BTreeMap<SkipReason, usize>,
     /// Every skipped path except unsupported-language files, sorted by path.
     pub skipped: Vec<SkippedFile>,
+    /// Files read but not parsed because [`WalkHooks::parse_file`] said so.
+    pub files_unchanged: usize,
+    /// The walk stopped early ([`WalkHooks::cancelled`]).
+    pub cancelled: bool,
 }
 
 /// One parsed file as handed to the sink.
@@ -399,6 +403,44 @@ pub fn walk_repo(
     progress: &(dyn Fn(Progress) + Sync),
     sink: &(dyn Fn(FileResult) + Sync),
 ) -> Result<WalkSummary> {
+    let hooks = WalkHooks {
+        progress,
+        ..WalkHooks::default()
+    };
+    walk_repo_with(root, opts, &hooks, sink)
+}
+
+/// Callbacks of [`walk_repo_with`], all called from worker threads.
+pub struct WalkHooks<'a> {
+    /// After every file.
+    pub progress: &'a (dyn Fn(Progress) + Sync),
+    /// Called with each file's relative path and contents after the content checks; `false`
+    /// skips parsing it (e.g. its content hash is already indexed). Such files count in
+    /// [`WalkSummary::files_unchanged`].
+    pub parse_file: &'a (dyn Fn(&str, &[u8]) -> bool + Sync),
+    /// Polled before every file; once it returns true the remaining files are left alone and
+    /// the walk returns what it did ([`WalkSummary::cancelled`]).
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl Default for WalkHooks<'_> {
+    fn default() -> Self {
+        WalkHooks {
+            progress: &|_| {},
+            parse_file: &|_, _| true,
+            cancelled: &|| false,
+        }
+    }
+}
+
+/// [`walk_repo`] with a content filter and cancellation.
+pub fn walk_repo_with(
+    root: &Path,
+    opts: &WalkOptions,
+    hooks: &WalkHooks<'_>,
+    sink: &(dyn Fn(FileResult) + Sync),
+) -> Result<WalkSummary> {
+    let progress = hooks.progress;
     let mut summary = WalkSummary::default();
     let candidates = discover(root, opts, &mut summary.skipped, &mut summary.skip_counts)?;
     let total = candidates.len();
@@ -407,6 +449,8 @@ pub fn walk_repo(
     let units_done = AtomicUsize::new(0);
     let errors = AtomicUsize::new(0);
     let parsed = AtomicUsize::new(0);
+    let unchanged = AtomicUsize::new(0);
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
     let skips: Mutex<Vec<SkippedFile>> = Mutex::new(Vec::new());
     progress(Progress {
         files_total: total,
@@ -415,11 +459,24 @@ pub fn walk_repo(
 
     let work = || {
         candidates.par_iter().for_each(|c| {
+            if (hooks.cancelled)() {
+                cancelled.store(true, Ordering::Relaxed);
+                return;
+            }
+            let mut skip_parse = false;
             let outcome = read_checked(c, opts).and_then(|bytes| {
+                if !(hooks.parse_file)(&c.rel, &bytes) {
+                    skip_parse = true;
+                    return Err((SkipReason::ParseFailed, None));
+                }
                 extract_file(c.lang, &c.rel, &bytes, &opts.extract)
                     .map_err(|e| (SkipReason::ParseFailed, Some(e.to_string())))
             });
             let (nbytes, nunits) = match outcome {
+                Err(_) if skip_parse => {
+                    unchanged.fetch_add(1, Ordering::Relaxed);
+                    (0, 0)
+                }
                 Ok(file) => {
                     let n = (file.bytes as u64, file.units.len());
                     parsed.fetch_add(1, Ordering::Relaxed);
@@ -469,6 +526,8 @@ pub fn walk_repo(
     summary.bytes_parsed = bytes_done.into_inner();
     summary.units = units_done.into_inner();
     summary.files_with_errors = errors.into_inner();
+    summary.files_unchanged = unchanged.into_inner();
+    summary.cancelled = cancelled.into_inner();
     Ok(summary)
 }
 

@@ -1,0 +1,687 @@
+//! Indexing and refreshing one repository (see the crate docs for the data flow).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::Instant;
+
+use gnn_coder_model::UnitInput;
+use gnn_coder_store::{
+    CancellationToken, EmbeddingInfo, FileEntry, FileWrite, RepoInfo, StoreWriter, UnitKey,
+    UnitRecord, UnitWrite,
+};
+use gnn_coder_syntax::{Language, ParsedFile, SkipReason, WalkHooks, WalkOptions, walk_repo_with};
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::{Engine, EngineError, LoadedModel, Result};
+
+/// What to index and how.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    pub root: PathBuf,
+    /// Repository name (default: the root directory's name).
+    pub name: Option<String>,
+    /// Files larger than this are skipped.
+    pub max_file_size: u64,
+    /// Only these languages (empty: all).
+    pub languages: Vec<String>,
+    /// Globs of paths to skip.
+    pub exclude: Vec<String>,
+    pub respect_ignore_files: bool,
+    /// Commit after this many changed files (and at the end).
+    pub commit_every: usize,
+}
+
+impl IndexOptions {
+    pub fn new(root: impl Into<PathBuf>) -> IndexOptions {
+        IndexOptions {
+            root: root.into(),
+            name: None,
+            max_file_size: 1 << 20,
+            languages: Vec::new(),
+            exclude: Vec::new(),
+            respect_ignore_files: true,
+            commit_every: 1000,
+        }
+    }
+
+    /// With a repository name.
+    pub fn named(mut self, name: impl Into<String>) -> IndexOptions {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// Counters of a run in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IndexProgress {
+    /// Files selected for reading (known once discovery is done).
+    pub files_total: u64,
+    /// Files read so far (parsed, unchanged or skipped).
+    pub files_done: u64,
+    /// Files found unchanged (not parsed).
+    pub files_unchanged: u64,
+    /// Units parsed from changed files so far.
+    pub units: u64,
+    /// Units written to the index so far.
+    pub units_written: u64,
+    /// Embeddings computed / taken from the cache so far.
+    pub embeddings_computed: u64,
+    pub embeddings_reused: u64,
+    pub bytes: u64,
+}
+
+/// What a run reports while it works.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum IndexEvent {
+    Progress(IndexProgress),
+    /// A file was not indexed (binary, too large, parse failure, ...).
+    Skipped {
+        path: String,
+        reason: String,
+        detail: Option<String>,
+    },
+    /// Everything written so far is committed (searchable, and kept if the run dies).
+    Committed { files: u64 },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IndexSummary {
+    pub repository: String,
+    pub root: String,
+    pub head: Option<String>,
+    /// Files and units of the repository after the run.
+    pub files: u64,
+    pub units: u64,
+    pub files_added: u64,
+    pub files_changed: u64,
+    pub files_removed: u64,
+    pub files_unchanged: u64,
+    /// Units written (of added and changed files) and removed (of changed and removed files).
+    pub units_written: u64,
+    pub units_removed: u64,
+    pub embeddings_computed: u64,
+    pub embeddings_reused: u64,
+    /// Source bytes of the repository's indexed files, and of those parsed in this run.
+    pub bytes: u64,
+    pub bytes_parsed: u64,
+    pub files_with_syntax_errors: u64,
+    /// Skipped files by reason.
+    pub skipped: BTreeMap<String, u64>,
+    pub seconds: f64,
+    pub embed_seconds: f64,
+    /// The model of the vectors; `None` for a lexical-only index.
+    pub embedding: Option<EmbeddingInfo>,
+}
+
+/// Units per embedding batch and per worker chunk: large enough for good length bucketing,
+/// small enough for lively progress.
+const CHUNK_UNITS: usize = 256;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The content hash recorded per file.
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
+    hex(&sha2::Sha256::digest(bytes)[..16])
+}
+
+/// The embedding key of a unit: model identity, language and text.
+pub(crate) fn unit_key(model: &str, language: &str, code: &str) -> UnitKey {
+    let mut h = sha2::Sha256::new();
+    h.update(model.as_bytes());
+    h.update([0]);
+    h.update(language.as_bytes());
+    h.update([0]);
+    h.update(code.as_bytes());
+    let d = h.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&d[..16]);
+    UnitKey(key)
+}
+
+fn record(unit: &gnn_coder_syntax::CodeUnit) -> UnitRecord {
+    UnitRecord {
+        path: unit.path.clone(),
+        language: unit.language.clone(),
+        kind: unit.kind.as_str().to_string(),
+        name: unit.name.clone(),
+        symbol: unit.symbol.clone(),
+        start_line: unit.start_line as u64,
+        end_line: unit.end_line as u64,
+        def_line: unit.def_line as u64,
+        start_byte: unit.start_byte as u64,
+        end_byte: unit.end_byte as u64,
+        doc: unit.doc.clone(),
+        code: unit.code.clone(),
+    }
+}
+
+/// Checks a repository name: printable, not empty, at most 200 bytes.
+pub(crate) fn check_repo_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(EngineError::InvalidArgument(format!(
+            "bad repository name {name:?} (1 to 200 printable characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// `inner` relative to `root`, `/`-separated, when it lies inside it.
+fn relative_inside(root: &Path, inner: &Path) -> Option<String> {
+    let parent = inner.parent()?.canonicalize().ok()?;
+    let inner = parent.join(inner.file_name()?);
+    let rel = inner.strip_prefix(root).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Embeds `units` on one worker per core, in chunks; rows come back in input order.
+pub(crate) fn embed_parallel(
+    model: &LoadedModel,
+    units: &[(&str, Option<&gnn_coder_syntax::AstGraph>, &str)],
+    cancel: &CancellationToken,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<Vec<f32>>> {
+    let chunks: Vec<_> = units.chunks(CHUNK_UNITS).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Vec<Vec<f32>>>>> = Mutex::new(vec![None; chunks.len()]);
+    let failure: Mutex<Option<EngineError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(i) else { break };
+                    let inputs: Vec<UnitInput> = chunk
+                        .iter()
+                        .map(|(code, graph, lang)| UnitInput::new(code, *graph, lang))
+                        .collect();
+                    match model.embedder.embed_units(&inputs) {
+                        Ok(rows) => {
+                            if let Ok(mut r) = results.lock() {
+                                r[i] = Some(rows);
+                            }
+                            progress(chunk.len());
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e.into());
+                            }
+                            next.store(chunks.len(), Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    cancel.check()?;
+    let results = results
+        .into_inner()
+        .map_err(|_| EngineError::Internal("an embedding worker panicked".into()))?;
+    let mut rows = Vec::with_capacity(units.len());
+    for chunk in results {
+        rows.extend(chunk.ok_or_else(|| EngineError::Internal("an embedding worker stopped early".into()))?);
+    }
+    if rows.len() != units.len() {
+        return Err(EngineError::Internal("the model returned the wrong number of vectors".into()));
+    }
+    Ok(rows)
+}
+
+/// Shared counters of a run.
+#[derive(Default)]
+struct Counters {
+    files_total: AtomicU64,
+    files_done: AtomicU64,
+    files_unchanged: AtomicU64,
+    units: AtomicU64,
+    units_written: AtomicU64,
+    embeddings_computed: AtomicU64,
+    embeddings_reused: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> IndexProgress {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        IndexProgress {
+            files_total: g(&self.files_total),
+            files_done: g(&self.files_done),
+            files_unchanged: g(&self.files_unchanged),
+            units: g(&self.units),
+            units_written: g(&self.units_written),
+            embeddings_computed: g(&self.embeddings_computed),
+            embeddings_reused: g(&self.embeddings_reused),
+            bytes: g(&self.bytes),
+        }
+    }
+}
+
+/// State of the batch loop.
+struct Batcher<'a> {
+    writer: Box<dyn StoreWriter + 'a>,
+    repository: String,
+    model: Option<&'a LoadedModel>,
+    model_id: String,
+    hashes: &'a Mutex<HashMap<String, String>>,
+    counters: &'a Counters,
+    on_event: &'a (dyn Fn(&IndexEvent) + Sync),
+    cancel: &'a CancellationToken,
+    commit_every: usize,
+    since_commit: usize,
+    /// Paths written, with their unit counts.
+    written: HashMap<String, u64>,
+    embed_seconds: f64,
+    syntax_errors: u64,
+}
+
+impl Batcher<'_> {
+    fn flush(&mut self, batch: &mut Vec<ParsedFile>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.cancel.check()?;
+        let files = std::mem::take(batch);
+        let keys: Vec<Vec<UnitKey>> = files
+            .iter()
+            .map(|f| {
+                f.units
+                    .iter()
+                    .map(|u| unit_key(&self.model_id, &u.language, &u.code))
+                    .collect()
+            })
+            .collect();
+        let mut vectors: HashMap<UnitKey, Vec<f32>> = HashMap::new();
+        if let Some(model) = self.model {
+            let flat: Vec<UnitKey> = keys.iter().flatten().copied().collect();
+            let cached = self.writer.cached_vectors(&flat)?;
+            let mut misses: Vec<(UnitKey, (&str, Option<&gnn_coder_syntax::AstGraph>, &str))> =
+                Vec::new();
+            let mut seen: HashSet<UnitKey> = HashSet::new();
+            let mut i = 0;
+            for f in &files {
+                for (u, unit) in f.units.iter().enumerate() {
+                    let key = flat[i];
+                    if cached[i].is_none() && seen.insert(key) {
+                        misses.push((key, (unit.code.as_str(), f.graphs.get(u), unit.language.as_str())));
+                    }
+                    i += 1;
+                }
+            }
+            let reused = flat.len() - misses.len();
+            self.counters
+                .embeddings_reused
+                .fetch_add(reused as u64, Ordering::Relaxed);
+            if !misses.is_empty() {
+                let started = Instant::now();
+                let inputs: Vec<_> = misses.iter().map(|(_, x)| *x).collect();
+                let counters = self.counters;
+                let on_event = self.on_event;
+                let rows = embed_parallel(model, &inputs, self.cancel, &|n| {
+                    counters
+                        .embeddings_computed
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    on_event(&IndexEvent::Progress(counters.snapshot()));
+                })?;
+                self.embed_seconds += started.elapsed().as_secs_f64();
+                vectors = misses.into_iter().map(|(k, _)| k).zip(rows).collect();
+            }
+        }
+        self.cancel.check()?;
+        let hashes = self
+            .hashes
+            .lock()
+            .map_err(|_| EngineError::Internal("a walker thread panicked".into()))?;
+        let mut writes = Vec::with_capacity(files.len());
+        let mut nfiles = 0;
+        for (f, keys) in files.into_iter().zip(keys) {
+            let hash = hashes.get(&f.path).cloned().unwrap_or_default();
+            let units: Vec<UnitWrite> = f
+                .units
+                .iter()
+                .zip(keys)
+                .map(|(u, key)| UnitWrite {
+                    record: record(u),
+                    key,
+                    vector: vectors.remove(&key),
+                })
+                .collect();
+            if f.has_syntax_errors {
+                self.syntax_errors += 1;
+            }
+            self.written.insert(f.path.clone(), units.len() as u64);
+            self.counters
+                .units_written
+                .fetch_add(units.len() as u64, Ordering::Relaxed);
+            writes.push(FileWrite {
+                file: FileEntry {
+                    path: f.path,
+                    hash,
+                    units: units.len() as u32,
+                    bytes: f.bytes as u64,
+                },
+                units,
+            });
+            nfiles += 1;
+        }
+        drop(hashes);
+        // A key embedded once in this batch serves its duplicates through the store's cache.
+        self.writer.upsert_files(&self.repository, writes)?;
+        self.since_commit += nfiles;
+        if self.since_commit >= self.commit_every {
+            self.commit()?;
+        }
+        (self.on_event)(&IndexEvent::Progress(self.counters.snapshot()));
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.writer.commit(self.cancel)?;
+        self.since_commit = 0;
+        (self.on_event)(&IndexEvent::Committed {
+            files: self.written.len() as u64,
+        });
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Indexes or refreshes one repository: unchanged files are not parsed, removed files'
+    /// units are deleted, unchanged unit texts keep their vectors. `on_event` is called from
+    /// worker threads. Cancelling leaves the last commit (the run commits every
+    /// [`IndexOptions::commit_every`] changed files) and returns [`EngineError::Cancelled`].
+    pub fn index_repository(
+        &self,
+        options: &IndexOptions,
+        on_event: &(dyn Fn(&IndexEvent) + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<IndexSummary> {
+        let started = Instant::now();
+        let root = &options.root;
+        if !root.is_dir() {
+            return Err(if root.exists() {
+                EngineError::InvalidArgument(format!("{} is not a directory", root.display()))
+            } else {
+                EngineError::NotFound(format!("{} is not a directory (it does not exist)", root.display()))
+            });
+        }
+        let root = root
+            .canonicalize()
+            .map_err(|e| EngineError::InvalidArgument(format!("cannot resolve {}: {e}", root.display())))?;
+        let root_str = root.to_string_lossy().into_owned();
+        let name = match &options.name {
+            Some(n) => n.clone(),
+            None => root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "root".to_string()),
+        };
+        check_repo_name(&name)?;
+        for lang in &options.languages {
+            Language::by_name(lang).map_err(|_| {
+                EngineError::InvalidArgument(format!("unknown language {lang:?}"))
+            })?;
+        }
+        for glob in &options.exclude {
+            globset::Glob::new(glob).map_err(|e| {
+                EngineError::InvalidArgument(format!("bad exclude glob {glob:?}: {}", e.kind()))
+            })?;
+        }
+        if options.commit_every == 0 {
+            return Err(EngineError::InvalidArgument("commit_every must be at least 1".into()));
+        }
+        let model = match self.store.embedding() {
+            Some(_) => Some(self.model()?),
+            None => None,
+        };
+        let model_id = self
+            .store
+            .embedding()
+            .map_or_else(|| "lexical".to_string(), |e| e.model.clone());
+
+        let reader = self.store.reader()?;
+        let repos = reader.repositories()?;
+        let previous = repos.iter().find(|r| r.name == name).cloned();
+        if let Some(p) = &previous
+            && p.root != root_str
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "a repository named {name:?} is already indexed from {}; give this one another name",
+                p.root
+            )));
+        }
+        let old: HashMap<String, FileEntry> = reader
+            .files(&name)?
+            .into_iter()
+            .map(|f| (f.path.clone(), f))
+            .collect();
+        drop(reader);
+
+        let mut writer = self.store.writer()?;
+        let head = crate::git::head_commit(&root);
+        if previous.is_none() {
+            // Listed at once, so a run that dies early still shows in `repos`.
+            writer.put_repository(&RepoInfo {
+                name: name.clone(),
+                root: root_str.clone(),
+                head: None,
+                ..RepoInfo::default()
+            })?;
+        }
+
+        let mut walk = WalkOptions {
+            max_file_size: options.max_file_size,
+            respect_ignore_files: options.respect_ignore_files,
+            languages: options.languages.clone(),
+            exclude_globs: options.exclude.clone(),
+            threads: crate::threads(self.options.threads),
+            ..WalkOptions::default()
+        };
+        // Never index our own index when it lives inside the root under a visible name.
+        if let Some(rel) = relative_inside(&root, &self.dir) {
+            walk.exclude_globs.push(format!("{rel}/**"));
+        }
+        walk.extract.graphs = model.as_ref().is_some_and(|m| m.embedder.graphs_enabled());
+
+        let counters = Counters::default();
+        let hashes: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
+        let unchanged: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+        let stop = cancel.child_token();
+        let progress = |p: gnn_coder_syntax::Progress| {
+            counters.files_total.store(p.files_total as u64, Ordering::Relaxed);
+            counters.files_done.store(p.files_done as u64, Ordering::Relaxed);
+            counters.bytes.store(p.bytes_done, Ordering::Relaxed);
+            counters.units.store(p.units_done as u64, Ordering::Relaxed);
+            on_event(&IndexEvent::Progress(counters.snapshot()));
+        };
+        let parse_file = |rel: &str, bytes: &[u8]| {
+            let h = content_hash(bytes);
+            let same = old.get(rel).is_some_and(|e| e.hash == h);
+            if let Ok(mut m) = hashes.lock() {
+                m.insert(rel.to_string(), h);
+            }
+            if same {
+                counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut u) = unchanged.lock() {
+                    u.insert(rel.to_string());
+                }
+            }
+            !same
+        };
+        let cancelled = || stop.is_cancelled();
+        let hooks = WalkHooks {
+            progress: &progress,
+            parse_file: &parse_file,
+            cancelled: &cancelled,
+        };
+
+        let mut batcher = Batcher {
+            writer,
+            repository: name.clone(),
+            model: model.as_deref(),
+            model_id,
+            hashes: &hashes,
+            counters: &counters,
+            on_event,
+            cancel,
+            commit_every: options.commit_every,
+            since_commit: 0,
+            written: HashMap::new(),
+            embed_seconds: 0.0,
+            syntax_errors: 0,
+        };
+        let batch_units = CHUNK_UNITS * crate::threads(0);
+        let (walked, consumed) = std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<ParsedFile>(64);
+            let walker = scope.spawn(|| {
+                let tx = tx;
+                walk_repo_with(&root, &walk, &hooks, &|f| {
+                    let _ = tx.send(f);
+                })
+            });
+            let consumed = (|| -> Result<()> {
+                let mut batch = Vec::new();
+                let mut units = 0;
+                for file in rx.iter() {
+                    units += file.units.len();
+                    batch.push(file);
+                    if units >= batch_units || batch.len() >= 256 {
+                        batcher.flush(&mut batch)?;
+                        units = 0;
+                    }
+                }
+                batcher.flush(&mut batch)
+            })();
+            if consumed.is_err() {
+                // Stop the walk; dropping the receiver (above) unblocks its sends.
+                stop.cancel();
+            }
+            let walked = walker
+                .join()
+                .map_err(|_| EngineError::Internal("the walker panicked".into()));
+            (walked, consumed)
+        });
+        consumed?;
+        let walked = walked??;
+        cancel.check()?;
+        if walked.cancelled {
+            return Err(EngineError::Cancelled);
+        }
+
+        // Skips, and files that are gone (or no longer indexable) are removed.
+        let mut skipped = BTreeMap::new();
+        for (reason, n) in &walked.skip_counts {
+            if *reason != SkipReason::ExcludedDir {
+                skipped.insert(reason.as_str().to_string(), *n as u64);
+            }
+        }
+        for s in &walked.skipped {
+            if s.reason == SkipReason::ExcludedDir {
+                continue;
+            }
+            on_event(&IndexEvent::Skipped {
+                path: s.path.clone(),
+                reason: s.reason.as_str().to_string(),
+                detail: s.detail.clone(),
+            });
+        }
+        let unchanged = unchanged
+            .into_inner()
+            .map_err(|_| EngineError::Internal("a walker thread panicked".into()))?;
+        let written = std::mem::take(&mut batcher.written);
+        let removed: Vec<String> = old
+            .keys()
+            .filter(|p| !unchanged.contains(*p) && !written.contains_key(*p))
+            .cloned()
+            .collect();
+        batcher.writer.delete_files(&name, &removed)?;
+
+        let mut summary = IndexSummary {
+            repository: name.clone(),
+            root: root_str.clone(),
+            head: head.clone(),
+            embedding: self.store.embedding().cloned(),
+            ..IndexSummary::default()
+        };
+        let mut units_total = 0;
+        let mut bytes_total = 0;
+        for p in &unchanged {
+            if let Some(e) = old.get(p) {
+                units_total += u64::from(e.units);
+                bytes_total += e.bytes;
+            }
+        }
+        for (p, n) in &written {
+            units_total += n;
+            match old.get(p) {
+                Some(e) => {
+                    summary.files_changed += 1;
+                    summary.units_removed += u64::from(e.units);
+                }
+                None => summary.files_added += 1,
+            }
+        }
+        for p in &removed {
+            if let Some(e) = old.get(p) {
+                summary.units_removed += u64::from(e.units);
+            }
+        }
+        bytes_total += walked.bytes_parsed;
+        summary.files = (unchanged.len() + written.len()) as u64;
+        summary.units = units_total;
+        summary.files_removed = removed.len() as u64;
+        summary.files_unchanged = unchanged.len() as u64;
+        summary.units_written = counters.units_written.load(Ordering::Relaxed);
+        summary.embeddings_computed = counters.embeddings_computed.load(Ordering::Relaxed);
+        summary.embeddings_reused = counters.embeddings_reused.load(Ordering::Relaxed);
+        summary.bytes_parsed = walked.bytes_parsed;
+        summary.bytes = bytes_total;
+        summary.files_with_syntax_errors = batcher.syntax_errors;
+        summary.skipped = skipped.clone();
+        summary.embed_seconds = batcher.embed_seconds;
+
+        let info = RepoInfo {
+            name: name.clone(),
+            root: root_str,
+            head,
+            indexed_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            files: summary.files,
+            units: summary.units,
+            bytes: bytes_total,
+            skipped,
+        };
+        batcher.writer.put_repository(&info)?;
+        batcher.commit()?;
+        // Maintenance (the approximate index) is not part of the data: a cancel here keeps
+        // everything committed above.
+        match batcher.writer.maintain(cancel) {
+            Ok(()) | Err(gnn_coder_store::StoreError::Cancelled) => {}
+            Err(e) => return Err(e.into()),
+        }
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+}

@@ -1,0 +1,258 @@
+//! # gnn-coder-engine
+//!
+//! The one pipeline of gnn-coder. The command line, the gRPC service and batch jobs are thin
+//! front ends over an [`Engine`], as ripgrep's binary sits on its library crates: they turn
+//! arguments into requests, and results, progress events and [`EngineError`]s into output.
+//! Nothing here prints, and nothing here is asynchronous: a service calls it from
+//! `spawn_blocking` and hands it a [`CancellationToken`].
+//!
+//! ## Indexing, as data flows
+//!
+//! ```text
+//! walk (ignores, binaries, sizes) ─ hash each file ─ unchanged? ─ yes → keep, not parsed
+//!                                                   └ no → parse → units + AST graphs
+//!   → bounded queue → batch: unit keys → cached vector? → embed only the misses
+//!   → upsert the batch's files → commit every N files → … → delete files gone from the walk
+//!   → repository record → commit → approximate-index maintenance
+//! ```
+//!
+//! Parsing (a thread pool) overlaps embedding (one worker per core); memory holds one batch,
+//! not the repository. The cancellation token is checked by the walk before every file, by the
+//! batch loop, by the embedding workers between chunks, and by the commit; a cancelled run
+//! leaves the last commit in place and the next run picks up where it stopped, since files
+//! committed so far are unchanged by then. Progress flows out as [`IndexEvent`]s to a callback.
+//!
+//! ## Search, as data flows
+//!
+//! request → refuse a bad one early (empty query, unknown language or repository, bad glob)
+//! → embed the query once → lexical top-N and vector top-N from one reader snapshot, filters
+//! applied inside each leg → weighted min-max fusion above the store (so every backend ranks
+//! alike) → test code demoted unless the query asks for tests → snippets and matched ranges.
+//!
+//! ## Models
+//!
+//! One index holds vectors of one model; its identity is recorded when the index is created
+//! and checked whenever the engine embeds for it, so vectors of different models are never
+//! compared. The model is loaded lazily: a lexical search never pays for it.
+
+mod error;
+mod git;
+mod indexing;
+mod search;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use error::{EngineError, ErrorKind, Result};
+pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE};
+pub use gnn_coder_model::{Embedder, ModelChoice, ModelIdentity};
+pub use gnn_coder_store::{
+    CancellationToken, EmbeddingInfo, FieldBoosts, Filters, RepoInfo, Store, StoreError,
+    StoreStats, UnitRecord,
+};
+pub use indexing::{IndexEvent, IndexOptions, IndexProgress, IndexSummary};
+pub use search::{
+    DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SearchHit, SearchRequest, SimilarRequest,
+    SimilarTarget, snippet,
+};
+
+/// Name of the index directory created inside an indexed root when none is given.
+pub const DEFAULT_INDEX_DIR: &str = ".gnn-coder";
+
+/// How the engine gets its model.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    pub model: ModelChoice,
+    /// Never load a model: lexical-only indexes and searches.
+    pub lexical_only: bool,
+    /// Threads for parsing and tantivy (0: all cores).
+    pub threads: usize,
+}
+
+/// A loaded model and its identity.
+pub struct LoadedModel {
+    pub embedder: Embedder,
+    pub identity: ModelIdentity,
+}
+
+/// An opened index with the model it needs.
+pub struct Engine {
+    store: Box<dyn Store>,
+    dir: PathBuf,
+    options: EngineOptions,
+    model: Mutex<Option<Arc<LoadedModel>>>,
+    /// Why a new index was made lexical-only although a model was wanted.
+    warning: Option<String>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("dir", &self.dir).finish()
+    }
+}
+
+fn threads(n: usize) -> usize {
+    if n == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        n
+    }
+}
+
+fn embedding_info(id: &ModelIdentity) -> EmbeddingInfo {
+    EmbeddingInfo {
+        model: id.model.clone(),
+        dim: id.dim,
+        trained: id.trained,
+    }
+}
+
+impl Engine {
+    /// Opens an existing embedded index for searching.
+    pub fn open(dir: &Path, options: EngineOptions) -> Result<Engine> {
+        let mut store = EmbeddedStore::open(dir)?;
+        store.set_writer_threads(threads(options.threads));
+        Ok(Engine {
+            store: Box::new(store),
+            dir: dir.to_path_buf(),
+            options,
+            model: Mutex::new(None),
+            warning: None,
+        })
+    }
+
+    /// Opens the embedded index at `dir` for writing, creating it when missing (with vectors of
+    /// the configured model, or lexical-only when `lexical_only` is set or no model is found
+    /// and none was asked for explicitly; [`Engine::model_warning`] says so). `rebuild` deletes
+    /// an existing index first.
+    pub fn open_or_create(dir: &Path, options: EngineOptions, rebuild: bool) -> Result<Engine> {
+        if rebuild {
+            EmbeddedStore::remove(dir)?;
+        }
+        let existing = dir.join(MANIFEST_FILE).exists();
+        let mut model = None;
+        let mut warning = None;
+        let embedding = if options.lexical_only || existing {
+            None
+        } else {
+            match Engine::load_model(&options.model) {
+                Ok(m) => {
+                    let info = embedding_info(&m.identity);
+                    model = Some(Arc::new(m));
+                    Some(info)
+                }
+                Err(e) if e.kind() == ErrorKind::ModelMissing && options.model.model_dir.is_none() => {
+                    warning = Some(e.to_string());
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut store = EmbeddedStore::open_or_create(dir, embedding)?;
+        store.set_writer_threads(threads(options.threads));
+        let engine = Engine {
+            store: Box::new(store),
+            dir: dir.to_path_buf(),
+            options,
+            model: Mutex::new(model),
+            warning,
+        };
+        if engine.options.lexical_only && engine.store.embedding().is_some() {
+            return Err(EngineError::InvalidArgument(format!(
+                "the index at {} holds vectors; it cannot be refreshed lexical-only",
+                dir.display()
+            )));
+        }
+        Ok(engine)
+    }
+
+    /// An engine over any store (e.g. a remote one).
+    pub fn with_store(store: Box<dyn Store>, dir: PathBuf, options: EngineOptions) -> Engine {
+        Engine {
+            store,
+            dir,
+            options,
+            model: Mutex::new(None),
+            warning: None,
+        }
+    }
+
+    fn load_model(choice: &ModelChoice) -> Result<LoadedModel> {
+        let (embedder, identity) = gnn_coder_model::load_embedder(choice)?;
+        Ok(LoadedModel { embedder, identity })
+    }
+
+    /// Where the index lives (for messages).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The model of the index's vectors (`None`: lexical-only).
+    pub fn embedding(&self) -> Option<&EmbeddingInfo> {
+        self.store.embedding()
+    }
+
+    /// Why the index is lexical-only although a model was wanted, if that is the case.
+    pub fn model_warning(&self) -> Option<&str> {
+        self.warning.as_deref()
+    }
+
+    /// The model matching the index's vectors, loaded on first use.
+    pub fn model(&self) -> Result<Arc<LoadedModel>> {
+        let Some(info) = self.store.embedding() else {
+            return Err(EngineError::Store(gnn_coder_store::StoreError::NoVectors {
+                path: self.dir.clone(),
+            }));
+        };
+        let mut slot = self
+            .model
+            .lock()
+            .map_err(|_| EngineError::Internal("a model loader panicked".into()))?;
+        let model = match slot.as_ref() {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(Engine::load_model(&self.options.model)?);
+                *slot = Some(m.clone());
+                m
+            }
+        };
+        if model.identity.model != info.model || model.identity.dim != info.dim {
+            return Err(EngineError::Incompatible(format!(
+                "the index was embedded with {} but the current model is {}",
+                info.model, model.identity.model
+            )));
+        }
+        Ok(model)
+    }
+
+    /// The repositories of the index.
+    pub fn repositories(&self) -> Result<Vec<RepoInfo>> {
+        Ok(self.store.reader()?.repositories()?)
+    }
+
+    /// One repository by name.
+    pub fn repository(&self, name: &str) -> Result<RepoInfo> {
+        self.repositories()?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| EngineError::NotFound(format!("no repository named {name:?} in the index")))
+    }
+
+    /// Removes a repository and everything indexed from it.
+    pub fn remove_repository(&self, name: &str, cancel: &CancellationToken) -> Result<RepoInfo> {
+        let info = self.repository(name)?;
+        let mut writer = self.store.writer()?;
+        writer.delete_repository(name)?;
+        writer.commit(cancel)?;
+        Ok(info)
+    }
+
+    /// Counts over the last commit.
+    pub fn stats(&self) -> Result<StoreStats> {
+        Ok(self.store.reader()?.stats()?)
+    }
+}

@@ -1,0 +1,730 @@
+//! Search, code→code search, fusion, test demotion, snippets and matched ranges.
+
+use std::collections::HashMap;
+
+use gnn_coder_store::{
+    FieldBoosts, Filters, LexicalQuery, StoreReader, StoredUnit, UnitId, UnitRecord, VectorQuery,
+};
+use gnn_coder_syntax::{ExtractOptions, Language, UnitKind, extract_file};
+use serde::Serialize;
+
+use crate::{Engine, EngineError, Result};
+
+/// Hybrid weight of the semantic score (README, Quality): measured on dev, CoSQA dev and CSN
+/// Ruby; 0.5 is a little better on dev alone but costs web-style questions far more.
+pub const DEFAULT_DENSE_WEIGHT: f32 = 0.7;
+
+/// Candidates each leg contributes to hybrid fusion.
+const FUSION_CANDIDATES: usize = 100;
+
+/// Longest query accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 8192;
+
+/// Score factor of test code when the query does not ask for tests.
+const TEST_FACTOR: f32 = 0.85;
+
+/// How results are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// BM25 over a code-aware tokenization.
+    Lexical,
+    /// Model vectors.
+    Semantic,
+    /// Both, fused.
+    Hybrid,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "lexical" => Some(Mode::Lexical),
+            "semantic" => Some(Mode::Semantic),
+            "hybrid" => Some(Mode::Hybrid),
+            _ => None,
+        }
+    }
+}
+
+/// Which kinds of units a search returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KindFilter {
+    /// Functions and methods (the default: code search answers with callables).
+    #[default]
+    Callables,
+    /// Every kind of unit.
+    All,
+    /// Exactly these kinds.
+    Only(Vec<UnitKind>),
+}
+
+impl KindFilter {
+    /// The kind names this filter admits; empty = all.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            KindFilter::All => Vec::new(),
+            KindFilter::Callables => vec!["function".into(), "method".into()],
+            KindFilter::Only(kinds) => kinds.iter().map(|k| k.as_str().to_string()).collect(),
+        }
+    }
+}
+
+/// A search.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub top_k: usize,
+    /// `None`: hybrid when the index holds vectors, else lexical.
+    pub mode: Option<Mode>,
+    /// Language names (`gnn-coder languages`); empty = all.
+    pub languages: Vec<String>,
+    pub kinds: KindFilter,
+    /// Repository names; empty = all.
+    pub repositories: Vec<String>,
+    /// Globs over the root-relative path; a unit passes when any matches.
+    pub path_globs: Vec<String>,
+    /// Semantic weight in hybrid mode (0..=1); `None`: [`DEFAULT_DENSE_WEIGHT`].
+    pub dense_weight: Option<f32>,
+    pub boosts: FieldBoosts,
+    /// Rank test code below the code it tests unless the query asks for tests.
+    pub demote_tests: bool,
+    /// Exact vector search even where an approximate index exists (for measuring it).
+    pub exact: bool,
+}
+
+impl SearchRequest {
+    pub fn new(query: impl Into<String>, top_k: usize) -> SearchRequest {
+        SearchRequest {
+            query: query.into(),
+            top_k,
+            mode: None,
+            languages: Vec::new(),
+            kinds: KindFilter::default(),
+            repositories: Vec::new(),
+            path_globs: Vec::new(),
+            dense_weight: None,
+            boosts: FieldBoosts::default(),
+            demote_tests: true,
+            exact: false,
+        }
+    }
+}
+
+/// Where a query term occurs in a hit, for highlighting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MatchRange {
+    /// 1-based line in the file.
+    pub line: u64,
+    /// Byte range in the file.
+    pub start_byte: u64,
+    pub end_byte: u64,
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    pub repository: String,
+    #[serde(flatten)]
+    pub unit: UnitRecord,
+    pub score: f32,
+    pub matches: Vec<MatchRange>,
+}
+
+/// What a code→code search starts from.
+#[derive(Debug, Clone)]
+pub enum SimilarTarget {
+    /// The innermost unit of `path` (root-relative) containing `line` (1-based).
+    Unit {
+        repository: Option<String>,
+        path: String,
+        line: u64,
+    },
+    /// A snippet of code in a language.
+    Snippet { code: String, language: String },
+}
+
+/// A code→code search.
+#[derive(Debug, Clone)]
+pub struct SimilarRequest {
+    pub target: SimilarTarget,
+    pub top_k: usize,
+    pub languages: Vec<String>,
+    pub kinds: KindFilter,
+    pub repositories: Vec<String>,
+    pub path_globs: Vec<String>,
+}
+
+impl SimilarRequest {
+    pub fn new(target: SimilarTarget, top_k: usize) -> SimilarRequest {
+        SimilarRequest {
+            target,
+            top_k,
+            languages: Vec::new(),
+            kinds: KindFilter::All,
+            repositories: Vec::new(),
+            path_globs: Vec::new(),
+        }
+    }
+}
+
+/// Whether a unit is test code: by its path (`tests/`, `test_*.py`, `*_test.go`, `*.spec.ts`,
+/// `FooTest.java`, ...) or its symbol (`tests::`, `test_*`, Go's `TestXxx`).
+pub fn is_test_code(unit: &UnitRecord) -> bool {
+    let path = unit.path.to_ascii_lowercase();
+    let mut parts = path.split('/');
+    let file = parts.next_back().unwrap_or("");
+    if path
+        .split('/')
+        .rev()
+        .skip(1)
+        .any(|d| matches!(d, "test" | "tests" | "testing" | "spec" | "specs" | "__tests__"))
+    {
+        return true;
+    }
+    let stem = file.split('.').next().unwrap_or(file);
+    if stem.starts_with("test_")
+        || stem.ends_with("_test")
+        || stem.ends_with("_tests")
+        || stem.ends_with("_spec")
+        || file.contains(".test.")
+        || file.contains(".spec.")
+        || (stem.ends_with("test") && unit.path.rsplit('/').next().is_some_and(|f| f.contains("Test")))
+    {
+        return true;
+    }
+    let symbol = &unit.symbol;
+    if symbol.contains("tests::") || symbol.starts_with("test::") || symbol.contains("::test::") {
+        return true;
+    }
+    let name = &unit.name;
+    name.starts_with("test_")
+        || (name.starts_with("Test")
+            && name[4..].chars().next().is_some_and(|c| c.is_uppercase() || c == '_'))
+}
+
+fn asks_for_tests(query: &str) -> bool {
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| {
+            let w = w.to_ascii_lowercase();
+            w.starts_with("test") || w == "spec" || w == "specs" || w == "assert" || w == "mock"
+        })
+}
+
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "into", "is",
+    "it", "its", "of", "on", "or", "that", "the", "this", "to", "with", "what", "which", "when",
+];
+
+/// The words of a query worth highlighting: identifiers split at `_` and case changes,
+/// lower-cased, stop words dropped, crudely stemmed.
+fn highlight_terms(query: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for word in query.split(|c: char| !c.is_alphanumeric()) {
+        let mut sub = String::new();
+        let mut prev_lower = false;
+        let mut parts = Vec::new();
+        for c in word.chars() {
+            if c.is_uppercase() && prev_lower && !sub.is_empty() {
+                parts.push(std::mem::take(&mut sub));
+            }
+            prev_lower = c.is_lowercase() || c.is_ascii_digit();
+            sub.push(c);
+        }
+        if !sub.is_empty() {
+            parts.push(sub);
+        }
+        for p in parts {
+            let mut t = p.to_lowercase();
+            if t.len() < 2 || STOPWORDS.contains(&t.as_str()) {
+                continue;
+            }
+            for suffix in ["ing", "ed", "s"] {
+                if t.len() > suffix.len() + 2 && t.ends_with(suffix) {
+                    t.truncate(t.len() - suffix.len());
+                    break;
+                }
+            }
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// Where `terms` occur in `unit` (case-insensitive), in file coordinates; at most 64.
+fn match_ranges(unit: &UnitRecord, terms: &[String]) -> Vec<MatchRange> {
+    let lower = unit.code.to_ascii_lowercase();
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    for t in terms {
+        let mut from = 0;
+        while let Some(i) = lower.get(from..).and_then(|s| s.find(t.as_str())) {
+            let start = from + i;
+            found.push((start, start + t.len()));
+            from = start + t.len();
+            if found.len() >= 256 {
+                break;
+            }
+        }
+    }
+    found.sort_unstable();
+    // Merge overlaps.
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (s, e) in found {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged.truncate(64);
+    let mut line = unit.start_line;
+    let mut pos = 0;
+    merged
+        .into_iter()
+        .map(|(s, e)| {
+            line += unit.code.as_bytes()[pos..s].iter().filter(|&&b| b == b'\n').count() as u64;
+            pos = s;
+            MatchRange {
+                line,
+                start_byte: unit.start_byte + s as u64,
+                end_byte: unit.start_byte + e as u64,
+            }
+        })
+        .collect()
+}
+
+/// A few lines of a unit starting at its definition line (decorators skipped), dedented and
+/// cut at 100 characters.
+pub fn snippet(unit: &UnitRecord, lines: usize) -> Vec<String> {
+    let skip = unit.def_line.saturating_sub(unit.start_line) as usize;
+    let taken: Vec<&str> = unit
+        .code
+        .lines()
+        .skip(skip)
+        .filter(|l| !l.trim().is_empty())
+        .take(lines)
+        .collect();
+    // The first line of a unit is cut at its definition, so dedent by the later lines' indent.
+    let indent = taken
+        .iter()
+        .skip(1)
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    taken
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let l = if i == 0 {
+                l.trim().to_string()
+            } else {
+                format!("    {}", l.get(indent..).unwrap_or(l).trim_end())
+            };
+            if l.chars().count() > 100 {
+                let cut: String = l.chars().take(97).collect();
+                format!("{cut}...")
+            } else {
+                l
+            }
+        })
+        .collect()
+}
+
+fn min_max(values: impl Iterator<Item = f32>) -> (f32, f32) {
+    values.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    })
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl Engine {
+    /// Checks a request's filters and turns them into the store's.
+    fn filters(
+        &self,
+        reader: &dyn StoreReader,
+        languages: &[String],
+        kinds: &KindFilter,
+        repositories: &[String],
+        path_globs: &[String],
+    ) -> Result<Filters> {
+        for lang in languages {
+            Language::by_name(lang)
+                .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
+        }
+        if !repositories.is_empty() {
+            let known = reader.repositories()?;
+            for r in repositories {
+                if !known.iter().any(|k| &k.name == r) {
+                    return Err(EngineError::NotFound(format!(
+                        "no repository named {r:?} in the index"
+                    )));
+                }
+            }
+        }
+        let filters = Filters {
+            languages: languages.to_vec(),
+            kinds: kinds.names(),
+            repositories: repositories.to_vec(),
+            path_globs: path_globs.to_vec(),
+            exclude_units: Vec::new(),
+        };
+        filters.compile_globs()?;
+        Ok(filters)
+    }
+
+    fn mode_of(&self, requested: Option<Mode>) -> Result<Mode> {
+        let mode = requested.unwrap_or(if self.store.embedding().is_some() {
+            Mode::Hybrid
+        } else {
+            Mode::Lexical
+        });
+        if mode != Mode::Lexical && self.store.embedding().is_none() {
+            return Err(EngineError::Store(gnn_coder_store::StoreError::NoVectors {
+                path: self.dir.clone(),
+            }));
+        }
+        Ok(mode)
+    }
+
+    /// Checks a request without running it (the batch contract checks every query first).
+    pub fn check_request(&self, req: &SearchRequest) -> Result<Mode> {
+        if req.query.trim().is_empty() {
+            return Err(EngineError::InvalidArgument("the query is empty".into()));
+        }
+        if req.query.len() > MAX_QUERY_BYTES {
+            return Err(EngineError::InvalidArgument(format!(
+                "the query is {} bytes long; the limit is {MAX_QUERY_BYTES}",
+                req.query.len()
+            )));
+        }
+        if let Some(w) = req.dense_weight
+            && !(0.0..=1.0).contains(&w)
+        {
+            return Err(EngineError::InvalidArgument(
+                "the dense weight must be between 0 and 1".into(),
+            ));
+        }
+        self.mode_of(req.mode)
+    }
+
+    /// Query vectors for `queries`, in one batch.
+    pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let model = self.model()?;
+        Ok(model.embedder.embed_queries(queries)?)
+    }
+
+    /// Answers one search.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        let mode = self.check_request(req)?;
+        let vector = match mode {
+            Mode::Lexical => None,
+            _ => self.embed_queries(&[req.query.as_str()])?.pop(),
+        };
+        self.search_with_vector(req, vector.as_deref())
+    }
+
+    /// Answers a search whose query vector was computed already (`None` in lexical mode).
+    pub fn search_with_vector(
+        &self,
+        req: &SearchRequest,
+        vector: Option<&[f32]>,
+    ) -> Result<Vec<SearchHit>> {
+        let mode = self.check_request(req)?;
+        let reader = self.store.reader()?;
+        let filters = self.filters(
+            reader.as_ref(),
+            &req.languages,
+            &req.kinds,
+            &req.repositories,
+            &req.path_globs,
+        )?;
+        if req.top_k == 0 {
+            return Ok(Vec::new());
+        }
+        let demote = req.demote_tests && !asks_for_tests(&req.query);
+        // Demotion reorders within a deeper pool than the k asked for.
+        let depth = if demote {
+            req.top_k.saturating_mul(2).saturating_add(10)
+        } else {
+            req.top_k
+        };
+        let need_vector = || {
+            vector.ok_or_else(|| EngineError::Internal("no query vector for a semantic search".into()))
+        };
+        let ranked: Vec<(UnitId, f32)> = match mode {
+            Mode::Lexical => reader.lexical(&LexicalQuery {
+                text: req.query.clone(),
+                boosts: req.boosts,
+                filters,
+                limit: depth,
+            })?,
+            Mode::Semantic => reader.vector(&VectorQuery {
+                vector: need_vector()?.to_vec(),
+                filters,
+                limit: depth,
+                exact: req.exact,
+            })?,
+            Mode::Hybrid => {
+                let q = need_vector()?;
+                let pool = depth.max(FUSION_CANDIDATES);
+                let lexical = reader.lexical(&LexicalQuery {
+                    text: req.query.clone(),
+                    boosts: req.boosts,
+                    filters: filters.clone(),
+                    limit: pool,
+                })?;
+                let dense = reader.vector(&VectorQuery {
+                    vector: q.to_vec(),
+                    filters,
+                    limit: pool,
+                    exact: req.exact,
+                })?;
+                fuse(
+                    reader.as_ref(),
+                    q,
+                    &lexical,
+                    &dense,
+                    req.dense_weight.unwrap_or(DEFAULT_DENSE_WEIGHT),
+                )?
+            }
+        };
+        let units = reader.units(&ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
+        let scores: HashMap<UnitId, f32> = ranked.into_iter().collect();
+        let mut hits: Vec<(StoredUnit, f32)> = units
+            .into_iter()
+            .map(|u| {
+                let mut s = scores.get(&u.id).copied().unwrap_or(0.0);
+                if demote && is_test_code(&u.record) {
+                    s *= TEST_FACTOR;
+                }
+                (u, s)
+            })
+            .collect();
+        if demote {
+            hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
+        }
+        hits.truncate(req.top_k);
+        let terms = highlight_terms(&req.query);
+        Ok(hits
+            .into_iter()
+            .map(|(u, score)| SearchHit {
+                matches: match_ranges(&u.record, &terms),
+                repository: u.repository,
+                unit: u.record,
+                score,
+            })
+            .collect())
+    }
+
+    /// Code→code search: units whose code vectors are nearest to the target's.
+    pub fn similar(&self, req: &SimilarRequest) -> Result<(Option<SearchHit>, Vec<SearchHit>)> {
+        if self.store.embedding().is_none() {
+            return Err(EngineError::Store(gnn_coder_store::StoreError::NoVectors {
+                path: self.dir.clone(),
+            }));
+        }
+        let reader = self.store.reader()?;
+        let mut filters = self.filters(
+            reader.as_ref(),
+            &req.languages,
+            &req.kinds,
+            &req.repositories,
+            &req.path_globs,
+        )?;
+        let (origin, vector) = match &req.target {
+            SimilarTarget::Unit {
+                repository,
+                path,
+                line,
+            } => {
+                let repos = reader.repositories()?;
+                let candidates: Vec<&str> = match repository {
+                    Some(r) => {
+                        if !repos.iter().any(|k| &k.name == r) {
+                            return Err(EngineError::NotFound(format!(
+                                "no repository named {r:?} in the index"
+                            )));
+                        }
+                        vec![r.as_str()]
+                    }
+                    None => repos.iter().map(|r| r.name.as_str()).collect(),
+                };
+                let mut best: Option<StoredUnit> = None;
+                for repo in candidates {
+                    for u in reader.units_of_file(repo, path)? {
+                        if u.record.start_line <= *line && *line <= u.record.end_line {
+                            let span = u.record.end_line - u.record.start_line;
+                            if best.as_ref().is_none_or(|b| span < b.record.end_line - b.record.start_line) {
+                                best = Some(u);
+                            }
+                        }
+                    }
+                }
+                let Some(unit) = best else {
+                    return Err(EngineError::NotFound(format!(
+                        "no indexed unit contains {path}:{line}"
+                    )));
+                };
+                let vector = reader.unit_vector(unit.id)?.ok_or_else(|| {
+                    EngineError::NotFound(format!("the unit at {path}:{line} has no vector"))
+                })?;
+                filters.exclude_units.push(unit.id);
+                let origin = SearchHit {
+                    repository: unit.repository,
+                    unit: unit.record,
+                    score: 1.0,
+                    matches: Vec::new(),
+                };
+                (Some(origin), vector)
+            }
+            SimilarTarget::Snippet { code, language } => {
+                if code.trim().is_empty() {
+                    return Err(EngineError::InvalidArgument("the snippet is empty".into()));
+                }
+                if code.len() > 1 << 20 {
+                    return Err(EngineError::InvalidArgument("the snippet is over 1 MiB".into()));
+                }
+                let lang = Language::by_name(language).map_err(|_| {
+                    EngineError::InvalidArgument(format!("unknown language {language:?}"))
+                })?;
+                let model = self.model()?;
+                // Embed the snippet the way indexing embeds a unit: its first top-level
+                // definition with its AST graph, or the whole text when it defines nothing.
+                let opts = ExtractOptions {
+                    graphs: model.embedder.graphs_enabled(),
+                    ..ExtractOptions::default()
+                };
+                let parsed = extract_file(lang, "snippet", code.as_bytes(), &opts)?;
+                let input = parsed.units.first().map(|u| (u.code.clone(), parsed.graphs.first().cloned()));
+                let (text, graph) = input.unwrap_or_else(|| (code.clone(), None));
+                let v = model
+                    .embedder
+                    .embed_units(&[gnn_coder_model::UnitInput::new(&text, graph.as_ref(), lang.name())])?
+                    .pop()
+                    .ok_or_else(|| EngineError::Internal("the model returned no vector".into()))?;
+                (None, v)
+            }
+        };
+        if req.top_k == 0 {
+            return Ok((origin, Vec::new()));
+        }
+        let ranked = reader.vector(&VectorQuery {
+            vector,
+            filters,
+            limit: req.top_k,
+            exact: false,
+        })?;
+        let units = reader.units(&ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
+        let scores: HashMap<UnitId, f32> = ranked.into_iter().collect();
+        let hits = units
+            .into_iter()
+            .map(|u| SearchHit {
+                score: scores.get(&u.id).copied().unwrap_or(0.0),
+                repository: u.repository,
+                unit: u.record,
+                matches: Vec::new(),
+            })
+            .collect();
+        Ok((origin, hits))
+    }
+}
+
+/// Weighted min-max fusion: each leg's candidates are pooled, their scores min-max scaled per
+/// query (a unit missing from the lexical list scores 0 there; its dense score is computed),
+/// and ranked by `w * dense + (1 - w) * lexical`.
+fn fuse(
+    reader: &dyn StoreReader,
+    q: &[f32],
+    lexical: &[(UnitId, f32)],
+    dense: &[(UnitId, f32)],
+    w: f32,
+) -> Result<Vec<(UnitId, f32)>> {
+    let mut dense_scores: HashMap<UnitId, f32> = dense.iter().copied().collect();
+    for (id, _) in lexical {
+        if !dense_scores.contains_key(id)
+            && let Some(v) = reader.unit_vector(*id)?
+        {
+            dense_scores.insert(*id, dot(&v, q));
+        }
+    }
+    let lex: HashMap<UnitId, f32> = lexical.iter().copied().collect();
+    let mut ids: Vec<UnitId> = dense.iter().map(|(id, _)| *id).collect();
+    ids.extend(lexical.iter().map(|(id, _)| *id).filter(|id| !dense.iter().any(|(d, _)| d == id)));
+    let (dmin, dmax) = min_max(ids.iter().filter_map(|id| dense_scores.get(id).copied()));
+    let (lmin, lmax) = min_max(lex.values().copied());
+    let scale = |x: f32, lo: f32, hi: f32| if hi > lo { (x - lo) / (hi - lo) } else { 1.0 };
+    let w = w.clamp(0.0, 1.0);
+    let mut fused: Vec<(UnitId, f32)> = ids
+        .into_iter()
+        .map(|id| {
+            let d = dense_scores.get(&id).map_or(0.0, |&x| scale(x, dmin, dmax));
+            let l = lex.get(&id).map_or(0.0, |&x| scale(x, lmin, lmax));
+            (id, w * d + (1.0 - w) * l)
+        })
+        .collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(fused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(path: &str, symbol: &str, code: &str) -> UnitRecord {
+        UnitRecord {
+            path: path.into(),
+            language: "python".into(),
+            kind: "function".into(),
+            name: symbol.rsplit(['.', ':']).next().unwrap_or(symbol).into(),
+            symbol: symbol.into(),
+            start_line: 10,
+            end_line: 10 + code.lines().count() as u64,
+            def_line: 10,
+            start_byte: 1000,
+            end_byte: 1000 + code.len() as u64,
+            doc: None,
+            code: code.into(),
+        }
+    }
+
+    #[test]
+    fn test_code_is_recognised() {
+        assert!(is_test_code(&unit("tests/test_io.py", "test_read", "")));
+        assert!(is_test_code(&unit("src/lib.rs", "tests::sizes_parse", "")));
+        assert!(is_test_code(&unit("pkg/retry_test.go", "TestRetry", "")));
+        assert!(is_test_code(&unit("web/app.spec.ts", "it", "")));
+        assert!(is_test_code(&unit("src/FooTest.java", "FooTest.check", "")));
+        assert!(!is_test_code(&unit("src/size.rs", "parse_size", "")));
+        assert!(!is_test_code(&unit("src/testing_utils_not.rs", "contest", "")));
+        assert!(!is_test_code(&unit("src/latest.py", "Testament", "")));
+        assert!(asks_for_tests("unit tests for the parser"));
+        assert!(!asks_for_tests("parse a size like 512K"));
+    }
+
+    #[test]
+    fn matches_are_in_file_coordinates() {
+        let u = unit("a.py", "parse_size", "def parse_size(s):\n    return Size(s)\n");
+        let terms = highlight_terms("parse sizes");
+        assert_eq!(terms, vec!["parse", "size"]);
+        let m = match_ranges(&u, &terms);
+        // "parse" and "size" in the name, "Size" and "s" no: "size" matches "Size" too.
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m[0], MatchRange { line: 10, start_byte: 1004, end_byte: 1009 });
+        assert_eq!(m[2].line, 11);
+        let code = &u.code.as_bytes()[(m[2].start_byte - 1000) as usize..(m[2].end_byte - 1000) as usize];
+        assert_eq!(code, b"Size");
+        assert!(highlight_terms("the of a").is_empty());
+        assert_eq!(highlight_terms("parseHttpHeader"), vec!["parse", "http", "header"]);
+    }
+
+    #[test]
+    fn snippets_start_at_the_definition() {
+        let mut u = unit("a.py", "f", "@cache\ndef f(x):\n\n        return x\n");
+        u.def_line = 11;
+        assert_eq!(snippet(&u, 3), vec!["def f(x):", "    return x"]);
+    }
+}

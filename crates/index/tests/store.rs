@@ -1,0 +1,344 @@
+//! The embedded store through the store traits: writes, snapshots, filters in both legs, the
+//! embedding cache, the lock, crash leftovers and bad directories.
+
+use std::fs;
+use std::path::Path;
+
+use gnn_coder_index::{EmbeddedStore, MANIFEST_FILE};
+use gnn_coder_store::{
+    CancellationToken, EmbeddingInfo, ErrorKind, FieldBoosts, FileEntry, FileWrite, Filters,
+    LexicalQuery, RepoInfo, Store, StoreReader, UnitKey, UnitRecord, UnitWrite, VectorQuery,
+};
+
+const DIM: usize = 8;
+
+fn info() -> EmbeddingInfo {
+    EmbeddingInfo {
+        model: "test-model".into(),
+        dim: DIM,
+        trained: false,
+    }
+}
+
+fn vector(i: usize) -> Vec<f32> {
+    let mut v = vec![0.0; DIM];
+    v[i % DIM] = 1.0;
+    v[(i + 1) % DIM] = 0.5;
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+fn unit(path: &str, language: &str, name: &str, code: &str, line: u64) -> UnitRecord {
+    UnitRecord {
+        path: path.into(),
+        language: language.into(),
+        kind: "function".into(),
+        name: name.into(),
+        symbol: name.into(),
+        start_line: line,
+        end_line: line + 2,
+        def_line: line,
+        start_byte: line * 10,
+        end_byte: line * 10 + code.len() as u64,
+        doc: None,
+        code: code.into(),
+    }
+}
+
+fn key(n: u8) -> UnitKey {
+    UnitKey([n; 16])
+}
+
+/// One file with units `(name, code, vector index)`.
+fn file(path: &str, language: &str, units: &[(&str, &str, usize)]) -> FileWrite {
+    FileWrite {
+        file: FileEntry {
+            path: path.into(),
+            hash: format!("hash-of-{path}"),
+            units: units.len() as u32,
+            bytes: 100,
+        },
+        units: units
+            .iter()
+            .enumerate()
+            .map(|(i, (name, code, v))| UnitWrite {
+                record: unit(path, language, name, code, 1 + 10 * i as u64),
+                key: key(*v as u8),
+                vector: Some(vector(*v)),
+            })
+            .collect(),
+    }
+}
+
+fn lexical(r: &dyn StoreReader, text: &str, filters: Filters) -> Vec<String> {
+    let ids: Vec<_> = r
+        .lexical(&LexicalQuery {
+            text: text.into(),
+            boosts: FieldBoosts::default(),
+            filters,
+            limit: 10,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    r.units(&ids)
+        .unwrap()
+        .into_iter()
+        .map(|u| format!("{}:{}", u.repository, u.record.name))
+        .collect()
+}
+
+fn dense(r: &dyn StoreReader, v: usize, filters: Filters, limit: usize) -> Vec<String> {
+    let ids: Vec<_> = r
+        .vector(&VectorQuery {
+            vector: vector(v),
+            filters,
+            limit,
+            exact: false,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    r.units(&ids)
+        .unwrap()
+        .into_iter()
+        .map(|u| format!("{}:{}", u.repository, u.record.name))
+        .collect()
+}
+
+fn populated(dir: &Path) -> EmbeddedStore {
+    let store = EmbeddedStore::open_or_create(dir, Some(info())).unwrap();
+    let mut w = store.writer().unwrap();
+    w.put_repository(&RepoInfo {
+        name: "alpha".into(),
+        root: "/src/alpha".into(),
+        ..RepoInfo::default()
+    })
+    .unwrap();
+    w.upsert_files(
+        "alpha",
+        vec![
+            file("src/http.py", "python", &[("parse_header", "def parse_header(line): pass", 0), ("send_request", "def send_request(url): pass", 1)]),
+            file("src/size.rs", "rust", &[("parse_size", "fn parse_size(s: &str) -> u64 { 0 }", 2)]),
+        ],
+    )
+    .unwrap();
+    w.put_repository(&RepoInfo {
+        name: "beta".into(),
+        root: "/src/beta".into(),
+        ..RepoInfo::default()
+    })
+    .unwrap();
+    w.upsert_files(
+        "beta",
+        vec![file("lib/header.py", "python", &[("parse_header", "def parse_header(h): pass", 3)])],
+    )
+    .unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    drop(w);
+    store
+}
+
+#[test]
+fn both_legs_filter_before_the_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = populated(&tmp.path().join("idx"));
+    let r = store.reader().unwrap();
+    let all = lexical(r.as_ref(), "parse header", Filters::default());
+    assert_eq!(all.len(), 3, "{all:?}");
+    let beta = Filters {
+        repositories: vec!["beta".into()],
+        ..Filters::default()
+    };
+    assert_eq!(lexical(r.as_ref(), "parse header", beta.clone()), vec!["beta:parse_header"]);
+    let rust = Filters {
+        languages: vec!["rust".into()],
+        ..Filters::default()
+    };
+    assert_eq!(lexical(r.as_ref(), "parse", rust.clone()), vec!["alpha:parse_size"]);
+    let glob = Filters {
+        path_globs: vec!["src/**/*.rs".into()],
+        ..Filters::default()
+    };
+    assert_eq!(lexical(r.as_ref(), "parse", glob.clone()), vec!["alpha:parse_size"]);
+
+    // Vector leg: the nearest overall is unit 0, but each filter keeps its own best at rank 1.
+    assert_eq!(dense(r.as_ref(), 0, Filters::default(), 1), vec!["alpha:parse_header"]);
+    assert_eq!(dense(r.as_ref(), 0, beta, 1), vec!["beta:parse_header"]);
+    assert_eq!(dense(r.as_ref(), 0, rust, 1), vec!["alpha:parse_size"]);
+    assert_eq!(dense(r.as_ref(), 0, glob, 5), vec!["alpha:parse_size"]);
+    let none = Filters {
+        repositories: vec!["gamma".into()],
+        ..Filters::default()
+    };
+    assert!(dense(r.as_ref(), 0, none.clone(), 5).is_empty());
+    assert!(lexical(r.as_ref(), "parse", none).is_empty());
+
+    let repos = r.repositories().unwrap();
+    assert_eq!(repos.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["alpha", "beta"]);
+    let files = r.files("alpha").unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].hash, "hash-of-src/http.py");
+    let stats = r.stats().unwrap();
+    assert_eq!((stats.repositories, stats.files, stats.units, stats.vectors), (2, 3, 4, 4));
+    // An index directory ignores itself.
+    assert_eq!(fs::read_to_string(tmp.path().join("idx/.gitignore")).unwrap().lines().last(), Some("*"));
+}
+
+#[test]
+fn snapshots_are_isolated_and_refreshes_replace_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = populated(&tmp.path().join("idx"));
+    let before = store.reader().unwrap();
+    let mut w = store.writer().unwrap();
+    // Replace one file (a new unit reuses a cached vector by key), delete another.
+    w.upsert_files(
+        "alpha",
+        vec![FileWrite {
+            file: FileEntry {
+                path: "src/http.py".into(),
+                hash: "new".into(),
+                units: 1,
+                bytes: 50,
+            },
+            units: vec![UnitWrite {
+                record: unit("src/http.py", "python", "fetch_url", "def fetch_url(u): pass", 1),
+                key: key(1),
+                vector: None,
+            }],
+        }],
+    )
+    .unwrap();
+    w.delete_files("alpha", &["src/size.rs".into()]).unwrap();
+    // Not visible before the commit, to new or old readers.
+    assert_eq!(lexical(store.reader().unwrap().as_ref(), "parse size", Filters::default()), vec!["alpha:parse_size"]);
+    w.commit(&CancellationToken::new()).unwrap();
+    drop(w);
+    let after = store.reader().unwrap();
+    assert!(lexical(after.as_ref(), "parse size", Filters::default()).is_empty());
+    assert_eq!(lexical(after.as_ref(), "fetch url", Filters::default()), vec!["alpha:fetch_url"]);
+    assert_eq!(dense(after.as_ref(), 1, Filters::default(), 1), vec!["alpha:fetch_url"]);
+    assert_eq!(after.stats().unwrap().vectors, 4, "the cached vector was reused, not appended");
+    // The old snapshot still sees its commit.
+    assert_eq!(lexical(before.as_ref(), "parse size", Filters::default()), vec!["alpha:parse_size"]);
+    // A new unit without a vector and no cached one is refused.
+    let mut w = store.writer().unwrap();
+    let err = w
+        .upsert_files(
+            "alpha",
+            vec![FileWrite {
+                file: FileEntry { path: "x.py".into(), hash: "h".into(), units: 1, bytes: 1 },
+                units: vec![UnitWrite { record: unit("x.py", "python", "x", "def x(): pass", 1), key: key(99), vector: None }],
+            }],
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    drop(w);
+    // Removing a repository removes its files, units and record.
+    let mut w = store.writer().unwrap();
+    w.delete_repository("alpha").unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    drop(w);
+    let r = store.reader().unwrap();
+    assert_eq!(r.repositories().unwrap().len(), 1);
+    assert_eq!(lexical(r.as_ref(), "parse fetch header url", Filters::default()), vec!["beta:parse_header"]);
+}
+
+#[test]
+fn an_uncommitted_writer_leaves_nothing_and_reopening_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    populated(&dir);
+    {
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let mut w = store.writer().unwrap();
+        w.delete_repository("alpha").unwrap();
+        w.upsert_files("beta", vec![file("new.py", "python", &[("brand_new", "def brand_new(): pass", 7)])]).unwrap();
+        // dropped without commit
+    }
+    let store = EmbeddedStore::open(&dir).unwrap();
+    let r = store.reader().unwrap();
+    assert_eq!(r.stats().unwrap().units, 4);
+    assert!(lexical(r.as_ref(), "brand new", Filters::default()).is_empty());
+    // A torn vector tail (a crash mid-append) is cut by the next writer; search still works.
+    let rows = dir.join("vectors/rows.i8");
+    let mut bytes = fs::read(&rows).unwrap();
+    bytes.extend_from_slice(&[1, 2, 3]);
+    fs::write(&rows, bytes).unwrap();
+    let w = store.writer().unwrap();
+    drop(w);
+    assert_eq!(fs::metadata(&rows).unwrap().len(), 4 * (4 + DIM as u64));
+    assert_eq!(dense(store.reader().unwrap().as_ref(), 3, Filters::default(), 1), vec!["beta:parse_header"]);
+}
+
+#[test]
+fn one_writer_at_a_time_and_stale_locks_recover() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let store = populated(&dir);
+    let w = store.writer().unwrap();
+    let other = EmbeddedStore::open(&dir).unwrap();
+    let err = other.writer().err().expect("second writer refused");
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("locked by PID {}", std::process::id())), "{msg}");
+    // Readers are never blocked by the writer.
+    assert_eq!(other.reader().unwrap().stats().unwrap().units, 4);
+    drop(w);
+    // The lock file of a dead process (no flock held) does not block.
+    fs::write(dir.join("writer.lock"), "999999999\n").unwrap();
+    let w = other.writer().expect("stale lock recovered");
+    drop(w);
+    assert_eq!(fs::read_to_string(dir.join("writer.lock")).unwrap().trim(), std::process::id().to_string());
+}
+
+#[test]
+fn bad_directories_and_requests_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Missing, foreign, damaged, other version.
+    let missing = tmp.path().join("missing");
+    assert_eq!(EmbeddedStore::open(&missing).unwrap_err().kind(), ErrorKind::NotFound);
+    let foreign = tmp.path().join("docs");
+    fs::create_dir_all(&foreign).unwrap();
+    fs::write(foreign.join("thesis.txt"), "x").unwrap();
+    assert_eq!(EmbeddedStore::open_or_create(&foreign, None).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(EmbeddedStore::remove(&foreign).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(fs::read_dir(&foreign).unwrap().count(), 1, "the foreign directory was touched");
+    let dir = tmp.path().join("idx");
+    populated(&dir);
+    let manifest = dir.join(MANIFEST_FILE);
+    let good = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, good.replace("\"format_version\": 2", "\"format_version\": 9")).unwrap();
+    let err = EmbeddedStore::open(&dir).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible);
+    assert!(err.to_string().contains("format version 9"), "{err}");
+    fs::write(&manifest, "{ not json").unwrap();
+    let err = EmbeddedStore::open(&dir).unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    fs::write(&manifest, &good).unwrap();
+    fs::remove_dir_all(dir.join("lexical")).unwrap();
+    assert!(EmbeddedStore::open(&dir).unwrap_err().to_string().contains("damaged"));
+    // A damaged index can be removed (to rebuild it).
+    EmbeddedStore::remove(&dir).unwrap();
+    assert!(!dir.exists());
+
+    let store = populated(&dir);
+    let r = store.reader().unwrap();
+    let wrong_dim = r.vector(&VectorQuery { vector: vec![1.0; 3], filters: Filters::default(), limit: 5, exact: false });
+    assert_eq!(wrong_dim.unwrap_err().kind(), ErrorKind::Incompatible);
+    let bad_glob = Filters { path_globs: vec!["src/[".into()], ..Filters::default() };
+    let err = r.lexical(&LexicalQuery { text: "x".into(), boosts: FieldBoosts::default(), filters: bad_glob, limit: 5 });
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    // Punctuation analyses to nothing: no hits, no error; a huge limit is fine.
+    assert!(lexical(r.as_ref(), "()", Filters::default()).is_empty());
+    let huge = r.vector(&VectorQuery { vector: vector(0), filters: Filters::default(), limit: usize::MAX, exact: true }).unwrap();
+    assert_eq!(huge.len(), 4);
+    // Unknown unit ids are skipped.
+    assert!(r.units(&[gnn_coder_store::UnitId(u64::MAX)]).unwrap().is_empty());
+    // A lexical-only index has no vector leg.
+    let lex = EmbeddedStore::open_or_create(&tmp.path().join("lex"), None).unwrap();
+    let err = lex.reader().unwrap().vector(&VectorQuery { vector: vector(0), filters: Filters::default(), limit: 5, exact: false });
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::Incompatible);
+}
