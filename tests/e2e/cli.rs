@@ -541,6 +541,13 @@ fn batch_queries() {
         "start_line",
         "symbol",
     ];
+    // The contract's fields, plus the repository and the matched ranges (for highlighting).
+    let want_fields: Vec<&str> = {
+        let mut v = want_fields.to_vec();
+        v.extend(["matches", "repository"]);
+        v.sort();
+        v
+    };
     for (n, (got, id)) in lines.iter().zip(&expected_ids).enumerate() {
         assert_eq!(&got["id"], id, "line {n}");
         let results = got["results"].as_array().unwrap();
@@ -613,13 +620,12 @@ fn default_index_location_from_a_subdirectory() {
     for h in everything["results"].as_array().unwrap() {
         assert!(!field(h, "path").starts_with(".gnn-coder"), "{h}");
     }
-    // One generation only.
-    let gens: Vec<String> = fs::read_dir(&index_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("gen-"))
-        .collect();
-    assert_eq!(gens.len(), 1, "{gens:?}");
+    // The refresh parsed nothing: every file was unchanged.
+    assert_eq!(second["files_unchanged"], 11, "{second}");
+    assert_eq!(second["bytes_parsed"], 0, "{second}");
+    // The index ignores itself, so the user's `git status` stays clean.
+    let ignore = fs::read_to_string(index_dir.join(".gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim() == "*"), "{ignore}");
 }
 
 #[test]
@@ -731,8 +737,10 @@ fn search_an_index_of_another_format_version() {
     let err = fails(&["search", "--index", s(&idx), "levenshtein"]);
     assert!(err.contains("damaged"), "{err}");
 
-    // Rebuilding repairs it.
-    index(&fixture(), &idx);
+    // Indexing into it is refused with the fix named; rebuilding repairs it.
+    let err = fails(&["index", "--lexical-only", s(&fixture()), "--index", s(&idx)]);
+    assert!(err.contains("damaged") && err.contains("--rebuild"), "{err}");
+    ok(&["index", "--lexical-only", s(&fixture()), "--index", s(&idx), "--rebuild"]);
     let hits = json(ok(&["search", "--index", s(&idx), "--json", "levenshtein"]).trim());
     assert_eq!(field(&hits["results"][0], "symbol"), "levenshtein_distance");
 }

@@ -81,25 +81,31 @@ fn kill_loop(extra: &[&str], rounds: usize, seed: u64) {
         write_file(&root, i, 0);
     }
     let mut version = vec![0usize; FILES];
-    // How long a full uninterrupted run takes, to spread the kills over it.
-    let started = Instant::now();
     let out = index_cmd(&root, &idx, extra).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let full = started.elapsed();
     let mut rng = Rng(seed);
-    let mut killed_mid_run = 0;
-    for round in 0..rounds {
-        // Change a few files (and delete one, re-create another) so every run has work.
-        for _ in 0..8 {
+    // How long an uninterrupted refresh of half the files takes, to spread the kills over it.
+    let change = |version: &mut Vec<usize>, rng: &mut Rng| {
+        for _ in 0..FILES / 2 {
             let i = (rng.next() % FILES as u64) as usize;
             version[i] += 1;
             write_file(&root, i, version[i]);
         }
+    };
+    change(&mut version, &mut rng);
+    let started = Instant::now();
+    let out = index_cmd(&root, &idx, extra).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = started.elapsed();
+    let mut killed_mid_run = 0;
+    for round in 0..rounds {
+        // Change files so every run has work.
+        change(&mut version, &mut rng);
         // The first round also starts from nothing.
         if round == 0 {
             fs::remove_dir_all(&idx).unwrap();
         }
-        let delay = Duration::from_micros(rng.next() % (full.as_micros() as u64 * 3 / 2 + 1));
+        let delay = Duration::from_micros(rng.next() % (full.as_micros() as u64 + 1));
         let mut child: Child = index_cmd(&root, &idx, extra).spawn().unwrap();
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
@@ -146,6 +152,22 @@ fn kill_loop(extra: &[&str], rounds: usize, seed: u64) {
 #[test]
 fn sigkill_at_random_moments_never_corrupts_the_index() {
     kill_loop(&["--lexical-only", "--commit-every", "4"], 24, 0x9e37_79b9_7f4a_7c15);
+}
+
+/// The pretrained model, when fetched (CI fetches it; see README).
+fn have_model() -> bool {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/all-MiniLM-L6-v2/model.safetensors")
+        .is_file()
+}
+
+#[test]
+fn sigkill_while_embedding_never_corrupts_the_index() {
+    if !have_model() {
+        eprintln!("skipped: the pretrained model is not fetched (scripts/fetch-model.sh)");
+        return;
+    }
+    kill_loop(&["--weights", "none", "--commit-every", "6", "--threads", "2"], 6, 0x2545_f491_4f6c_dd1d);
 }
 
 #[test]

@@ -170,15 +170,16 @@ pub fn run(args: IndexArgs) -> Result<()> {
     }
     let s = &summary;
     eprintln!(
-        "{}: {} files, {} units ({} added, {} changed, {} removed, {} unchanged files) in {:.1}s",
-        s.repository,
+        "indexed {} files ({}) into {} units in {:.1}s as {}: {} added, {} changed, {} removed, {} unchanged files",
         s.files,
+        human_bytes(s.bytes),
         s.units,
+        s.seconds,
+        s.repository,
         s.files_added,
         s.files_changed,
         s.files_removed,
         s.files_unchanged,
-        s.seconds
     );
     match &s.embedding {
         Some(info) => {

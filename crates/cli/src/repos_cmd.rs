@@ -102,24 +102,24 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let dir = engine.dir();
     let m = gnn_coder_engine::EmbeddedStore::open(dir).map_err(|e| advise(e.into()))?;
     let m = m.manifest();
-    println!("index:        {}", dir.display());
-    println!("format:       {} v{}", m.format, m.format_version);
-    println!("written by:   gnn-coder {}", m.engine_version);
-    println!("repositories: {}", stats.repositories);
-    println!("files:        {}", stats.files);
-    println!("units:        {}", stats.units);
+    println!("index:      {}", dir.display());
+    println!("format:     {} v{}", m.format, m.format_version);
+    println!("written by: gnn-coder {}", m.engine_version);
+    println!("repos:      {}", stats.repositories);
+    println!("files:      {}", stats.files);
+    println!("units:      {}", stats.units);
     match engine.embedding() {
         Some(e) => println!(
-            "vectors:      {} ({} dims, {}; {} stored, {} in the approximate index)",
+            "vectors:    {} ({} dims) as {}: {} stored, {} in the approximate index",
             e.model, e.dim, m.vector_encoding, stats.vectors, stats.ann_vectors
         ),
-        None => println!("vectors:      none (lexical-only)"),
+        None => println!("vectors:    none (lexical-only)"),
     }
-    println!("on disk:      {}", human_bytes(stats.bytes_on_disk));
+    println!("on disk:    {}", human_bytes(stats.bytes_on_disk));
     for r in engine.repositories().map_err(advise)? {
-        println!("repository:   {} ({} files, {} units) {}", r.name, r.files, r.units, r.root);
+        println!("repo:       {} ({} files, {} units) {}", r.name, r.files, r.units, r.root);
         for (reason, n) in &r.skipped {
-            println!("  skipped:    {n} ({reason})");
+            println!("  skipped:  {n} ({reason})");
         }
     }
     Ok(())
