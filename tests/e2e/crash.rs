@@ -74,6 +74,10 @@ impl Rng {
 }
 
 fn kill_loop(extra: &[&str], rounds: usize, seed: u64) {
+    // Soak runs: GNN_CODER_KILL_SEED and GNN_CODER_KILL_ROUNDS override the defaults.
+    let seed = std::env::var("GNN_CODER_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(seed);
+    let rounds = std::env::var("GNN_CODER_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(rounds);
+    eprintln!("kill loop: seed {seed}, {rounds} rounds");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("repo");
     let idx = tmp.path().join("idx");

@@ -213,13 +213,16 @@ fn main() {
         println!("| {ef} | {:.4} | {:.3} | {:.3} | {:.3} |", s.recall, s.p50, s.p99, s.mean);
     }
     println!();
-    println!("filtered, default ef = {}:", index.params().ef_search);
-    println!("| kept | recall@10 | p50 ms | p99 ms | mean ms |");
-    println!("|---:|---:|---:|---:|---:|");
-    for modulo in [10u32, 100] {
+    println!("filtered (`keep(id)` true for 1 id in `kept`):");
+    println!("| kept | ef | recall@10 | p50 ms | p99 ms | mean ms |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let ef0 = index.params().ef_search;
+    for (modulo, efs) in [(10u32, vec![ef0, 2 * ef0, 4 * ef0]), (100, vec![ef0])] {
         let keep = move |id: u32| id % modulo == 3;
         let ftruth: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| exact(corpus, dim, q, k, &keep)).collect();
-        let s = measure(queries, dim, &ftruth, k, |q| index.search(q, k, 0, &keep).iter().map(|x| x.0).collect());
-        println!("| 1/{modulo} | {:.4} | {:.3} | {:.3} | {:.3} |", s.recall, s.p50, s.p99, s.mean);
+        for ef in efs {
+            let s = measure(queries, dim, &ftruth, k, |q| index.search(q, k, ef, &keep).iter().map(|x| x.0).collect());
+            println!("| 1/{modulo} | {ef} | {:.4} | {:.3} | {:.3} | {:.3} |", s.recall, s.p50, s.p99, s.mean);
+        }
     }
 }

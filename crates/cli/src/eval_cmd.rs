@@ -13,11 +13,10 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use gnn_coder_syntax::{CodeUnit, WalkOptions, walk_repo};
+use gnn_coder_syntax::CodeUnit;
 use gnn_coder_train::cache::CacheText;
 use gnn_coder_train::trainer::encode_cache;
 use gnn_coder_train::{Example, example_from_pair, mean_angular_margin, read_pairs, retrieval};
@@ -213,29 +212,18 @@ fn eval_bench(
         }
         out
     };
-    // The candidates: every callable unit, as `gnn-coder index` extracts them.
-    let mut opts = WalkOptions {
-        threads: threads(args.model.threads),
-        ..WalkOptions::default()
-    };
-    opts.extract.graphs = true;
-    let found: Mutex<Vec<(CodeUnit, Option<gnn_coder_syntax::AstGraph>)>> = Mutex::new(Vec::new());
-    walk_repo(bench, &opts, &|_| {}, &|file| {
-        let mut graphs = file.graphs.into_iter();
-        let mut v = Vec::new();
-        for u in file.units {
-            let g = graphs.next();
-            if u.kind.is_callable() {
-                v.push((u, g));
-            }
-        }
-        if let Ok(mut f) = found.lock() {
-            f.extend(v);
-        }
-    })
-    .with_context(|| format!("cannot read {}", bench.display()))?;
-    let mut units = found.into_inner().unwrap_or_default();
-    units.sort_by(|a, b| (&a.0.path, a.0.start_byte).cmp(&(&b.0.path, b.0.start_byte)));
+    // The candidates: every callable unit, exactly as `gnn-coder index` extracts them.
+    let units: Vec<(CodeUnit, Option<gnn_coder_syntax::AstGraph>)> =
+        gnn_coder_engine::collect_units(
+            &gnn_coder_engine::IndexOptions::new(bench),
+            true,
+            threads(args.model.threads),
+        )
+        .map_err(crate::advise)
+        .with_context(|| format!("cannot read {}", bench.display()))?
+        .into_iter()
+        .filter(|(u, _)| u.kind.is_callable())
+        .collect();
     if units.is_empty() {
         bail!("no functions found under {}", bench.display());
     }

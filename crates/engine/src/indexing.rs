@@ -248,6 +248,43 @@ pub(crate) fn embed_parallel(
     Ok(rows)
 }
 
+/// The walk an index run makes for `options`.
+fn walk_options(options: &IndexOptions, threads: usize) -> WalkOptions {
+    WalkOptions {
+        max_file_size: options.max_file_size,
+        respect_ignore_files: options.respect_ignore_files,
+        languages: options.languages.clone(),
+        exclude_globs: options.exclude.clone(),
+        threads,
+        ..WalkOptions::default()
+    }
+}
+
+/// Every unit `index_repository` would index under `options.root` (with its AST graph when
+/// `graphs`), sorted by path and position, without writing anything: for evaluation tools that
+/// must see exactly the product's candidates.
+pub fn collect_units(
+    options: &IndexOptions,
+    graphs: bool,
+    threads: usize,
+) -> Result<Vec<(gnn_coder_syntax::CodeUnit, Option<gnn_coder_syntax::AstGraph>)>> {
+    let mut walk = walk_options(options, crate::threads(threads));
+    walk.extract.graphs = graphs;
+    let found = Mutex::new(Vec::new());
+    walk_repo_with(&options.root, &walk, &WalkHooks::default(), &|file| {
+        let mut g = file.graphs.into_iter();
+        let units: Vec<_> = file.units.into_iter().map(|u| (u, g.next())).collect();
+        if let Ok(mut f) = found.lock() {
+            f.extend(units);
+        }
+    })?;
+    let mut units = found
+        .into_inner()
+        .map_err(|_| EngineError::Internal("a walker thread panicked".into()))?;
+    units.sort_by(|a, b| (&a.0.path, a.0.start_byte).cmp(&(&b.0.path, b.0.start_byte)));
+    Ok(units)
+}
+
 /// Shared counters of a run.
 #[derive(Default)]
 struct Counters {
@@ -489,14 +526,7 @@ impl Engine {
             })?;
         }
 
-        let mut walk = WalkOptions {
-            max_file_size: options.max_file_size,
-            respect_ignore_files: options.respect_ignore_files,
-            languages: options.languages.clone(),
-            exclude_globs: options.exclude.clone(),
-            threads: crate::threads(self.options.threads),
-            ..WalkOptions::default()
-        };
+        let mut walk = walk_options(options, crate::threads(self.options.threads));
         // Never index our own index when it lives inside the root under a visible name.
         if let Some(rel) = relative_inside(&root, &self.dir) {
             walk.exclude_globs.push(format!("{rel}/**"));
@@ -550,7 +580,8 @@ impl Engine {
             embed_seconds: 0.0,
             syntax_errors: 0,
         };
-        let batch_units = CHUNK_UNITS * crate::threads(0);
+        // Several chunks per worker per batch, so one slow chunk does not idle the other cores.
+        let batch_units = CHUNK_UNITS * crate::threads(0) * 4;
         let (walked, consumed) = std::thread::scope(|scope| {
             let (tx, rx) = mpsc::sync_channel::<ParsedFile>(64);
             let walker = scope.spawn(|| {

@@ -50,7 +50,7 @@ pub use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, FieldBoosts, Filters, RepoInfo, Store, StoreError,
     StoreStats, UnitRecord,
 };
-pub use indexing::{IndexEvent, IndexOptions, IndexProgress, IndexSummary};
+pub use indexing::{IndexEvent, IndexOptions, IndexProgress, IndexSummary, collect_units};
 pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SearchHit, SearchRequest, SimilarRequest,
     SimilarTarget, snippet,

@@ -434,6 +434,12 @@ impl EmbeddedStore {
             .index
             .writer_with_num_threads(threads, WRITER_MEMORY.max(threads * (20 << 20)))
             .map_err(tantivy_err(&self.dir))?;
+        // A writer killed mid-commit leaves files no commit names (a delete bitset, a segment);
+        // their names would collide with the ones this writer is about to write.
+        writer
+            .garbage_collect_files()
+            .wait()
+            .map_err(tantivy_err(&self.dir))?;
         let rows = match &self.manifest.embedding {
             Some(e) => Some(RowWriter::open(&self.dir, e.dim)?),
             None => None,
