@@ -204,6 +204,7 @@ fn main() {
         size as f64 / 1048576.0,
         size as f64 / n as f64,
     );
+    println!("USearch {} distance kernel: {}", usearch::version(), index.kernel().unwrap_or_default());
     println!("exact brute force (f32, 1 thread): {bf:.2} ms/query");
     println!();
     println!("| ef | recall@10 | p50 ms | p99 ms | mean ms |");

@@ -361,6 +361,12 @@ impl AnnIndex {
         self.inner.as_ref().map_or(0, |i| i.memory_usage())
     }
 
+    /// The SIMD distance kernel USearch picked on this CPU (for example `"haswell"`), for logs;
+    /// `None` for an empty index.
+    pub fn kernel(&self) -> Option<String> {
+        self.inner.as_ref().map(|i| i.hardware_acceleration())
+    }
+
     /// The best `k` ids by cosine similarity to `query`, best first, with their similarity
     /// (computed on the int8 codes, within about 1e-2 of the f32 value), among the ids for which
     /// `keep(id)` is true.

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run -p gnn-coder-engine --example scale_bench -- \
 //!     --corpus /tmp/gnn-dev/corpus --queries /tmp/gnn-dev/queries.jsonl \
-//!     --work /tmp/gnn-scale --copies 1,8
+//!     --work /tmp/gnn-scale --copies 1,8 [--index DIR] [--lexical-only]
 //! ```
 //!
 //! Copies the corpus into repositories `copy-000`, `copy-001`, ... (distinct names, the same
@@ -108,7 +108,7 @@ fn recall_at_10(engine: &Engine, queries: &[String]) -> Result<f64, BoxError> {
 
 fn run() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: scale_bench --corpus DIR --queries FILE --work DIR [--copies 1,8] [--lexical-only]";
+    let usage = "usage: scale_bench --corpus DIR --queries FILE --work DIR [--copies 1,8] [--index DIR] [--lexical-only]";
     let corpus = PathBuf::from(arg(&args, "--corpus").ok_or(usage)?);
     let queries_file = PathBuf::from(arg(&args, "--queries").ok_or(usage)?);
     let work = PathBuf::from(arg(&args, "--work").ok_or(usage)?);
@@ -127,7 +127,9 @@ fn run() -> Result<(), BoxError> {
         .collect();
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let idx = work.join("index");
+    // `--index DIR`: add the copies to an existing index (e.g. one that already holds the
+    // corpus, so every vector comes from its embedding cache); default: a new one in WORK.
+    let idx = arg(&args, "--index").map_or_else(|| work.join("index"), PathBuf::from);
     let options = EngineOptions {
         lexical_only,
         ..EngineOptions::default()

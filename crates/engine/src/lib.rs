@@ -52,7 +52,7 @@ pub use gnn_coder_store::{
 };
 pub use indexing::{IndexEvent, IndexOptions, IndexProgress, IndexSummary, collect_units};
 pub use search::{
-    DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SearchHit, SearchRequest, SimilarRequest,
+    DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SIMILAR_LEXICAL_WEIGHT, SearchHit, SearchRequest, SimilarRequest,
     SimilarTarget, snippet,
 };
 

@@ -152,7 +152,12 @@ pub struct SimilarRequest {
     pub kinds: KindFilter,
     pub repositories: Vec<String>,
     pub path_globs: Vec<String>,
+    /// Weight of the lexical match of the code's own text (0: vectors alone).
+    pub lexical_weight: f32,
 }
+
+/// Lexical weight of code→code search (measured with `examples/near_duplicates.rs`).
+pub const SIMILAR_LEXICAL_WEIGHT: f32 = 0.2;
 
 impl SimilarRequest {
     pub fn new(target: SimilarTarget, top_k: usize) -> SimilarRequest {
@@ -163,6 +168,7 @@ impl SimilarRequest {
             kinds: KindFilter::All,
             repositories: Vec::new(),
             path_globs: Vec::new(),
+            lexical_weight: SIMILAR_LEXICAL_WEIGHT,
         }
     }
 }
@@ -535,7 +541,7 @@ impl Engine {
             &req.repositories,
             &req.path_globs,
         )?;
-        let (origin, vector) = match &req.target {
+        let (origin, vector, text) = match &req.target {
             SimilarTarget::Unit {
                 repository,
                 path,
@@ -573,13 +579,14 @@ impl Engine {
                     EngineError::NotFound(format!("the unit at {path}:{line} has no vector"))
                 })?;
                 filters.exclude_units.push(unit.id);
+                let text = unit.record.code.clone();
                 let origin = SearchHit {
                     repository: unit.repository,
                     unit: unit.record,
                     score: 1.0,
                     matches: Vec::new(),
                 };
-                (Some(origin), vector)
+                (Some(origin), vector, text)
             }
             SimilarTarget::Snippet { code, language } => {
                 if code.trim().is_empty() {
@@ -606,18 +613,43 @@ impl Engine {
                     .embed_units(&[gnn_coder_model::UnitInput::new(&text, graph.as_ref(), lang.name())])?
                     .pop()
                     .ok_or_else(|| EngineError::Internal("the model returned no vector".into()))?;
-                (None, v)
+                (None, v, code.clone())
             }
         };
         if req.top_k == 0 {
             return Ok((origin, Vec::new()));
         }
-        let ranked = reader.vector(&VectorQuery {
-            vector,
-            filters,
-            limit: req.top_k,
-            exact: false,
-        })?;
+        let ranked = if req.lexical_weight > 0.0 {
+            // The code's own words (calls, strings, the identifiers that were not renamed)
+            // fused with the vectors, as hybrid search does for questions.
+            let pool = req.top_k.max(FUSION_CANDIDATES);
+            let mut cut = text.len().min(4096);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let lexical = reader.lexical(&LexicalQuery {
+                text: text[..cut].to_string(),
+                boosts: FieldBoosts::default(),
+                filters: filters.clone(),
+                limit: pool,
+            })?;
+            let dense = reader.vector(&VectorQuery {
+                vector: vector.clone(),
+                filters,
+                limit: pool,
+                exact: false,
+            })?;
+            let mut fused = fuse(reader.as_ref(), &vector, &lexical, &dense, 1.0 - req.lexical_weight)?;
+            fused.truncate(req.top_k);
+            fused
+        } else {
+            reader.vector(&VectorQuery {
+                vector,
+                filters,
+                limit: req.top_k,
+                exact: false,
+            })?
+        };
         let units = reader.units(&ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
         let scores: HashMap<UnitId, f32> = ranked.into_iter().collect();
         let hits = units
