@@ -60,7 +60,12 @@ fn clustered(n: usize, q: usize, dim: usize, centres: usize, noise: f32, seed: u
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..16 {
             acc[i] += x[i] * y[i];
@@ -142,7 +147,11 @@ fn main() {
     let mut params = AnnParams::default();
     for arg in std::env::args().skip(1) {
         let (key, value) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
-        let num = || value.parse::<usize>().unwrap_or_else(|_| panic!("bad value in {arg}"));
+        let num = || {
+            value
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("bad value in {arg}"))
+        };
         match key {
             "--n" => n = num(),
             "--dim" => dim = num(),
@@ -153,7 +162,12 @@ fn main() {
             "--m" => params.m = num(),
             "--ef-construction" => params.ef_construction = num(),
             "--threads" => params.threads = num(),
-            "--ef" => efs = value.split(',').map(|s| s.parse().expect("--ef=A,B,C")).collect(),
+            "--ef" => {
+                efs = value
+                    .split(',')
+                    .map(|s| s.parse().expect("--ef=A,B,C"))
+                    .collect()
+            }
             _ => panic!("unknown argument {arg}; see the example's docs"),
         }
     }
@@ -162,7 +176,11 @@ fn main() {
         "n={n} dim={dim} centres={centres} noise={noise} queries={nq} k={k} m={} ef_construction={} threads={}",
         params.m,
         params.ef_construction,
-        if params.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { params.threads }
+        if params.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            params.threads
+        }
     );
     let t = Instant::now();
     let data = clustered(n, nq, dim, centres, noise, seed);
@@ -170,10 +188,17 @@ fn main() {
     println!("generated in {:.1} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let truth: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| exact(corpus, dim, q, k, &|_| true)).collect();
+    let truth: Vec<Vec<u32>> = queries
+        .chunks_exact(dim)
+        .map(|q| exact(corpus, dim, q, k, &|_| true))
+        .collect();
     let bf = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
 
-    let items: Vec<(u32, &[f32])> = corpus.chunks_exact(dim).enumerate().map(|(i, v)| (i as u32, v)).collect();
+    let items: Vec<(u32, &[f32])> = corpus
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| (i as u32, v))
+        .collect();
     let rss0 = rss_mib();
     let t = Instant::now();
     let index = AnnIndex::build(dim, &items, &params, &|| false).expect("build");
@@ -192,7 +217,11 @@ fn main() {
     let load_s = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
     for q in queries.chunks_exact(dim).take(20) {
-        assert_eq!(index.search(q, k, 0, &|_| true), loaded.search(q, k, 0, &|_| true), "reload changed results");
+        assert_eq!(
+            index.search(q, k, 0, &|_| true),
+            loaded.search(q, k, 0, &|_| true),
+            "reload changed results"
+        );
     }
     drop(loaded);
 
@@ -204,14 +233,27 @@ fn main() {
         size as f64 / 1048576.0,
         size as f64 / n as f64,
     );
-    println!("USearch {} distance kernel: {}", usearch::version(), index.kernel().unwrap_or_default());
+    println!(
+        "USearch {} distance kernel: {}",
+        usearch::version(),
+        index.kernel().unwrap_or_default()
+    );
     println!("exact brute force (f32, 1 thread): {bf:.2} ms/query");
     println!();
     println!("| ef | recall@10 | p50 ms | p99 ms | mean ms |");
     println!("|---:|---:|---:|---:|---:|");
     for &ef in &efs {
-        let s = measure(queries, dim, &truth, k, |q| index.search(q, k, ef, &|_| true).iter().map(|x| x.0).collect());
-        println!("| {ef} | {:.4} | {:.3} | {:.3} | {:.3} |", s.recall, s.p50, s.p99, s.mean);
+        let s = measure(queries, dim, &truth, k, |q| {
+            index
+                .search(q, k, ef, &|_| true)
+                .iter()
+                .map(|x| x.0)
+                .collect()
+        });
+        println!(
+            "| {ef} | {:.4} | {:.3} | {:.3} | {:.3} |",
+            s.recall, s.p50, s.p99, s.mean
+        );
     }
     println!();
     println!("filtered (`keep(id)` true for 1 id in `kept`):");
@@ -220,10 +262,18 @@ fn main() {
     let ef0 = index.params().ef_search;
     for (modulo, efs) in [(10u32, vec![ef0, 2 * ef0, 4 * ef0]), (100, vec![ef0])] {
         let keep = move |id: u32| id % modulo == 3;
-        let ftruth: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| exact(corpus, dim, q, k, &keep)).collect();
+        let ftruth: Vec<Vec<u32>> = queries
+            .chunks_exact(dim)
+            .map(|q| exact(corpus, dim, q, k, &keep))
+            .collect();
         for ef in efs {
-            let s = measure(queries, dim, &ftruth, k, |q| index.search(q, k, ef, &keep).iter().map(|x| x.0).collect());
-            println!("| 1/{modulo} | {ef} | {:.4} | {:.3} | {:.3} | {:.3} |", s.recall, s.p50, s.p99, s.mean);
+            let s = measure(queries, dim, &ftruth, k, |q| {
+                index.search(q, k, ef, &keep).iter().map(|x| x.0).collect()
+            });
+            println!(
+                "| 1/{modulo} | {ef} | {:.4} | {:.3} | {:.3} | {:.3} |",
+                s.recall, s.p50, s.p99, s.mean
+            );
         }
     }
 }

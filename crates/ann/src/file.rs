@@ -109,7 +109,10 @@ impl Header {
             return Err(corrupt("reserved header bytes are not zero"));
         }
         if header.encoding != ENCODING_I8_COS {
-            return Err(DecodeError::Corrupt(format!("unknown vector encoding {}", header.encoding)));
+            return Err(DecodeError::Corrupt(format!(
+                "unknown vector encoding {}",
+                header.encoding
+            )));
         }
         let payload = &bytes[HEADER_LEN..];
         if payload.len() as u64 != header.payload_len {
@@ -138,9 +141,9 @@ pub(crate) fn write_atomic(path: &Path, header: &[u8], payload: &[u8]) -> std::i
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}-{}",
         name.to_string_lossy(),
@@ -192,11 +195,17 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = file.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(Header::decode(&bad).is_err(), "flip at byte {byte} bit {bit} accepted");
+                assert!(
+                    Header::decode(&bad).is_err(),
+                    "flip at byte {byte} bit {bit} accepted"
+                );
             }
         }
         for len in 0..file.len() {
-            assert!(Header::decode(&file[..len]).is_err(), "truncation to {len} accepted");
+            assert!(
+                Header::decode(&file[..len]).is_err(),
+                "truncation to {len} accepted"
+            );
         }
     }
 }

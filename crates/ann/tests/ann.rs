@@ -56,16 +56,26 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Exact top-k ids by inner product among `keep`.
 fn exact(data: &[(u32, Vec<f32>)], q: &[f32], k: usize, keep: &dyn Fn(u32) -> bool) -> Vec<u32> {
-    let mut all: Vec<(f32, u32)> = data.iter().filter(|(id, _)| keep(*id)).map(|(id, v)| (dot(q, v), *id)).collect();
+    let mut all: Vec<(f32, u32)> = data
+        .iter()
+        .filter(|(id, _)| keep(*id))
+        .map(|(id, v)| (dot(q, v), *id))
+        .collect();
     all.sort_by(|a, b| b.0.total_cmp(&a.0));
     all.into_iter().take(k).map(|x| x.1).collect()
 }
 
+type Rows = Vec<(u32, Vec<f32>)>;
+
 /// (id, vector) rows with sparse ids, plus queries from the same distribution.
-fn dataset(n: usize, dim: usize, seed: u64) -> (Vec<(u32, Vec<f32>)>, Vec<Vec<f32>>) {
+fn dataset(n: usize, dim: usize, seed: u64) -> (Rows, Vec<Vec<f32>>) {
     let mut all = clustered(n + 50, dim, n / 40, seed);
     let queries = all.split_off(n);
-    let data = all.into_iter().enumerate().map(|(i, v)| (1_000_000 + 7 * i as u32, v)).collect();
+    let data = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (1_000_000 + 7 * i as u32, v))
+        .collect();
     (data, queries)
 }
 
@@ -107,12 +117,20 @@ fn recall_at_10_against_exact_search() {
         let truth: HashSet<u32> = exact(&data, q, 10, &all).into_iter().collect();
         let got = index.search(q, 10, 0, &all);
         assert_eq!(got.len(), 10);
-        assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "results must be best first");
+        assert!(
+            got.windows(2).all(|w| w[0].1 >= w[1].1),
+            "results must be best first"
+        );
         hits += got.iter().filter(|(id, _)| truth.contains(id)).count();
         // Similarities are the cosine of the int8 codes: close to the exact f32 inner product.
-        let by_id: std::collections::HashMap<u32, &Vec<f32>> = data.iter().map(|(i, v)| (*i, v)).collect();
+        let by_id: std::collections::HashMap<u32, &Vec<f32>> =
+            data.iter().map(|(i, v)| (*i, v)).collect();
         for (id, s) in &got {
-            assert!((dot(q, by_id[id]) - s).abs() < 0.02, "score {s} vs exact {}", dot(q, by_id[id]));
+            assert!(
+                (dot(q, by_id[id]) - s).abs() < 0.02,
+                "score {s} vs exact {}",
+                dot(q, by_id[id])
+            );
         }
     }
     let recall = hits as f64 / (10 * queries.len()) as f64;
@@ -126,7 +144,7 @@ fn filter_is_applied_and_selective_filters_still_fill_k() {
     let ids: Vec<u32> = data.iter().map(|(id, _)| *id).collect();
 
     // A broad filter: every third row.
-    let third = |id: u32| (id - 1_000_000) / 7 % 3 == 0;
+    let third = |id: u32| ((id - 1_000_000) / 7).is_multiple_of(3);
     for q in &queries[..10] {
         let got = index.search(q, 10, 0, &third);
         assert_eq!(got.len(), 10);
@@ -139,11 +157,18 @@ fn filter_is_applied_and_selective_filters_still_fill_k() {
     let keep = |id: u32| chosen.contains(&id);
     for q in &queries[..10] {
         let got = index.search(q, 10, 0, &keep);
-        assert_eq!(got.len(), 10, "a selective filter must still return k results");
+        assert_eq!(
+            got.len(),
+            10,
+            "a selective filter must still return k results"
+        );
         assert!(got.iter().all(|(id, _)| chosen.contains(id)));
         let truth: HashSet<u32> = exact(&data, q, 10, &keep).into_iter().collect();
         let same = got.iter().filter(|(id, _)| truth.contains(id)).count();
-        assert!(same >= 9, "selective filter found {same}/10 of the exact answers");
+        assert!(
+            same >= 9,
+            "selective filter found {same}/10 of the exact answers"
+        );
     }
 
     // Fewer kept ids than k: all of them, nothing else.
@@ -159,24 +184,41 @@ fn filter_is_applied_and_selective_filters_still_fill_k() {
 #[test]
 fn save_load_round_trip_gives_identical_results() {
     let (data, queries) = dataset(2000, DIM, 3);
-    let params = AnnParams { m: 12, ef_construction: 100, ef_search: 48, threads: 2 };
+    let params = AnnParams {
+        m: 12,
+        ef_construction: 100,
+        ef_search: 48,
+        threads: 2,
+    };
     let index = AnnIndex::build(DIM, &items(&data), &params, &never).unwrap();
     let dir = tmp_dir("roundtrip");
     let path = dir.join("vectors.ann");
     index.save(&path).unwrap();
     // Saving again replaces the file atomically and leaves no temporary file behind.
     index.save(&path).unwrap();
-    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("vectors.ann")]);
 
     let loaded = AnnIndex::load(&path).unwrap();
     assert_eq!(loaded.len(), index.len());
     assert_eq!(loaded.dim(), DIM);
-    assert_eq!(*loaded.params(), AnnParams { threads: 0, ..params });
+    assert_eq!(
+        *loaded.params(),
+        AnnParams {
+            threads: 0,
+            ..params
+        }
+    );
     let odd = |id: u32| id % 2 == 1;
     for q in &queries {
         for ef in [0, 10, 100] {
-            assert_eq!(index.search(q, 10, ef, &all), loaded.search(q, 10, ef, &all));
+            assert_eq!(
+                index.search(q, 10, ef, &all),
+                loaded.search(q, 10, ef, &all)
+            );
             assert_eq!(index.search(q, 5, ef, &odd), loaded.search(q, 5, ef, &odd));
         }
     }
@@ -199,7 +241,10 @@ fn truncated_corrupt_or_foreign_files_are_errors() {
         ("half".into(), bytes[..bytes.len() / 2].to_vec()),
         ("minus one byte".into(), bytes[..bytes.len() - 1].to_vec()),
         ("plus one byte".into(), [bytes.as_slice(), &[0]].concat()),
-        ("garbage".into(), (0..bytes.len()).map(|i| (i * 31 % 251) as u8).collect()),
+        (
+            "garbage".into(),
+            (0..bytes.len()).map(|i| (i * 31 % 251) as u8).collect(),
+        ),
     ];
     let mut flips = Vec::new();
     for pos in [0, 9, 13, 20, 40, 70, bytes.len() / 2, bytes.len() - 1] {
@@ -214,7 +259,10 @@ fn truncated_corrupt_or_foreign_files_are_errors() {
             other => panic!("{what}: expected a corrupt-file error, got {other:?}"),
         }
     }
-    assert!(matches!(AnnIndex::load(&dir.join("missing.ann")), Err(AnnError::Io { .. })));
+    assert!(matches!(
+        AnnIndex::load(&dir.join("missing.ann")),
+        Err(AnnError::Io { .. })
+    ));
     assert!(AnnIndex::load(&good).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -224,7 +272,11 @@ fn bad_queries_give_empty_results() {
     let (data, queries) = dataset(300, 32, 5);
     let index = build(&data, 32);
     assert!(index.search(&queries[0][..31], 5, 0, &all).is_empty());
-    assert!(index.search(&[queries[0].as_slice(), &[0.0]].concat(), 5, 0, &all).is_empty());
+    assert!(
+        index
+            .search(&[queries[0].as_slice(), &[0.0]].concat(), 5, 0, &all)
+            .is_empty()
+    );
     assert!(index.search(&[], 5, 0, &all).is_empty());
     assert!(index.search(&queries[0], 0, 0, &all).is_empty());
     let mut nan = queries[0].clone();
@@ -235,6 +287,7 @@ fn bad_queries_give_empty_results() {
     let got = index.search(&queries[0], 1000, 0, &all);
     assert_eq!(got.len(), 300);
     assert_eq!(got.iter().map(|x| x.0).collect::<HashSet<_>>().len(), 300);
+    assert_eq!(index.search(&queries[0], usize::MAX, usize::MAX, &all), got);
 }
 
 #[test]
@@ -248,21 +301,43 @@ fn bad_build_input_gives_typed_errors() {
     let b = |items: &[(u32, &[f32])], p: &AnnParams| AnnIndex::build(8, items, p, &never);
     assert!(matches!(
         b(&[(1, &v), (2, &short)], &p),
-        Err(AnnError::DimMismatch { id: 2, expected: 8, got: 7 })
+        Err(AnnError::DimMismatch {
+            id: 2,
+            expected: 8,
+            got: 7
+        })
     ));
-    assert!(matches!(b(&[(1, &v), (9, &nan)], &p), Err(AnnError::NonFinite { id: 9 })));
-    assert!(matches!(b(&[(4, &zero)], &p), Err(AnnError::ZeroVector { id: 4 })));
-    assert!(matches!(b(&[(3, &v), (5, &v), (3, &v)], &p), Err(AnnError::DuplicateId(3))));
+    assert!(matches!(
+        b(&[(1, &v), (9, &nan)], &p),
+        Err(AnnError::NonFinite { id: 9 })
+    ));
+    assert!(matches!(
+        b(&[(4, &zero)], &p),
+        Err(AnnError::ZeroVector { id: 4 })
+    ));
+    assert!(matches!(
+        b(&[(3, &v), (5, &v), (3, &v)], &p),
+        Err(AnnError::DuplicateId(3))
+    ));
     for bad in [
         AnnParams { m: 0, ..p },
         AnnParams { m: 1, ..p },
         AnnParams { m: 100_000, ..p },
-        AnnParams { ef_construction: 0, ..p },
+        AnnParams {
+            ef_construction: 0,
+            ..p
+        },
         AnnParams { ef_search: 0, ..p },
     ] {
-        assert!(matches!(b(&[(1, &v)], &bad), Err(AnnError::InvalidParams(_))), "{bad:?}");
+        assert!(
+            matches!(b(&[(1, &v)], &bad), Err(AnnError::InvalidParams(_))),
+            "{bad:?}"
+        );
     }
-    assert!(matches!(AnnIndex::build(0, &[], &p, &never), Err(AnnError::InvalidParams(_))));
+    assert!(matches!(
+        AnnIndex::build(0, &[], &p, &never),
+        Err(AnnError::InvalidParams(_))
+    ));
 }
 
 #[test]
@@ -285,7 +360,8 @@ fn empty_and_tiny_indexes() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, 42);
     assert!((got[0].1 - 1.0).abs() < 1e-3);
-    let two = AnnIndex::build(4, &[(7, &a), (u32::MAX, &b)], &AnnParams::default(), &never).unwrap();
+    let two =
+        AnnIndex::build(4, &[(7, &a), (u32::MAX, &b)], &AnnParams::default(), &never).unwrap();
     assert_eq!(two.search(&b, 1, 0, &all)[0].0, u32::MAX);
     assert_eq!(two.search(&b, 2, 0, &|id| id == 7)[0].0, 7);
     let _ = std::fs::remove_dir_all(&dir);
@@ -300,9 +376,15 @@ fn cancellation_is_polled_during_the_build() {
     // Cancel after a few polls: the build stops part-way.
     let polls = AtomicUsize::new(0);
     let later = || polls.fetch_add(1, Ordering::Relaxed) >= 5;
-    assert!(matches!(AnnIndex::build(32, &it, &AnnParams::default(), &later), Err(AnnError::Cancelled)));
+    assert!(matches!(
+        AnnIndex::build(32, &it, &AnnParams::default(), &later),
+        Err(AnnError::Cancelled)
+    ));
     let seen = polls.load(Ordering::Relaxed);
-    assert!(seen < 2000 / 64, "polled {seen} times: the build went on after cancellation");
+    assert!(
+        seen < 2000 / 64,
+        "polled {seen} times: the build went on after cancellation"
+    );
 }
 
 #[test]
@@ -310,8 +392,15 @@ fn concurrent_searches_with_mixed_ef_match_sequential_ones() {
     let (data, queries) = dataset(2000, DIM, 7);
     let index = build(&data, DIM);
     let efs = [10usize, 40, 0, 200];
-    let expected: Vec<Vec<Vec<(u32, f32)>>> =
-        efs.iter().map(|&ef| queries.iter().map(|q| index.search(q, 10, ef, &all)).collect()).collect();
+    let expected: Vec<Vec<Vec<(u32, f32)>>> = efs
+        .iter()
+        .map(|&ef| {
+            queries
+                .iter()
+                .map(|q| index.search(q, 10, ef, &all))
+                .collect()
+        })
+        .collect();
     std::thread::scope(|s| {
         for t in 0..12 {
             let (index, queries, expected) = (&index, &queries, &expected);
