@@ -272,7 +272,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.pairs.is_empty() && !args.corpus.is_empty() {
         bail!("--pairs and --corpus cannot be combined");
     }
-    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())?;
+    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref()).map_err(|e| crate::advise(e.into()))?;
     let (train_pairs, valid_pairs) = if args.corpus.is_empty() {
         let mut train = Vec::new();
         for p in &args.pairs {

@@ -1,40 +1,145 @@
-//! The approximate nearest-neighbour index over vector rows (placeholder until the HNSW crate
-//! is wired in: every search scans exactly).
+//! The approximate nearest-neighbour index over vector rows: HNSW from `gnn-coder-ann`, built
+//! over a prefix of the rows, `vectors/ann-NNNNNNNNNN.bin` (N = rows covered).
+//!
+//! The rows file only grows, so an index over rows `0..N` stays valid as rows are appended:
+//! readers ask it for candidates among those rows (filtered inside the graph search by the
+//! snapshot's live units and the request's filters) and scan the rows `N..` exactly. Rows of
+//! units that are gone stay in the graph and are filtered out. A writer rebuilds the index
+//! after a commit once the uncovered rows exceed a tenth of all rows (and there are at least
+//! [`MIN_ROWS`]); below that size an exact scan is as fast. The file is written whole and
+//! renamed into place, then older ones are removed; a reader that cannot load it scans exactly.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use gnn_coder_store::{CancellationToken, Result};
+use gnn_coder_ann::{AnnIndex, AnnParams};
+use gnn_coder_store::{CancellationToken, Result, StoreError};
 
-use crate::rows::RowReader;
+use crate::rows::{RowReader, VECTORS_DIR, dequantize};
+
+/// Rows below which no approximate index is built (an exact scan of 20,000 rows of 384
+/// dimensions takes a few milliseconds).
+pub(crate) const MIN_ROWS: u32 = 20_000;
+
+/// The graph walk's candidate list for an unfiltered search (recall@10 .989 on 100k clustered
+/// vectors in gnn-coder-ann's benchmark).
+pub(crate) const EF_SEARCH: usize = 64;
+
+const PREFIX: &str = "ann-";
+const SUFFIX: &str = ".bin";
 
 /// A loaded approximate index covering rows `0..covered`.
 pub(crate) struct AnnState {
     pub(crate) covered: u32,
+    index: AnnIndex,
 }
 
 impl AnnState {
-    pub(crate) fn load(_path: &Path) -> Result<AnnState> {
-        Ok(AnnState { covered: 0 })
+    pub(crate) fn load(path: &Path) -> Result<AnnState> {
+        let covered = covered_of(path).ok_or_else(|| StoreError::Damaged {
+            path: path.to_path_buf(),
+            reason: "not an approximate index file name".into(),
+        })?;
+        let index = AnnIndex::load(path).map_err(|e| StoreError::Damaged {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(AnnState { covered, index })
     }
 
-    pub(crate) fn search(&self, _q: &[f32], _k: usize, _keep: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
-        Vec::new()
+    /// The best `k` rows passing `keep`, best first.
+    pub(crate) fn search(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<(u32, f32)> {
+        self.index.search(q, k, ef, keep)
     }
 }
 
-pub(crate) fn newest(_dir: &Path, _rows: u32) -> Option<(u32, PathBuf)> {
-    None
+fn covered_of(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
 }
 
-pub(crate) fn needs_rebuild(_covered: u32, _rows: u32) -> bool {
-    false
+fn files(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir.join(VECTORS_DIR)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| covered_of(&e.path()).map(|n| (n, e.path())))
+        .collect();
+    out.sort();
+    out
 }
 
+/// The newest approximate index covering at most `rows` rows.
+pub(crate) fn newest(dir: &Path, rows: u32) -> Option<(u32, PathBuf)> {
+    files(dir).into_iter().filter(|(n, _)| *n <= rows && *n > 0).next_back()
+}
+
+/// [`MIN_ROWS`], or `$GNN_CODER_ANN_MIN_ROWS` (for benchmarks that measure the approximate
+/// index on a smaller corpus).
+fn min_rows() -> u32 {
+    std::env::var("GNN_CODER_ANN_MIN_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MIN_ROWS)
+        .max(1)
+}
+
+pub(crate) fn needs_rebuild(covered: u32, rows: u32) -> bool {
+    rows >= min_rows() && rows.saturating_sub(covered) > rows / 10
+}
+
+/// Builds an index over rows `0..count` and saves it; removes the older ones.
 pub(crate) fn build_and_save(
-    _dir: &Path,
-    _rows: &RowReader,
-    _count: u32,
-    _cancel: &CancellationToken,
+    dir: &Path,
+    rows: &RowReader,
+    count: u32,
+    cancel: &CancellationToken,
 ) -> Result<()> {
+    let count = count.min(rows.count());
+    let mut vectors: Vec<(u32, Vec<f32>)> = Vec::with_capacity(count as usize);
+    for r in 0..count {
+        cancel.check()?;
+        if let Some(bytes) = rows.row(r) {
+            vectors.push((r, dequantize(bytes)));
+        }
+    }
+    // All-zero vectors have no direction; they are found by the exact scan of nothing else
+    // anyway (their score is 0), so leave them out of the graph.
+    let items: Vec<(u32, &[f32])> = vectors
+        .iter()
+        .filter(|(_, v)| v.iter().any(|x| *x != 0.0))
+        .map(|(r, v)| (*r, v.as_slice()))
+        .collect();
+    let Some(dim) = items.first().map(|(_, v)| v.len()) else {
+        return Ok(());
+    };
+    let params = AnnParams {
+        ef_search: EF_SEARCH,
+        ..AnnParams::default()
+    };
+    let index = AnnIndex::build(dim, &items, &params, &|| cancel.is_cancelled())
+        .map_err(|e| match e {
+            gnn_coder_ann::AnnError::Cancelled => StoreError::Cancelled,
+            other => StoreError::Backend {
+                message: format!("building the approximate index: {other}"),
+            },
+        })?;
+    drop(vectors);
+    let path = dir.join(VECTORS_DIR).join(format!("{PREFIX}{count:010}{SUFFIX}"));
+    index.save(&path).map_err(|e| StoreError::Backend {
+        message: format!("saving the approximate index: {e}"),
+    })?;
+    for (n, old) in files(dir) {
+        if n != count {
+            let _ = fs::remove_file(old);
+        }
+    }
     Ok(())
 }

@@ -667,7 +667,8 @@ struct SegmentFilter<'a> {
     exact: Vec<(StrColumn, HashSet<u64>)>,
     /// Some filter admits no value present in this segment.
     none: bool,
-    path: Option<(StrColumn, &'a globset::GlobSet, std::cell::RefCell<Vec<u8>>)>,
+    /// Path column, globs, and per path ordinal 0 = not checked yet, 1 = matches, 2 = not.
+    path: Option<(StrColumn, &'a globset::GlobSet, Vec<std::sync::atomic::AtomicU8>)>,
     exclude: &'a HashSet<UnitId>,
     segment_ord: u32,
     alive: Option<&'a tantivy::fastfield::AliveBitSet>,
@@ -711,7 +712,7 @@ impl<'a> SegmentFilter<'a> {
             Some(g) => match ff.str("path").map_err(backend)? {
                 Some(col) => {
                     let n = col.num_terms();
-                    Some((col, g, std::cell::RefCell::new(vec![0u8; n])))
+                    Some((col, g, (0..n).map(|_| std::sync::atomic::AtomicU8::new(0)).collect()))
                 }
                 None => {
                     none = true;
@@ -744,16 +745,17 @@ impl<'a> SegmentFilter<'a> {
             let Some(ord) = col.ords().first(doc) else {
                 return false;
             };
-            let mut cache = cache.borrow_mut();
-            let Some(slot) = cache.get_mut(ord as usize) else {
+            let Some(slot) = cache.get(ord as usize) else {
                 return false;
             };
-            if *slot == 0 {
+            let mut state = slot.load(std::sync::atomic::Ordering::Relaxed);
+            if state == 0 {
                 let mut s = String::new();
                 let ok = col.ord_to_str(ord, &mut s).unwrap_or(false) && globs.is_match(&s);
-                *slot = if ok { 1 } else { 2 };
+                state = if ok { 1 } else { 2 };
+                slot.store(state, std::sync::atomic::Ordering::Relaxed);
             }
-            if *slot != 1 {
+            if state != 1 {
                 return false;
             }
         }
@@ -830,6 +832,14 @@ impl TopK {
 /// Filtered candidates above which the approximate index is used (below it an exact scan of
 /// the candidates is as fast and exact).
 const EXACT_SCAN_MAX: u64 = 20_000;
+
+/// [`EXACT_SCAN_MAX`], or `$GNN_CODER_ANN_MIN_ROWS` (see `ann.rs`).
+fn exact_scan_max() -> u64 {
+    std::env::var("GNN_CODER_ANN_MIN_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(EXACT_SCAN_MAX)
+}
 
 impl Snapshot {
     fn term(&self, field: Field, value: &str) -> Box<dyn Query> {
@@ -1010,31 +1020,30 @@ impl Snapshot {
         Ok(candidates)
     }
 
-    /// Units passing the filters (counted without scoring).
-    fn count_candidates(
+    /// Units with a vector passing the filters, and all units with a vector (counted without
+    /// scoring).
+    fn candidate_counts(
         &self,
         q: &VectorQuery,
         globs: Option<&globset::GlobSet>,
         exclude: &HashSet<UnitId>,
-        stop_at: u64,
-    ) -> Result<u64> {
-        let mut n = 0;
+    ) -> Result<(u64, u64)> {
+        let (mut passing, mut total) = (0, 0);
         for (ord, seg) in self.searcher.segment_readers().iter().enumerate() {
             let filter = SegmentFilter::new(seg, ord as u32, &q.filters, globs, exclude)?;
-            if filter.none {
-                continue;
-            }
+            let alive = seg.alive_bitset();
             let row_col = seg.fast_fields().u64("row").map_err(backend)?;
             for doc in 0..seg.max_doc() {
-                if row_col.first(doc).is_some() && filter.accepts(doc) {
-                    n += 1;
-                    if n > stop_at {
-                        return Ok(n);
-                    }
+                if row_col.first(doc).is_none() || alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                total += 1;
+                if filter.accepts(doc) {
+                    passing += 1;
                 }
             }
         }
-        Ok(n)
+        Ok((passing, total))
     }
 
     fn row_map(&self) -> Result<&HashMap<u32, Vec<UnitId>>> {
@@ -1170,11 +1179,16 @@ impl StoreReader for Snapshot {
             return Ok(Vec::new());
         }
         let mut top = TopK::new(q.limit);
-        let use_ann = !q.exact
-            && self.ann.is_some()
-            && self.count_candidates(q, globs.as_ref(), &exclude, EXACT_SCAN_MAX)? > EXACT_SCAN_MAX;
-        match (&self.ann, use_ann) {
+        let (passing, total) = match (&self.ann, q.exact) {
+            (Some(_), false) => self.candidate_counts(q, globs.as_ref(), &exclude)?,
+            _ => (0, 0),
+        };
+        match (&self.ann, passing > exact_scan_max()) {
             (Some(ann), true) => {
+                // A filter that keeps a fraction of the graph needs a proportionally wider
+                // walk for the same recall (measured in gnn-coder-ann's docs).
+                let ef = (crate::ann::EF_SEARCH as u64 * total / passing.max(1))
+                    .clamp(crate::ann::EF_SEARCH as u64, 1024) as usize;
                 let map = self.row_map()?;
                 let segments = self.searcher.segment_readers();
                 let filters: Vec<SegmentFilter<'_>> = segments
@@ -1191,7 +1205,7 @@ impl StoreReader for Snapshot {
                         .is_some_and(|f| f.accepts(a.doc_id))
                 };
                 let keep = |row: u32| map.get(&row).is_some_and(|ids| ids.iter().any(passes));
-                for (row, _) in ann.search(&q.vector, q.limit, &keep) {
+                for (row, _) in ann.search(&q.vector, q.limit, ef.max(q.limit), &keep) {
                     let Some(score) = rows.dot(row, &q.vector) else {
                         continue;
                     };

@@ -342,3 +342,117 @@ fn bad_directories_and_requests_are_refused() {
     let err = lex.reader().unwrap().vector(&VectorQuery { vector: vector(0), filters: Filters::default(), limit: 5, exact: false });
     assert_eq!(err.unwrap_err().kind(), ErrorKind::Incompatible);
 }
+
+/// Past 20,000 vectors the writer builds the approximate index; searches use it with the
+/// filters inside the walk, and rows appended since are still found (scanned exactly).
+#[test]
+fn the_approximate_index_is_built_used_and_kept_current() {
+    const N: usize = 24_000;
+    const D: usize = 16;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let store = EmbeddedStore::open_or_create(
+        &dir,
+        Some(EmbeddingInfo { model: "m".into(), dim: D, trained: false }),
+    )
+    .unwrap();
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+    };
+    let mut random_vector = || {
+        let v: Vec<f32> = (0..D).map(|_| rnd()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    let mut w = store.writer().unwrap();
+    for repo in ["big", "small"] {
+        w.put_repository(&RepoInfo { name: repo.into(), root: format!("/{repo}"), ..RepoInfo::default() }).unwrap();
+    }
+    for f in 0..N / 100 {
+        let repo = if f % 10 < 3 { "small" } else { "big" };
+        let units = (0..100)
+            .map(|u| {
+                let id = f * 100 + u;
+                let mut k = [0u8; 16];
+                k[..8].copy_from_slice(&(id as u64).to_le_bytes());
+                UnitWrite {
+                    record: unit(&format!("f{f}.py"), "python", &format!("u{id}"), "def u(): pass", 1 + u as u64),
+                    key: UnitKey(k),
+                    vector: Some(random_vector()),
+                }
+            })
+            .collect();
+        w.upsert_files(repo, vec![FileWrite {
+            file: FileEntry { path: format!("f{f}.py"), hash: "h".into(), units: 100, bytes: 1 },
+            units,
+        }])
+        .unwrap();
+    }
+    w.commit(&CancellationToken::new()).unwrap();
+    w.maintain(&CancellationToken::new()).unwrap();
+    drop(w);
+    let r = store.reader().unwrap();
+    assert_eq!(r.stats().unwrap().ann_vectors, N as u64, "the approximate index covers every row");
+
+    let search = |r: &dyn StoreReader, v: &[f32], filters: Filters, exact: bool| -> Vec<gnn_coder_store::UnitId> {
+        r.vector(&VectorQuery { vector: v.to_vec(), filters, limit: 10, exact })
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    let (mut found, mut total) = (0, 0);
+    for _ in 0..30 {
+        let q = random_vector();
+        let exact = search(r.as_ref(), &q, Filters::default(), true);
+        let approx = search(r.as_ref(), &q, Filters::default(), false);
+        total += exact.len();
+        found += approx.iter().filter(|id| exact.contains(id)).count();
+    }
+    let recall = found as f64 / total as f64;
+    assert!(recall >= 0.9, "recall@10 {recall}");
+    // A filter keeping 30% of the units: still applied inside the leg (10 hits, all of them
+    // from the repository asked for).
+    let small = Filters { repositories: vec!["small".into()], ..Filters::default() };
+    let q = random_vector();
+    let ids = search(r.as_ref(), &q, small.clone(), false);
+    assert_eq!(ids.len(), 10);
+    assert!(r.units(&ids).unwrap().iter().all(|u| u.repository == "small"));
+
+    // A unit added later is not in the approximate index but is found first for its vector.
+    let fresh = random_vector();
+    let mut w = store.writer().unwrap();
+    w.upsert_files("small", vec![FileWrite {
+        file: FileEntry { path: "fresh.py".into(), hash: "h".into(), units: 1, bytes: 1 },
+        units: vec![UnitWrite {
+            record: unit("fresh.py", "python", "fresh", "def fresh(): pass", 1),
+            key: UnitKey([0xee; 16]),
+            vector: Some(fresh.clone()),
+        }],
+    }])
+    .unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    w.maintain(&CancellationToken::new()).unwrap();
+    drop(w);
+    let r = store.reader().unwrap();
+    assert_eq!(r.stats().unwrap().ann_vectors, N as u64, "one new row does not rebuild it");
+    let top = search(r.as_ref(), &fresh, Filters::default(), false);
+    assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
+    // A damaged approximate index only makes searches exact.
+    drop(r);
+    drop(store);
+    for e in fs::read_dir(dir.join("vectors")).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("ann-") {
+            fs::write(e.path(), b"garbage").unwrap();
+        }
+    }
+    let store = EmbeddedStore::open(&dir).unwrap();
+    let r = store.reader().unwrap();
+    assert_eq!(r.stats().unwrap().ann_vectors, 0);
+    let top = search(r.as_ref(), &fresh, Filters::default(), false);
+    assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
+}
