@@ -739,8 +739,18 @@ fn search_an_index_of_another_format_version() {
 
     // Indexing into it is refused with the fix named; rebuilding repairs it.
     let err = fails(&["index", "--lexical-only", s(&fixture()), "--index", s(&idx)]);
-    assert!(err.contains("damaged") && err.contains("--rebuild"), "{err}");
-    ok(&["index", "--lexical-only", s(&fixture()), "--index", s(&idx), "--rebuild"]);
+    assert!(
+        err.contains("damaged") && err.contains("--rebuild"),
+        "{err}"
+    );
+    ok(&[
+        "index",
+        "--lexical-only",
+        s(&fixture()),
+        "--index",
+        s(&idx),
+        "--rebuild",
+    ]);
     let hits = json(ok(&["search", "--index", s(&idx), "--json", "levenshtein"]).trim());
     assert_eq!(field(&hits["results"][0], "symbol"), "levenshtein_distance");
 }
@@ -1254,18 +1264,63 @@ fn similar_code_and_incremental_embedding_with_the_model() {
     let copy = "def edit_cost(left, right):\n    if len(left) < len(right):\n        left, right = right, left\n    prev = list(range(len(right) + 1))\n    for x, cl in enumerate(left, start=1):\n        cur = [x]\n        for y, cr in enumerate(right, start=1):\n            cur.append(min(prev[y] + 1, cur[y - 1] + 1, prev[y - 1] + (cl != cr)))\n        prev = cur\n    return prev[-1]\n";
     fs::write(root.join("python/copied.py"), copy).unwrap();
     let idx = tmp.path().join("idx");
-    let first = json(ok(&["index", s(&root), "--index", s(&idx), "--model-dir", s(&model), "--json", "-q"]).trim());
+    let first = json(
+        ok(&[
+            "index",
+            s(&root),
+            "--index",
+            s(&idx),
+            "--model-dir",
+            s(&model),
+            "--json",
+            "-q",
+        ])
+        .trim(),
+    );
     assert_eq!(first["embeddings_computed"], first["units"], "{first}");
 
     let line = line_of(&root, "python/text_utils.py", "def levenshtein_distance(");
     let target = format!("python/text_utils.py:{line}");
-    let out = json(ok(&["similar", &target, "--index", s(&idx), "--model-dir", s(&model), "--json", "-k", "3"]).trim());
-    assert_eq!(field(&out["origin"], "symbol"), "levenshtein_distance", "{out}");
+    let out = json(
+        ok(&[
+            "similar",
+            &target,
+            "--index",
+            s(&idx),
+            "--model-dir",
+            s(&model),
+            "--json",
+            "-k",
+            "3",
+        ])
+        .trim(),
+    );
+    assert_eq!(
+        field(&out["origin"], "symbol"),
+        "levenshtein_distance",
+        "{out}"
+    );
     let top = &out["results"][0];
-    assert_eq!((field(top, "path"), field(top, "symbol")), ("python/copied.py", "edit_cost"), "{out}");
+    assert_eq!(
+        (field(top, "path"), field(top, "symbol")),
+        ("python/copied.py", "edit_cost"),
+        "{out}"
+    );
     // From a snippet on stdin.
     let mut child = std::process::Command::new(BIN)
-        .args(["similar", "-", "--lang", "python", "--index", s(&idx), "--model-dir", s(&model), "--json", "-k", "2"])
+        .args([
+            "similar",
+            "-",
+            "--lang",
+            "python",
+            "--index",
+            s(&idx),
+            "--model-dir",
+            s(&model),
+            "--json",
+            "-k",
+            "2",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1275,10 +1330,25 @@ fn similar_code_and_incremental_embedding_with_the_model() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = json(text(&out.stdout).trim());
-    let symbols: Vec<&str> = out["results"].as_array().unwrap().iter().map(|h| field(h, "symbol")).collect();
-    assert!(symbols.contains(&"edit_cost") && symbols.contains(&"levenshtein_distance"), "{symbols:?}");
+    let symbols: Vec<&str> = out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| field(h, "symbol"))
+        .collect();
+    assert!(
+        symbols.contains(&"edit_cost") && symbols.contains(&"levenshtein_distance"),
+        "{symbols:?}"
+    );
     // Refused clearly.
-    let err = fails(&["similar", "python/text_utils.py:99999", "--index", s(&idx), "--model-dir", s(&model)]);
+    let err = fails(&[
+        "similar",
+        "python/text_utils.py:99999",
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+    ]);
     assert!(err.contains("no indexed unit contains"), "{err}");
     let err = fails(&["similar", "python/text_utils.py", "--index", s(&idx)]);
     assert!(err.contains("PATH:LINE"), "{err}");
@@ -1288,22 +1358,61 @@ fn similar_code_and_incremental_embedding_with_the_model() {
     // Edit one function: only it is embedded again.
     let file = root.join("python/text_utils.py");
     let text_before = fs::read_to_string(&file).unwrap();
-    let edited = text_before.replace("return slug.lower()", "return slug.lower().replace('--', '-')");
+    let edited = text_before.replace(
+        "return slug.lower()",
+        "return slug.lower().replace('--', '-')",
+    );
     assert_ne!(edited, text_before);
     fs::write(&file, edited).unwrap();
-    let second = json(ok(&["index", s(&root), "--index", s(&idx), "--model-dir", s(&model), "--json", "-q"]).trim());
+    let second = json(
+        ok(&[
+            "index",
+            s(&root),
+            "--index",
+            s(&idx),
+            "--model-dir",
+            s(&model),
+            "--json",
+            "-q",
+        ])
+        .trim(),
+    );
     assert_eq!(second["files_changed"], 1, "{second}");
     assert_eq!(second["embeddings_computed"], 1, "{second}");
-    assert!(second["embeddings_reused"].as_u64().unwrap() >= 3, "{second}");
+    assert!(
+        second["embeddings_reused"].as_u64().unwrap() >= 3,
+        "{second}"
+    );
     assert_eq!(second["units"], first["units"]);
-    let hits = json(ok(&["search", "--index", s(&idx), "--model-dir", s(&model), "--json", "turn a title into a url slug"]).trim());
+    let hits = json(
+        ok(&[
+            "search",
+            "--index",
+            s(&idx),
+            "--model-dir",
+            s(&model),
+            "--json",
+            "turn a title into a url slug",
+        ])
+        .trim(),
+    );
     assert_eq!(field(&hits["results"][0], "symbol"), "slugify");
     // An empty question is refused, not answered.
-    let err = fails(&["search", "--index", s(&idx), "--model-dir", s(&model), "   "]);
+    let err = fails(&[
+        "search",
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+        "   ",
+    ]);
     assert!(err.contains("empty"), "{err}");
     // A lexical-only index has no code vectors to compare.
     let lex = tmp.path().join("lex");
     ok(&["index", "--lexical-only", s(&root), "--index", s(&lex)]);
     let err = fails(&["similar", &target, "--index", s(&lex)]);
-    assert!(err.contains("no vectors") && err.contains("--rebuild"), "{err}");
+    assert!(
+        err.contains("no vectors") && err.contains("--rebuild"),
+        "{err}"
+    );
 }

@@ -116,7 +116,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.pairs.is_none() && args.bench.is_none() {
         bail!("nothing to evaluate: give --pairs FILE and/or --bench DIR --queries FILE");
     }
-    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref()).map_err(|e| crate::advise(e.into()))?;
+    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())
+        .map_err(|e| crate::advise(e.into()))?;
     let weights = gnn_coder_model::resolve_weights(args.weights.as_deref())?;
     let device = burn::prelude::Device::flex();
     let loaded = load_model(

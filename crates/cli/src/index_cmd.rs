@@ -122,7 +122,9 @@ pub fn run(args: IndexArgs) -> Result<()> {
         .map_err(advise)
         .with_context(|| format!("cannot open the index at {}", index_dir.display()))?;
     if let Some(w) = engine.model_warning() {
-        eprintln!("warning: {w}\nwarning: building a lexical-only index (run scripts/fetch-model.sh for vectors)");
+        eprintln!(
+            "warning: {w}\nwarning: building a lexical-only index (run scripts/fetch-model.sh for vectors)"
+        );
     }
 
     let mut opts = IndexOptions::new(root);
@@ -146,7 +148,11 @@ pub fn run(args: IndexArgs) -> Result<()> {
                 p.units, p.embeddings_computed, p.embeddings_reused, p.files_unchanged
             ));
         }
-        IndexEvent::Skipped { path, reason, detail } => {
+        IndexEvent::Skipped {
+            path,
+            reason,
+            detail,
+        } => {
             if let Ok(mut s) = skipped.lock() {
                 s.push((path.clone(), reason.clone(), detail.clone()));
             }
@@ -223,7 +229,10 @@ pub fn run(args: IndexArgs) -> Result<()> {
             }
         }
         if list.len() > limit {
-            eprintln!("  ... and {} more (--verbose lists them all)", list.len() - limit);
+            eprintln!(
+                "  ... and {} more (--verbose lists them all)",
+                list.len() - limit
+            );
         }
     }
     eprintln!("index: {}", index_dir.display());

@@ -68,10 +68,16 @@ pub fn repos(args: ReposArgs) -> Result<()> {
         return Ok(());
     }
     if repos.is_empty() {
-        println!("no repositories (index one with `gnn-coder index ROOT --index {}`)", engine.dir().display());
+        println!(
+            "no repositories (index one with `gnn-coder index ROOT --index {}`)",
+            engine.dir().display()
+        );
         return Ok(());
     }
-    println!("{:<24} {:>7} {:>8} {:>10}  {:<14} {:<12} root", "name", "files", "units", "size", "indexed", "commit");
+    println!(
+        "{:<24} {:>7} {:>8} {:>10}  {:<14} {:<12} root",
+        "name", "files", "units", "size", "indexed", "commit"
+    );
     for r in &repos {
         println!(
             "{:<24} {:>7} {:>8} {:>10}  {:<14} {:<12} {}",
@@ -92,7 +98,10 @@ pub fn remove(args: RemoveArgs) -> Result<()> {
     let info = engine
         .remove_repository(&args.name, &CancellationToken::new())
         .map_err(advise)?;
-    eprintln!("removed {} ({} files, {} units)", info.name, info.files, info.units);
+    eprintln!(
+        "removed {} ({} files, {} units)",
+        info.name, info.files, info.units
+    );
     Ok(())
 }
 
@@ -117,7 +126,10 @@ pub fn info(args: InfoArgs) -> Result<()> {
     }
     println!("on disk:    {}", human_bytes(stats.bytes_on_disk));
     for r in engine.repositories().map_err(advise)? {
-        println!("repo:       {} ({} files, {} units) {}", r.name, r.files, r.units, r.root);
+        println!(
+            "repo:       {} ({} files, {} units) {}",
+            r.name, r.files, r.units, r.root
+        );
         for (reason, n) in &r.skipped {
             println!("  skipped:  {n} ({reason})");
         }

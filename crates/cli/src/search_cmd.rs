@@ -199,7 +199,11 @@ pub fn run(args: SearchArgs) -> Result<()> {
                 )?;
                 writeln!(out)?;
             } else {
-                print_human(&mut out, &hits, engine.repositories().map(|r| r.len()).unwrap_or(1) > 1)?;
+                print_human(
+                    &mut out,
+                    &hits,
+                    engine.repositories().map(|r| r.len()).unwrap_or(1) > 1,
+                )?;
             }
             out.flush()?;
             Ok(())
@@ -276,11 +280,18 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
     if args.json {
         let hits: Vec<JsonHit> = hits.iter().map(JsonHit::from).collect();
         let origin = origin.as_ref().map(JsonHit::from);
-        serde_json::to_writer(&mut out, &serde_json::json!({ "origin": origin, "results": hits }))?;
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "origin": origin, "results": hits }),
+        )?;
         writeln!(out)?;
     } else {
         if let Some(o) = &origin {
-            writeln!(out, "similar to {}:{}-{}  {}", o.unit.path, o.unit.start_line, o.unit.end_line, o.unit.symbol)?;
+            writeln!(
+                out,
+                "similar to {}:{}-{}  {}",
+                o.unit.path, o.unit.start_line, o.unit.end_line, o.unit.symbol
+            )?;
         }
         print_human(&mut out, &hits, true)?;
     }
@@ -336,13 +347,23 @@ fn batch(engine: &Engine, template: &SearchRequest, file: &PathBuf) -> Result<()
             .with_context(|| format!("{}: bad query", where_()))?;
         queries.push((id, req));
     }
-    let mode = engine.check_request(&SearchRequest { query: "x".into(), ..template.clone() }).map_err(advise)?;
+    let mode = engine
+        .check_request(&SearchRequest {
+            query: "x".into(),
+            ..template.clone()
+        })
+        .map_err(advise)?;
     warn_if_untrained(engine, mode);
     let vectors: Vec<Option<Vec<f32>>> = if mode == gnn_coder_engine::Mode::Lexical {
         vec![None; queries.len()]
     } else {
         let texts: Vec<&str> = queries.iter().map(|(_, q)| q.query.as_str()).collect();
-        engine.embed_queries(&texts).map_err(advise)?.into_iter().map(Some).collect()
+        engine
+            .embed_queries(&texts)
+            .map_err(advise)?
+            .into_iter()
+            .map(Some)
+            .collect()
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -366,7 +387,11 @@ fn print_human(out: &mut impl Write, hits: &[SearchHit], show_repo: bool) -> Res
     }
     for (rank, h) in hits.iter().enumerate() {
         let u: &UnitRecord = &h.unit;
-        let repo = if show_repo { format!("{}: ", h.repository) } else { String::new() };
+        let repo = if show_repo {
+            format!("{}: ", h.repository)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
             "{:>2}. {:>7.3}  {repo}{}:{}-{}  {}  ({} {})",

@@ -18,7 +18,6 @@ use gnn_coder_train::{
     Event, Example, PairCaches, StateCache, TrainConfig, example_from_pair, read_pairs,
 };
 
-
 #[derive(Args)]
 pub struct TrainArgs {
     /// Training pairs (JSONL from the `mine` tool); repeatable.
@@ -272,7 +271,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.pairs.is_empty() && !args.corpus.is_empty() {
         bail!("--pairs and --corpus cannot be combined");
     }
-    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref()).map_err(|e| crate::advise(e.into()))?;
+    let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())
+        .map_err(|e| crate::advise(e.into()))?;
     let (train_pairs, valid_pairs) = if args.corpus.is_empty() {
         let mut train = Vec::new();
         for p in &args.pairs {

@@ -200,7 +200,10 @@ fn main() -> Result<(), BoxError> {
                     .take(3)
                     .map(|x| format!("{}:{}:{}", x.repository, x.unit.path, x.unit.symbol))
                     .collect();
-                eprintln!("miss (w {w}) {}:{}: copy at {rank:?}; top {top:?}", h.unit.path, h.unit.symbol);
+                eprintln!(
+                    "miss (w {w}) {}:{}: copy at {rank:?}; top {top:?}",
+                    h.unit.path, h.unit.symbol
+                );
             }
             if rank.is_some() {
                 at5 += 1;

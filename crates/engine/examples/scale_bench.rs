@@ -42,9 +42,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kib| kib / 1024.0)
 }
@@ -71,7 +73,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn latencies(engine: &Engine, queries: &[String], mode: Mode, exact: bool) -> Result<(f64, f64), BoxError> {
+fn latencies(
+    engine: &Engine,
+    queries: &[String],
+    mode: Mode,
+    exact: bool,
+) -> Result<(f64, f64), BoxError> {
     let mut ms = Vec::with_capacity(queries.len());
     for q in queries {
         let mut req = SearchRequest::new(q.clone(), 10);
@@ -98,7 +105,9 @@ fn recall_at_10(engine: &Engine, queries: &[String]) -> Result<f64, BoxError> {
         let exact = engine.search_with_vector(&req, Some(v))?;
         req.exact = false;
         let approx = engine.search_with_vector(&req, Some(v))?;
-        let key = |h: &gnn_coder_engine::SearchHit| (h.repository.clone(), h.unit.path.clone(), h.unit.start_byte);
+        let key = |h: &gnn_coder_engine::SearchHit| {
+            (h.repository.clone(), h.unit.path.clone(), h.unit.start_byte)
+        };
         let want: std::collections::HashSet<_> = exact.iter().map(key).collect();
         hit += approx.iter().filter(|h| want.contains(&key(h))).count();
         total += want.len();
@@ -141,8 +150,10 @@ fn run() -> Result<(), BoxError> {
     let cancel = CancellationToken::new();
     let mut copies = 0usize;
     let mut build_seconds = 0.0;
-    println!("| copies | units | build s (this step) | units/s (this step) | peak RSS MiB | disk / source | hybrid p50 / p99 ms | lexical p50 / p99 ms | ANN recall@10 | one-file refresh s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| copies | units | build s (this step) | units/s (this step) | peak RSS MiB | disk / source | hybrid p50 / p99 ms | of which query embedding p50 / p99 ms | lexical p50 / p99 ms | ANN recall@10 | one-file refresh s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &target in &steps {
         let started = Instant::now();
         let mut units_step = 0u64;
@@ -153,7 +164,10 @@ fn run() -> Result<(), BoxError> {
             o.name = Some(format!("copy-{copies:03}"));
             let s = engine.index_repository(&o, &|_| {}, &cancel)?;
             units_step += s.units_written;
-            eprintln!("indexed {} ({} units, {} embedded, {:.1}s)", s.repository, s.units, s.embeddings_computed, s.seconds);
+            eprintln!(
+                "indexed {} ({} units, {} embedded, {:.1}s)",
+                s.repository, s.units, s.embeddings_computed, s.seconds
+            );
             copies += 1;
         }
         let step_s = started.elapsed().as_secs_f64();
@@ -166,12 +180,30 @@ fn run() -> Result<(), BoxError> {
             latencies(&engine, &queries, Mode::Hybrid, false)?
         };
         let (lp50, lp99) = latencies(&engine, &queries, Mode::Lexical, false)?;
-        let recall = if lexical_only { 0.0 } else { recall_at_10(&engine, &queries)? };
+        let (ep50, ep99) = if lexical_only {
+            (0.0, 0.0)
+        } else {
+            let mut ms = Vec::new();
+            for q in &queries {
+                let t = Instant::now();
+                std::hint::black_box(engine.embed_queries(&[q.as_str()])?);
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            ms.sort_by(f64::total_cmp);
+            (percentile(&ms, 0.5), percentile(&ms, 0.99))
+        };
+        let recall = if lexical_only {
+            0.0
+        } else {
+            recall_at_10(&engine, &queries)?
+        };
         // One-file refresh: append a function to one file of the first copy.
         let root0 = work.join("copy-000");
         let file = first_python_file(&root0).ok_or("no Python file in the corpus")?;
         let mut text = std::fs::read_to_string(&file)?;
-        text.push_str(&format!("\n\ndef benchmark_added_{copies}(x):\n    return x * {copies}\n"));
+        text.push_str(&format!(
+            "\n\ndef benchmark_added_{copies}(x):\n    return x * {copies}\n"
+        ));
         std::fs::write(&file, text)?;
         let t = Instant::now();
         let mut o = IndexOptions::new(&root0);
@@ -180,10 +212,14 @@ fn run() -> Result<(), BoxError> {
         let refresh = t.elapsed().as_secs_f64();
         eprintln!(
             "refresh: {} changed, {} unchanged, {} embedded, {} reused in {refresh:.3}s (embedding {:.3}s)",
-            s.files_changed, s.files_unchanged, s.embeddings_computed, s.embeddings_reused, s.embed_seconds
+            s.files_changed,
+            s.files_unchanged,
+            s.embeddings_computed,
+            s.embeddings_reused,
+            s.embed_seconds
         );
         println!(
-            "| {copies} | {} | {step_s:.1} | {:.0} | {:.0} | {:.2} | {hp50:.1} / {hp99:.1} | {lp50:.1} / {lp99:.1} | {recall:.3} | {refresh:.2} (embedding {:.2}) |",
+            "| {copies} | {} | {step_s:.1} | {:.0} | {:.0} | {:.2} | {hp50:.1} / {hp99:.1} | {ep50:.1} / {ep99:.1} | {lp50:.1} / {lp99:.1} | {recall:.3} | {refresh:.2} (embedding {:.2}) |",
             stats.units,
             units_step as f64 / step_s.max(1e-9),
             peak_rss_mib(),

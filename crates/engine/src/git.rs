@@ -12,7 +12,11 @@ fn git_dir(root: &Path) -> Option<PathBuf> {
     let text = fs::read_to_string(&dot).ok()?;
     let target = text.trim().strip_prefix("gitdir:")?.trim();
     let p = Path::new(target);
-    Some(if p.is_absolute() { p.to_path_buf() } else { root.join(p) })
+    Some(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    })
 }
 
 fn is_sha(s: &str) -> bool {
@@ -65,7 +69,11 @@ mod tests {
         fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
         assert_eq!(head_commit(root), None, "no commit yet");
         let sha = "0123456789abcdef0123456789abcdef01234567";
-        fs::write(git.join("packed-refs"), format!("# pack-refs\n{sha} refs/heads/main\n")).unwrap();
+        fs::write(
+            git.join("packed-refs"),
+            format!("# pack-refs\n{sha} refs/heads/main\n"),
+        )
+        .unwrap();
         assert_eq!(head_commit(root).as_deref(), Some(sha));
         let newer = "89abcdef0123456789abcdef0123456789abcdef";
         fs::write(git.join("refs/heads/main"), format!("{newer}\n")).unwrap();

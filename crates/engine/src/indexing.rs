@@ -85,7 +85,9 @@ pub enum IndexEvent {
         detail: Option<String>,
     },
     /// Everything written so far is committed (searchable, and kept if the run dies).
-    Committed { files: u64 },
+    Committed {
+        files: u64,
+    },
 }
 
 /// How a run ended.
@@ -240,10 +242,15 @@ pub(crate) fn embed_parallel(
         .map_err(|_| EngineError::Internal("an embedding worker panicked".into()))?;
     let mut rows = Vec::with_capacity(units.len());
     for chunk in results {
-        rows.extend(chunk.ok_or_else(|| EngineError::Internal("an embedding worker stopped early".into()))?);
+        rows.extend(
+            chunk
+                .ok_or_else(|| EngineError::Internal("an embedding worker stopped early".into()))?,
+        );
     }
     if rows.len() != units.len() {
-        return Err(EngineError::Internal("the model returned the wrong number of vectors".into()));
+        return Err(EngineError::Internal(
+            "the model returned the wrong number of vectors".into(),
+        ));
     }
     Ok(rows)
 }
@@ -267,7 +274,12 @@ pub fn collect_units(
     options: &IndexOptions,
     graphs: bool,
     threads: usize,
-) -> Result<Vec<(gnn_coder_syntax::CodeUnit, Option<gnn_coder_syntax::AstGraph>)>> {
+) -> Result<
+    Vec<(
+        gnn_coder_syntax::CodeUnit,
+        Option<gnn_coder_syntax::AstGraph>,
+    )>,
+> {
     let mut walk = walk_options(options, crate::threads(threads));
     walk.extract.graphs = graphs;
     let found = Mutex::new(Vec::new());
@@ -360,7 +372,10 @@ impl Batcher<'_> {
                 for (u, unit) in f.units.iter().enumerate() {
                     let key = flat[i];
                     if cached[i].is_none() && seen.insert(key) {
-                        misses.push((key, (unit.code.as_str(), f.graphs.get(u), unit.language.as_str())));
+                        misses.push((
+                            key,
+                            (unit.code.as_str(), f.graphs.get(u), unit.language.as_str()),
+                        ));
                     }
                     i += 1;
                 }
@@ -459,12 +474,15 @@ impl Engine {
             return Err(if root.exists() {
                 EngineError::InvalidArgument(format!("{} is not a directory", root.display()))
             } else {
-                EngineError::NotFound(format!("{} is not a directory (it does not exist)", root.display()))
+                EngineError::NotFound(format!(
+                    "{} is not a directory (it does not exist)",
+                    root.display()
+                ))
             });
         }
-        let root = root
-            .canonicalize()
-            .map_err(|e| EngineError::InvalidArgument(format!("cannot resolve {}: {e}", root.display())))?;
+        let root = root.canonicalize().map_err(|e| {
+            EngineError::InvalidArgument(format!("cannot resolve {}: {e}", root.display()))
+        })?;
         let root_str = root.to_string_lossy().into_owned();
         let name = match &options.name {
             Some(n) => n.clone(),
@@ -475,9 +493,8 @@ impl Engine {
         };
         check_repo_name(&name)?;
         for lang in &options.languages {
-            Language::by_name(lang).map_err(|_| {
-                EngineError::InvalidArgument(format!("unknown language {lang:?}"))
-            })?;
+            Language::by_name(lang)
+                .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
         }
         for glob in &options.exclude {
             globset::Glob::new(glob).map_err(|e| {
@@ -485,7 +502,9 @@ impl Engine {
             })?;
         }
         if options.commit_every == 0 {
-            return Err(EngineError::InvalidArgument("commit_every must be at least 1".into()));
+            return Err(EngineError::InvalidArgument(
+                "commit_every must be at least 1".into(),
+            ));
         }
         let model = match self.store.embedding() {
             Some(_) => Some(self.model()?),
@@ -538,8 +557,12 @@ impl Engine {
         let unchanged: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
         let stop = cancel.child_token();
         let progress = |p: gnn_coder_syntax::Progress| {
-            counters.files_total.store(p.files_total as u64, Ordering::Relaxed);
-            counters.files_done.store(p.files_done as u64, Ordering::Relaxed);
+            counters
+                .files_total
+                .store(p.files_total as u64, Ordering::Relaxed);
+            counters
+                .files_done
+                .store(p.files_done as u64, Ordering::Relaxed);
             counters.bytes.store(p.bytes_done, Ordering::Relaxed);
             counters.units.store(p.units_done as u64, Ordering::Relaxed);
             on_event(&IndexEvent::Progress(counters.snapshot()));

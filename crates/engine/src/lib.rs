@@ -52,8 +52,8 @@ pub use gnn_coder_store::{
 };
 pub use indexing::{IndexEvent, IndexOptions, IndexProgress, IndexSummary, collect_units};
 pub use search::{
-    DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SIMILAR_LEXICAL_WEIGHT, SearchHit, SearchRequest, SimilarRequest,
-    SimilarTarget, snippet,
+    DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SIMILAR_LEXICAL_WEIGHT, SearchHit,
+    SearchRequest, SimilarRequest, SimilarTarget, snippet,
 };
 
 /// Name of the index directory created inside an indexed root when none is given.
@@ -141,7 +141,9 @@ impl Engine {
                     model = Some(Arc::new(m));
                     Some(info)
                 }
-                Err(e) if e.kind() == ErrorKind::ModelMissing && options.model.model_dir.is_none() => {
+                Err(e)
+                    if e.kind() == ErrorKind::ModelMissing && options.model.model_dir.is_none() =>
+                {
                     warning = Some(e.to_string());
                     None
                 }
@@ -239,7 +241,9 @@ impl Engine {
         self.repositories()?
             .into_iter()
             .find(|r| r.name == name)
-            .ok_or_else(|| EngineError::NotFound(format!("no repository named {name:?} in the index")))
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("no repository named {name:?} in the index"))
+            })
     }
 
     /// Removes a repository and everything indexed from it.

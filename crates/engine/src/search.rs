@@ -179,12 +179,12 @@ pub fn is_test_code(unit: &UnitRecord) -> bool {
     let path = unit.path.to_ascii_lowercase();
     let mut parts = path.split('/');
     let file = parts.next_back().unwrap_or("");
-    if path
-        .split('/')
-        .rev()
-        .skip(1)
-        .any(|d| matches!(d, "test" | "tests" | "testing" | "spec" | "specs" | "__tests__"))
-    {
+    if path.split('/').rev().skip(1).any(|d| {
+        matches!(
+            d,
+            "test" | "tests" | "testing" | "spec" | "specs" | "__tests__"
+        )
+    }) {
         return true;
     }
     let stem = file.split('.').next().unwrap_or(file);
@@ -194,7 +194,12 @@ pub fn is_test_code(unit: &UnitRecord) -> bool {
         || stem.ends_with("_spec")
         || file.contains(".test.")
         || file.contains(".spec.")
-        || (stem.ends_with("test") && unit.path.rsplit('/').next().is_some_and(|f| f.contains("Test")))
+        || (stem.ends_with("test")
+            && unit
+                .path
+                .rsplit('/')
+                .next()
+                .is_some_and(|f| f.contains("Test")))
     {
         return true;
     }
@@ -205,16 +210,17 @@ pub fn is_test_code(unit: &UnitRecord) -> bool {
     let name = &unit.name;
     name.starts_with("test_")
         || (name.starts_with("Test")
-            && name[4..].chars().next().is_some_and(|c| c.is_uppercase() || c == '_'))
+            && name[4..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_uppercase() || c == '_'))
 }
 
 fn asks_for_tests(query: &str) -> bool {
-    query
-        .split(|c: char| !c.is_alphanumeric())
-        .any(|w| {
-            let w = w.to_ascii_lowercase();
-            w.starts_with("test") || w == "spec" || w == "specs" || w == "assert" || w == "mock"
-        })
+    query.split(|c: char| !c.is_alphanumeric()).any(|w| {
+        let w = w.to_ascii_lowercase();
+        w.starts_with("test") || w == "spec" || w == "specs" || w == "assert" || w == "mock"
+    })
 }
 
 const STOPWORDS: &[&str] = &[
@@ -289,7 +295,10 @@ fn match_ranges(unit: &UnitRecord, terms: &[String]) -> Vec<MatchRange> {
     merged
         .into_iter()
         .map(|(s, e)| {
-            line += unit.code.as_bytes()[pos..s].iter().filter(|&&b| b == b'\n').count() as u64;
+            line += unit.code.as_bytes()[pos..s]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
             pos = s;
             MatchRange {
                 line,
@@ -341,10 +350,6 @@ fn min_max(values: impl Iterator<Item = f32>) -> (f32, f32) {
     values.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
         (lo.min(x), hi.max(x))
     })
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 impl Engine {
@@ -459,7 +464,9 @@ impl Engine {
             req.top_k
         };
         let need_vector = || {
-            vector.ok_or_else(|| EngineError::Internal("no query vector for a semantic search".into()))
+            vector.ok_or_else(|| {
+                EngineError::Internal("no query vector for a semantic search".into())
+            })
         };
         let ranked: Vec<(UnitId, f32)> = match mode {
             Mode::Lexical => reader.lexical(&LexicalQuery {
@@ -564,7 +571,10 @@ impl Engine {
                     for u in reader.units_of_file(repo, path)? {
                         if u.record.start_line <= *line && *line <= u.record.end_line {
                             let span = u.record.end_line - u.record.start_line;
-                            if best.as_ref().is_none_or(|b| span < b.record.end_line - b.record.start_line) {
+                            if best
+                                .as_ref()
+                                .is_none_or(|b| span < b.record.end_line - b.record.start_line)
+                            {
                                 best = Some(u);
                             }
                         }
@@ -593,7 +603,9 @@ impl Engine {
                     return Err(EngineError::InvalidArgument("the snippet is empty".into()));
                 }
                 if code.len() > 1 << 20 {
-                    return Err(EngineError::InvalidArgument("the snippet is over 1 MiB".into()));
+                    return Err(EngineError::InvalidArgument(
+                        "the snippet is over 1 MiB".into(),
+                    ));
                 }
                 let lang = Language::by_name(language).map_err(|_| {
                     EngineError::InvalidArgument(format!("unknown language {language:?}"))
@@ -606,11 +618,18 @@ impl Engine {
                     ..ExtractOptions::default()
                 };
                 let parsed = extract_file(lang, "snippet", code.as_bytes(), &opts)?;
-                let input = parsed.units.first().map(|u| (u.code.clone(), parsed.graphs.first().cloned()));
+                let input = parsed
+                    .units
+                    .first()
+                    .map(|u| (u.code.clone(), parsed.graphs.first().cloned()));
                 let (text, graph) = input.unwrap_or_else(|| (code.clone(), None));
                 let v = model
                     .embedder
-                    .embed_units(&[gnn_coder_model::UnitInput::new(&text, graph.as_ref(), lang.name())])?
+                    .embed_units(&[gnn_coder_model::UnitInput::new(
+                        &text,
+                        graph.as_ref(),
+                        lang.name(),
+                    )])?
                     .pop()
                     .ok_or_else(|| EngineError::Internal("the model returned no vector".into()))?;
                 (None, v, code.clone())
@@ -639,7 +658,13 @@ impl Engine {
                 limit: pool,
                 exact: false,
             })?;
-            let mut fused = fuse(reader.as_ref(), &vector, &lexical, &dense, 1.0 - req.lexical_weight)?;
+            let mut fused = fuse(
+                reader.as_ref(),
+                &vector,
+                &lexical,
+                &dense,
+                1.0 - req.lexical_weight,
+            )?;
             fused.truncate(req.top_k);
             fused
         } else {
@@ -676,16 +701,24 @@ fn fuse(
     w: f32,
 ) -> Result<Vec<(UnitId, f32)>> {
     let mut dense_scores: HashMap<UnitId, f32> = dense.iter().copied().collect();
-    for (id, _) in lexical {
-        if !dense_scores.contains_key(id)
-            && let Some(v) = reader.unit_vector(*id)?
-        {
-            dense_scores.insert(*id, dot(&v, q));
+    let missing: Vec<UnitId> = lexical
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !dense_scores.contains_key(id))
+        .collect();
+    for (id, score) in missing.iter().zip(reader.vector_scores(&missing, q)?) {
+        if let Some(score) = score {
+            dense_scores.insert(*id, score);
         }
     }
     let lex: HashMap<UnitId, f32> = lexical.iter().copied().collect();
     let mut ids: Vec<UnitId> = dense.iter().map(|(id, _)| *id).collect();
-    ids.extend(lexical.iter().map(|(id, _)| *id).filter(|id| !dense.iter().any(|(d, _)| d == id)));
+    ids.extend(
+        lexical
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !dense.iter().any(|(d, _)| d == id)),
+    );
     let (dmin, dmax) = min_max(ids.iter().filter_map(|id| dense_scores.get(id).copied()));
     let (lmin, lmax) = min_max(lex.values().copied());
     let scale = |x: f32, lo: f32, hi: f32| if hi > lo { (x - lo) / (hi - lo) } else { 1.0 };
@@ -731,7 +764,11 @@ mod tests {
         assert!(is_test_code(&unit("web/app.spec.ts", "it", "")));
         assert!(is_test_code(&unit("src/FooTest.java", "FooTest.check", "")));
         assert!(!is_test_code(&unit("src/size.rs", "parse_size", "")));
-        assert!(!is_test_code(&unit("src/testing_utils_not.rs", "contest", "")));
+        assert!(!is_test_code(&unit(
+            "src/testing_utils_not.rs",
+            "contest",
+            ""
+        )));
         assert!(!is_test_code(&unit("src/latest.py", "Testament", "")));
         assert!(asks_for_tests("unit tests for the parser"));
         assert!(!asks_for_tests("parse a size like 512K"));
@@ -739,18 +776,33 @@ mod tests {
 
     #[test]
     fn matches_are_in_file_coordinates() {
-        let u = unit("a.py", "parse_size", "def parse_size(s):\n    return Size(s)\n");
+        let u = unit(
+            "a.py",
+            "parse_size",
+            "def parse_size(s):\n    return Size(s)\n",
+        );
         let terms = highlight_terms("parse sizes");
         assert_eq!(terms, vec!["parse", "size"]);
         let m = match_ranges(&u, &terms);
         // "parse" and "size" in the name, "Size" and "s" no: "size" matches "Size" too.
         assert_eq!(m.len(), 3, "{m:?}");
-        assert_eq!(m[0], MatchRange { line: 10, start_byte: 1004, end_byte: 1009 });
+        assert_eq!(
+            m[0],
+            MatchRange {
+                line: 10,
+                start_byte: 1004,
+                end_byte: 1009
+            }
+        );
         assert_eq!(m[2].line, 11);
-        let code = &u.code.as_bytes()[(m[2].start_byte - 1000) as usize..(m[2].end_byte - 1000) as usize];
+        let code =
+            &u.code.as_bytes()[(m[2].start_byte - 1000) as usize..(m[2].end_byte - 1000) as usize];
         assert_eq!(code, b"Size");
         assert!(highlight_terms("the of a").is_empty());
-        assert_eq!(highlight_terms("parseHttpHeader"), vec!["parse", "http", "header"]);
+        assert_eq!(
+            highlight_terms("parseHttpHeader"),
+            vec!["parse", "http", "header"]
+        );
     }
 
     #[test]

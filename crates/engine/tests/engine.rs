@@ -25,13 +25,29 @@ fn write(root: &Path, rel: &str, text: &str) {
 }
 
 fn repo_a(root: &Path) {
-    write(root, "sizes.py", "def parse_size(text):\n    \"\"\"Parse a size like 512K or 2M.\"\"\"\n    return int(text[:-1]) * 1024\n\n\ndef format_size(n):\n    return f\"{n}K\"\n");
-    write(root, "net/retry.py", "def retry_with_backoff(fn, attempts):\n    for i in range(attempts):\n        try:\n            return fn()\n        except IOError:\n            sleep(2 ** i)\n");
-    write(root, "tests/test_sizes.py", "def test_parse_size():\n    assert parse_size(\"512K\") == 512 * 1024\n");
+    write(
+        root,
+        "sizes.py",
+        "def parse_size(text):\n    \"\"\"Parse a size like 512K or 2M.\"\"\"\n    return int(text[:-1]) * 1024\n\n\ndef format_size(n):\n    return f\"{n}K\"\n",
+    );
+    write(
+        root,
+        "net/retry.py",
+        "def retry_with_backoff(fn, attempts):\n    for i in range(attempts):\n        try:\n            return fn()\n        except IOError:\n            sleep(2 ** i)\n",
+    );
+    write(
+        root,
+        "tests/test_sizes.py",
+        "def test_parse_size():\n    assert parse_size(\"512K\") == 512 * 1024\n",
+    );
 }
 
 fn repo_b(root: &Path) {
-    write(root, "src/lib.rs", "/// Levenshtein edit distance.\npub fn levenshtein(a: &str, b: &str) -> usize {\n    a.len().max(b.len())\n}\n\npub fn parse_size(s: &str) -> u64 {\n    s.len() as u64\n}\n");
+    write(
+        root,
+        "src/lib.rs",
+        "/// Levenshtein edit distance.\npub fn levenshtein(a: &str, b: &str) -> usize {\n    a.len().max(b.len())\n}\n\npub fn parse_size(s: &str) -> u64 {\n    s.len() as u64\n}\n",
+    );
 }
 
 fn index(engine: &Engine, root: &Path, name: &str) -> IndexSummary {
@@ -54,7 +70,11 @@ fn symbols(engine: &Engine, req: &SearchRequest) -> Vec<String> {
 #[test]
 fn many_repositories_in_one_index() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, idx) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("idx"));
+    let (a, b, idx) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("idx"),
+    );
     repo_a(&a);
     repo_b(&b);
     let engine = Engine::open_or_create(&idx, lexical(), false).unwrap();
@@ -64,13 +84,24 @@ fn many_repositories_in_one_index() {
     assert_eq!((sb.files, sb.units), (1, 2));
 
     let repos = engine.repositories().unwrap();
-    let names: Vec<_> = repos.iter().map(|r| (r.name.as_str(), r.units, r.files)).collect();
+    let names: Vec<_> = repos
+        .iter()
+        .map(|r| (r.name.as_str(), r.units, r.files))
+        .collect();
     assert_eq!(names, [("alpha", 4, 3), ("beta", 2, 1)]);
-    assert!(repos.iter().all(|r| r.indexed_unix > 0 && Path::new(&r.root).is_absolute()));
+    assert!(
+        repos
+            .iter()
+            .all(|r| r.indexed_unix > 0 && Path::new(&r.root).is_absolute())
+    );
 
     let mut req = SearchRequest::new("parse size", 10);
     let all = symbols(&engine, &req);
-    assert!(all.contains(&"alpha:parse_size".to_string()) && all.contains(&"beta:parse_size".to_string()), "{all:?}");
+    assert!(
+        all.contains(&"alpha:parse_size".to_string())
+            && all.contains(&"beta:parse_size".to_string()),
+        "{all:?}"
+    );
     req.repositories = vec!["beta".into()];
     assert_eq!(symbols(&engine, &req), ["beta:parse_size"]);
     req.repositories = vec!["gamma".into()];
@@ -79,17 +110,34 @@ fn many_repositories_in_one_index() {
     // The same name from another root is refused; the same root refreshes.
     let mut opts = IndexOptions::new(&b);
     opts.name = Some("alpha".into());
-    let err = engine.index_repository(&opts, &|_| {}, &CancellationToken::new()).unwrap_err();
+    let err = engine
+        .index_repository(&opts, &|_| {}, &CancellationToken::new())
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("already indexed"), "{err}");
 
-    let removed = engine.remove_repository("alpha", &CancellationToken::new()).unwrap();
+    let removed = engine
+        .remove_repository("alpha", &CancellationToken::new())
+        .unwrap();
     assert_eq!(removed.units, 4);
     assert_eq!(engine.repositories().unwrap().len(), 1);
-    assert_eq!(symbols(&engine, &SearchRequest::new("parse size", 10)), ["beta:parse_size"]);
-    assert_eq!(engine.remove_repository("alpha", &CancellationToken::new()).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("parse size", 10)),
+        ["beta:parse_size"]
+    );
+    assert_eq!(
+        engine
+            .remove_repository("alpha", &CancellationToken::new())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
     // The index directory ignores itself.
-    assert!(fs::read_to_string(idx.join(".gitignore")).unwrap().contains('*'));
+    assert!(
+        fs::read_to_string(idx.join(".gitignore"))
+            .unwrap()
+            .contains('*')
+    );
 }
 
 #[test]
@@ -104,7 +152,13 @@ fn refresh_touches_only_what_changed() {
 
     let again = index(&engine, &root, "r");
     assert_eq!(
-        (again.files_unchanged, again.files_changed, again.files_added, again.files_removed, again.units_written),
+        (
+            again.files_unchanged,
+            again.files_changed,
+            again.files_added,
+            again.files_removed,
+            again.units_written
+        ),
         (3, 0, 0, 0, 0),
         "{again:?}"
     );
@@ -112,24 +166,69 @@ fn refresh_touches_only_what_changed() {
     assert_eq!(again.units, 4);
 
     // Edit one file, add one, delete one.
-    write(&root, "sizes.py", "def parse_size(text):\n    return int(text)\n");
-    write(&root, "net/http.py", "def fetch_url(url):\n    return urlopen(url).read()\n");
+    write(
+        &root,
+        "sizes.py",
+        "def parse_size(text):\n    return int(text)\n",
+    );
+    write(
+        &root,
+        "net/http.py",
+        "def fetch_url(url):\n    return urlopen(url).read()\n",
+    );
     fs::remove_file(root.join("tests/test_sizes.py")).unwrap();
     let events: Mutex<Vec<IndexEvent>> = Mutex::new(Vec::new());
     let s = engine
-        .index_repository(&IndexOptions::new(&root).named("r"), &|e| events.lock().unwrap().push(e.clone()), &CancellationToken::new())
+        .index_repository(
+            &IndexOptions::new(&root).named("r"),
+            &|e| events.lock().unwrap().push(e.clone()),
+            &CancellationToken::new(),
+        )
         .unwrap();
-    assert_eq!((s.files_changed, s.files_added, s.files_removed, s.files_unchanged), (1, 1, 1, 1), "{s:?}");
-    assert_eq!(s.units_written, 2, "one unit of the edited file, one of the new file");
-    assert_eq!(s.units_removed, 3, "two of the edited file, one of the deleted file");
+    assert_eq!(
+        (
+            s.files_changed,
+            s.files_added,
+            s.files_removed,
+            s.files_unchanged
+        ),
+        (1, 1, 1, 1),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.units_written, 2,
+        "one unit of the edited file, one of the new file"
+    );
+    assert_eq!(
+        s.units_removed, 3,
+        "two of the edited file, one of the deleted file"
+    );
     assert_eq!(s.units, 3);
     let events = events.into_inner().unwrap();
-    assert!(events.iter().any(|e| matches!(e, IndexEvent::Committed { .. })));
-    assert!(events.iter().any(|e| matches!(e, IndexEvent::Progress(p) if p.files_total == 3)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, IndexEvent::Committed { .. }))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, IndexEvent::Progress(p) if p.files_total == 3))
+    );
 
-    assert_eq!(symbols(&engine, &SearchRequest::new("fetch url", 5)), ["r:fetch_url"]);
-    assert!(!symbols(&engine, &SearchRequest::new("format_size", 5)).contains(&"r:format_size".to_string()));
-    assert!(!symbols(&engine, &SearchRequest::new("test parse size", 5)).iter().any(|s| s.contains("test_parse_size")));
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("fetch url", 5)),
+        ["r:fetch_url"]
+    );
+    assert!(
+        !symbols(&engine, &SearchRequest::new("format_size", 5))
+            .contains(&"r:format_size".to_string())
+    );
+    assert!(
+        !symbols(&engine, &SearchRequest::new("test parse size", 5))
+            .iter()
+            .any(|s| s.contains("test_parse_size"))
+    );
     assert_eq!(engine.repository("r").unwrap().units, 3);
 }
 
@@ -143,7 +242,10 @@ fn tests_rank_below_the_code_they_test() {
     let mut req = SearchRequest::new("parse a size like 512K or 2M", 2);
     assert_eq!(symbols(&engine, &req)[0], "r:parse_size");
     // Asking for tests, or turning demotion off, ranks by the text alone.
-    let hits = symbols(&engine, &SearchRequest::new("test that parse size handles 512K", 2));
+    let hits = symbols(
+        &engine,
+        &SearchRequest::new("test that parse size handles 512K", 2),
+    );
     assert_eq!(hits[0], "r:test_parse_size", "{hits:?}");
     req.demote_tests = false;
     assert_eq!(symbols(&engine, &req).len(), 2);
@@ -152,7 +254,8 @@ fn tests_rank_below_the_code_they_test() {
     assert!(!hit.matches.is_empty());
     let text = fs::read(root.join(&hit.unit.path)).unwrap();
     for m in &hit.matches {
-        let word = String::from_utf8_lossy(&text[m.start_byte as usize..m.end_byte as usize]).to_lowercase();
+        let word = String::from_utf8_lossy(&text[m.start_byte as usize..m.end_byte as usize])
+            .to_lowercase();
         assert!(word == "parse" || word == "size", "{word}");
     }
 }
@@ -171,16 +274,26 @@ fn cancelled_runs_keep_the_last_commit() {
         .index_repository(&IndexOptions::new(&root).named("r"), &|_| {}, &cancel)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
-    assert_eq!(symbols(&engine, &SearchRequest::new("parse size", 5))[0], "r:parse_size");
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("parse size", 5))[0],
+        "r:parse_size"
+    );
     assert!(symbols(&engine, &SearchRequest::new("totally new", 5)).is_empty());
     // Cancelling from the progress callback, mid-run, also leaves a usable index, and the
     // next run completes the work.
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
-    let _ = engine.index_repository(&IndexOptions::new(&root).named("r"), &move |_| c2.cancel(), &cancel);
+    let _ = engine.index_repository(
+        &IndexOptions::new(&root).named("r"),
+        &move |_| c2.cancel(),
+        &cancel,
+    );
     let s = index(&engine, &root, "r");
     assert_eq!(s.units, 3, "sizes.py now holds one function");
-    assert_eq!(symbols(&engine, &SearchRequest::new("totally new", 5)), ["r:totally_new_function"]);
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("totally new", 5)),
+        ["r:totally_new_function"]
+    );
 }
 
 #[test]
@@ -194,12 +307,23 @@ fn a_second_writer_is_refused_with_the_pid() {
     let store = gnn_coder_engine::EmbeddedStore::open(&idx).unwrap();
     let held = store.embedded_writer().unwrap();
     let err = engine
-        .index_repository(&IndexOptions::new(&root).named("r"), &|_| {}, &CancellationToken::new())
+        .index_repository(
+            &IndexOptions::new(&root).named("r"),
+            &|_| {},
+            &CancellationToken::new(),
+        )
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
-    assert!(err.to_string().contains(&format!("PID {}", std::process::id())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("PID {}", std::process::id())),
+        "{err}"
+    );
     // Searching is not blocked.
-    assert_eq!(symbols(&engine, &SearchRequest::new("retry backoff", 1)), ["r:retry_with_backoff"]);
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("retry backoff", 1)),
+        ["r:retry_with_backoff"]
+    );
     drop(held);
     index(&engine, &root, "r");
 }
@@ -216,23 +340,52 @@ fn bad_requests_are_refused() {
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{q:?}");
     }
     let long = "x".repeat(100_000);
-    assert_eq!(engine.search(&SearchRequest::new(long, 5)).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        engine
+            .search(&SearchRequest::new(long, 5))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
     let mut req = SearchRequest::new("parse", 5);
     req.languages = vec!["cobol".into()];
-    assert_eq!(engine.search(&req).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        engine.search(&req).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     let mut req = SearchRequest::new("parse", 5);
     req.path_globs = vec!["src/[".into()];
-    assert_eq!(engine.search(&req).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        engine.search(&req).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     let mut req = SearchRequest::new("parse", 5);
     req.mode = Some(gnn_coder_engine::Mode::Semantic);
-    assert_eq!(engine.search(&req).unwrap_err().kind(), ErrorKind::Incompatible, "lexical-only index");
-    assert!(engine.search(&SearchRequest::new("parse", 0)).unwrap().is_empty());
+    assert_eq!(
+        engine.search(&req).unwrap_err().kind(),
+        ErrorKind::Incompatible,
+        "lexical-only index"
+    );
+    assert!(
+        engine
+            .search(&SearchRequest::new("parse", 0))
+            .unwrap()
+            .is_empty()
+    );
     let missing = IndexOptions::new(tmp.path().join("nope"));
-    let err = engine.index_repository(&missing, &|_| {}, &CancellationToken::new()).unwrap_err();
+    let err = engine
+        .index_repository(&missing, &|_| {}, &CancellationToken::new())
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     let mut bad_name = IndexOptions::new(&root);
     bad_name.name = Some("  ".into());
-    assert_eq!(engine.index_repository(&bad_name, &|_| {}, &CancellationToken::new()).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        engine
+            .index_repository(&bad_name, &|_| {}, &CancellationToken::new())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
     // Opening what is not an index.
     let err = Engine::open(&tmp.path().join("nothing"), lexical()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);

@@ -61,7 +61,10 @@ impl AnnState {
 
 fn covered_of(path: &Path) -> Option<u32> {
     let name = path.file_name()?.to_str()?;
-    name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
+    name.strip_prefix(PREFIX)?
+        .strip_suffix(SUFFIX)?
+        .parse()
+        .ok()
 }
 
 fn files(dir: &Path) -> Vec<(u32, PathBuf)> {
@@ -78,7 +81,10 @@ fn files(dir: &Path) -> Vec<(u32, PathBuf)> {
 
 /// The newest approximate index covering at most `rows` rows.
 pub(crate) fn newest(dir: &Path, rows: u32) -> Option<(u32, PathBuf)> {
-    files(dir).into_iter().filter(|(n, _)| *n <= rows && *n > 0).next_back()
+    files(dir)
+        .into_iter()
+        .filter(|(n, _)| *n <= rows && *n > 0)
+        .next_back()
 }
 
 /// [`MIN_ROWS`], or `$GNN_CODER_ANN_MIN_ROWS` (for benchmarks that measure the approximate
@@ -124,15 +130,17 @@ pub(crate) fn build_and_save(
         ef_search: EF_SEARCH,
         ..AnnParams::default()
     };
-    let index = AnnIndex::build(dim, &items, &params, &|| cancel.is_cancelled())
-        .map_err(|e| match e {
+    let index =
+        AnnIndex::build(dim, &items, &params, &|| cancel.is_cancelled()).map_err(|e| match e {
             gnn_coder_ann::AnnError::Cancelled => StoreError::Cancelled,
             other => StoreError::Backend {
                 message: format!("building the approximate index: {other}"),
             },
         })?;
     drop(vectors);
-    let path = dir.join(VECTORS_DIR).join(format!("{PREFIX}{count:010}{SUFFIX}"));
+    let path = dir
+        .join(VECTORS_DIR)
+        .join(format!("{PREFIX}{count:010}{SUFFIX}"));
     index.save(&path).map_err(|e| StoreError::Backend {
         message: format!("saving the approximate index: {e}"),
     })?;

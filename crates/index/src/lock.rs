@@ -37,7 +37,11 @@ impl WriterLock {
                 let pid = pid.trim();
                 return Err(StoreError::Locked {
                     path: dir.to_path_buf(),
-                    pid: if pid.is_empty() { "?".into() } else { pid.to_string() },
+                    pid: if pid.is_empty() {
+                        "?".into()
+                    } else {
+                        pid.to_string()
+                    },
                 });
             }
             Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path)(e)),

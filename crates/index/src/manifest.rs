@@ -103,7 +103,11 @@ impl Manifest {
                 manifest.vector_encoding
             )));
         }
-        if manifest.embedding.as_ref().is_some_and(|e| e.dim == 0 || e.dim > 65_536) {
+        if manifest
+            .embedding
+            .as_ref()
+            .is_some_and(|e| e.dim == 0 || e.dim > 65_536)
+        {
             return Err(bad("bad vector dimension".into()));
         }
         Ok(manifest)

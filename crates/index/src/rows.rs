@@ -45,7 +45,11 @@ pub(crate) fn quantize(x: &[f32], out: &mut Vec<u8>) {
     let k = 127.0 / s;
     out.extend(x.iter().map(|v| {
         let q = (v * k).round();
-        (if q.is_finite() { q.clamp(-127.0, 127.0) } else { 0.0 }) as i8 as u8
+        (if q.is_finite() {
+            q.clamp(-127.0, 127.0)
+        } else {
+            0.0
+        }) as i8 as u8
     }));
 }
 
@@ -56,7 +60,8 @@ pub(crate) fn dot_row(row: &[u8], q: &[f32]) -> f32 {
     let body = &row[4..];
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU supports the features the function was compiled for.
             return unsafe { dot_i8_avx2(body, q) } * scale;
         }
@@ -92,7 +97,10 @@ unsafe fn dot_i8_avx2(body: &[u8], q: &[f32]) -> f32 {
 
 pub(crate) fn dequantize(row: &[u8]) -> Vec<f32> {
     let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]) / 127.0;
-    row[4..].iter().map(|&b| f32::from(b as i8) * scale).collect()
+    row[4..]
+        .iter()
+        .map(|&b| f32::from(b as i8) * scale)
+        .collect()
 }
 
 /// The writer's side: the key map and pending appends.
@@ -140,13 +148,21 @@ impl RowWriter {
         let want_keys = complete as u64 * KEY_BYTES as u64;
         let want_rows = complete as u64 * row_bytes(dim) as u64;
         if keys.len() as u64 != want_keys {
-            keys_file.set_len(want_keys).map_err(StoreError::io(&keys_path))?;
+            keys_file
+                .set_len(want_keys)
+                .map_err(StoreError::io(&keys_path))?;
         }
         if rows_len != want_rows {
-            rows_file.set_len(want_rows).map_err(StoreError::io(&rows_path))?;
+            rows_file
+                .set_len(want_rows)
+                .map_err(StoreError::io(&rows_path))?;
         }
         let mut map = HashMap::with_capacity(complete as usize);
-        for (row, k) in keys.chunks_exact(KEY_BYTES).take(complete as usize).enumerate() {
+        for (row, k) in keys
+            .chunks_exact(KEY_BYTES)
+            .take(complete as usize)
+            .enumerate()
+        {
             let mut key = [0u8; KEY_BYTES];
             key.copy_from_slice(k);
             map.entry(UnitKey(key)).or_insert(row as u32);
@@ -189,7 +205,10 @@ impl RowWriter {
         if self.pending_keys.is_empty() {
             return Ok(());
         }
-        for (name, bytes) in [(ROWS_FILE, &self.pending_rows), (KEYS_FILE, &self.pending_keys)] {
+        for (name, bytes) in [
+            (ROWS_FILE, &self.pending_rows),
+            (KEYS_FILE, &self.pending_keys),
+        ] {
             let path = self.dir.join(name);
             let mut f = fs::OpenOptions::new()
                 .append(true)
@@ -227,19 +246,31 @@ impl RowReader {
         let file = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(RowReader { map: None, dim, count: 0 });
+                return Ok(RowReader {
+                    map: None,
+                    dim,
+                    count: 0,
+                });
             }
             Err(e) => return Err(StoreError::io(&path)(e)),
         };
         let len = file.metadata().map_err(StoreError::io(&path))?.len();
         if len == 0 {
-            return Ok(RowReader { map: None, dim, count: 0 });
+            return Ok(RowReader {
+                map: None,
+                dim,
+                count: 0,
+            });
         }
         // SAFETY: the file only grows, and only rows below the length mapped here are read; a
         // writer cuts only a torn tail beyond every committed row (module docs).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(&path))?;
         let count = (map.len() / row_bytes(dim)) as u32;
-        Ok(RowReader { map: Some(map), dim, count })
+        Ok(RowReader {
+            map: Some(map),
+            dim,
+            count,
+        })
     }
 
     pub(crate) fn count(&self) -> u32 {
@@ -270,7 +301,9 @@ mod tests {
 
     #[test]
     fn quantized_dot_is_close() {
-        let x: Vec<f32> = (0..384).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let x: Vec<f32> = (0..384)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
         let n = x.iter().map(|v| v * v).sum::<f32>().sqrt();
         let x: Vec<f32> = x.iter().map(|v| v / n).collect();
         let q: Vec<f32> = x.iter().rev().copied().collect();
@@ -291,13 +324,30 @@ mod tests {
         let a = w.insert(UnitKey([1; 16]), &[1.0, 0.0, 0.0, 0.0]).unwrap();
         let b = w.insert(UnitKey([2; 16]), &[0.0, 1.0, 0.0, 0.0]).unwrap();
         assert_eq!((a, b), (0, 1));
-        assert_eq!(w.insert(UnitKey([1; 16]), &[0.0; 4]).unwrap(), 0, "cached key");
-        assert!(w.insert(UnitKey([3; 16]), &[0.0; 3]).is_err(), "wrong dimension");
+        assert_eq!(
+            w.insert(UnitKey([1; 16]), &[0.0; 4]).unwrap(),
+            0,
+            "cached key"
+        );
+        assert!(
+            w.insert(UnitKey([3; 16]), &[0.0; 3]).is_err(),
+            "wrong dimension"
+        );
         w.sync().unwrap();
         // A torn append: half a row and a key without its row.
         let dir = tmp.path().join(VECTORS_DIR);
-        fs::OpenOptions::new().append(true).open(dir.join(ROWS_FILE)).unwrap().write_all(&[9; 3]).unwrap();
-        fs::OpenOptions::new().append(true).open(dir.join(KEYS_FILE)).unwrap().write_all(&[7; 16]).unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(ROWS_FILE))
+            .unwrap()
+            .write_all(&[9; 3])
+            .unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(KEYS_FILE))
+            .unwrap()
+            .write_all(&[7; 16])
+            .unwrap();
         let w = RowWriter::open(tmp.path(), 4).unwrap();
         assert_eq!(w.rows(), 2);
         assert_eq!(w.lookup(&UnitKey([2; 16])), Some(1));

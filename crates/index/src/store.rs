@@ -83,9 +83,27 @@ struct Fields {
 }
 
 const FIELD_NAMES: [&str; 21] = [
-    "doc_type", "key", "repo", "path", "path_text", "language", "kind", "name", "symbol", "doc",
-    "code", "start_line", "end_line", "def_line", "start_byte", "end_byte", "row", "file_hash",
-    "file_units", "file_bytes", "repo_json",
+    "doc_type",
+    "key",
+    "repo",
+    "path",
+    "path_text",
+    "language",
+    "kind",
+    "name",
+    "symbol",
+    "doc",
+    "code",
+    "start_line",
+    "end_line",
+    "def_line",
+    "start_byte",
+    "end_byte",
+    "row",
+    "file_hash",
+    "file_units",
+    "file_bytes",
+    "repo_json",
 ];
 
 impl Fields {
@@ -108,7 +126,13 @@ impl Fields {
         b.add_text_field("symbol", text().set_stored());
         b.add_text_field("doc", text().set_stored());
         b.add_text_field("code", text().set_stored());
-        for f in ["start_line", "end_line", "def_line", "start_byte", "end_byte"] {
+        for f in [
+            "start_line",
+            "end_line",
+            "def_line",
+            "start_byte",
+            "end_byte",
+        ] {
             b.add_u64_field(f, STORED);
         }
         b.add_u64_field("row", INDEXED | STORED | FAST);
@@ -384,7 +408,18 @@ fn create(dir: &Path, embedding: Option<EmbeddingInfo>) -> Result<()> {
         // The index ignores itself, as virtualenvs and pytest caches do.
         fs::write(tmp.join(".gitignore"), "# created by gnn-coder\n*\n")
             .map_err(StoreError::io(&tmp))?;
-        Index::create_in_dir(tmp.join(LEXICAL_DIR), Fields::schema()).map_err(tantivy_err(&tmp))?;
+        let settings = tantivy::IndexSettings {
+            docstore_compression: tantivy::store::Compressor::Zstd(
+                tantivy::store::ZstdCompressor::default(),
+            ),
+            docstore_blocksize: 32 * 1024,
+            ..tantivy::IndexSettings::default()
+        };
+        Index::builder()
+            .schema(Fields::schema())
+            .settings(settings)
+            .create_in_dir(tmp.join(LEXICAL_DIR))
+            .map_err(tantivy_err(&tmp))?;
         if let Some(e) = &embedding {
             RowWriter::open(&tmp, e.dim)?;
         }
@@ -668,7 +703,11 @@ struct SegmentFilter<'a> {
     /// Some filter admits no value present in this segment.
     none: bool,
     /// Path column, globs, and per path ordinal 0 = not checked yet, 1 = matches, 2 = not.
-    path: Option<(StrColumn, &'a globset::GlobSet, Vec<std::sync::atomic::AtomicU8>)>,
+    path: Option<(
+        StrColumn,
+        &'a globset::GlobSet,
+        Vec<std::sync::atomic::AtomicU8>,
+    )>,
     exclude: &'a HashSet<UnitId>,
     segment_ord: u32,
     alive: Option<&'a tantivy::fastfield::AliveBitSet>,
@@ -699,7 +738,11 @@ impl<'a> SegmentFilter<'a> {
             };
             let mut allowed = HashSet::new();
             for w in wanted {
-                if let Some(ord) = col.dictionary().term_ord(w.as_bytes()).map_err(io_backend)? {
+                if let Some(ord) = col
+                    .dictionary()
+                    .term_ord(w.as_bytes())
+                    .map_err(io_backend)?
+                {
                     allowed.insert(ord);
                 }
             }
@@ -712,7 +755,13 @@ impl<'a> SegmentFilter<'a> {
             Some(g) => match ff.str("path").map_err(backend)? {
                 Some(col) => {
                     let n = col.num_terms();
-                    Some((col, g, (0..n).map(|_| std::sync::atomic::AtomicU8::new(0)).collect()))
+                    Some((
+                        col,
+                        g,
+                        (0..n)
+                            .map(|_| std::sync::atomic::AtomicU8::new(0))
+                            .collect(),
+                    ))
                 }
                 None => {
                     none = true;
@@ -759,7 +808,9 @@ impl<'a> SegmentFilter<'a> {
                 return false;
             }
         }
-        !self.exclude.contains(&unit_id(DocAddress::new(self.segment_ord, doc)))
+        !self
+            .exclude
+            .contains(&unit_id(DocAddress::new(self.segment_ord, doc)))
     }
 }
 
@@ -898,10 +949,16 @@ impl Snapshot {
     }
 
     fn is_live_unit(&self, addr: DocAddress) -> bool {
-        let Some(seg) = self.searcher.segment_readers().get(addr.segment_ord as usize) else {
+        let Some(seg) = self
+            .searcher
+            .segment_readers()
+            .get(addr.segment_ord as usize)
+        else {
             return false;
         };
-        if addr.doc_id >= seg.max_doc() || seg.alive_bitset().is_some_and(|a| !a.is_alive(addr.doc_id)) {
+        if addr.doc_id >= seg.max_doc()
+            || seg.alive_bitset().is_some_and(|a| !a.is_alive(addr.doc_id))
+        {
             return false;
         }
         // Only unit documents have a kind.
@@ -939,12 +996,18 @@ impl Snapshot {
                     Term::from_field_text(field, t),
                     IndexRecordOption::WithFreqs,
                 );
-                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), boost))));
+                should.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(tq), boost)),
+                ));
             }
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Must, Box::new(BooleanQuery::new(should))),
-            (Occur::Must, Box::new(BoostQuery::new(self.term(f.doc_type, DOC_UNIT), 0.0))),
+            (
+                Occur::Must,
+                Box::new(BoostQuery::new(self.term(f.doc_type, DOC_UNIT), 0.0)),
+            ),
         ];
         for (field, values) in [
             (f.language, &q.filters.languages),
@@ -967,7 +1030,10 @@ impl Snapshot {
             .iter()
             .map(|v| (Occur::Should, self.term(field, v)))
             .collect();
-        Some(Box::new(BoostQuery::new(Box::new(BooleanQuery::new(any)), 0.0)))
+        Some(Box::new(BoostQuery::new(
+            Box::new(BooleanQuery::new(any)),
+            0.0,
+        )))
     }
 
     fn check_vector(&self, v: &[f32]) -> Result<&RowReader> {
@@ -997,6 +1063,8 @@ impl Snapshot {
         top: &mut TopK,
     ) -> Result<u64> {
         let mut candidates = 0u64;
+        // Units that share a text share a row: score each row once.
+        let mut scores: Vec<f32> = vec![f32::NAN; rows.count() as usize];
         for (ord, seg) in self.searcher.segment_readers().iter().enumerate() {
             let filter = SegmentFilter::new(seg, ord as u32, &q.filters, globs, exclude)?;
             if filter.none {
@@ -1012,9 +1080,13 @@ impl Snapshot {
                     continue;
                 }
                 candidates += 1;
-                if let Some(s) = rows.dot(row, &q.vector) {
-                    top.push(unit_id(DocAddress::new(ord as u32, doc)), s);
+                let Some(slot) = scores.get_mut(row as usize) else {
+                    continue;
+                };
+                if slot.is_nan() {
+                    *slot = rows.dot(row, &q.vector).unwrap_or(f32::NEG_INFINITY);
                 }
+                top.push(unit_id(DocAddress::new(ord as u32, doc)), *slot);
             }
         }
         Ok(candidates)
@@ -1225,12 +1297,22 @@ impl StoreReader for Snapshot {
 
     fn units(&self, ids: &[UnitId]) -> Result<Vec<StoredUnit>> {
         let mut out = Vec::with_capacity(ids.len());
+        let segments = self.searcher.segment_readers();
         for &id in ids {
             let addr = address(id);
-            if !self.is_live_unit(addr) {
+            let Some(seg) = segments.get(addr.segment_ord as usize) else {
+                continue;
+            };
+            if addr.doc_id >= seg.max_doc()
+                || seg.alive_bitset().is_some_and(|a| !a.is_alive(addr.doc_id))
+            {
                 continue;
             }
             let doc = self.stored(addr)?;
+            // Only unit documents have a kind.
+            if doc.get_first(self.fields.kind).is_none() {
+                continue;
+            }
             out.push(self.unit_from(id, &doc));
         }
         Ok(out)
@@ -1264,6 +1346,34 @@ impl StoreReader for Snapshot {
         let seg = self.searcher.segment_reader(addr.segment_ord);
         let col = seg.fast_fields().u64("row").map_err(backend)?;
         Ok(col.first(addr.doc_id).and_then(|r| rows.vector(r as u32)))
+    }
+
+    fn vector_scores(&self, ids: &[UnitId], query: &[f32]) -> Result<Vec<Option<f32>>> {
+        let rows = self.check_vector(query)?;
+        let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
+        let segments = self.searcher.segment_readers();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let a = address(*id);
+            let Some(seg) = segments.get(a.segment_ord as usize) else {
+                out.push(None);
+                continue;
+            };
+            if a.doc_id >= seg.max_doc()
+                || seg.alive_bitset().is_some_and(|b| !b.is_alive(a.doc_id))
+            {
+                out.push(None);
+                continue;
+            }
+            let col = match columns.entry(a.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(seg.fast_fields().u64("row").map_err(backend)?)
+                }
+            };
+            out.push(col.first(a.doc_id).and_then(|r| rows.dot(r as u32, query)));
+        }
+        Ok(out)
     }
 
     fn stats(&self) -> Result<StoreStats> {

@@ -120,8 +120,19 @@ fn populated(dir: &Path) -> EmbeddedStore {
     w.upsert_files(
         "alpha",
         vec![
-            file("src/http.py", "python", &[("parse_header", "def parse_header(line): pass", 0), ("send_request", "def send_request(url): pass", 1)]),
-            file("src/size.rs", "rust", &[("parse_size", "fn parse_size(s: &str) -> u64 { 0 }", 2)]),
+            file(
+                "src/http.py",
+                "python",
+                &[
+                    ("parse_header", "def parse_header(line): pass", 0),
+                    ("send_request", "def send_request(url): pass", 1),
+                ],
+            ),
+            file(
+                "src/size.rs",
+                "rust",
+                &[("parse_size", "fn parse_size(s: &str) -> u64 { 0 }", 2)],
+            ),
         ],
     )
     .unwrap();
@@ -133,7 +144,11 @@ fn populated(dir: &Path) -> EmbeddedStore {
     .unwrap();
     w.upsert_files(
         "beta",
-        vec![file("lib/header.py", "python", &[("parse_header", "def parse_header(h): pass", 3)])],
+        vec![file(
+            "lib/header.py",
+            "python",
+            &[("parse_header", "def parse_header(h): pass", 3)],
+        )],
     )
     .unwrap();
     w.commit(&CancellationToken::new()).unwrap();
@@ -152,20 +167,32 @@ fn both_legs_filter_before_the_cut() {
         repositories: vec!["beta".into()],
         ..Filters::default()
     };
-    assert_eq!(lexical(r.as_ref(), "parse header", beta.clone()), vec!["beta:parse_header"]);
+    assert_eq!(
+        lexical(r.as_ref(), "parse header", beta.clone()),
+        vec!["beta:parse_header"]
+    );
     let rust = Filters {
         languages: vec!["rust".into()],
         ..Filters::default()
     };
-    assert_eq!(lexical(r.as_ref(), "parse", rust.clone()), vec!["alpha:parse_size"]);
+    assert_eq!(
+        lexical(r.as_ref(), "parse", rust.clone()),
+        vec!["alpha:parse_size"]
+    );
     let glob = Filters {
         path_globs: vec!["src/**/*.rs".into()],
         ..Filters::default()
     };
-    assert_eq!(lexical(r.as_ref(), "parse", glob.clone()), vec!["alpha:parse_size"]);
+    assert_eq!(
+        lexical(r.as_ref(), "parse", glob.clone()),
+        vec!["alpha:parse_size"]
+    );
 
     // Vector leg: the nearest overall is unit 0, but each filter keeps its own best at rank 1.
-    assert_eq!(dense(r.as_ref(), 0, Filters::default(), 1), vec!["alpha:parse_header"]);
+    assert_eq!(
+        dense(r.as_ref(), 0, Filters::default(), 1),
+        vec!["alpha:parse_header"]
+    );
     assert_eq!(dense(r.as_ref(), 0, beta, 1), vec!["beta:parse_header"]);
     assert_eq!(dense(r.as_ref(), 0, rust, 1), vec!["alpha:parse_size"]);
     assert_eq!(dense(r.as_ref(), 0, glob, 5), vec!["alpha:parse_size"]);
@@ -177,14 +204,26 @@ fn both_legs_filter_before_the_cut() {
     assert!(lexical(r.as_ref(), "parse", none).is_empty());
 
     let repos = r.repositories().unwrap();
-    assert_eq!(repos.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["alpha", "beta"]);
+    assert_eq!(
+        repos.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["alpha", "beta"]
+    );
     let files = r.files("alpha").unwrap();
     assert_eq!(files.len(), 2);
     assert_eq!(files[0].hash, "hash-of-src/http.py");
     let stats = r.stats().unwrap();
-    assert_eq!((stats.repositories, stats.files, stats.units, stats.vectors), (2, 3, 4, 4));
+    assert_eq!(
+        (stats.repositories, stats.files, stats.units, stats.vectors),
+        (2, 3, 4, 4)
+    );
     // An index directory ignores itself.
-    assert_eq!(fs::read_to_string(tmp.path().join("idx/.gitignore")).unwrap().lines().last(), Some("*"));
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("idx/.gitignore"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("*")
+    );
 }
 
 #[test]
@@ -204,7 +243,13 @@ fn snapshots_are_isolated_and_refreshes_replace_files() {
                 bytes: 50,
             },
             units: vec![UnitWrite {
-                record: unit("src/http.py", "python", "fetch_url", "def fetch_url(u): pass", 1),
+                record: unit(
+                    "src/http.py",
+                    "python",
+                    "fetch_url",
+                    "def fetch_url(u): pass",
+                    1,
+                ),
                 key: key(1),
                 vector: None,
             }],
@@ -213,24 +258,49 @@ fn snapshots_are_isolated_and_refreshes_replace_files() {
     .unwrap();
     w.delete_files("alpha", &["src/size.rs".into()]).unwrap();
     // Not visible before the commit, to new or old readers.
-    assert_eq!(lexical(store.reader().unwrap().as_ref(), "size", Filters::default()), vec!["alpha:parse_size"]);
+    assert_eq!(
+        lexical(store.reader().unwrap().as_ref(), "size", Filters::default()),
+        vec!["alpha:parse_size"]
+    );
     w.commit(&CancellationToken::new()).unwrap();
     drop(w);
     let after = store.reader().unwrap();
     assert!(lexical(after.as_ref(), "size", Filters::default()).is_empty());
-    assert_eq!(lexical(after.as_ref(), "fetch url", Filters::default()), vec!["alpha:fetch_url"]);
-    assert_eq!(dense(after.as_ref(), 1, Filters::default(), 1), vec!["alpha:fetch_url"]);
-    assert_eq!(after.stats().unwrap().vectors, 4, "the cached vector was reused, not appended");
+    assert_eq!(
+        lexical(after.as_ref(), "fetch url", Filters::default()),
+        vec!["alpha:fetch_url"]
+    );
+    assert_eq!(
+        dense(after.as_ref(), 1, Filters::default(), 1),
+        vec!["alpha:fetch_url"]
+    );
+    assert_eq!(
+        after.stats().unwrap().vectors,
+        4,
+        "the cached vector was reused, not appended"
+    );
     // The old snapshot still sees its commit.
-    assert_eq!(lexical(before.as_ref(), "size", Filters::default()), vec!["alpha:parse_size"]);
+    assert_eq!(
+        lexical(before.as_ref(), "size", Filters::default()),
+        vec!["alpha:parse_size"]
+    );
     // A new unit without a vector and no cached one is refused.
     let mut w = store.writer().unwrap();
     let err = w
         .upsert_files(
             "alpha",
             vec![FileWrite {
-                file: FileEntry { path: "x.py".into(), hash: "h".into(), units: 1, bytes: 1 },
-                units: vec![UnitWrite { record: unit("x.py", "python", "x", "def x(): pass", 1), key: key(99), vector: None }],
+                file: FileEntry {
+                    path: "x.py".into(),
+                    hash: "h".into(),
+                    units: 1,
+                    bytes: 1,
+                },
+                units: vec![UnitWrite {
+                    record: unit("x.py", "python", "x", "def x(): pass", 1),
+                    key: key(99),
+                    vector: None,
+                }],
             }],
         )
         .unwrap_err();
@@ -243,7 +313,10 @@ fn snapshots_are_isolated_and_refreshes_replace_files() {
     drop(w);
     let r = store.reader().unwrap();
     assert_eq!(r.repositories().unwrap().len(), 1);
-    assert_eq!(lexical(r.as_ref(), "parse fetch header url", Filters::default()), vec!["beta:parse_header"]);
+    assert_eq!(
+        lexical(r.as_ref(), "parse fetch header url", Filters::default()),
+        vec!["beta:parse_header"]
+    );
 }
 
 #[test]
@@ -255,7 +328,15 @@ fn an_uncommitted_writer_leaves_nothing_and_reopening_works() {
         let store = EmbeddedStore::open(&dir).unwrap();
         let mut w = store.writer().unwrap();
         w.delete_repository("alpha").unwrap();
-        w.upsert_files("beta", vec![file("new.py", "python", &[("brand_new", "def brand_new(): pass", 7)])]).unwrap();
+        w.upsert_files(
+            "beta",
+            vec![file(
+                "new.py",
+                "python",
+                &[("brand_new", "def brand_new(): pass", 7)],
+            )],
+        )
+        .unwrap();
         // dropped without commit
     }
     let store = EmbeddedStore::open(&dir).unwrap();
@@ -270,7 +351,10 @@ fn an_uncommitted_writer_leaves_nothing_and_reopening_works() {
     let w = store.writer().unwrap();
     drop(w);
     assert_eq!(fs::metadata(&rows).unwrap().len(), 4 * (4 + DIM as u64));
-    assert_eq!(dense(store.reader().unwrap().as_ref(), 3, Filters::default(), 1), vec!["beta:parse_header"]);
+    assert_eq!(
+        dense(store.reader().unwrap().as_ref(), 3, Filters::default(), 1),
+        vec!["beta:parse_header"]
+    );
 }
 
 #[test]
@@ -283,7 +367,10 @@ fn one_writer_at_a_time_and_stale_locks_recover() {
     let err = other.writer().err().expect("second writer refused");
     assert_eq!(err.kind(), ErrorKind::Locked);
     let msg = err.to_string();
-    assert!(msg.contains(&format!("locked by PID {}", std::process::id())), "{msg}");
+    assert!(
+        msg.contains(&format!("locked by PID {}", std::process::id())),
+        "{msg}"
+    );
     // Readers are never blocked by the writer.
     assert_eq!(other.reader().unwrap().stats().unwrap().units, 4);
     drop(w);
@@ -291,7 +378,10 @@ fn one_writer_at_a_time_and_stale_locks_recover() {
     fs::write(dir.join("writer.lock"), "999999999\n").unwrap();
     let w = other.writer().expect("stale lock recovered");
     drop(w);
-    assert_eq!(fs::read_to_string(dir.join("writer.lock")).unwrap().trim(), std::process::id().to_string());
+    assert_eq!(
+        fs::read_to_string(dir.join("writer.lock")).unwrap().trim(),
+        std::process::id().to_string()
+    );
 }
 
 #[test]
@@ -299,18 +389,37 @@ fn bad_directories_and_requests_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     // Missing, foreign, damaged, other version.
     let missing = tmp.path().join("missing");
-    assert_eq!(EmbeddedStore::open(&missing).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        EmbeddedStore::open(&missing).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     let foreign = tmp.path().join("docs");
     fs::create_dir_all(&foreign).unwrap();
     fs::write(foreign.join("thesis.txt"), "x").unwrap();
-    assert_eq!(EmbeddedStore::open_or_create(&foreign, None).unwrap_err().kind(), ErrorKind::InvalidArgument);
-    assert_eq!(EmbeddedStore::remove(&foreign).unwrap_err().kind(), ErrorKind::InvalidArgument);
-    assert_eq!(fs::read_dir(&foreign).unwrap().count(), 1, "the foreign directory was touched");
+    assert_eq!(
+        EmbeddedStore::open_or_create(&foreign, None)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        EmbeddedStore::remove(&foreign).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "the foreign directory was touched"
+    );
     let dir = tmp.path().join("idx");
     populated(&dir);
     let manifest = dir.join(MANIFEST_FILE);
     let good = fs::read_to_string(&manifest).unwrap();
-    fs::write(&manifest, good.replace("\"format_version\": 2", "\"format_version\": 9")).unwrap();
+    fs::write(
+        &manifest,
+        good.replace("\"format_version\": 2", "\"format_version\": 9"),
+    )
+    .unwrap();
     let err = EmbeddedStore::open(&dir).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Incompatible);
     assert!(err.to_string().contains("format version 9"), "{err}");
@@ -319,27 +428,61 @@ fn bad_directories_and_requests_are_refused() {
     assert!(err.to_string().contains("damaged"), "{err}");
     fs::write(&manifest, &good).unwrap();
     fs::remove_dir_all(dir.join("lexical")).unwrap();
-    assert!(EmbeddedStore::open(&dir).unwrap_err().to_string().contains("damaged"));
+    assert!(
+        EmbeddedStore::open(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("damaged")
+    );
     // A damaged index can be removed (to rebuild it).
     EmbeddedStore::remove(&dir).unwrap();
     assert!(!dir.exists());
 
     let store = populated(&dir);
     let r = store.reader().unwrap();
-    let wrong_dim = r.vector(&VectorQuery { vector: vec![1.0; 3], filters: Filters::default(), limit: 5, exact: false });
+    let wrong_dim = r.vector(&VectorQuery {
+        vector: vec![1.0; 3],
+        filters: Filters::default(),
+        limit: 5,
+        exact: false,
+    });
     assert_eq!(wrong_dim.unwrap_err().kind(), ErrorKind::Incompatible);
-    let bad_glob = Filters { path_globs: vec!["src/[".into()], ..Filters::default() };
-    let err = r.lexical(&LexicalQuery { text: "x".into(), boosts: FieldBoosts::default(), filters: bad_glob, limit: 5 });
+    let bad_glob = Filters {
+        path_globs: vec!["src/[".into()],
+        ..Filters::default()
+    };
+    let err = r.lexical(&LexicalQuery {
+        text: "x".into(),
+        boosts: FieldBoosts::default(),
+        filters: bad_glob,
+        limit: 5,
+    });
     assert_eq!(err.unwrap_err().kind(), ErrorKind::InvalidArgument);
     // Punctuation analyses to nothing: no hits, no error; a huge limit is fine.
     assert!(lexical(r.as_ref(), "()", Filters::default()).is_empty());
-    let huge = r.vector(&VectorQuery { vector: vector(0), filters: Filters::default(), limit: usize::MAX, exact: true }).unwrap();
+    let huge = r
+        .vector(&VectorQuery {
+            vector: vector(0),
+            filters: Filters::default(),
+            limit: usize::MAX,
+            exact: true,
+        })
+        .unwrap();
     assert_eq!(huge.len(), 4);
     // Unknown unit ids are skipped.
-    assert!(r.units(&[gnn_coder_store::UnitId(u64::MAX)]).unwrap().is_empty());
+    assert!(
+        r.units(&[gnn_coder_store::UnitId(u64::MAX)])
+            .unwrap()
+            .is_empty()
+    );
     // A lexical-only index has no vector leg.
     let lex = EmbeddedStore::open_or_create(&tmp.path().join("lex"), None).unwrap();
-    let err = lex.reader().unwrap().vector(&VectorQuery { vector: vector(0), filters: Filters::default(), limit: 5, exact: false });
+    let err = lex.reader().unwrap().vector(&VectorQuery {
+        vector: vector(0),
+        filters: Filters::default(),
+        limit: 5,
+        exact: false,
+    });
     assert_eq!(err.unwrap_err().kind(), ErrorKind::Incompatible);
 }
 
@@ -353,7 +496,11 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     let dir = tmp.path().join("idx");
     let store = EmbeddedStore::open_or_create(
         &dir,
-        Some(EmbeddingInfo { model: "m".into(), dim: D, trained: false }),
+        Some(EmbeddingInfo {
+            model: "m".into(),
+            dim: D,
+            trained: false,
+        }),
     )
     .unwrap();
     let mut seed = 0x1234_5678_9abc_def1u64;
@@ -370,7 +517,12 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     };
     let mut w = store.writer().unwrap();
     for repo in ["big", "small"] {
-        w.put_repository(&RepoInfo { name: repo.into(), root: format!("/{repo}"), ..RepoInfo::default() }).unwrap();
+        w.put_repository(&RepoInfo {
+            name: repo.into(),
+            root: format!("/{repo}"),
+            ..RepoInfo::default()
+        })
+        .unwrap();
     }
     for f in 0..N / 100 {
         let repo = if f % 10 < 3 { "small" } else { "big" };
@@ -380,30 +532,57 @@ fn the_approximate_index_is_built_used_and_kept_current() {
                 let mut k = [0u8; 16];
                 k[..8].copy_from_slice(&(id as u64).to_le_bytes());
                 UnitWrite {
-                    record: unit(&format!("f{f}.py"), "python", &format!("u{id}"), "def u(): pass", 1 + u as u64),
+                    record: unit(
+                        &format!("f{f}.py"),
+                        "python",
+                        &format!("u{id}"),
+                        "def u(): pass",
+                        1 + u as u64,
+                    ),
                     key: UnitKey(k),
                     vector: Some(random_vector()),
                 }
             })
             .collect();
-        w.upsert_files(repo, vec![FileWrite {
-            file: FileEntry { path: format!("f{f}.py"), hash: "h".into(), units: 100, bytes: 1 },
-            units,
-        }])
+        w.upsert_files(
+            repo,
+            vec![FileWrite {
+                file: FileEntry {
+                    path: format!("f{f}.py"),
+                    hash: "h".into(),
+                    units: 100,
+                    bytes: 1,
+                },
+                units,
+            }],
+        )
         .unwrap();
     }
     w.commit(&CancellationToken::new()).unwrap();
     w.maintain(&CancellationToken::new()).unwrap();
     drop(w);
     let r = store.reader().unwrap();
-    assert_eq!(r.stats().unwrap().ann_vectors, N as u64, "the approximate index covers every row");
+    assert_eq!(
+        r.stats().unwrap().ann_vectors,
+        N as u64,
+        "the approximate index covers every row"
+    );
 
-    let search = |r: &dyn StoreReader, v: &[f32], filters: Filters, exact: bool| -> Vec<gnn_coder_store::UnitId> {
-        r.vector(&VectorQuery { vector: v.to_vec(), filters, limit: 10, exact })
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
+    let search = |r: &dyn StoreReader,
+                  v: &[f32],
+                  filters: Filters,
+                  exact: bool|
+     -> Vec<gnn_coder_store::UnitId> {
+        r.vector(&VectorQuery {
+            vector: v.to_vec(),
+            filters,
+            limit: 10,
+            exact,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
     };
     let (mut found, mut total) = (0, 0);
     for _ in 0..30 {
@@ -417,29 +596,49 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     assert!(recall >= 0.9, "recall@10 {recall}");
     // A filter keeping 30% of the units: still applied inside the leg (10 hits, all of them
     // from the repository asked for).
-    let small = Filters { repositories: vec!["small".into()], ..Filters::default() };
+    let small = Filters {
+        repositories: vec!["small".into()],
+        ..Filters::default()
+    };
     let q = random_vector();
     let ids = search(r.as_ref(), &q, small.clone(), false);
     assert_eq!(ids.len(), 10);
-    assert!(r.units(&ids).unwrap().iter().all(|u| u.repository == "small"));
+    assert!(
+        r.units(&ids)
+            .unwrap()
+            .iter()
+            .all(|u| u.repository == "small")
+    );
 
     // A unit added later is not in the approximate index but is found first for its vector.
     let fresh = random_vector();
     let mut w = store.writer().unwrap();
-    w.upsert_files("small", vec![FileWrite {
-        file: FileEntry { path: "fresh.py".into(), hash: "h".into(), units: 1, bytes: 1 },
-        units: vec![UnitWrite {
-            record: unit("fresh.py", "python", "fresh", "def fresh(): pass", 1),
-            key: UnitKey([0xee; 16]),
-            vector: Some(fresh.clone()),
+    w.upsert_files(
+        "small",
+        vec![FileWrite {
+            file: FileEntry {
+                path: "fresh.py".into(),
+                hash: "h".into(),
+                units: 1,
+                bytes: 1,
+            },
+            units: vec![UnitWrite {
+                record: unit("fresh.py", "python", "fresh", "def fresh(): pass", 1),
+                key: UnitKey([0xee; 16]),
+                vector: Some(fresh.clone()),
+            }],
         }],
-    }])
+    )
     .unwrap();
     w.commit(&CancellationToken::new()).unwrap();
     w.maintain(&CancellationToken::new()).unwrap();
     drop(w);
     let r = store.reader().unwrap();
-    assert_eq!(r.stats().unwrap().ann_vectors, N as u64, "one new row does not rebuild it");
+    assert_eq!(
+        r.stats().unwrap().ann_vectors,
+        N as u64,
+        "one new row does not rebuild it"
+    );
     let top = search(r.as_ref(), &fresh, Filters::default(), false);
     assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
     // A damaged approximate index only makes searches exact.

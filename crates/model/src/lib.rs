@@ -92,7 +92,10 @@ pub use model::{
     GnnCoderHead, GnnCoderModel, HeadConfig, read_head_config, read_safetensors_metadata,
 };
 pub use tokenize::{Encoded, TextTokenizer};
-pub use weights::{ModelChoice, ModelIdentity, find_model_dir, load_embedder, resolve_weights, verify_checksums, write_checksums};
+pub use weights::{
+    ModelChoice, ModelIdentity, find_model_dir, load_embedder, resolve_weights, verify_checksums,
+    write_checksums,
+};
 
 /// Languages with a slot in the shared node-kind embedding table, in slot order.
 pub const KIND_LANGUAGES: &[&str] = &[

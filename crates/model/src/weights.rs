@@ -128,7 +128,9 @@ pub fn verify_checksums(dir: &Path) -> Result<()> {
         if !actual.eq_ignore_ascii_case(sum.trim()) {
             return Err(ModelError::Checksum {
                 path: dir.join(file),
-                message: format!("does not match its checksum in {CHECKSUMS_FILE} (corrupt or replaced weights)"),
+                message: format!(
+                    "does not match its checksum in {CHECKSUMS_FILE} (corrupt or replaced weights)"
+                ),
             });
         }
     }
@@ -138,7 +140,11 @@ pub fn verify_checksums(dir: &Path) -> Result<()> {
 /// Writes `dir/SHA256SUMS` for the weight files of `dir`.
 pub fn write_checksums(dir: &Path) -> Result<()> {
     let mut out = String::new();
-    for f in [HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE, TRANSFORMER_WEIGHTS_FILE] {
+    for f in [
+        HEAD_CONFIG_FILE,
+        HEAD_WEIGHTS_FILE,
+        TRANSFORMER_WEIGHTS_FILE,
+    ] {
         let p = dir.join(f);
         if p.is_file() {
             out.push_str(&format!("{}  {f}\n", sha256_hex(&p)?));

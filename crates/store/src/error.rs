@@ -29,7 +29,9 @@ pub enum StoreError {
     #[error("no index at {path}: {reason}")]
     NotFound { path: PathBuf, reason: String },
 
-    #[error("{path} exists and is not a gnn-coder index (it has no gnn-coder.json); refusing to write into it")]
+    #[error(
+        "{path} exists and is not a gnn-coder index (it has no gnn-coder.json); refusing to write into it"
+    )]
     NotAnIndex { path: PathBuf },
 
     #[error("index at {path} has format version {found}, this gnn-coder reads version {expected}")]

@@ -200,9 +200,11 @@ impl Filters {
             })?;
             b.add(glob);
         }
-        b.build().map(Some).map_err(|e| StoreError::InvalidArgument {
-            message: format!("invalid path globs: {e}"),
-        })
+        b.build()
+            .map(Some)
+            .map_err(|e| StoreError::InvalidArgument {
+                message: format!("invalid path globs: {e}"),
+            })
     }
 }
 
@@ -320,5 +322,8 @@ pub trait StoreReader: Send + Sync {
     fn units_of_file(&self, repository: &str, path: &str) -> Result<Vec<StoredUnit>>;
     /// A unit's stored vector.
     fn unit_vector(&self, id: UnitId) -> Result<Option<Vec<f32>>>;
+    /// Inner products of `query` with the stored vectors of `ids`, in order (`None` for an
+    /// unknown unit): the dense scores fusion needs for lexical-only candidates, in one call.
+    fn vector_scores(&self, ids: &[UnitId], query: &[f32]) -> Result<Vec<Option<f32>>>;
     fn stats(&self) -> Result<StoreStats>;
 }

@@ -88,6 +88,6 @@ pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
 pub use types::*;
 pub use walk::{
-    DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkOptions, WalkSummary,
-    extract_repo, walk_repo, walk_repo_with, WalkHooks,
+    DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkHooks, WalkOptions,
+    WalkSummary, extract_repo, walk_repo, walk_repo_with,
 };
