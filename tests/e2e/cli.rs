@@ -1416,3 +1416,98 @@ fn similar_code_and_incremental_embedding_with_the_model() {
         "{err}"
     );
 }
+
+/// Several repositories in one index from the command line: names, listing, filtering,
+/// removing, and the errors a user meets on the way.
+#[test]
+fn many_repositories_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("shared.idx");
+    let py = tmp.path().join("py-tools");
+    copy_dir(&fixture().join("python"), &py);
+    let rs = tmp.path().join("rs-tools");
+    copy_dir(&fixture().join("rust"), &rs);
+    ok(&["index", "--lexical-only", s(&py), "--index", s(&idx), "-q"]);
+    ok(&[
+        "index",
+        "--lexical-only",
+        s(&rs),
+        "--index",
+        s(&idx),
+        "--name",
+        "rusty",
+        "-q",
+    ]);
+    let listed: Vec<Value> = ok(&["repos", "--index", s(&idx), "--json"])
+        .lines()
+        .map(json)
+        .collect();
+    let names: Vec<&str> = listed.iter().map(|r| field(r, "name")).collect();
+    assert_eq!(names, ["py-tools", "rusty"]);
+    assert!(listed.iter().all(|r| r["units"].as_u64().unwrap() > 0));
+    let human = ok(&["repos", "--index", s(&idx)]);
+    assert!(
+        human.contains("rusty") && human.contains(s(&rs.canonicalize().unwrap())),
+        "{human}"
+    );
+
+    let only = |repo: &str| -> Vec<Value> {
+        let out = json(
+            ok(&[
+                "search",
+                "--index",
+                s(&idx),
+                "--json",
+                "--repo",
+                repo,
+                "-k",
+                "50",
+                "--kind",
+                "all",
+                "parse config distance",
+            ])
+            .trim(),
+        );
+        out["results"].as_array().unwrap().clone()
+    };
+    assert!(
+        only("rusty")
+            .iter()
+            .all(|h| field(h, "repository") == "rusty" && field(h, "language") == "rust")
+    );
+    assert!(
+        only("py-tools")
+            .iter()
+            .all(|h| field(h, "language") == "python")
+    );
+    let err = fails(&["search", "--index", s(&idx), "--repo", "nope", "x"]);
+    assert!(
+        err.contains("no repository named \"nope\"") && err.contains("gnn-coder repos"),
+        "{err}"
+    );
+    // The same name from another root is refused; the index is untouched.
+    let err = fails(&[
+        "index",
+        "--lexical-only",
+        s(&py),
+        "--index",
+        s(&idx),
+        "--name",
+        "rusty",
+    ]);
+    assert!(err.contains("already indexed"), "{err}");
+
+    let out = run(&["remove", "rusty", "--index", s(&idx)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("removed rusty"));
+    let names: Vec<String> = ok(&["repos", "--index", s(&idx), "--json"])
+        .lines()
+        .map(|l| field(&json(l), "name").to_string())
+        .collect();
+    assert_eq!(names, ["py-tools"]);
+    let err = fails(&["remove", "rusty", "--index", s(&idx)]);
+    assert!(err.contains("no repository named"), "{err}");
+    // An empty question is refused.
+    let err = fails(&["search", "--index", s(&idx), ""]);
+    assert!(err.contains("empty"), "{err}");
+}

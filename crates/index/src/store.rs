@@ -344,6 +344,7 @@ impl EmbeddedStore {
             rows,
             ann,
             row_map: OnceLock::new(),
+            seg_cols: OnceLock::new(),
         });
         *cached = Some(snapshot.clone());
         Ok(snapshot)
@@ -686,6 +687,8 @@ pub struct Snapshot {
     ann: Option<Arc<AnnState>>,
     /// Row -> units naming it (built on first use by the approximate search).
     row_map: OnceLock<HashMap<u32, Vec<UnitId>>>,
+    /// Per-segment columns (built on first use by the vector leg or a filter).
+    seg_cols: OnceLock<std::result::Result<Vec<SegCols>, String>>,
 }
 
 fn unit_id(addr: DocAddress) -> UnitId {
@@ -696,10 +699,66 @@ fn address(id: UnitId) -> DocAddress {
     DocAddress::new((id.0 >> 32) as u32, id.0 as u32)
 }
 
+/// One segment's per-document columns the vector leg and the filters read, materialized once
+/// per snapshot (plain arrays are several times faster to scan than bit-packed columns).
+/// `NONE` marks a document without the value (file and repository documents, no vector).
+struct SegCols {
+    row: Vec<u32>,
+    language: Vec<u32>,
+    kind: Vec<u32>,
+    repo: Vec<u32>,
+    path: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl SegCols {
+    fn build(seg: &tantivy::SegmentReader) -> Result<SegCols> {
+        let n = seg.max_doc() as usize;
+        let ff = seg.fast_fields();
+        let row_col = ff.u64("row").map_err(backend)?;
+        let row = (0..n as u32)
+            .map(|d| {
+                row_col
+                    .first(d)
+                    .map_or(NONE, |r| r.min(u64::from(NONE - 1)) as u32)
+            })
+            .collect();
+        let ords = |field: &str| -> Result<Vec<u32>> {
+            Ok(match ff.str(field).map_err(backend)? {
+                Some(col) => (0..n as u32)
+                    .map(|d| {
+                        col.ords()
+                            .first(d)
+                            .map_or(NONE, |o| o.min(u64::from(NONE - 1)) as u32)
+                    })
+                    .collect(),
+                None => vec![NONE; n],
+            })
+        };
+        Ok(SegCols {
+            row,
+            language: ords("language")?,
+            kind: ords("kind")?,
+            repo: ords("repo")?,
+            path: ords("path")?,
+        })
+    }
+
+    fn field(&self, i: usize) -> &[u32] {
+        match i {
+            0 => &self.language,
+            1 => &self.kind,
+            _ => &self.repo,
+        }
+    }
+}
+
 /// The filters of a request, resolved against one segment's dictionaries.
 struct SegmentFilter<'a> {
-    /// Allowed term ordinals of (column, allowed) for language, kind, repository.
-    exact: Vec<(StrColumn, HashSet<u64>)>,
+    cols: &'a SegCols,
+    /// For language (0), kind (1), repository (2): allowed term ordinals.
+    exact: Vec<(usize, Vec<bool>)>,
     /// Some filter admits no value present in this segment.
     none: bool,
     /// Path column, globs, and per path ordinal 0 = not checked yet, 1 = matches, 2 = not.
@@ -716,6 +775,7 @@ struct SegmentFilter<'a> {
 impl<'a> SegmentFilter<'a> {
     fn new(
         seg: &'a tantivy::SegmentReader,
+        cols: &'a SegCols,
         segment_ord: u32,
         filters: &Filters,
         globs: Option<&'a globset::GlobSet>,
@@ -724,11 +784,14 @@ impl<'a> SegmentFilter<'a> {
         let ff = seg.fast_fields();
         let mut exact = Vec::new();
         let mut none = false;
-        for (field, wanted) in [
+        for (i, (field, wanted)) in [
             ("language", &filters.languages),
             ("kind", &filters.kinds),
             ("repo", &filters.repositories),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             if wanted.is_empty() {
                 continue;
             }
@@ -736,20 +799,23 @@ impl<'a> SegmentFilter<'a> {
                 none = true;
                 continue;
             };
-            let mut allowed = HashSet::new();
+            let mut allowed = vec![false; col.num_terms()];
+            let mut any = false;
             for w in wanted {
                 if let Some(ord) = col
                     .dictionary()
                     .term_ord(w.as_bytes())
                     .map_err(io_backend)?
+                    && let Some(slot) = allowed.get_mut(ord as usize)
                 {
-                    allowed.insert(ord);
+                    *slot = true;
+                    any = true;
                 }
             }
-            if allowed.is_empty() {
+            if !any {
                 none = true;
             }
-            exact.push((col, allowed));
+            exact.push((i, allowed));
         }
         let path = match globs {
             Some(g) => match ff.str("path").map_err(backend)? {
@@ -771,6 +837,7 @@ impl<'a> SegmentFilter<'a> {
             None => None,
         };
         Ok(SegmentFilter {
+            cols,
             exact,
             none,
             path,
@@ -784,16 +851,23 @@ impl<'a> SegmentFilter<'a> {
         if self.none || self.alive.is_some_and(|a| !a.is_alive(doc)) {
             return false;
         }
-        for (col, allowed) in &self.exact {
-            match col.ords().first(doc) {
-                Some(ord) if allowed.contains(&ord) => {}
-                _ => return false,
+        for (i, allowed) in &self.exact {
+            let ord = self
+                .cols
+                .field(*i)
+                .get(doc as usize)
+                .copied()
+                .unwrap_or(NONE);
+            if !allowed.get(ord as usize).copied().unwrap_or(false) {
+                return false;
             }
         }
         if let Some((col, globs, cache)) = &self.path {
-            let Some(ord) = col.ords().first(doc) else {
+            let ord = self.cols.path.get(doc as usize).copied().unwrap_or(NONE);
+            if ord == NONE {
                 return false;
-            };
+            }
+            let ord = u64::from(ord);
             let Some(slot) = cache.get(ord as usize) else {
                 return false;
             };
@@ -893,6 +967,20 @@ fn exact_scan_max() -> u64 {
 }
 
 impl Snapshot {
+    fn seg_cols(&self) -> Result<&[SegCols]> {
+        self.seg_cols
+            .get_or_init(|| {
+                self.searcher
+                    .segment_readers()
+                    .iter()
+                    .map(SegCols::build)
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(|e| e.to_string())
+            })
+            .as_deref()
+            .map_err(|e| StoreError::Backend { message: e.clone() })
+    }
+
     fn term(&self, field: Field, value: &str) -> Box<dyn Query> {
         Box::new(TermQuery::new(
             Term::from_field_text(field, value),
@@ -1065,18 +1153,15 @@ impl Snapshot {
         let mut candidates = 0u64;
         // Units that share a text share a row: score each row once.
         let mut scores: Vec<f32> = vec![f32::NAN; rows.count() as usize];
-        for (ord, seg) in self.searcher.segment_readers().iter().enumerate() {
-            let filter = SegmentFilter::new(seg, ord as u32, &q.filters, globs, exclude)?;
+        let cols = self.seg_cols()?;
+        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
+            let filter = SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, exclude)?;
             if filter.none {
                 continue;
             }
-            let row_col = seg.fast_fields().u64("row").map_err(backend)?;
-            for doc in 0..seg.max_doc() {
-                let Some(row) = row_col.first(doc) else {
-                    continue;
-                };
-                let row = row as u32;
-                if row < from_row || !filter.accepts(doc) {
+            for (doc, &row) in c.row.iter().enumerate() {
+                let doc = doc as u32;
+                if row == NONE || row < from_row || !filter.accepts(doc) {
                     continue;
                 }
                 candidates += 1;
@@ -1101,12 +1186,13 @@ impl Snapshot {
         exclude: &HashSet<UnitId>,
     ) -> Result<(u64, u64)> {
         let (mut passing, mut total) = (0, 0);
-        for (ord, seg) in self.searcher.segment_readers().iter().enumerate() {
-            let filter = SegmentFilter::new(seg, ord as u32, &q.filters, globs, exclude)?;
+        let cols = self.seg_cols()?;
+        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
+            let filter = SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, exclude)?;
             let alive = seg.alive_bitset();
-            let row_col = seg.fast_fields().u64("row").map_err(backend)?;
-            for doc in 0..seg.max_doc() {
-                if row_col.first(doc).is_none() || alive.is_some_and(|a| !a.is_alive(doc)) {
+            for (doc, &row) in c.row.iter().enumerate() {
+                let doc = doc as u32;
+                if row == NONE || alive.is_some_and(|a| !a.is_alive(doc)) {
                     continue;
                 }
                 total += 1;
@@ -1123,18 +1209,17 @@ impl Snapshot {
             return Ok(m);
         }
         let mut map: HashMap<u32, Vec<UnitId>> = HashMap::new();
-        for (ord, seg) in self.searcher.segment_readers().iter().enumerate() {
-            let row_col = seg.fast_fields().u64("row").map_err(backend)?;
+        let cols = self.seg_cols()?;
+        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
             let alive = seg.alive_bitset();
-            for doc in 0..seg.max_doc() {
-                if alive.is_some_and(|a| !a.is_alive(doc)) {
+            for (doc, &row) in c.row.iter().enumerate() {
+                let doc = doc as u32;
+                if row == NONE || alive.is_some_and(|a| !a.is_alive(doc)) {
                     continue;
                 }
-                if let Some(row) = row_col.first(doc) {
-                    map.entry(row as u32)
-                        .or_default()
-                        .push(unit_id(DocAddress::new(ord as u32, doc)));
-                }
+                map.entry(row)
+                    .or_default()
+                    .push(unit_id(DocAddress::new(ord as u32, doc)));
             }
         }
         Ok(self.row_map.get_or_init(|| map))
@@ -1215,11 +1300,15 @@ impl StoreReader for Snapshot {
                     let filter = match filters.entry(addr.segment_ord) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::hash_map::Entry::Vacant(e) => {
-                            let Some(seg) = segments.get(addr.segment_ord as usize) else {
+                            let (Some(seg), Some(c)) = (
+                                segments.get(addr.segment_ord as usize),
+                                self.seg_cols()?.get(addr.segment_ord as usize),
+                            ) else {
                                 continue;
                             };
                             e.insert(SegmentFilter::new(
                                 seg,
+                                c,
                                 addr.segment_ord,
                                 &q.filters,
                                 globs.as_ref(),
@@ -1263,11 +1352,13 @@ impl StoreReader for Snapshot {
                     .clamp(crate::ann::EF_SEARCH as u64, 1024) as usize;
                 let map = self.row_map()?;
                 let segments = self.searcher.segment_readers();
+                let cols = self.seg_cols()?;
                 let filters: Vec<SegmentFilter<'_>> = segments
                     .iter()
+                    .zip(cols)
                     .enumerate()
-                    .map(|(ord, seg)| {
-                        SegmentFilter::new(seg, ord as u32, &q.filters, globs.as_ref(), &exclude)
+                    .map(|(ord, (seg, c))| {
+                        SegmentFilter::new(seg, c, ord as u32, &q.filters, globs.as_ref(), &exclude)
                     })
                     .collect::<Result<_>>()?;
                 let passes = |id: &UnitId| {
