@@ -283,10 +283,12 @@ fn bad_queries_give_empty_results() {
     nan[3] = f32::NAN;
     assert!(index.search(&nan, 5, 0, &all).is_empty());
     assert!(index.search(&[0.0; 32], 5, 0, &all).is_empty());
-    // k larger than the index: everything, once.
+    // k larger than the index: (nearly) everything, each id once. The graph walk does not
+    // promise to reach every node (a multi-threaded build is not deterministic; 297 of 300
+    // was seen once), so "all 300" would be a flaky claim.
     let got = index.search(&queries[0], 1000, 0, &all);
-    assert_eq!(got.len(), 300);
-    assert_eq!(got.iter().map(|x| x.0).collect::<HashSet<_>>().len(), 300);
+    assert!(got.len() >= 285 && got.len() <= 300, "{}", got.len());
+    assert_eq!(got.iter().map(|x| x.0).collect::<HashSet<_>>().len(), got.len());
     assert_eq!(index.search(&queries[0], usize::MAX, usize::MAX, &all), got);
 }
 

@@ -363,7 +363,7 @@ impl Batcher<'_> {
         let mut vectors: HashMap<UnitKey, Vec<f32>> = HashMap::new();
         if let Some(model) = self.model {
             let flat: Vec<UnitKey> = keys.iter().flatten().copied().collect();
-            let cached = self.writer.cached_vectors(&flat)?;
+            let known = self.writer.known_keys(&flat)?;
             let mut misses: Vec<(UnitKey, (&str, Option<&gnn_coder_syntax::AstGraph>, &str))> =
                 Vec::new();
             let mut seen: HashSet<UnitKey> = HashSet::new();
@@ -371,7 +371,7 @@ impl Batcher<'_> {
             for f in &files {
                 for (u, unit) in f.units.iter().enumerate() {
                     let key = flat[i];
-                    if cached[i].is_none() && seen.insert(key) {
+                    if !known[i] && seen.insert(key) {
                         misses.push((
                             key,
                             (unit.code.as_str(), f.graphs.get(u), unit.language.as_str()),

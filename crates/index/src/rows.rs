@@ -223,10 +223,6 @@ impl RowWriter {
         Ok(())
     }
 
-    pub(crate) fn rows(&self) -> u32 {
-        self.durable + (self.pending_keys.len() / KEY_BYTES) as u32
-    }
-
     /// Durable rows and their quantized bytes, for building the approximate index.
     pub(crate) fn durable_rows(&self) -> u32 {
         self.durable
@@ -349,7 +345,7 @@ mod tests {
             .write_all(&[7; 16])
             .unwrap();
         let w = RowWriter::open(tmp.path(), 4).unwrap();
-        assert_eq!(w.rows(), 2);
+        assert_eq!(w.durable_rows(), 2);
         assert_eq!(w.lookup(&UnitKey([2; 16])), Some(1));
         assert_eq!(w.lookup(&UnitKey([7; 16])), None);
         let r = RowReader::open(tmp.path(), 4).unwrap();

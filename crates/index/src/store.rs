@@ -614,17 +614,12 @@ impl StoreWriter for EmbeddedWriter<'_> {
         Ok(())
     }
 
-    fn cached_vectors(&self, keys: &[UnitKey]) -> Result<Vec<Option<Vec<f32>>>> {
-        // The embedded store answers from its key map without reading the rows back: a unit
-        // written with `vector: None` reuses the row (see `upsert_files`).
+    fn known_keys(&self, keys: &[UnitKey]) -> Result<Vec<bool>> {
+        // Answered from the key map: a unit written with `vector: None` reuses the row (see
+        // `upsert_files`), so nothing is read back.
         Ok(keys
             .iter()
-            .map(|k| {
-                self.rows
-                    .as_ref()
-                    .and_then(|r| r.lookup(k))
-                    .map(|_| Vec::new())
-            })
+            .map(|k| self.rows.as_ref().is_some_and(|r| r.lookup(k).is_some()))
             .collect())
     }
 
@@ -652,11 +647,6 @@ impl StoreWriter for EmbeddedWriter<'_> {
 }
 
 impl EmbeddedWriter<'_> {
-    /// Vector rows written so far (durable after a commit).
-    pub fn vector_rows(&self) -> u32 {
-        self.rows.as_ref().map_or(0, |r| r.rows())
-    }
-
     /// Rebuilds the approximate nearest-neighbour index over all durable rows when enough rows
     /// are not covered yet (see [`crate::ann`]). Returns whether it built one.
     pub fn maintain_ann(&mut self, cancel: &CancellationToken) -> Result<bool> {

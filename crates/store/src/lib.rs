@@ -20,7 +20,7 @@
 //!   [`UnitId`]s are only meaningful within the snapshot that produced them.
 //! - Vectors are looked up by the unit's [`UnitKey`] (a hash of the model identity, language and
 //!   unit text), so an unchanged unit keeps its vector across refreshes and the engine embeds
-//!   only what is new ([`StoreWriter::cached_vectors`]).
+//!   only what is new ([`StoreWriter::known_keys`]).
 //!
 //! ## What stays above the trait
 //!
@@ -294,8 +294,9 @@ pub trait StoreWriter {
     fn put_repository(&mut self, info: &RepoInfo) -> Result<()>;
     /// Removes a repository, its files and units.
     fn delete_repository(&mut self, name: &str) -> Result<()>;
-    /// Vectors already stored for these keys (the embedding cache), in order.
-    fn cached_vectors(&self, keys: &[UnitKey]) -> Result<Vec<Option<Vec<f32>>>>;
+    /// Whether a vector is already stored for each key (the embedding cache), in order; a unit
+    /// with a known key may be written with `vector: None`.
+    fn known_keys(&self, keys: &[UnitKey]) -> Result<Vec<bool>>;
     /// Makes everything written so far visible, atomically and durably.
     fn commit(&mut self, cancel: &CancellationToken) -> Result<()>;
     /// Work that makes later searches faster without changing what they find (e.g. rebuilding
