@@ -288,7 +288,10 @@ fn bad_queries_give_empty_results() {
     // was seen once), so "all 300" would be a flaky claim.
     let got = index.search(&queries[0], 1000, 0, &all);
     assert!(got.len() >= 285 && got.len() <= 300, "{}", got.len());
-    assert_eq!(got.iter().map(|x| x.0).collect::<HashSet<_>>().len(), got.len());
+    assert_eq!(
+        got.iter().map(|x| x.0).collect::<HashSet<_>>().len(),
+        got.len()
+    );
     assert_eq!(index.search(&queries[0], usize::MAX, usize::MAX, &all), got);
 }
 

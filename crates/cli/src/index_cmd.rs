@@ -13,7 +13,9 @@ use gnn_coder_engine::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::remote::{ServerFlags, advise_status};
 use crate::{DEFAULT_INDEX_DIR, advise};
+use gnn_coder_service::proto as pb;
 
 /// Flags naming the model, shared by the commands that embed.
 #[derive(Args, Clone, Default)]
@@ -83,6 +85,8 @@ pub struct IndexArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 #[derive(Serialize)]
@@ -94,7 +98,7 @@ struct JsonSummary<'a> {
 
 pub fn run(args: IndexArgs) -> Result<()> {
     let root = args.root.as_path();
-    if !root.is_dir() {
+    if args.server.server.is_none() && !root.is_dir() {
         bail!("{} is not a directory", root.display());
     }
     // Check cheap arguments before anything is written, so a typo leaves no index behind.
@@ -108,6 +112,9 @@ pub fn run(args: IndexArgs) -> Result<()> {
     }
     if args.commit_every == 0 {
         bail!("--commit-every must be at least 1");
+    }
+    if args.server.server.is_some() {
+        return remote(&args);
     }
     let index_dir = args
         .index
@@ -165,16 +172,26 @@ pub fn run(args: IndexArgs) -> Result<()> {
     let summary = result
         .map_err(advise)
         .context("indexing failed; the index keeps its last commit")?;
+    let skipped = skipped.into_inner().unwrap_or_default();
+    report(&args, &summary, skipped, &index_dir.display().to_string())
+}
 
+/// Prints a run's summary (as JSON with --json).
+fn report(
+    args: &IndexArgs,
+    summary: &gnn_coder_engine::IndexSummary,
+    skipped: Vec<(String, String, Option<String>)>,
+    index: &str,
+) -> Result<()> {
     if args.json {
         let out = JsonSummary {
-            index: index_dir.display().to_string(),
-            summary: &summary,
+            index: index.to_string(),
+            summary,
         };
         println!("{}", serde_json::to_string(&out)?);
         return Ok(());
     }
-    let s = &summary;
+    let s = summary;
     eprintln!(
         "indexed {} files ({}) into {} units in {:.1}s as {}: {} added, {} changed, {} removed, {} unchanged files",
         s.files,
@@ -220,7 +237,7 @@ pub fn run(args: IndexArgs) -> Result<()> {
     if !shown.is_empty() {
         let parts: Vec<String> = shown.iter().map(|(r, n)| format!("{n} {r}")).collect();
         eprintln!("skipped files: {}", parts.join(", "));
-        let list = skipped.into_inner().unwrap_or_default();
+        let list = skipped;
         let limit = if args.verbose { usize::MAX } else { 10 };
         for (path, reason, detail) in list.iter().take(limit) {
             match detail {
@@ -235,8 +252,94 @@ pub fn run(args: IndexArgs) -> Result<()> {
             );
         }
     }
-    eprintln!("index: {}", index_dir.display());
+    eprintln!("index: {index}");
     Ok(())
+}
+
+/// `index --server`: the server indexes a root on its own disk; progress streams back.
+fn remote(args: &IndexArgs) -> Result<()> {
+    if args.index.is_some() || args.rebuild || args.lexical_only || args.no_ignore {
+        bail!("--index, --rebuild, --lexical-only and --no-ignore apply to a local index only");
+    }
+    if args.model.model_dir.is_some() || args.model.weights.is_some() {
+        bail!("--model-dir and --weights apply to a local index; the server has its own model");
+    }
+    // The server resolves the path on its disk; a local path that exists is sent absolute.
+    let root = match args.root.canonicalize() {
+        Ok(p) => p,
+        Err(_) if args.root.is_absolute() => args.root.clone(),
+        Err(e) => bail!("cannot resolve {}: {e}", args.root.display()),
+    };
+    let request = pb::IndexRepositoryRequest {
+        root: root.to_string_lossy().into_owned(),
+        name: args.name.clone().unwrap_or_default(),
+        max_file_size: args.max_file_size,
+        languages: args.languages.clone(),
+        exclude_globs: args.exclude.clone(),
+        commit_every: u32::try_from(args.commit_every).unwrap_or(u32::MAX),
+        progress_interval_ms: 100,
+    };
+    let url = args.server.server.clone().unwrap_or_default();
+    let rt = crate::remote::runtime()?;
+    let (summary, skipped) = rt.block_on(async {
+        let mut client = args.server.connect().await?;
+        let bar = progress_bar(args.quiet || args.json);
+        let mut stream = client
+            .index_repository(request)
+            .await
+            .map_err(advise_status)?
+            .into_inner();
+        let mut skipped = Vec::new();
+        let mut summary = None;
+        use pb::index_event::Event;
+        loop {
+            let event = match stream.message().await {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(s) => {
+                    bar.finish_and_clear();
+                    return Err(advise_status(s)
+                        .context("indexing failed; the index keeps its last commit"));
+                }
+            };
+            match event.event {
+                Some(Event::Progress(p)) => {
+                    if bar.length() != Some(p.files_total) {
+                        bar.set_length(p.files_total);
+                    }
+                    bar.set_position(p.files_done);
+                    bar.set_message(format!(
+                        "{} units, {} embedded, {} reused, {} unchanged files",
+                        p.units, p.embeddings_computed, p.embeddings_reused, p.files_unchanged
+                    ));
+                }
+                Some(Event::Skipped(f)) => {
+                    skipped.push((f.path, f.reason, (!f.detail.is_empty()).then_some(f.detail)))
+                }
+                Some(Event::Committed(_)) | None => {}
+                Some(Event::Summary(s)) => summary = Some(s),
+            }
+        }
+        bar.finish_and_clear();
+        let Some(wire) = summary else {
+            bail!("the server ended the stream without a summary");
+        };
+        let mut summary = gnn_coder_service::convert::summary_from_wire(&wire);
+        if !wire.model.is_empty() {
+            let stats = client
+                .get_stats(pb::GetStatsRequest {})
+                .await
+                .map_err(advise_status)?
+                .into_inner();
+            summary.embedding = Some(gnn_coder_engine::EmbeddingInfo {
+                model: wire.model.clone(),
+                dim: stats.dim as usize,
+                trained: stats.trained,
+            });
+        }
+        Ok((summary, skipped))
+    })?;
+    report(args, &summary, skipped, &url)
 }
 
 fn progress_bar(hidden: bool) -> ProgressBar {

@@ -6,8 +6,11 @@
 
 mod eval_cmd;
 mod index_cmd;
+mod jobs_cmd;
+mod remote;
 mod repos_cmd;
 mod search_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +41,10 @@ struct Cli {
 enum Command {
     /// Index a repository (or any directory of source files).
     Index(index_cmd::IndexArgs),
+    /// Serve an index over gRPC (search, streaming indexing, file updates for IDEs).
+    Serve(serve_cmd::ServeArgs),
+    /// Index a list of repositories (JSON lines: name, root), locally or through a server.
+    Jobs(jobs_cmd::JobsArgs),
     /// Search an index with a question, or answer a file of queries (--queries).
     Search(search_cmd::SearchArgs),
     /// Find code similar to a unit (PATH:LINE) or to a snippet on stdin (--lang).
@@ -67,9 +74,9 @@ fn tune_allocator() {
     use std::os::unix::process::CommandExt;
     const TUNABLES: &str =
         "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295";
-    let heavy = std::env::args_os()
-        .nth(1)
-        .is_some_and(|c| c == "train" || c == "eval" || c == "index" || c == "similar");
+    let heavy = std::env::args_os().nth(1).is_some_and(|c| {
+        c == "train" || c == "eval" || c == "index" || c == "similar" || c == "serve" || c == "jobs"
+    });
     if !heavy || std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
     }
@@ -91,6 +98,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Index(args) => index_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Jobs(args) => jobs_cmd::run(args),
         Command::Search(args) => search_cmd::run(args),
         Command::Similar(args) => search_cmd::similar(args),
         Command::Repos(args) => repos_cmd::repos(args),

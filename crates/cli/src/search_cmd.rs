@@ -14,7 +14,9 @@ use gnn_coder_syntax::{Language, UnitKind};
 use serde::Serialize;
 
 use crate::index_cmd::ModelFlags;
+use crate::remote::{ServerFlags, advise_status};
 use crate::{advise, resolve_index_dir};
+use gnn_coder_service::proto as pb;
 
 #[derive(Args)]
 pub struct SearchArgs {
@@ -66,6 +68,8 @@ pub struct SearchArgs {
     /// JSON line per query to stdout, in input order.
     #[arg(long, value_name = "FILE")]
     queries: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,36 +111,72 @@ fn warn_if_untrained(engine: &Engine, mode: gnn_coder_engine::Mode) {
     }
 }
 
-/// One result in JSON output. Field names are a stable contract used by the benchmarks.
+/// One result as shown, from a local search or a server's answer. The JSON field names are a
+/// stable contract used by the benchmarks (the snippet is for people only).
 #[derive(Serialize)]
-struct JsonHit<'a> {
-    repository: &'a str,
-    path: &'a str,
+pub struct Shown {
+    repository: String,
+    path: String,
     start_line: u64,
     end_line: u64,
-    symbol: &'a str,
-    language: &'a str,
-    kind: &'a str,
+    symbol: String,
+    language: String,
+    kind: String,
     score: f32,
     /// Where the query's words occur (file lines and byte ranges), for highlighting.
-    matches: &'a [gnn_coder_engine::MatchRange],
+    matches: Vec<gnn_coder_engine::MatchRange>,
+    #[serde(skip)]
+    snippet: Vec<String>,
 }
 
-impl<'a> From<&'a SearchHit> for JsonHit<'a> {
-    fn from(h: &'a SearchHit) -> Self {
-        let u = &h.unit;
-        JsonHit {
-            repository: &h.repository,
-            path: &u.path,
+impl From<&SearchHit> for Shown {
+    fn from(h: &SearchHit) -> Self {
+        let u: &UnitRecord = &h.unit;
+        Shown {
+            repository: h.repository.clone(),
+            path: u.path.clone(),
             start_line: u.start_line,
             end_line: u.end_line,
-            symbol: &u.symbol,
-            language: &u.language,
-            kind: &u.kind,
+            symbol: u.symbol.clone(),
+            language: u.language.clone(),
+            kind: u.kind.clone(),
             score: h.score,
-            matches: &h.matches,
+            matches: h.matches.clone(),
+            snippet: gnn_coder_engine::snippet(u, 3),
         }
     }
+}
+
+impl From<&pb::Hit> for Shown {
+    fn from(h: &pb::Hit) -> Self {
+        Shown {
+            repository: h.repository.clone(),
+            path: h.path.clone(),
+            start_line: h.start_line,
+            end_line: h.end_line,
+            symbol: h.symbol.clone(),
+            language: h.language.clone(),
+            kind: h.kind.clone(),
+            score: h.score,
+            matches: h
+                .matches
+                .iter()
+                .map(|m| gnn_coder_engine::MatchRange {
+                    line: m.line,
+                    start_byte: m.start_byte,
+                    end_byte: m.end_byte,
+                })
+                .collect(),
+            snippet: h.snippet.clone(),
+        }
+    }
+}
+
+fn shown<'a, T: 'a>(hits: impl IntoIterator<Item = &'a T>) -> Vec<Shown>
+where
+    Shown: From<&'a T>,
+{
+    hits.into_iter().map(Shown::from).collect()
 }
 
 impl SearchArgs {
@@ -173,6 +213,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     match (&args.query, &args.queries) {
         (Some(_), Some(_)) => bail!("give either a QUERY or --queries FILE, not both"),
         (None, None) => bail!("nothing to search for: give a QUERY or --queries FILE"),
+        _ if args.server.server.is_some() => remote(&args, &template),
         (None, Some(file)) => {
             if !args.json {
                 bail!("--queries writes JSON lines; add --json");
@@ -192,7 +233,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
             if args.json {
-                let hits: Vec<JsonHit> = hits.iter().map(JsonHit::from).collect();
+                let hits = shown(&hits);
                 serde_json::to_writer(
                     &mut out,
                     &serde_json::json!({ "query": query, "results": hits }),
@@ -201,7 +242,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
             } else {
                 print_human(
                     &mut out,
-                    &hits,
+                    &shown(&hits),
                     engine.repositories().map(|r| r.len()).unwrap_or(1) > 1,
                 )?;
             }
@@ -278,8 +319,8 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if args.json {
-        let hits: Vec<JsonHit> = hits.iter().map(JsonHit::from).collect();
-        let origin = origin.as_ref().map(JsonHit::from);
+        let hits = shown(&hits);
+        let origin = origin.as_ref().map(Shown::from);
         serde_json::to_writer(
             &mut out,
             &serde_json::json!({ "origin": origin, "results": hits }),
@@ -293,10 +334,139 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
                 o.unit.path, o.unit.start_line, o.unit.end_line, o.unit.symbol
             )?;
         }
-        print_human(&mut out, &hits, true)?;
+        print_human(&mut out, &shown(&hits), true)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// The wire request of a search.
+fn wire_request(args: &SearchArgs, query: &str) -> pb::SearchRequest {
+    pb::SearchRequest {
+        query: query.to_string(),
+        top_k: u32::try_from(args.top_k).unwrap_or(u32::MAX),
+        mode: match args.mode {
+            None => pb::Mode::Unspecified,
+            Some(Mode::Lexical) => pb::Mode::Lexical,
+            Some(Mode::Semantic) => pb::Mode::Semantic,
+            Some(Mode::Hybrid) => pb::Mode::Hybrid,
+        } as i32,
+        filters: Some(pb::Filters {
+            languages: args.languages.clone(),
+            path_globs: args.path.clone(),
+            repositories: args.repositories.clone(),
+            kinds: vec![args.kind.clone()],
+        }),
+        dense_weight: Some(args.dense_weight),
+        keep_tests: args.keep_tests,
+        snippet_lines: 3,
+    }
+}
+
+/// `search --server`: the same output, answered by a server.
+fn remote(args: &SearchArgs, _template: &SearchRequest) -> Result<()> {
+    if args.boosts.is_some() || args.exact {
+        bail!("--boosts and --exact apply to a local index only");
+    }
+    if args.model.model_dir.is_some() || args.model.weights.is_some() {
+        bail!("--model-dir and --weights apply to a local index; the server has its own model");
+    }
+    if args.index.is_some() {
+        bail!("give either --index DIR or --server URL, not both");
+    }
+    let rt = crate::remote::runtime()?;
+    rt.block_on(async {
+        let client = args.server.connect().await?;
+        let stdout = std::io::stdout();
+        let mut out = BufWriter::new(stdout.lock());
+        match (&args.query, &args.queries) {
+            (Some(query), _) => {
+                let resp = client
+                    .clone()
+                    .search(wire_request(args, query))
+                    .await
+                    .map_err(advise_status)?
+                    .into_inner();
+                let hits = shown(&resp.hits);
+                if args.json {
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({ "query": query, "results": hits }),
+                    )?;
+                    writeln!(out)?;
+                } else {
+                    let repos: std::collections::BTreeSet<&str> =
+                        hits.iter().map(|h| h.repository.as_str()).collect();
+                    print_human(&mut out, &hits, repos.len() > 1)?;
+                }
+            }
+            (None, Some(file)) => {
+                if !args.json {
+                    bail!("--queries writes JSON lines; add --json");
+                }
+                let queries = read_queries(file)?;
+                // A few requests in flight; answers are written in input order.
+                let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+                let mut tasks = Vec::with_capacity(queries.len());
+                for (id, query) in queries {
+                    let mut client = client.clone();
+                    let req = wire_request(args, &query);
+                    let limit = limit.clone();
+                    tasks.push((
+                        id,
+                        tokio::spawn(async move {
+                            let _permit = limit.acquire_owned().await;
+                            client.search(req).await
+                        }),
+                    ));
+                }
+                for (id, task) in tasks {
+                    let resp = task
+                        .await
+                        .context("a search task failed")?
+                        .map_err(advise_status)
+                        .with_context(|| format!("query {id}: search failed"))?
+                        .into_inner();
+                    let hits = shown(&resp.hits);
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({ "id": id, "results": hits }),
+                    )?;
+                    writeln!(out)?;
+                }
+            }
+            (None, None) => bail!("nothing to search for"),
+        }
+        out.flush()?;
+        Ok(())
+    })
+}
+
+/// The `(id, query)` lines of a JSONL query file; a malformed line fails before any search.
+fn read_queries(file: &PathBuf) -> Result<Vec<(serde_json::Value, String)>> {
+    let reader = BufReader::new(
+        File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let mut out = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let where_ = || format!("{}:{}", file.display(), n + 1);
+        let line = line.with_context(where_)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("{}: not valid JSON", where_()))?;
+        let id = value
+            .get("id")
+            .cloned()
+            .with_context(|| format!("{}: no \"id\"", where_()))?;
+        let query = value
+            .get("query")
+            .and_then(|q| q.as_str())
+            .with_context(|| format!("{}: no string \"query\"", where_()))?;
+        out.push((id, query.to_string()));
+    }
+    Ok(out)
 }
 
 fn parse_kind(s: &str) -> Result<KindFilter> {
@@ -317,34 +487,16 @@ fn parse_kind(s: &str) -> Result<KindFilter> {
 /// Answers a JSONL file of queries: one output line per input line (blank lines skipped).
 /// The whole file is read and checked first, so a malformed line fails before any output.
 fn batch(engine: &Engine, template: &SearchRequest, file: &PathBuf) -> Result<()> {
-    let reader = BufReader::new(
-        File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-    );
     let mut queries: Vec<(serde_json::Value, SearchRequest)> = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let where_ = || format!("{}:{}", file.display(), n + 1);
-        let line = line.with_context(where_)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("{}: not valid JSON", where_()))?;
-        let id = value
-            .get("id")
-            .cloned()
-            .with_context(|| format!("{}: no \"id\"", where_()))?;
-        let query = value
-            .get("query")
-            .and_then(|q| q.as_str())
-            .with_context(|| format!("{}: no string \"query\"", where_()))?;
+    for (id, query) in read_queries(file)? {
         let req = SearchRequest {
-            query: query.to_string(),
+            query,
             ..template.clone()
         };
         engine
             .check_request(&req)
             .map_err(advise)
-            .with_context(|| format!("{}: bad query", where_()))?;
+            .with_context(|| format!("query {id}: bad query"))?;
         queries.push((id, req));
     }
     let mode = engine
@@ -372,7 +524,7 @@ fn batch(engine: &Engine, template: &SearchRequest, file: &PathBuf) -> Result<()
             .search_with_vector(req, vector.as_deref())
             .map_err(advise)
             .with_context(|| format!("query {id}: search failed"))?;
-        let hits: Vec<JsonHit> = hits.iter().map(JsonHit::from).collect();
+        let hits = shown(&hits);
         serde_json::to_writer(&mut out, &serde_json::json!({ "id": id, "results": hits }))?;
         writeln!(out)?;
     }
@@ -380,13 +532,12 @@ fn batch(engine: &Engine, template: &SearchRequest, file: &PathBuf) -> Result<()
     Ok(())
 }
 
-fn print_human(out: &mut impl Write, hits: &[SearchHit], show_repo: bool) -> Result<()> {
+fn print_human(out: &mut impl Write, hits: &[Shown], show_repo: bool) -> Result<()> {
     if hits.is_empty() {
         writeln!(out, "no results")?;
         return Ok(());
     }
     for (rank, h) in hits.iter().enumerate() {
-        let u: &UnitRecord = &h.unit;
         let repo = if show_repo {
             format!("{}: ", h.repository)
         } else {
@@ -397,14 +548,14 @@ fn print_human(out: &mut impl Write, hits: &[SearchHit], show_repo: bool) -> Res
             "{:>2}. {:>7.3}  {repo}{}:{}-{}  {}  ({} {})",
             rank + 1,
             h.score,
-            u.path,
-            u.start_line,
-            u.end_line,
-            u.symbol,
-            u.language,
-            u.kind
+            h.path,
+            h.start_line,
+            h.end_line,
+            h.symbol,
+            h.language,
+            h.kind
         )?;
-        for line in gnn_coder_engine::snippet(u, 3) {
+        for line in &h.snippet {
             writeln!(out, "        {line}")?;
         }
     }

@@ -25,6 +25,10 @@ pub enum EngineError {
     #[error("{0}")]
     Incompatible(String),
 
+    /// Another job of this engine is working on the same repository.
+    #[error("{0}")]
+    Busy(String),
+
     #[error("cancelled")]
     Cancelled,
 
@@ -53,6 +57,7 @@ impl EngineError {
             EngineError::InvalidArgument(_) => ErrorKind::InvalidArgument,
             EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Incompatible(_) => ErrorKind::Incompatible,
+            EngineError::Busy(_) => ErrorKind::Locked,
             EngineError::Cancelled => ErrorKind::Cancelled,
             EngineError::Internal(_) => ErrorKind::Internal,
         }

@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use gnn_coder_model::UnitInput;
 use gnn_coder_store::{
-    CancellationToken, EmbeddingInfo, FileEntry, FileWrite, RepoInfo, StoreWriter, UnitKey,
-    UnitRecord, UnitWrite,
+    CancellationToken, EmbeddingInfo, FileEntry, FileWrite, RepoInfo, UnitKey, UnitRecord,
+    UnitWrite,
 };
 use gnn_coder_syntax::{Language, ParsedFile, SkipReason, WalkHooks, WalkOptions, walk_repo_with};
 use serde::Serialize;
 use sha2::Digest;
 
+use crate::writer::WriterLease;
 use crate::{Engine, EngineError, LoadedModel, Result};
 
 /// What to index and how.
@@ -299,7 +300,7 @@ pub fn collect_units(
 
 /// Shared counters of a run.
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     files_total: AtomicU64,
     files_done: AtomicU64,
     files_unchanged: AtomicU64,
@@ -311,7 +312,7 @@ struct Counters {
 }
 
 impl Counters {
-    fn snapshot(&self) -> IndexProgress {
+    pub(crate) fn snapshot(&self) -> IndexProgress {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         IndexProgress {
             files_total: g(&self.files_total),
@@ -327,25 +328,25 @@ impl Counters {
 }
 
 /// State of the batch loop.
-struct Batcher<'a> {
-    writer: Box<dyn StoreWriter + 'a>,
-    repository: String,
-    model: Option<&'a LoadedModel>,
-    model_id: String,
-    hashes: &'a Mutex<HashMap<String, String>>,
-    counters: &'a Counters,
-    on_event: &'a (dyn Fn(&IndexEvent) + Sync),
-    cancel: &'a CancellationToken,
-    commit_every: usize,
-    since_commit: usize,
+pub(crate) struct Batcher<'a> {
+    pub(crate) writer: &'a WriterLease<'a>,
+    pub(crate) repository: String,
+    pub(crate) model: Option<&'a LoadedModel>,
+    pub(crate) model_id: String,
+    pub(crate) hashes: &'a Mutex<HashMap<String, String>>,
+    pub(crate) counters: &'a Counters,
+    pub(crate) on_event: &'a (dyn Fn(&IndexEvent) + Sync),
+    pub(crate) cancel: &'a CancellationToken,
+    pub(crate) commit_every: usize,
+    pub(crate) since_commit: usize,
     /// Paths written, with their unit counts.
-    written: HashMap<String, u64>,
-    embed_seconds: f64,
-    syntax_errors: u64,
+    pub(crate) written: HashMap<String, u64>,
+    pub(crate) embed_seconds: f64,
+    pub(crate) syntax_errors: u64,
 }
 
 impl Batcher<'_> {
-    fn flush(&mut self, batch: &mut Vec<ParsedFile>) -> Result<()> {
+    pub(crate) fn flush(&mut self, batch: &mut Vec<ParsedFile>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -363,7 +364,7 @@ impl Batcher<'_> {
         let mut vectors: HashMap<UnitKey, Vec<f32>> = HashMap::new();
         if let Some(model) = self.model {
             let flat: Vec<UnitKey> = keys.iter().flatten().copied().collect();
-            let known = self.writer.known_keys(&flat)?;
+            let known = self.writer.with(|w| w.known_keys(&flat))?;
             let mut misses: Vec<(UnitKey, (&str, Option<&gnn_coder_syntax::AstGraph>, &str))> =
                 Vec::new();
             let mut seen: HashSet<UnitKey> = HashSet::new();
@@ -438,7 +439,8 @@ impl Batcher<'_> {
         }
         drop(hashes);
         // A key embedded once in this batch serves its duplicates through the store's cache.
-        self.writer.upsert_files(&self.repository, writes)?;
+        let repository = &self.repository;
+        self.writer.with(|w| w.upsert_files(repository, writes))?;
         self.since_commit += nfiles;
         if self.since_commit >= self.commit_every {
             self.commit()?;
@@ -447,8 +449,9 @@ impl Batcher<'_> {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<()> {
-        self.writer.commit(self.cancel)?;
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        let cancel = self.cancel;
+        self.writer.with(|w| w.commit(cancel))?;
         self.since_commit = 0;
         (self.on_event)(&IndexEvent::Committed {
             files: self.written.len() as u64,
@@ -492,6 +495,7 @@ impl Engine {
                 .unwrap_or_else(|| "root".to_string()),
         };
         check_repo_name(&name)?;
+        let _claim = self.claim_repository(&name)?;
         for lang in &options.languages {
             Language::by_name(lang)
                 .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
@@ -533,15 +537,17 @@ impl Engine {
             .collect();
         drop(reader);
 
-        let mut writer = self.store.writer()?;
+        let writer = self.lease_writer()?;
         let head = crate::git::head_commit(&root);
         if previous.is_none() {
             // Listed at once, so a run that dies early still shows in `repos`.
-            writer.put_repository(&RepoInfo {
-                name: name.clone(),
-                root: root_str.clone(),
-                head: None,
-                ..RepoInfo::default()
+            writer.with(|w| {
+                w.put_repository(&RepoInfo {
+                    name: name.clone(),
+                    root: root_str.clone(),
+                    head: None,
+                    ..RepoInfo::default()
+                })
             })?;
         }
 
@@ -589,7 +595,7 @@ impl Engine {
         };
 
         let mut batcher = Batcher {
-            writer,
+            writer: &writer,
             repository: name.clone(),
             model: model.as_deref(),
             model_id,
@@ -668,7 +674,7 @@ impl Engine {
             .filter(|p| !unchanged.contains(*p) && !written.contains_key(*p))
             .cloned()
             .collect();
-        batcher.writer.delete_files(&name, &removed)?;
+        writer.with(|w| w.delete_files(&name, &removed))?;
 
         let mut summary = IndexSummary {
             repository: name.clone(),
@@ -727,13 +733,13 @@ impl Engine {
             bytes: bytes_total,
             skipped,
         };
-        batcher.writer.put_repository(&info)?;
+        writer.with(|w| w.put_repository(&info))?;
         batcher.commit()?;
         // Maintenance (the approximate index) is not part of the data: a cancel here keeps
         // everything committed above.
-        match batcher.writer.maintain(cancel) {
-            Ok(()) | Err(gnn_coder_store::StoreError::Cancelled) => {}
-            Err(e) => return Err(e.into()),
+        match writer.with(|w| w.maintain(cancel)) {
+            Ok(()) | Err(EngineError::Store(gnn_coder_store::StoreError::Cancelled)) => {}
+            Err(e) => return Err(e),
         }
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)

@@ -39,7 +39,10 @@ mod error;
 mod git;
 mod indexing;
 mod search;
+mod update;
+mod writer;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -55,6 +58,7 @@ pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SIMILAR_LEXICAL_WEIGHT, SearchHit,
     SearchRequest, SimilarRequest, SimilarTarget, snippet,
 };
+pub use update::{FileOutcome, FileReport, FileUpdate, MAX_UPDATE_FILES, UpdateSummary};
 
 /// Name of the index directory created inside an indexed root when none is given.
 pub const DEFAULT_INDEX_DIR: &str = ".gnn-coder";
@@ -83,7 +87,17 @@ pub struct Engine {
     model: Mutex<Option<Arc<LoadedModel>>>,
     /// Why a new index was made lexical-only although a model was wanted.
     warning: Option<String>,
+    /// The writer shared by running jobs (see [`writer`]).
+    writer: Mutex<writer::WriterSlot>,
+    /// Repositories an index or remove job is working on.
+    busy: Mutex<HashSet<String>>,
 }
+
+// The service shares one engine between threads.
+const _: fn() = || {
+    fn is_sync<T: Send + Sync>() {}
+    is_sync::<Engine>();
+};
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +132,8 @@ impl Engine {
             options,
             model: Mutex::new(None),
             warning: None,
+            writer: Mutex::default(),
+            busy: Mutex::default(),
         })
     }
 
@@ -158,6 +174,8 @@ impl Engine {
             options,
             model: Mutex::new(model),
             warning,
+            writer: Mutex::default(),
+            busy: Mutex::default(),
         };
         if engine.options.lexical_only && engine.store.embedding().is_some() {
             return Err(EngineError::InvalidArgument(format!(
@@ -176,6 +194,8 @@ impl Engine {
             options,
             model: Mutex::new(None),
             warning: None,
+            writer: Mutex::default(),
+            busy: Mutex::default(),
         }
     }
 
@@ -248,10 +268,11 @@ impl Engine {
 
     /// Removes a repository and everything indexed from it.
     pub fn remove_repository(&self, name: &str, cancel: &CancellationToken) -> Result<RepoInfo> {
+        let _claim = self.claim_repository(name)?;
         let info = self.repository(name)?;
-        let mut writer = self.store.writer()?;
-        writer.delete_repository(name)?;
-        writer.commit(cancel)?;
+        let writer = self.lease_writer()?;
+        writer.with(|w| w.delete_repository(name))?;
+        writer.with(|w| w.commit(cancel))?;
         Ok(info)
     }
 

@@ -452,7 +452,7 @@ impl Store for EmbeddedStore {
         self.manifest.embedding.as_ref()
     }
 
-    fn writer(&self) -> Result<Box<dyn StoreWriter + '_>> {
+    fn writer(&self) -> Result<Box<dyn StoreWriter>> {
         Ok(Box::new(self.embedded_writer()?))
     }
 
@@ -463,7 +463,7 @@ impl Store for EmbeddedStore {
 
 impl EmbeddedStore {
     /// The concrete writer.
-    pub fn embedded_writer(&self) -> Result<EmbeddedWriter<'_>> {
+    pub fn embedded_writer(&self) -> Result<EmbeddedWriter> {
         let lock = WriterLock::acquire(&self.dir)?;
         let threads = self.threads;
         let writer: IndexWriter = self
@@ -481,7 +481,9 @@ impl EmbeddedStore {
             None => None,
         };
         Ok(EmbeddedWriter {
-            store: self,
+            dir: self.dir.clone(),
+            fields: self.fields,
+            dim: self.manifest.embedding.as_ref().map(|e| e.dim),
             writer: Some(writer),
             rows,
             _lock: lock,
@@ -490,15 +492,19 @@ impl EmbeddedStore {
 }
 
 /// The writer of an [`EmbeddedStore`]; holds `writer.lock` until dropped. Dropping it without
-/// [`StoreWriter::commit`] discards what it wrote.
-pub struct EmbeddedWriter<'a> {
-    store: &'a EmbeddedStore,
+/// [`StoreWriter::commit`] discards what it wrote. It owns what it needs (no borrow of the
+/// store), so a long-lived front end can keep one and share it between jobs.
+pub struct EmbeddedWriter {
+    dir: PathBuf,
+    fields: Fields,
+    /// Vector dimension; `None` for a lexical-only index.
+    dim: Option<usize>,
     writer: Option<IndexWriter>,
     rows: Option<RowWriter>,
     _lock: WriterLock,
 }
 
-impl EmbeddedWriter<'_> {
+impl EmbeddedWriter {
     fn w(&self) -> Result<&IndexWriter> {
         self.writer.as_ref().ok_or_else(|| StoreError::Backend {
             message: "the index writer failed earlier".into(),
@@ -509,7 +515,7 @@ impl EmbeddedWriter<'_> {
         self.w()?
             .add_document(doc)
             .map(|_| ())
-            .map_err(tantivy_err(&self.store.dir))
+            .map_err(tantivy_err(&self.dir))
     }
 }
 
@@ -522,10 +528,10 @@ fn check_repo_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-impl StoreWriter for EmbeddedWriter<'_> {
+impl StoreWriter for EmbeddedWriter {
     fn upsert_files(&mut self, repository: &str, files: Vec<FileWrite>) -> Result<()> {
         check_repo_name(repository)?;
-        let f = self.store.fields;
+        let f = self.fields;
         for file in files {
             let key = file_key(repository, &file.file.path);
             self.w()?.delete_term(Term::from_field_text(f.key, &key));
@@ -584,7 +590,7 @@ impl StoreWriter for EmbeddedWriter<'_> {
     }
 
     fn delete_files(&mut self, repository: &str, paths: &[String]) -> Result<()> {
-        let f = self.store.fields;
+        let f = self.fields;
         for p in paths {
             self.w()?
                 .delete_term(Term::from_field_text(f.key, &file_key(repository, p)));
@@ -594,7 +600,7 @@ impl StoreWriter for EmbeddedWriter<'_> {
 
     fn put_repository(&mut self, info: &RepoInfo) -> Result<()> {
         check_repo_name(&info.name)?;
-        let f = self.store.fields;
+        let f = self.fields;
         let key = repo_key(&info.name);
         self.w()?.delete_term(Term::from_field_text(f.key, &key));
         let mut doc = TantivyDocument::default();
@@ -609,7 +615,7 @@ impl StoreWriter for EmbeddedWriter<'_> {
     }
 
     fn delete_repository(&mut self, name: &str) -> Result<()> {
-        let f = self.store.fields;
+        let f = self.fields;
         self.w()?.delete_term(Term::from_field_text(f.repo, name));
         Ok(())
     }
@@ -629,7 +635,7 @@ impl StoreWriter for EmbeddedWriter<'_> {
         if let Some(rows) = self.rows.as_mut() {
             rows.sync()?;
         }
-        let dir = self.store.dir.clone();
+        let dir = self.dir.clone();
         let writer = self.writer.as_mut().ok_or_else(|| StoreError::Backend {
             message: "the index writer failed earlier".into(),
         })?;
@@ -646,7 +652,7 @@ impl StoreWriter for EmbeddedWriter<'_> {
     }
 }
 
-impl EmbeddedWriter<'_> {
+impl EmbeddedWriter {
     /// Rebuilds the approximate nearest-neighbour index over all durable rows when enough rows
     /// are not covered yet (see [`crate::ann`]). Returns whether it built one.
     pub fn maintain_ann(&mut self, cancel: &CancellationToken) -> Result<bool> {
@@ -654,15 +660,15 @@ impl EmbeddedWriter<'_> {
             return Ok(false);
         };
         let durable = rows.durable_rows();
-        let covered = crate::ann::newest(&self.store.dir, durable).map_or(0, |(c, _)| c);
+        let covered = crate::ann::newest(&self.dir, durable).map_or(0, |(c, _)| c);
         if !crate::ann::needs_rebuild(covered, durable) {
             return Ok(false);
         }
-        let Some(dim) = self.store.manifest.embedding.as_ref().map(|e| e.dim) else {
+        let Some(dim) = self.dim else {
             return Ok(false);
         };
-        let reader = RowReader::open(&self.store.dir, dim)?;
-        crate::ann::build_and_save(&self.store.dir, &reader, durable, cancel)?;
+        let reader = RowReader::open(&self.dir, dim)?;
+        crate::ann::build_and_save(&self.dir, &reader, durable, cancel)?;
         Ok(true)
     }
 }

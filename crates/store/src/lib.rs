@@ -279,13 +279,13 @@ pub trait Store: Send + Sync {
     fn embedding(&self) -> Option<&EmbeddingInfo>;
     /// The single writer; fails with [`ErrorKind::Locked`] while another one exists (in this or
     /// another process).
-    fn writer(&self) -> Result<Box<dyn StoreWriter + '_>>;
+    fn writer(&self) -> Result<Box<dyn StoreWriter>>;
     /// A snapshot of the last commit.
     fn reader(&self) -> Result<Arc<dyn StoreReader>>;
 }
 
 /// Batched writes, visible at [`StoreWriter::commit`].
-pub trait StoreWriter {
+pub trait StoreWriter: Send {
     /// Replaces the units of each file (deleting the previous ones) and records its entry.
     fn upsert_files(&mut self, repository: &str, files: Vec<FileWrite>) -> Result<()>;
     /// Removes files and their units.

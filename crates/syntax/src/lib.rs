@@ -89,5 +89,5 @@ pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
 pub use types::*;
 pub use walk::{
     DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkHooks, WalkOptions,
-    WalkSummary, extract_repo, walk_repo, walk_repo_with,
+    WalkSummary, check_source, extract_repo, path_skip_reason, walk_repo, walk_repo_with,
 };

@@ -360,6 +360,99 @@ fn read_checked(
     Ok(bytes)
 }
 
+/// Why a walk with `opts` would not index the file `rel` (`/`-separated, relative to `root`)
+/// by its path alone: a hidden or excluded directory on the way, an exclude glob, an ignore
+/// file (`.gitignore`, `.ignore` of `root` and the directories below it, `.git/info/exclude`),
+/// a minified name, no language. `None` when it would read it. For callers that learn of one
+/// changed file (a file-system watcher, an editor) and must treat it as a full walk would.
+pub fn path_skip_reason(root: &Path, rel: &str, opts: &WalkOptions) -> Option<SkipReason> {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    let (file, dirs) = parts.split_last()?;
+    for d in dirs {
+        if opts.excluded_dirs.iter().any(|x| x == d) {
+            return Some(SkipReason::ExcludedDir);
+        }
+        if opts.skip_hidden && d.starts_with('.') {
+            return Some(SkipReason::ExcludedDir);
+        }
+    }
+    if opts.skip_hidden && file.starts_with('.') {
+        return Some(SkipReason::ExcludedDir);
+    }
+    if opts.skip_virtualenvs {
+        let mut dir = root.to_path_buf();
+        for d in dirs {
+            dir.push(d);
+            if dir.join("pyvenv.cfg").is_file() {
+                return Some(SkipReason::ExcludedDir);
+            }
+        }
+    }
+    if !opts.exclude_globs.is_empty() {
+        match build_globs(&opts.exclude_globs) {
+            Ok(g) if g.is_match(rel) => return Some(SkipReason::ExcludedGlob),
+            Ok(_) => {}
+            Err(_) => return Some(SkipReason::ExcludedGlob),
+        }
+    }
+    let full = root.join(rel);
+    if opts.respect_ignore_files {
+        // Deeper ignore files take precedence, as git's do.
+        let mut ignored = false;
+        let mut dir = root.to_path_buf();
+        let mut check = |base: &Path, files: &[PathBuf]| {
+            let mut b = ignore::gitignore::GitignoreBuilder::new(base);
+            let mut any = false;
+            for f in files {
+                if f.is_file() {
+                    any |= b.add(f).is_none();
+                }
+            }
+            if !any {
+                return;
+            }
+            if let Ok(gi) = b.build() {
+                match gi.matched_path_or_any_parents(&full, false) {
+                    ignore::Match::Ignore(_) => ignored = true,
+                    ignore::Match::Whitelist(_) => ignored = false,
+                    ignore::Match::None => {}
+                }
+            }
+        };
+        check(root, &[root.join(".git/info/exclude")]);
+        check(root, &[root.join(".gitignore"), root.join(".ignore")]);
+        for d in dirs {
+            dir.push(d);
+            check(&dir, &[dir.join(".gitignore"), dir.join(".ignore")]);
+        }
+        if ignored {
+            return Some(SkipReason::ExcludedGlob);
+        }
+    }
+    let lang = Language::for_path(&full)
+        .filter(|l| opts.languages.is_empty() || opts.languages.iter().any(|n| n == l.name()));
+    if lang.is_none() {
+        return Some(SkipReason::UnsupportedLanguage);
+    }
+    let lower = file.to_ascii_lowercase();
+    if lower.contains(".min.") || lower.ends_with("-min.js") {
+        return Some(SkipReason::Minified);
+    }
+    None
+}
+
+/// The content checks of the walk (size, binary, minified, generated) for bytes read elsewhere
+/// (an editor's unsaved buffer); `Err` says why the walk would skip them.
+pub fn check_source(
+    bytes: &[u8],
+    opts: &WalkOptions,
+) -> std::result::Result<(), (SkipReason, Option<String>)> {
+    if bytes.len() as u64 > opts.max_file_size {
+        return Err((SkipReason::TooLarge, Some(format!("{} bytes", bytes.len()))));
+    }
+    check_content(bytes, opts)
+}
+
 /// Content checks shared by the walker: binary, minified, generated.
 fn check_content(
     bytes: &[u8],

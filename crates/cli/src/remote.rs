@@ -1,0 +1,82 @@
+//! Talking to a running `gnn-coder serve`: the `--server` flags every client command shares,
+//! and gRPC statuses turned into messages for people.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use gnn_coder_service::client::{self, Client, ClientOptions};
+
+/// Flags naming a server.
+#[derive(Args, Clone, Default)]
+pub struct ServerFlags {
+    /// Talk to a running `gnn-coder serve` at this URL (http://HOST:PORT or https://HOST:PORT)
+    /// instead of opening an index directory.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// CA certificate (PEM) that signed the server's TLS certificate (for https://).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub tls_ca: Option<PathBuf>,
+    /// Name to check the server's certificate against (default: the URL's host).
+    #[arg(long, value_name = "NAME", requires = "server")]
+    pub tls_domain: Option<String>,
+    /// File holding the bearer token (its first non-comment line); or set $GNN_CODER_TOKEN.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerFlags {
+    fn options(&self) -> Result<ClientOptions> {
+        let token = match &self.token_file {
+            Some(f) => Some(client::read_token_file(f)?),
+            None => std::env::var("GNN_CODER_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+        };
+        Ok(ClientOptions {
+            tls_ca: self.tls_ca.clone(),
+            tls_domain: self.tls_domain.clone(),
+            token,
+            max_message_bytes: None,
+        })
+    }
+
+    /// Connects to the server.
+    pub async fn connect(&self) -> Result<Client> {
+        let url = self
+            .server
+            .as_deref()
+            .unwrap_or(gnn_coder_service::DEFAULT_LISTEN);
+        client::connect(url, &self.options()?)
+            .await
+            .with_context(|| format!("is `gnn-coder serve` running at {url}?"))
+    }
+}
+
+/// A runtime for one client command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A gRPC status as an error for people.
+pub fn advise_status(s: tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    let hint = match s.code() {
+        Code::Unauthenticated => {
+            Some("give the server's token with --token-file FILE or $GNN_CODER_TOKEN")
+        }
+        Code::PermissionDenied => Some("the server indexes only below its --allow-root paths"),
+        Code::ResourceExhausted => Some("the server is busy; retry in a moment"),
+        Code::Unavailable => Some("is the server running (and is it http:// or https://)?"),
+        Code::Aborted => Some("another job works on that repository; retry when it is done"),
+        _ => None,
+    };
+    let base = format!("server answered {:?}: {}", s.code(), s.message());
+    match hint {
+        Some(h) => anyhow::anyhow!("{base}; {h}"),
+        None => anyhow::anyhow!(base),
+    }
+}

@@ -1,0 +1,825 @@
+//! The `CodeSearch` implementation and the server around it (see the crate docs).
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gnn_coder_engine::{
+    CancellationToken, Engine, EngineError, EngineOptions, FileOutcome, FileUpdate, IndexEvent,
+    IndexOptions,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_stream::{Stream, StreamExt};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Code, Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::auth::Tokens;
+use crate::convert;
+use crate::metrics::{Metrics, Sizes};
+use crate::proto as pb;
+use crate::proto::code_search_server::{CodeSearch, CodeSearchServer};
+use crate::watch::Watcher;
+use crate::{Limits, TlsFiles};
+
+/// What `gnn-coder serve` was asked for.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub index_dir: PathBuf,
+    pub engine: EngineOptions,
+    pub listen: SocketAddr,
+    /// Roots under which `IndexRepository` may index (and `UpdateFiles` may read).
+    pub allow_roots: Vec<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    pub tokens: Tokens,
+    pub limits: Limits,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Follow file-system changes of indexed roots.
+    pub watch: bool,
+    /// Listen on a non-loopback address without tokens.
+    pub allow_unauthenticated_remote: bool,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+struct State {
+    engine: Arc<Engine>,
+    limits: Limits,
+    allowed: Vec<PathBuf>,
+    requests: Arc<Semaphore>,
+    index_jobs: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    /// Cancelled at shutdown: index jobs stop at their last commit.
+    shutdown: CancellationToken,
+    watcher: Option<Watcher>,
+}
+
+/// The `CodeSearch` service.
+#[derive(Clone)]
+struct Service {
+    state: Arc<State>,
+}
+
+/// Cancels a token when dropped: a handler future dropped because the client hung up or its
+/// deadline passed stops the work it started.
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Why blocking work failed: the engine said so, or a check on the way.
+enum Failure {
+    Engine(EngineError),
+    Status(Status),
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+impl From<Status> for Failure {
+    fn from(s: Status) -> Self {
+        Failure::Status(s)
+    }
+}
+
+/// Records one request in the metrics when it ends (a dropped request counts as CANCELLED).
+struct Observed {
+    metrics: Arc<Metrics>,
+    method: &'static str,
+    started: Instant,
+    code: Option<Code>,
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.metrics.in_flight(-1);
+        self.metrics.request(
+            self.method,
+            self.code.unwrap_or(Code::Cancelled),
+            self.started.elapsed(),
+        );
+    }
+}
+
+fn exhausted(what: &str, limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "the server is at its limit of {limit} concurrent {what}; retry later"
+    ))
+}
+
+impl Service {
+    fn observe(&self, method: &'static str) -> Observed {
+        self.state.metrics.in_flight(1);
+        Observed {
+            metrics: self.state.metrics.clone(),
+            method,
+            started: Instant::now(),
+            code: None,
+        }
+    }
+
+    fn request_permit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.state
+            .requests
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.state.metrics.rejected("requests");
+                exhausted("requests", self.state.limits.max_concurrent_requests)
+            })
+    }
+
+    /// Runs `work` (a unary call) under a request permit, observed.
+    async fn unary<T>(
+        &self,
+        method: &'static str,
+        work: impl Future<Output = Result<T, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let mut obs = self.observe(method);
+        let result = match self.request_permit() {
+            Ok(_permit) => work.await,
+            Err(s) => Err(s),
+        };
+        obs.code = Some(match &result {
+            Ok(_) => Code::Ok,
+            Err(s) => s.code(),
+        });
+        result.map(Response::new)
+    }
+
+    /// Runs engine work on a blocking thread with a token that is cancelled if this future is
+    /// dropped or the server shuts down.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Engine, &CancellationToken) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Status> {
+        let cancel = self.state.shutdown.child_token();
+        let _guard = CancelOnDrop(cancel.clone());
+        let engine = self.state.engine.clone();
+        match tokio::task::spawn_blocking(move || work(&engine, &cancel)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(Failure::Engine(e))) => Err(convert::status(&e)),
+            Ok(Err(Failure::Status(s))) => Err(s),
+            Err(e) => Err(Status::internal(format!("the request failed: {e}"))),
+        }
+    }
+
+    fn allowed(&self, path: &Path) -> bool {
+        self.state.allowed.iter().any(|a| path.starts_with(a))
+    }
+
+    /// A root a client asked to index, resolved and checked against the allowed roots.
+    fn check_root(&self, root: &str) -> Result<PathBuf, Status> {
+        if root.is_empty() {
+            return Err(Status::invalid_argument("the root is empty"));
+        }
+        if root.contains('\0') || root.len() > 4096 {
+            return Err(Status::invalid_argument("the root is not a usable path"));
+        }
+        let p = Path::new(root);
+        if !p.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "the root {root:?} is relative; give an absolute path on the server"
+            )));
+        }
+        if p.components().any(|c| c == Component::ParentDir) {
+            return Err(Status::invalid_argument(format!(
+                "the root {root:?} contains `..`"
+            )));
+        }
+        if self.state.allowed.is_empty() {
+            return Err(Status::permission_denied(
+                "this server indexes no roots (it was started without --allow-root)",
+            ));
+        }
+        let canon = match p.canonicalize() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Do not say whether a path outside the allowed roots exists.
+                if !self.allowed(p) {
+                    return Err(Status::permission_denied(format!(
+                        "{root} is outside the roots this server may index"
+                    )));
+                }
+                return Err(Status::not_found(format!("{root} does not exist")));
+            }
+            Err(e) => {
+                return Err(Status::invalid_argument(format!(
+                    "cannot resolve {root}: {e}"
+                )));
+            }
+        };
+        if !self.allowed(&canon) {
+            return Err(Status::permission_denied(if canon != p {
+                format!(
+                    "{root} resolves to {}, outside the roots this server may index",
+                    canon.display()
+                )
+            } else {
+                format!("{root} is outside the roots this server may index")
+            }));
+        }
+        if !canon.is_dir() {
+            return Err(Status::invalid_argument(format!(
+                "{root} is not a directory"
+            )));
+        }
+        Ok(canon)
+    }
+
+    fn index_options(&self, r: &pb::IndexRepositoryRequest) -> Result<IndexOptions, Status> {
+        let root = self.check_root(&r.root)?;
+        let mut opts = IndexOptions::new(root);
+        if !r.name.is_empty() {
+            opts.name = Some(r.name.clone());
+        }
+        if r.max_file_size > 0 {
+            opts.max_file_size = r.max_file_size;
+        }
+        opts.languages = r.languages.clone();
+        opts.exclude = r.exclude_globs.clone();
+        if r.commit_every > 0 {
+            opts.commit_every = r.commit_every as usize;
+        }
+        Ok(opts)
+    }
+
+    async fn sizes(&self) -> Sizes {
+        let engine = self.state.engine.clone();
+        tokio::task::spawn_blocking(move || engine.stats())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| Sizes {
+                repositories: s.repositories,
+                files: s.files,
+                units: s.units,
+                vectors: s.vectors,
+                bytes_on_disk: s.bytes_on_disk,
+            })
+            .unwrap_or_default()
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::IndexEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CodeSearch for Service {
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.unary("Search", async {
+            let r = request.into_inner();
+            let req = convert::search_request(&r, &self.state.limits)?;
+            let lines = convert::snippet_lines(r.snippet_lines)?;
+            self.blocking(move |engine, _| {
+                let mode = engine.check_request(&req)?;
+                let hits = engine.search(&req)?;
+                Ok(pb::SearchResponse {
+                    hits: hits.iter().map(|h| convert::hit(h, lines)).collect(),
+                    mode: convert::mode_to_wire(mode) as i32,
+                    origin: None,
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn search_similar(
+        &self,
+        request: Request<pb::SimilarRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.unary("SearchSimilar", async {
+            let r = request.into_inner();
+            let req = convert::similar_request(&r, &self.state.limits)?;
+            let lines = convert::snippet_lines(r.snippet_lines)?;
+            self.blocking(move |engine, _| {
+                let (origin, hits) = engine.similar(&req)?;
+                Ok(pb::SearchResponse {
+                    hits: hits.iter().map(|h| convert::hit(h, lines)).collect(),
+                    mode: pb::Mode::Semantic as i32,
+                    origin: origin.as_ref().map(|h| convert::hit(h, lines)),
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    type IndexRepositoryStream = EventStream;
+
+    async fn index_repository(
+        &self,
+        request: Request<pb::IndexRepositoryRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let mut obs = self.observe("IndexRepository");
+        let state = self.state.clone();
+        let permit = match state.index_jobs.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                state.metrics.rejected("index_jobs");
+                let s = exhausted("index jobs", state.limits.max_index_jobs);
+                obs.code = Some(s.code());
+                return Err(s);
+            }
+        };
+        let r = request.into_inner();
+        let opts = match self.index_options(&r) {
+            Ok(o) => o,
+            Err(s) => {
+                obs.code = Some(s.code());
+                return Err(s);
+            }
+        };
+        let interval = Duration::from_millis(match r.progress_interval_ms {
+            0 => 200,
+            n => u64::from(n),
+        });
+        let (tx, rx) = mpsc::channel::<Result<pb::IndexEvent, Status>>(256);
+        let cancel = state.shutdown.child_token();
+        // A client that hangs up cancels the run.
+        let hangup = {
+            let tx = tx.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tx.closed().await;
+                cancel.cancel();
+            })
+        };
+        info!(root = %opts.root.display(), name = ?opts.name, "index job started");
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            state.metrics.index_jobs(1);
+            let last: Mutex<Option<Instant>> = Mutex::new(None);
+            let on_event = |e: &IndexEvent| match e {
+                IndexEvent::Progress(_) => {
+                    let due = match last.lock() {
+                        Ok(mut l) => {
+                            let due = l.is_none_or(|t| t.elapsed() >= interval);
+                            if due {
+                                *l = Some(Instant::now());
+                            }
+                            due
+                        }
+                        Err(_) => false,
+                    };
+                    // Progress is dropped, never waited for, when the client reads slowly.
+                    if due {
+                        let _ = tx.try_send(Ok(convert::event(e)));
+                    }
+                }
+                _ => {
+                    let _ = tx.blocking_send(Ok(convert::event(e)));
+                }
+            };
+            let result = state.engine.index_repository(&opts, &on_event, &cancel);
+            let code = match result {
+                Ok(summary) => {
+                    state
+                        .metrics
+                        .embedded(summary.embeddings_computed, summary.embed_seconds);
+                    state.metrics.indexed(summary.units_written);
+                    if let Some(w) = &state.watcher {
+                        w.watch(Path::new(&summary.root));
+                    }
+                    info!(
+                        repository = %summary.repository,
+                        files = summary.files,
+                        units = summary.units,
+                        seconds = summary.seconds,
+                        "index job finished"
+                    );
+                    let _ = tx.blocking_send(Ok(convert::summary(&summary)));
+                    Code::Ok
+                }
+                Err(e) => {
+                    let status = if state.shutdown.is_cancelled()
+                        && e.kind() == gnn_coder_engine::ErrorKind::Cancelled
+                    {
+                        Status::unavailable(
+                            "the server is shutting down; the run stopped at its last commit",
+                        )
+                    } else {
+                        convert::status(&e)
+                    };
+                    warn!(error = %e, "index job failed");
+                    let code = status.code();
+                    let _ = tx.blocking_send(Err(status));
+                    code
+                }
+            };
+            hangup.abort();
+            state.metrics.index_jobs(-1);
+            obs.code = Some(code);
+            drop(obs);
+        });
+        // Errors before the run starts (a busy repository, a locked index, a missing model)
+        // are the call's status, not a message of the stream.
+        let mut rx = rx;
+        match rx.recv().await {
+            Some(Ok(first)) => {
+                let rest = ReceiverStream::new(rx);
+                Ok(Response::new(Box::pin(
+                    tokio_stream::once(Ok(first)).chain(rest),
+                )))
+            }
+            Some(Err(status)) => Err(status),
+            None => Err(Status::internal("the index job ended without a word")),
+        }
+    }
+
+    async fn update_files(
+        &self,
+        request: Request<pb::UpdateFilesRequest>,
+    ) -> Result<Response<pb::UpdateFilesResponse>, Status> {
+        self.unary("UpdateFiles", async {
+            let r = request.into_inner();
+            if r.repository.is_empty() {
+                return Err(Status::invalid_argument("the repository is empty"));
+            }
+            if r.changes.is_empty() {
+                return Err(Status::invalid_argument("no changes"));
+            }
+            let from_disk = r.changes.iter().any(|c| c.contents.is_none() && !c.deleted);
+            let updates: Vec<FileUpdate> = r
+                .changes
+                .into_iter()
+                .map(|c| FileUpdate {
+                    path: c.path,
+                    contents: c.contents,
+                    deleted: c.deleted,
+                })
+                .collect();
+            let name = r.repository;
+            let allowed = self.state.allowed.clone();
+            let metrics = self.state.metrics.clone();
+            self.blocking(move |engine, cancel| {
+                if from_disk {
+                    // Reading files needs the same permission as indexing the root.
+                    let info = engine.repository(&name)?;
+                    if !allowed.iter().any(|a| Path::new(&info.root).starts_with(a)) {
+                        return Err(Status::permission_denied(format!(
+                            "the root of {name:?} ({}) is outside the roots this server may read; send the contents",
+                            info.root
+                        ))
+                        .into());
+                    }
+                }
+                let s = engine.update_files(&name, &updates, cancel)?;
+                metrics.embedded(s.embeddings_computed, s.embed_seconds);
+                metrics.indexed(s.units_written);
+                Ok(pb::UpdateFilesResponse {
+                    files: s
+                        .files
+                        .iter()
+                        .map(|f| {
+                            let (outcome, units, reason, detail) = match &f.outcome {
+                                FileOutcome::Indexed { units } => ("indexed", *units, "", None),
+                                FileOutcome::Unchanged => ("unchanged", 0, "", None),
+                                FileOutcome::Removed => ("removed", 0, "", None),
+                                FileOutcome::Skipped { reason, detail } => {
+                                    ("skipped", 0, reason.as_str(), detail.clone())
+                                }
+                            };
+                            pb::FileResult {
+                                path: f.path.clone(),
+                                outcome: outcome.into(),
+                                units,
+                                reason: reason.into(),
+                                detail: detail.unwrap_or_default(),
+                            }
+                        })
+                        .collect(),
+                    units_written: s.units_written,
+                    units_removed: s.units_removed,
+                    embeddings_computed: s.embeddings_computed,
+                    embeddings_reused: s.embeddings_reused,
+                    seconds: s.seconds,
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn list_repositories(
+        &self,
+        _request: Request<pb::ListRepositoriesRequest>,
+    ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
+        self.unary("ListRepositories", async {
+            self.blocking(|engine, _| {
+                Ok(pb::ListRepositoriesResponse {
+                    repositories: engine
+                        .repositories()?
+                        .iter()
+                        .map(convert::repository)
+                        .collect(),
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn get_repository(
+        &self,
+        request: Request<pb::GetRepositoryRequest>,
+    ) -> Result<Response<pb::Repository>, Status> {
+        self.unary("GetRepository", async {
+            let name = request.into_inner().name;
+            if name.is_empty() {
+                return Err(Status::invalid_argument("the name is empty"));
+            }
+            self.blocking(move |engine, _| Ok(convert::repository(&engine.repository(&name)?)))
+                .await
+        })
+        .await
+    }
+
+    async fn remove_repository(
+        &self,
+        request: Request<pb::RemoveRepositoryRequest>,
+    ) -> Result<Response<pb::Repository>, Status> {
+        self.unary("RemoveRepository", async {
+            let name = request.into_inner().name;
+            if name.is_empty() {
+                return Err(Status::invalid_argument("the name is empty"));
+            }
+            let state = self.state.clone();
+            self.blocking(move |engine, cancel| {
+                let info = engine.remove_repository(&name, cancel)?;
+                if let Some(w) = &state.watcher {
+                    w.unwatch(Path::new(&info.root));
+                }
+                info!(repository = %name, "repository removed");
+                Ok(convert::repository(&info))
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::Stats>, Status> {
+        self.unary("GetStats", async {
+            self.blocking(|engine, _| Ok(convert::stats(&engine.stats()?, engine.embedding())))
+                .await
+        })
+        .await
+    }
+}
+
+/// Runs the server until `shutdown` resolves (or SIGTERM / Ctrl-C when `signals`), then drains.
+/// `ready` is called with the bound address once the server accepts connections.
+pub async fn serve(
+    config: ServeConfig,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if !crate::is_loopback(&config.listen)
+        && !config.tokens.enabled()
+        && !config.allow_unauthenticated_remote
+    {
+        return Err(ServeError::Config(format!(
+            "{} is reachable from other machines, and no --auth-token-file is given",
+            config.listen
+        )));
+    }
+    let mut allowed = Vec::new();
+    for root in &config.allow_roots {
+        let canon = root.canonicalize().map_err(|source| ServeError::Read {
+            path: root.clone(),
+            source,
+        })?;
+        if !canon.is_dir() {
+            return Err(ServeError::Config(format!(
+                "--allow-root {} is not a directory",
+                root.display()
+            )));
+        }
+        allowed.push(canon);
+    }
+    let tls = match &config.tls {
+        Some(t) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|source| ServeError::Read {
+                    path: p.clone(),
+                    source,
+                })
+            };
+            Some(ServerTlsConfig::new().identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?)))
+        }
+        None => None,
+    };
+
+    let dir = config.index_dir.clone();
+    let options = config.engine.clone();
+    let engine = tokio::task::spawn_blocking(move || -> Result<Engine, EngineError> {
+        let engine = Engine::open_or_create(&dir, options, false)?;
+        if engine.embedding().is_some() {
+            // Loaded now, so the first search does not pay for it.
+            if let Err(e) = engine.model() {
+                warn!(error = %e, "the model could not be loaded; only lexical search will work");
+            }
+        }
+        Ok(engine)
+    })
+    .await
+    .map_err(|e| ServeError::Config(format!("opening the index failed: {e}")))??;
+    if let Some(w) = engine.model_warning() {
+        warn!("{w}; the index is lexical-only");
+    }
+    let engine = Arc::new(engine);
+    let metrics = Arc::new(Metrics::default());
+    let shutdown_token = CancellationToken::new();
+    let watcher = if config.watch {
+        let w = Watcher::start(engine.clone(), metrics.clone(), shutdown_token.clone())
+            .map_err(|e| ServeError::Config(format!("cannot watch files: {e}")))?;
+        for repo in engine.repositories()? {
+            let root = PathBuf::from(&repo.root);
+            if allowed.iter().any(|a| root.starts_with(a)) {
+                w.watch(&root);
+            } else {
+                warn!(repository = %repo.name, root = %repo.root, "not watched: outside --allow-root");
+            }
+        }
+        Some(w)
+    } else {
+        None
+    };
+    let limits = config.limits.clone();
+    let state = Arc::new(State {
+        engine: engine.clone(),
+        limits: limits.clone(),
+        allowed,
+        requests: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
+        index_jobs: Arc::new(Semaphore::new(limits.max_index_jobs.max(1))),
+        metrics: metrics.clone(),
+        shutdown: shutdown_token.clone(),
+        watcher,
+    });
+    let service = Service {
+        state: state.clone(),
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CodeSearchServer<Service>>().await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    let tokens = config.tokens.clone();
+    let auth_metrics = metrics.clone();
+    let auth = move |req: Request<()>| -> Result<Request<()>, Status> {
+        match tokens.check(&req) {
+            Ok(()) => Ok(req),
+            Err(s) => {
+                auth_metrics.auth_failure();
+                Err(s)
+            }
+        }
+    };
+    let code_search = CodeSearchServer::new(service.clone())
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+
+    // Metrics on their own port, stopped with the server.
+    let metrics_stop = CancellationToken::new();
+    if let Some(m) = config.metrics_listen {
+        let l = tokio::net::TcpListener::bind(m)
+            .await
+            .map_err(|source| ServeError::Listen { addr: m, source })?;
+        info!(address = %l.local_addr().unwrap_or(m), "metrics on http://{}/metrics", l.local_addr().unwrap_or(m));
+        let svc = service.clone();
+        let stop = metrics_stop.clone();
+        tokio::spawn(crate::metrics::serve_http(
+            l,
+            move || {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    let sizes = svc.sizes().await;
+                    svc.state.metrics.render(&sizes)
+                })
+            },
+            async move {
+                while !stop.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        ));
+    }
+
+    let mut builder = Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let drain = Arc::new(tokio::sync::Notify::new());
+    let drain_started = drain.clone();
+    let health_for_stop = health.clone();
+    let stop_token = shutdown_token.clone();
+    let signal = async move {
+        shutdown.await;
+        info!("shutting down: no new connections; index jobs stop at their last commit");
+        health_for_stop
+            .set_not_serving::<CodeSearchServer<Service>>()
+            .await;
+        stop_token.cancel();
+        drain_started.notify_one();
+    };
+    info!(
+        address = %addr,
+        tls = config.tls.is_some(),
+        tokens = config.tokens.enabled(),
+        index = %config.index_dir.display(),
+        "serving gnn_coder.v1.CodeSearch"
+    );
+    if config.tokens.enabled() && config.tls.is_none() && !crate::is_loopback(&addr) {
+        warn!("bearer tokens travel in clear text without --tls-cert/--tls-key");
+    }
+    ready(addr);
+    let server = builder
+        .add_service(health_service)
+        .add_service(InterceptedService::new(code_search, auth.clone()))
+        .add_service(InterceptedService::new(reflection_v1, auth.clone()))
+        .add_service(InterceptedService::new(reflection_v1alpha, auth))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let drain_timeout = limits.drain_timeout;
+    let result = tokio::select! {
+        r = server => r.map_err(ServeError::from),
+        _ = async { drain.notified().await; tokio::time::sleep(drain_timeout).await } => {
+            warn!("in-flight requests did not finish within {drain_timeout:?}; stopping anyway");
+            Ok(())
+        }
+    };
+    metrics_stop.cancel();
+    shutdown_token.cancel();
+    // Index jobs have been cancelled; each stops at a commit and hands its permit back.
+    let jobs = limits.max_index_jobs.max(1) as u32;
+    if tokio::time::timeout(drain_timeout, state.index_jobs.acquire_many(jobs))
+        .await
+        .is_err()
+    {
+        warn!("an index job did not stop within {drain_timeout:?}");
+    }
+    info!("stopped");
+    result
+}
