@@ -1,0 +1,328 @@
+//! Load benchmark of the gRPC service, on loopback, bounded in requests and time.
+//!
+//! ```text
+//! cargo run --release -p gnn-coder-service --example load_bench -- \
+//!     --index DIR --queries Q.jsonl [--clients 1,4,8] [--requests 2000] [--seconds 60] \
+//!     [--limit 16] [--mode hybrid|lexical|semantic] [--edits 20]
+//! ```
+//!
+//! Starts `serve` in this process on 127.0.0.1:0 (its own runtime and threads; the clients run
+//! on another runtime, one HTTP/2 connection each) over an existing index, then:
+//! 1. for each client count: clients send searches back to back (query `i` of the file for the
+//!    `i`-th request, so no two neighbours repeat), until `--requests` answers or `--seconds`;
+//!    prints QPS and p50/p99 latency of the answers, and how many were refused;
+//! 2. overload: 4 x `--limit` clients against a server whose concurrency limit is `--limit`:
+//!    counts OK and RESOURCE_EXHAUSTED answers and other errors, peak RSS before and after,
+//!    and checks the server still answers afterwards;
+//! 3. `--edits` times: an edited file (a new function in a file of the first repository, sent
+//!    as an unsaved buffer) until a search finds it: p50/p99 of the round trip.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use gnn_coder_engine::EngineOptions;
+use gnn_coder_service::client::{self, ClientOptions};
+use gnn_coder_service::proto as pb;
+use gnn_coder_service::{Limits, ServeConfig};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[derive(Default)]
+struct Outcome {
+    latencies_ms: Vec<f64>,
+    exhausted: usize,
+    other_errors: usize,
+    wall: f64,
+}
+
+async fn run_load(
+    url: &str,
+    queries: Arc<Vec<String>>,
+    clients: usize,
+    requests: usize,
+    seconds: f64,
+    mode: pb::Mode,
+) -> Result<Outcome, BoxError> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut c = client::connect(url, &ClientOptions::default()).await?;
+        let queries = queries.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Outcome::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests || Instant::now() > deadline {
+                    break;
+                }
+                let req = pb::SearchRequest {
+                    query: queries[i % queries.len()].clone(),
+                    top_k: 10,
+                    mode: mode as i32,
+                    ..Default::default()
+                };
+                let t = Instant::now();
+                match c.search(req).await {
+                    Ok(_) => out.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                        out.exhausted += 1;
+                        // A refused client backs off a little, as a real one would.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(_) => out.other_errors += 1,
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Outcome::default();
+    for t in tasks {
+        let o = t.await?;
+        all.latencies_ms.extend(o.latencies_ms);
+        all.exhausted += o.exhausted;
+        all.other_errors += o.other_errors;
+    }
+    all.wall = started.elapsed().as_secs_f64();
+    all.latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(all)
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: load_bench --index DIR --queries Q.jsonl [--clients 1,4,8] [--requests N] [--seconds S] [--limit L] [--mode M] [--edits N]";
+    let index = PathBuf::from(arg(&args, "--index").ok_or(usage)?);
+    let queries_file = PathBuf::from(arg(&args, "--queries").ok_or(usage)?);
+    let clients: Vec<usize> = arg(&args, "--clients")
+        .unwrap_or_else(|| "1,4,8".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let requests: usize = arg(&args, "--requests").map_or(Ok(2000), |s| s.parse())?;
+    let seconds: f64 = arg(&args, "--seconds").map_or(Ok(60.0), |s| s.parse())?;
+    let limit: usize = arg(&args, "--limit").map_or(Ok(16), |s| s.parse())?;
+    let edits: usize = arg(&args, "--edits").map_or(Ok(20), |s| s.parse())?;
+    let mode = match arg(&args, "--mode").as_deref().unwrap_or("hybrid") {
+        "hybrid" => pb::Mode::Hybrid,
+        "lexical" => pb::Mode::Lexical,
+        "semantic" => pb::Mode::Semantic,
+        other => return Err(format!("unknown mode {other}").into()),
+    };
+    let queries: Vec<String> = std::fs::read_to_string(&queries_file)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).map(|v| {
+                v.get("query")
+                    .and_then(|q| q.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let queries = Arc::new(queries);
+
+    // The server, on its own runtime.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let config = ServeConfig {
+        index_dir: index.clone(),
+        engine: EngineOptions::default(),
+        listen: "127.0.0.1:0".parse()?,
+        allow_roots: Vec::new(),
+        tls: None,
+        tokens: Default::default(),
+        limits: Limits {
+            max_concurrent_requests: limit,
+            ..Limits::default()
+        },
+        metrics_listen: None,
+        watch: false,
+        allow_unauthenticated_remote: false,
+    };
+    let server = std::thread::spawn(move || -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(gnn_coder_service::serve(
+            config,
+            move |a| {
+                let _ = addr_tx.send(a);
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ))
+        .map_err(|e| e.to_string())
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(300))
+        .map_err(|_| "the server did not start")?;
+    let url = format!("http://{addr}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut c = client::connect(&url, &ClientOptions::default()).await?;
+        let stats = c.get_stats(pb::GetStatsRequest {}).await?.into_inner();
+        println!(
+            "index {}: {} repositories, {} units, {} vectors ({} in the ANN), model {:?}",
+            index.display(),
+            stats.repositories,
+            stats.units,
+            stats.vectors,
+            stats.ann_vectors,
+            stats.model
+        );
+        println!("server concurrency limit {limit}; mode {mode:?}; {requests} requests or {seconds} s per row; RSS {:.0} MiB", rss_mib());
+        // Warm-up.
+        run_load(&url, queries.clone(), 2, 40, 30.0, mode).await?;
+        println!("| clients | answers | QPS | p50 ms | p99 ms | refused | errors |");
+        println!("|---|---|---|---|---|---|---|");
+        for &n in &clients {
+            let o = run_load(&url, queries.clone(), n, requests, seconds, mode).await?;
+            println!(
+                "| {n} | {} | {:.0} | {:.1} | {:.1} | {} | {} |",
+                o.latencies_ms.len(),
+                o.latencies_ms.len() as f64 / o.wall,
+                pct(&o.latencies_ms, 0.5),
+                pct(&o.latencies_ms, 0.99),
+                o.exhausted,
+                o.other_errors
+            );
+        }
+        let before = peak_rss_mib();
+        let n = limit * 4;
+        let o = run_load(&url, queries.clone(), n, requests * 2, seconds, mode).await?;
+        let alive = c.get_stats(pb::GetStatsRequest {}).await.is_ok();
+        println!(
+            "overload: {n} clients against a limit of {limit}: {} OK ({:.0}/s, p50 {:.1} ms, p99 {:.1} ms), {} RESOURCE_EXHAUSTED, {} other errors in {:.1} s; peak RSS {:.0} -> {:.0} MiB; server answers afterwards: {alive}",
+            o.latencies_ms.len(),
+            o.latencies_ms.len() as f64 / o.wall,
+            pct(&o.latencies_ms, 0.5),
+            pct(&o.latencies_ms, 0.99),
+            o.exhausted,
+            o.other_errors,
+            o.wall,
+            before,
+            peak_rss_mib()
+        );
+
+        // Edits: a new function in an unsaved buffer, until a search finds it.
+        if edits > 0 {
+            let repos = c.list_repositories(pb::ListRepositoriesRequest {}).await?.into_inner();
+            let repo = repos.repositories.first().ok_or("the index has no repository")?;
+            let hit = c
+                .search(pb::SearchRequest {
+                    query: "def".into(),
+                    top_k: 1,
+                    mode: pb::Mode::Lexical as i32,
+                    filters: Some(pb::Filters {
+                        repositories: vec![repo.name.clone()],
+                        languages: vec!["python".into()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let path = hit.hits.first().ok_or("no python file to edit")?.path.clone();
+            let original = std::fs::read(std::path::Path::new(&repo.root).join(&path))?;
+            let mut times = Vec::new();
+            for i in 0..edits {
+                let name = format!("load_bench_probe_{i}_{}", std::process::id());
+                let mut buf = original.clone();
+                buf.extend_from_slice(format!("\n\ndef {name}(x):\n    return x + {i}\n").as_bytes());
+                let t = Instant::now();
+                c.update_files(pb::UpdateFilesRequest {
+                    repository: repo.name.clone(),
+                    changes: vec![pb::FileChange {
+                        path: path.clone(),
+                        contents: Some(buf),
+                        deleted: false,
+                    }],
+                })
+                .await?;
+                let r = c
+                    .search(pb::SearchRequest {
+                        query: name.clone(),
+                        top_k: 1,
+                        mode: pb::Mode::Lexical as i32,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                if r.hits.first().is_none_or(|h| h.symbol != name) {
+                    return Err(format!("edit {i} not visible").into());
+                }
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            // Put the file back as it is on disk.
+            c.update_files(pb::UpdateFilesRequest {
+                repository: repo.name.clone(),
+                changes: vec![pb::FileChange {
+                    path: path.clone(),
+                    contents: Some(original),
+                    deleted: false,
+                }],
+            })
+            .await?;
+            times.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "edit visible (UpdateFiles of {path} with one new function, then a search finds it): p50 {:.0} ms, p99 {:.0} ms over {edits}",
+                pct(&times, 0.5),
+                pct(&times, 0.99)
+            );
+        }
+        Ok::<(), BoxError>(())
+    })?;
+    let _ = stop_tx.send(());
+    server.join().map_err(|_| "the server thread panicked")??;
+    Ok(())
+}
