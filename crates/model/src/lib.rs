@@ -89,7 +89,8 @@ pub use embedder::{
 pub use error::{ModelError, Result};
 pub use graph::{GraphBatch, GraphConfig, GraphEncoder, GraphInput};
 pub use model::{
-    GnnCoderHead, GnnCoderModel, HeadConfig, read_head_config, read_safetensors_metadata,
+    GnnCoderHead, GnnCoderModel, HeadConfig, read_head_config, read_safetensors_dtypes,
+    read_safetensors_metadata,
 };
 pub use tokenize::{Encoded, TextTokenizer};
 pub use weights::{

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
+use burn::store::{FloatCastAdapter, HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
 
@@ -338,9 +338,11 @@ pub fn read_head_config(dir: &Path) -> Result<HeadConfig> {
     Ok(cfg)
 }
 
-/// Load every tensor of `path` into `module` (only the paths matching `filter`, if given);
-/// f16 files (metadata `gnn_coder.dtype = f16`) are widened to f32. Returns the number of
-/// tensors applied.
+/// Load every tensor of `path` into `module` (only the paths matching `filter`, if given).
+/// Each tensor is read by its own dtype, as the file's header gives it, whatever the file's
+/// metadata says: f16, bf16 and f64 tensors are converted to the model's f32 (so a file
+/// rewritten by another tool, metadata dropped, still loads), and a non-float tensor is
+/// refused with its name. Returns the number of tensors applied.
 fn load_complete<M: ModuleSnapshot>(
     module: &mut M,
     path: &Path,
@@ -352,15 +354,21 @@ fn load_complete<M: ModuleSnapshot>(
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
         });
     }
-    let half = read_safetensors_metadata(path)?
-        .get(META_DTYPE)
-        .is_some_and(|d| d == "f16");
-    let mut store = SafetensorsStore::from_file(path).allow_partial(true);
+    for (name, dtype) in read_safetensors_dtypes(path)? {
+        if !matches!(dtype.as_str(), "F16" | "BF16" | "F32" | "F64") {
+            return Err(ModelError::Weights {
+                path: path.to_path_buf(),
+                message: format!(
+                    "tensor {name:?} is {dtype}; weights must be floating point (F16, BF16, F32 or F64)"
+                ),
+            });
+        }
+    }
+    let mut store = SafetensorsStore::from_file(path)
+        .allow_partial(true)
+        .with_from_adapter(FloatCastAdapter::to(burn::tensor::DType::F32));
     if let Some(re) = filter {
         store = store.with_regex(re);
-    }
-    if half {
-        store = store.with_from_adapter(HalfPrecisionAdapter::new());
     }
     let result = module
         .load_from(&mut store)
@@ -379,8 +387,8 @@ fn load_complete<M: ModuleSnapshot>(
     Ok(result.applied.len())
 }
 
-/// The `__metadata__` map of a safetensors file (read from its JSON header).
-pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+/// The JSON header of a safetensors file.
+fn read_safetensors_header(path: &Path) -> Result<serde_json::Value> {
     use std::io::Read;
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),
@@ -399,11 +407,39 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>>
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).map_err(io)?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|source| ModelError::Json {
-            path: PathBuf::from(path),
-            source,
-        })?;
+    serde_json::from_slice(&header).map_err(|source| ModelError::Json {
+        path: PathBuf::from(path),
+        source,
+    })
+}
+
+/// Each tensor's name and dtype (`F16`, `F32`, ...) from a safetensors header.
+pub fn read_safetensors_dtypes(path: &Path) -> Result<Vec<(String, String)>> {
+    let json = read_safetensors_header(path)?;
+    let Some(map) = json.as_object() else {
+        return Err(ModelError::Weights {
+            path: path.to_path_buf(),
+            message: "the safetensors header is not a JSON object".into(),
+        });
+    };
+    Ok(map
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.get("dtype")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("?")
+                    .to_string(),
+            )
+        })
+        .collect())
+}
+
+/// The `__metadata__` map of a safetensors file (read from its JSON header).
+pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let json = read_safetensors_header(path)?;
     let mut out = HashMap::new();
     if let Some(meta) = json.get("__metadata__").and_then(|m| m.as_object()) {
         for (k, v) in meta {

@@ -418,7 +418,7 @@ fn save_and_load_roundtrip() {
     assert!(size(half_dir.path()) * 10 < size(dir.path()) * 6);
     let mut fresh = fresh_with_base(&model);
     fresh.load_saved(half_dir.path(), &cfg).unwrap();
-    let c = to_vec(fresh.forward_code(ids, mask, Some(&gb)).unwrap());
+    let c = to_vec(fresh.forward_code(ids.clone(), mask.clone(), Some(&gb)).unwrap());
     let diff = a
         .iter()
         .zip(&c)
@@ -426,9 +426,54 @@ fn save_and_load_roundtrip() {
         .fold(0.0f32, f32::max);
     assert!(diff < 1e-2, "f16 weights moved a vector by {diff}");
 
+    // The same f16 files rewritten by another tool, without our metadata: each tensor loads
+    // by its own dtype (before, f16 tensors went into the f32 model and burn's matmul panicked).
+    for file in ["head.safetensors", "transformer.safetensors"] {
+        rewrite_header(&half_dir.path().join(file), |h| {
+            h.as_object_mut().unwrap().remove("__metadata__");
+        });
+    }
+    assert!(read_safetensors_metadata(&half_dir.path().join("head.safetensors")).unwrap().is_empty());
+    let mut fresh = fresh_with_base(&model);
+    fresh.load_saved(half_dir.path(), &cfg).unwrap();
+    let d = to_vec(fresh.forward_code(ids.clone(), mask.clone(), Some(&gb)).unwrap());
+    assert_eq!(c, d, "the metadata does not decide how tensors load");
+    // A tensor that is not floating point is refused with its name, not a panic.
+    rewrite_header(&half_dir.path().join("head.safetensors"), |h| {
+        let (name, t) = h
+            .as_object_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|(_, v)| v["dtype"] == "F16")
+            .unwrap();
+        let _ = name;
+        t["dtype"] = serde_json::json!("I16");
+    });
+    let err = fresh_with_base(&model)
+        .load_saved(half_dir.path(), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is I16") && err.contains("floating point"), "{err}");
+
     // A directory without weights is an error, not a panic.
     let empty = tempfile::tempdir().unwrap();
     assert!(fresh.load_saved(empty.path(), &cfg).is_err());
+}
+
+/// Rewrites the JSON header of a safetensors file in place (the data stays as it is).
+fn rewrite_header(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut header);
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while (8 + text.len()) % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(path, out).unwrap();
 }
 
 /// The kind-table slots are fixed for trained weights (new languages are appended), but every

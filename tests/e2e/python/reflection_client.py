@@ -34,10 +34,6 @@ def main():
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
 
     class Auth(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-        def _add(self, details):
-            md = list(details.metadata or []) + metadata
-            return details._replace(metadata=md) if hasattr(details, "_replace") else details
-
         def intercept_unary_unary(self, continuation, details, request):
             return continuation(_Details(details, metadata), request)
 
