@@ -145,16 +145,15 @@ pub fn run(args: IndexArgs) -> Result<()> {
     let bar = progress_bar(args.quiet || args.json);
     let skipped: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new());
     let on_event = |e: &IndexEvent| match e {
-        IndexEvent::Progress(p) => {
-            if bar.length() != Some(p.files_total) {
-                bar.set_length(p.files_total);
-            }
-            bar.set_position(p.files_done);
-            bar.set_message(format!(
-                "{} units, {} embedded, {} reused, {} unchanged files",
-                p.units, p.embeddings_computed, p.embeddings_reused, p.files_unchanged
-            ));
-        }
+        IndexEvent::Progress(p) => show_progress(
+            &bar,
+            p.files_total,
+            p.files_done,
+            p.units,
+            p.embeddings_computed,
+            p.embeddings_reused,
+            p.files_unchanged,
+        ),
         IndexEvent::Skipped {
             path,
             reason,
@@ -264,12 +263,7 @@ fn remote(args: &IndexArgs) -> Result<()> {
     if args.model.model_dir.is_some() || args.model.weights.is_some() {
         bail!("--model-dir and --weights apply to a local index; the server has its own model");
     }
-    // The server resolves the path on its disk; a local path that exists is sent absolute.
-    let root = match args.root.canonicalize() {
-        Ok(p) => p,
-        Err(_) if args.root.is_absolute() => args.root.clone(),
-        Err(e) => bail!("cannot resolve {}: {e}", args.root.display()),
-    };
+    let root = crate::remote::server_path(&args.root)?;
     let request = pb::IndexRepositoryRequest {
         root: root.to_string_lossy().into_owned(),
         name: args.name.clone().unwrap_or_default(),
@@ -303,16 +297,15 @@ fn remote(args: &IndexArgs) -> Result<()> {
                 }
             };
             match event.event {
-                Some(Event::Progress(p)) => {
-                    if bar.length() != Some(p.files_total) {
-                        bar.set_length(p.files_total);
-                    }
-                    bar.set_position(p.files_done);
-                    bar.set_message(format!(
-                        "{} units, {} embedded, {} reused, {} unchanged files",
-                        p.units, p.embeddings_computed, p.embeddings_reused, p.files_unchanged
-                    ));
-                }
+                Some(Event::Progress(p)) => show_progress(
+                    &bar,
+                    p.files_total,
+                    p.files_done,
+                    p.units,
+                    p.embeddings_computed,
+                    p.embeddings_reused,
+                    p.files_unchanged,
+                ),
                 Some(Event::Skipped(f)) => {
                     skipped.push((f.path, f.reason, (!f.detail.is_empty()).then_some(f.detail)))
                 }
@@ -340,6 +333,25 @@ fn remote(args: &IndexArgs) -> Result<()> {
         Ok((summary, skipped))
     })?;
     report(args, &summary, skipped, &url)
+}
+
+/// Draws one progress event (local or from a server).
+fn show_progress(
+    bar: &ProgressBar,
+    files_total: u64,
+    files_done: u64,
+    units: u64,
+    embedded: u64,
+    reused: u64,
+    unchanged: u64,
+) {
+    if bar.length() != Some(files_total) {
+        bar.set_length(files_total);
+    }
+    bar.set_position(files_done);
+    bar.set_message(format!(
+        "{units} units, {embedded} embedded, {reused} reused, {unchanged} unchanged files"
+    ));
 }
 
 fn progress_bar(hidden: bool) -> ProgressBar {

@@ -282,11 +282,7 @@ async fn remote_job(
     job: &Job,
     commit_every: usize,
 ) -> Result<IndexSummary> {
-    let root = match job.root.canonicalize() {
-        Ok(p) => p,
-        Err(_) if job.root.is_absolute() => job.root.clone(),
-        Err(e) => bail!("cannot resolve {}: {e}", job.root.display()),
-    };
+    let root = crate::remote::server_path(&job.root)?;
     let request = pb::IndexRepositoryRequest {
         root: root.to_string_lossy().into_owned(),
         name: job.name(),

@@ -53,6 +53,16 @@ impl ServerFlags {
     }
 }
 
+/// A root as the server should see it: the server resolves paths on its own disk, so a local
+/// path that exists is sent absolute and resolved; another absolute path is sent as it is.
+pub fn server_path(root: &std::path::Path) -> Result<PathBuf> {
+    match root.canonicalize() {
+        Ok(p) => Ok(p),
+        Err(_) if root.is_absolute() => Ok(root.to_path_buf()),
+        Err(e) => anyhow::bail!("cannot resolve {}: {e}", root.display()),
+    }
+}
+
 /// A runtime for one client command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -232,20 +232,8 @@ pub fn run(args: SearchArgs) -> Result<()> {
             let hits = engine.search(&request).map_err(advise)?;
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            if args.json {
-                let hits = shown(&hits);
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({ "query": query, "results": hits }),
-                )?;
-                writeln!(out)?;
-            } else {
-                print_human(
-                    &mut out,
-                    &shown(&hits),
-                    engine.repositories().map(|r| r.len()).unwrap_or(1) > 1,
-                )?;
-            }
+            let many = engine.repositories().map(|r| r.len()).unwrap_or(1) > 1;
+            print_answer(&mut out, args.json, query, &shown(&hits), many)?;
             out.flush()?;
             Ok(())
         }
@@ -388,17 +376,9 @@ fn remote(args: &SearchArgs, _template: &SearchRequest) -> Result<()> {
                     .map_err(advise_status)?
                     .into_inner();
                 let hits = shown(&resp.hits);
-                if args.json {
-                    serde_json::to_writer(
-                        &mut out,
-                        &serde_json::json!({ "query": query, "results": hits }),
-                    )?;
-                    writeln!(out)?;
-                } else {
-                    let repos: std::collections::BTreeSet<&str> =
-                        hits.iter().map(|h| h.repository.as_str()).collect();
-                    print_human(&mut out, &hits, repos.len() > 1)?;
-                }
+                let repos: std::collections::BTreeSet<&str> =
+                    hits.iter().map(|h| h.repository.as_str()).collect();
+                print_answer(&mut out, args.json, query, &hits, repos.len() > 1)?;
             }
             (None, Some(file)) => {
                 if !args.json {
@@ -530,6 +510,26 @@ fn batch(engine: &Engine, template: &SearchRequest, file: &PathBuf) -> Result<()
     }
     out.flush()?;
     Ok(())
+}
+
+/// One query's answer: a JSON line, or the human listing.
+fn print_answer(
+    out: &mut impl Write,
+    json: bool,
+    query: &str,
+    hits: &[Shown],
+    show_repo: bool,
+) -> Result<()> {
+    if json {
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "query": query, "results": hits }),
+        )?;
+        writeln!(out)?;
+        Ok(())
+    } else {
+        print_human(out, hits, show_repo)
+    }
 }
 
 fn print_human(out: &mut impl Write, hits: &[Shown], show_repo: bool) -> Result<()> {

@@ -510,14 +510,7 @@ impl Engine {
                 "commit_every must be at least 1".into(),
             ));
         }
-        let model = match self.store.embedding() {
-            Some(_) => Some(self.model()?),
-            None => None,
-        };
-        let model_id = self
-            .store
-            .embedding()
-            .map_or_else(|| "lexical".to_string(), |e| e.model.clone());
+        let (model, model_id) = self.write_model()?;
 
         let reader = self.store.reader()?;
         let repos = reader.repositories()?;

@@ -251,6 +251,15 @@ impl Engine {
         Ok(model)
     }
 
+    /// The model a write needs (none for a lexical-only index) and the model id its embedding
+    /// keys are made with.
+    pub(crate) fn write_model(&self) -> Result<(Option<Arc<LoadedModel>>, String)> {
+        match self.store.embedding() {
+            Some(e) => Ok((Some(self.model()?), e.model.clone())),
+            None => Ok((None, "lexical".to_string())),
+        }
+    }
+
     /// The repositories of the index.
     pub fn repositories(&self) -> Result<Vec<RepoInfo>> {
         Ok(self.store.reader()?.repositories()?)

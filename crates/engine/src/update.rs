@@ -134,14 +134,7 @@ impl Engine {
         }
         let info = self.repository(repository)?;
         let root = Path::new(&info.root);
-        let model = match self.store.embedding() {
-            Some(_) => Some(self.model()?),
-            None => None,
-        };
-        let model_id = self
-            .store
-            .embedding()
-            .map_or_else(|| "lexical".to_string(), |e| e.model.clone());
+        let (model, model_id) = self.write_model()?;
         let old: HashMap<String, FileEntry> = self
             .store
             .reader()?

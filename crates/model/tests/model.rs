@@ -418,7 +418,11 @@ fn save_and_load_roundtrip() {
     assert!(size(half_dir.path()) * 10 < size(dir.path()) * 6);
     let mut fresh = fresh_with_base(&model);
     fresh.load_saved(half_dir.path(), &cfg).unwrap();
-    let c = to_vec(fresh.forward_code(ids.clone(), mask.clone(), Some(&gb)).unwrap());
+    let c = to_vec(
+        fresh
+            .forward_code(ids.clone(), mask.clone(), Some(&gb))
+            .unwrap(),
+    );
     let diff = a
         .iter()
         .zip(&c)
@@ -433,10 +437,18 @@ fn save_and_load_roundtrip() {
             h.as_object_mut().unwrap().remove("__metadata__");
         });
     }
-    assert!(read_safetensors_metadata(&half_dir.path().join("head.safetensors")).unwrap().is_empty());
+    assert!(
+        read_safetensors_metadata(&half_dir.path().join("head.safetensors"))
+            .unwrap()
+            .is_empty()
+    );
     let mut fresh = fresh_with_base(&model);
     fresh.load_saved(half_dir.path(), &cfg).unwrap();
-    let d = to_vec(fresh.forward_code(ids.clone(), mask.clone(), Some(&gb)).unwrap());
+    let d = to_vec(
+        fresh
+            .forward_code(ids.clone(), mask.clone(), Some(&gb))
+            .unwrap(),
+    );
     assert_eq!(c, d, "the metadata does not decide how tensors load");
     // A tensor that is not floating point is refused with its name, not a panic.
     rewrite_header(&half_dir.path().join("head.safetensors"), |h| {
@@ -453,7 +465,10 @@ fn save_and_load_roundtrip() {
         .load_saved(half_dir.path(), &cfg)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("is I16") && err.contains("floating point"), "{err}");
+    assert!(
+        err.contains("is I16") && err.contains("floating point"),
+        "{err}"
+    );
 
     // A directory without weights is an error, not a panic.
     let empty = tempfile::tempdir().unwrap();
