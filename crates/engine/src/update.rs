@@ -135,13 +135,17 @@ impl Engine {
         let info = self.repository(repository)?;
         let root = Path::new(&info.root);
         let (model, model_id) = self.write_model()?;
-        let old: HashMap<String, FileEntry> = self
-            .store
-            .reader()?
-            .files(repository)?
-            .into_iter()
-            .map(|f| (f.path.clone(), f))
-            .collect();
+        // The entries of the named files only (one lookup each, not the repository's list).
+        let reader = self.store.reader()?;
+        let mut old: HashMap<String, FileEntry> = HashMap::new();
+        for path in &cleaned {
+            if !old.contains_key(path)
+                && let Some(e) = reader.file(repository, path)?
+            {
+                old.insert(path.clone(), e);
+            }
+        }
+        drop(reader);
         let walk = WalkOptions::default();
         let extract = ExtractOptions {
             graphs: model.as_ref().is_some_and(|m| m.embedder.graphs_enabled()),

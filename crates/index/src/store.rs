@@ -1259,6 +1259,24 @@ impl StoreReader for Snapshot {
         Ok(out)
     }
 
+    fn file(&self, repository: &str, path: &str) -> Result<Option<FileEntry>> {
+        let f = &self.fields;
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, self.term(f.doc_type, DOC_FILE)),
+            (Occur::Must, self.term(f.key, &file_key(repository, path))),
+        ]);
+        let Some(addr) = self.docs_of(&q)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let doc = self.stored(addr)?;
+        Ok(Some(FileEntry {
+            path: Self::str_of(&doc, f.path),
+            hash: Self::str_of(&doc, f.file_hash),
+            units: Self::u64_of(&doc, f.file_units) as u32,
+            bytes: Self::u64_of(&doc, f.file_bytes),
+        }))
+    }
+
     fn lexical(&self, q: &LexicalQuery) -> Result<Vec<(UnitId, f32)>> {
         let globs = q.filters.compile_globs()?;
         if q.limit == 0 {

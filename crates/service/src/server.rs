@@ -11,7 +11,7 @@ use gnn_coder_engine::{
     IndexOptions,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -801,7 +801,14 @@ pub async fn serve(
         .add_service(InterceptedService::new(code_search, auth.clone()))
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, auth))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // Our own listener (bound above, for port 0), so tonic's TCP settings are not applied
+        // by it: without TCP_NODELAY every answer waits ~40 ms for a delayed ACK.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(60))),
+            signal,
+        );
     let drain_timeout = limits.drain_timeout;
     let result = tokio::select! {
         r = server => r.map_err(ServeError::from),

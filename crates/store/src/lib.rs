@@ -312,6 +312,15 @@ pub trait StoreReader: Send + Sync {
     fn repositories(&self) -> Result<Vec<RepoInfo>>;
     /// The indexed files of a repository (empty for an unknown one).
     fn files(&self, repository: &str) -> Result<Vec<FileEntry>>;
+    /// One file's entry (a backend answers from an index; the default scans [`files`]).
+    ///
+    /// [`files`]: StoreReader::files
+    fn file(&self, repository: &str, path: &str) -> Result<Option<FileEntry>> {
+        Ok(self
+            .files(repository)?
+            .into_iter()
+            .find(|f| f.path == path))
+    }
     /// BM25 top-`limit`, best first. An empty analysed query gives no hits.
     fn lexical(&self, query: &LexicalQuery) -> Result<Vec<(UnitId, f32)>>;
     /// Inner-product top-`limit`, best first. Fails with [`ErrorKind::Incompatible`] on an
