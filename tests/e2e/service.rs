@@ -224,8 +224,20 @@ async fn index_search_similar_update_list_remove() {
         "{services:?}"
     );
 
-    // Index through the stream.
+    // Index through the stream; a file that cannot be indexed is reported, and skipped.
+    fs::write(
+        root.join("python/blob.py"),
+        b"def f():\n    return 1\n\0\0binary",
+    )
+    .unwrap();
     let (events, summary) = index(&mut c, index_request(&root, "poly")).await;
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Skipped(f) if f.path == "python/blob.py" && f.reason == "binary")
+        ),
+        "{events:?}"
+    );
+    assert_eq!(summary.skipped.get("binary"), Some(&1), "{summary:?}");
     assert!(
         events.iter().any(|e| matches!(e, Event::Progress(_))),
         "{events:?}"

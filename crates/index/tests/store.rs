@@ -212,7 +212,10 @@ fn both_legs_filter_before_the_cut() {
     assert_eq!(files.len(), 2);
     assert_eq!(files[0].hash, "hash-of-src/http.py");
     // One file by its key: the same entry, only in its own repository.
-    assert_eq!(r.file("alpha", &files[0].path).unwrap().as_ref(), Some(&files[0]));
+    assert_eq!(
+        r.file("alpha", &files[0].path).unwrap().as_ref(),
+        Some(&files[0])
+    );
     assert_eq!(r.file("beta", &files[0].path).unwrap(), None);
     assert_eq!(r.file("alpha", "no/such.py").unwrap(), None);
     let stats = r.stats().unwrap();

@@ -316,10 +316,7 @@ pub trait StoreReader: Send + Sync {
     ///
     /// [`files`]: StoreReader::files
     fn file(&self, repository: &str, path: &str) -> Result<Option<FileEntry>> {
-        Ok(self
-            .files(repository)?
-            .into_iter()
-            .find(|f| f.path == path))
+        Ok(self.files(repository)?.into_iter().find(|f| f.path == path))
     }
     /// BM25 top-`limit`, best first. An empty analysed query gives no hits.
     fn lexical(&self, query: &LexicalQuery) -> Result<Vec<(UnitId, f32)>>;
