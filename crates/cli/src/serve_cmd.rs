@@ -149,7 +149,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         shutdown_signal(),
     ))
     .map_err(|e| match &e {
-        gnn_coder_service::ServeError::Config(m) if m.contains("no --auth-token-file") => {
+        gnn_coder_service::ServeError::Unprotected(_) => {
             anyhow::anyhow!(
                 "{e}; give --auth-token-file FILE (and --tls-cert/--tls-key), or \
                  --allow-unauthenticated-remote if every host that can connect is trusted"

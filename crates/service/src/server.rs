@@ -51,6 +51,9 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Config(String),
+    /// A non-loopback address without tokens.
+    #[error("{0} is reachable from other machines, and no --auth-token-file is given")]
+    Unprotected(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -615,10 +618,7 @@ pub async fn serve(
         && !config.tokens.enabled()
         && !config.allow_unauthenticated_remote
     {
-        return Err(ServeError::Config(format!(
-            "{} is reachable from other machines, and no --auth-token-file is given",
-            config.listen
-        )));
+        return Err(ServeError::Unprotected(config.listen));
     }
     let mut allowed = Vec::new();
     for root in &config.allow_roots {
