@@ -145,15 +145,7 @@ pub fn run(args: IndexArgs) -> Result<()> {
     let bar = progress_bar(args.quiet || args.json);
     let skipped: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new());
     let on_event = |e: &IndexEvent| match e {
-        IndexEvent::Progress(p) => show_progress(
-            &bar,
-            p.files_total,
-            p.files_done,
-            p.units,
-            p.embeddings_computed,
-            p.embeddings_reused,
-            p.files_unchanged,
-        ),
+        IndexEvent::Progress(p) => show_progress(&bar, p),
         IndexEvent::Skipped {
             path,
             reason,
@@ -297,15 +289,9 @@ fn remote(args: &IndexArgs) -> Result<()> {
                 }
             };
             match event.event {
-                Some(Event::Progress(p)) => show_progress(
-                    &bar,
-                    p.files_total,
-                    p.files_done,
-                    p.units,
-                    p.embeddings_computed,
-                    p.embeddings_reused,
-                    p.files_unchanged,
-                ),
+                Some(Event::Progress(p)) => {
+                    show_progress(&bar, &gnn_coder_service::convert::progress_from_wire(&p))
+                }
                 Some(Event::Skipped(f)) => {
                     skipped.push((f.path, f.reason, (!f.detail.is_empty()).then_some(f.detail)))
                 }
@@ -336,21 +322,14 @@ fn remote(args: &IndexArgs) -> Result<()> {
 }
 
 /// Draws one progress event (local or from a server).
-fn show_progress(
-    bar: &ProgressBar,
-    files_total: u64,
-    files_done: u64,
-    units: u64,
-    embedded: u64,
-    reused: u64,
-    unchanged: u64,
-) {
-    if bar.length() != Some(files_total) {
-        bar.set_length(files_total);
+fn show_progress(bar: &ProgressBar, p: &gnn_coder_engine::IndexProgress) {
+    if bar.length() != Some(p.files_total) {
+        bar.set_length(p.files_total);
     }
-    bar.set_position(files_done);
+    bar.set_position(p.files_done);
     bar.set_message(format!(
-        "{units} units, {embedded} embedded, {reused} reused, {unchanged} unchanged files"
+        "{} units, {} embedded, {} reused, {} unchanged files",
+        p.units, p.embeddings_computed, p.embeddings_reused, p.files_unchanged
     ));
 }
 

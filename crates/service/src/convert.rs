@@ -2,8 +2,8 @@
 //! events into messages, errors into status codes. The one place that knows both sides.
 
 use gnn_coder_engine::{
-    EngineError, ErrorKind, IndexEvent, IndexSummary, KindFilter, MatchRange, Mode, RepoInfo,
-    SearchHit, SearchRequest, SimilarRequest, SimilarTarget, StoreStats,
+    EngineError, ErrorKind, IndexEvent, IndexProgress, IndexSummary, KindFilter, MatchRange, Mode,
+    RepoInfo, SearchHit, SearchRequest, SimilarRequest, SimilarTarget, StoreStats,
 };
 use gnn_coder_syntax::{Language, UnitKind};
 use tonic::Status;
@@ -207,6 +207,20 @@ pub fn hit(h: &SearchHit, lines: usize) -> pb::Hit {
         score: h.score,
         snippet: gnn_coder_engine::snippet(u, lines),
         matches: h.matches.iter().map(match_range).collect(),
+    }
+}
+
+/// Progress from the wire (for clients that draw it as the local command does).
+pub fn progress_from_wire(p: &pb::IndexProgress) -> IndexProgress {
+    IndexProgress {
+        files_total: p.files_total,
+        files_done: p.files_done,
+        files_unchanged: p.files_unchanged,
+        units: p.units,
+        units_written: p.units_written,
+        embeddings_computed: p.embeddings_computed,
+        embeddings_reused: p.embeddings_reused,
+        bytes: p.bytes,
     }
 }
 
