@@ -207,6 +207,58 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         );
     }
 
+    // Ctrl-C (SIGINT) stops a run at a checkpoint of the step it was in, writes no weights,
+    // and the same command resumes to the same weights.
+    let c = tmp.path().join("c");
+    let mut child = Command::new(BIN)
+        .args(train_args(&pairs, &valid, &c, &cache, &model))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while latest_step(&c).is_none_or(|s| s < 3) {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("training stopped at step") && err.contains("resume"),
+        "{err}"
+    );
+    let stopped_at = latest_step(&c).unwrap();
+    if stopped_at < 24 {
+        assert!(
+            !c.join("weights/head.safetensors").exists(),
+            "weights of an unfinished run"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(train_args(&pairs, &valid, &c, &cache, &model))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in ["head.safetensors", "transformer.safetensors"] {
+        assert!(
+            tensors(&a.join("weights").join(f)) == tensors(&c.join("weights").join(f)),
+            "{f} differs after an interrupt at step {stopped_at}"
+        );
+    }
+
     // A different configuration in the same directory is refused, not mixed in.
     let mut args = train_args(&pairs, &valid, &b, &cache, &model);
     let i = args.iter().position(|a| a == "--batch-size").unwrap();

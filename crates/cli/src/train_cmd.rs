@@ -380,7 +380,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )?)
     };
 
-    let stop = AtomicBool::new(false);
+    let stop: &'static AtomicBool = &STOP;
+    install_stop_handler();
     let log_path = args.out.join("log.jsonl");
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -442,11 +443,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         valid_refs,
         &args.out,
-        &stop,
+        stop,
         &mut report,
     )?;
     if !json {
         eprintln!();
+    }
+    if !report_out.completed {
+        bail!(
+            "training stopped at step {} of {}; its checkpoint is in {}; run the same command \
+             again to resume (no weights were written)",
+            report_out.steps,
+            report_out.total_steps,
+            args.out.join("checkpoints").display()
+        );
     }
     let mut head = loaded.head.clone();
     head.tuned_layers = cfg.tuned_layers;
@@ -482,6 +492,59 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }))?
     );
     Ok(())
+}
+
+/// Set by Ctrl-C or SIGTERM: the trainer writes a checkpoint after the step it is in and stops.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The first Ctrl-C (or SIGTERM) stops training at a checkpoint; a second one quits at once.
+fn install_stop_handler() {
+    let spawned = std::thread::Builder::new()
+        .name("gnn-coder-signals".into())
+        .spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                #[cfg(unix)]
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                loop {
+                    #[cfg(unix)]
+                    {
+                        let sigterm = async {
+                            match term.as_mut() {
+                                Some(t) => {
+                                    t.recv().await;
+                                }
+                                None => std::future::pending::<()>().await,
+                            }
+                        };
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = sigterm => {}
+                        }
+                    }
+                    #[cfg(not(unix))]
+                    let _ = tokio::signal::ctrl_c().await;
+                    if STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        eprintln!("\nstopping now (the last checkpoint is kept)");
+                        std::process::exit(130);
+                    }
+                    eprintln!(
+                        "\nstopping: a checkpoint is written after this step (press Ctrl-C again to quit at once)"
+                    );
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        eprintln!(
+            "warning: no Ctrl-C handler ({e}); an interrupt loses the steps since the last checkpoint"
+        );
+    }
 }
 
 /// Mine pairs from `--corpus` directories: every directory is one package; with no --valid,
