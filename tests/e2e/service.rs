@@ -617,6 +617,14 @@ async fn bad_requests_get_precise_codes() {
         (s(&tmp.path().join("missing")), Code::PermissionDenied),
         (s(&root.join("python/text_utils.py")), Code::InvalidArgument),
     ];
+    let huge = pb::IndexRepositoryRequest {
+        max_file_size: u64::MAX,
+        ..index_request(&root, "poly")
+    };
+    assert_eq!(
+        code_of(c.index_repository(huge)).await,
+        Code::InvalidArgument
+    );
     for (r, want) in root_cases {
         let req = pb::IndexRepositoryRequest {
             root: r.clone(),

@@ -26,6 +26,9 @@ use crate::proto::code_search_server::{CodeSearch, CodeSearchServer};
 use crate::watch::Watcher;
 use crate::{Limits, TlsFiles};
 
+/// Largest `max_file_size` a client may ask for: every parsing thread holds one file.
+const MAX_FILE_SIZE: u64 = 16 << 20;
+
 /// What `gnn-coder serve` was asked for.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -266,6 +269,12 @@ impl Service {
         let mut opts = IndexOptions::new(root);
         if !r.name.is_empty() {
             opts.name = Some(r.name.clone());
+        }
+        if r.max_file_size > MAX_FILE_SIZE {
+            return Err(Status::invalid_argument(format!(
+                "max_file_size {} is over this server's limit of {MAX_FILE_SIZE} bytes",
+                r.max_file_size
+            )));
         }
         if r.max_file_size > 0 {
             opts.max_file_size = r.max_file_size;
