@@ -393,7 +393,6 @@ impl CodeSearch for Service {
         };
         info!(root = %opts.root.display(), name = ?opts.name, "index job started");
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
             state.metrics.index_jobs(1);
             let last: Mutex<Option<Instant>> = Mutex::new(None);
             let on_event = |e: &IndexEvent| match e {
@@ -418,6 +417,10 @@ impl CodeSearch for Service {
                 }
             };
             let result = state.engine.index_repository(&opts, &on_event, &cancel);
+            // The job's slot is free before its last message reaches the client, so a client
+            // that starts the next job on seeing it is not refused.
+            drop(permit);
+            state.metrics.index_jobs(-1);
             let code = match result {
                 Ok(summary) => {
                     state
@@ -454,7 +457,6 @@ impl CodeSearch for Service {
                 }
             };
             hangup.abort();
-            state.metrics.index_jobs(-1);
             obs.code = Some(code);
             drop(obs);
         });
