@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use gnn_coder_store::{CancellationToken, FileEntry};
 use gnn_coder_syntax::{
-    ExtractOptions, Language, ParsedFile, WalkOptions, check_source, extract_file, path_skip_reason,
+    ExtractOptions, Language, ParsedFile, SkipReason, WalkOptions, check_source, extract_file,
+    path_skip_reason,
 };
 use serde::Serialize;
 
@@ -224,24 +225,19 @@ impl Engine {
         // The repository's counts follow the files.
         let mut repo = self.repository(repository)?;
         let written = std::mem::take(&mut batcher.written);
-        for (path, units) in &written {
-            if let Some(e) = old.get(path) {
-                repo.units = repo.units.saturating_sub(u64::from(e.units));
-                repo.bytes = repo.bytes.saturating_sub(e.bytes);
-                summary.units_removed += u64::from(e.units);
-            } else {
-                repo.files += 1;
-            }
-            repo.units += units;
-            repo.bytes += new_bytes.get(path).copied().unwrap_or(0);
-        }
-        for path in &removals {
+        // Every file written or removed drops its old entry from the counts first.
+        for path in written.keys().chain(&removals) {
             if let Some(e) = old.get(path) {
                 repo.files = repo.files.saturating_sub(1);
                 repo.units = repo.units.saturating_sub(u64::from(e.units));
                 repo.bytes = repo.bytes.saturating_sub(e.bytes);
                 summary.units_removed += u64::from(e.units);
             }
+        }
+        for (path, units) in &written {
+            repo.files += 1;
+            repo.units += units;
+            repo.bytes += new_bytes.get(path).copied().unwrap_or(0);
         }
         writer.with(|w| w.put_repository(&repo))?;
         batcher.commit()?;
@@ -271,7 +267,10 @@ impl Engine {
         }
         // The index's own directory is never indexed.
         if root.join(path).starts_with(&self.dir) {
-            return Plan::Skip("excluded directory".into(), Some("the index itself".into()));
+            return Plan::Skip(
+                SkipReason::ExcludedDir.as_str().into(),
+                Some("the index itself".into()),
+            );
         }
         let bytes = match &update.contents {
             Some(b) => b.clone(),
@@ -289,11 +288,11 @@ impl Engine {
             return Plan::Unchanged;
         }
         let Some(lang) = Language::for_path(Path::new(path)) else {
-            return Plan::Skip("unsupported language".into(), None);
+            return Plan::Skip(SkipReason::UnsupportedLanguage.as_str().into(), None);
         };
         match extract_file(lang, path, &bytes, extract) {
             Ok(file) => Plan::Parse(file, hash),
-            Err(e) => Plan::Skip("parse failed".into(), Some(e.to_string())),
+            Err(e) => Plan::Skip(SkipReason::ParseFailed.as_str().into(), Some(e.to_string())),
         }
     }
 }
@@ -318,20 +317,27 @@ fn read_inside(
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(("unreadable".into(), Some(e.to_string()))),
+            Err(e) => return Err((SkipReason::Unreadable.as_str().into(), Some(e.to_string()))),
         }
     }
-    let meta = std::fs::metadata(&here).map_err(|e| ("unreadable".into(), Some(e.to_string())))?;
+    let meta = std::fs::metadata(&here)
+        .map_err(|e| (SkipReason::Unreadable.as_str().into(), Some(e.to_string())))?;
     if !meta.is_file() {
-        return Err(("unreadable".into(), Some("not a regular file".into())));
+        return Err((
+            SkipReason::Unreadable.as_str().into(),
+            Some("not a regular file".into()),
+        ));
     }
     if meta.len() > max {
-        return Err(("too large".into(), Some(format!("{} bytes", meta.len()))));
+        return Err((
+            SkipReason::TooLarge.as_str().into(),
+            Some(format!("{} bytes", meta.len())),
+        ));
     }
     match std::fs::read(&here) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(("unreadable".into(), Some(e.to_string()))),
+        Err(e) => Err((SkipReason::Unreadable.as_str().into(), Some(e.to_string()))),
     }
 }
 
