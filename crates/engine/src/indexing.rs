@@ -123,7 +123,7 @@ pub struct IndexSummary {
 
 /// Units per embedding batch and per worker chunk: large enough for good length bucketing,
 /// small enough for lively progress.
-const CHUNK_UNITS: usize = 256;
+pub const CHUNK_UNITS: usize = 256;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -187,9 +187,12 @@ fn relative_inside(root: &Path, inner: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// Embeds `units` on one worker per core, in chunks; rows come back in input order.
-pub(crate) fn embed_parallel(
-    model: &LoadedModel,
+/// Embeds code units `(code, graph, language)` as an index run does: chunks of
+/// [`CHUNK_UNITS`], one worker per core, each running the model on one thread (no
+/// synchronization inside a batch); rows come back in input order. `progress` gets the number
+/// of units each finished chunk held.
+pub fn embed_units(
+    embedder: &gnn_coder_model::Embedder,
     units: &[(&str, Option<&gnn_coder_syntax::AstGraph>, &str)],
     cancel: &CancellationToken,
     progress: &(dyn Fn(usize) + Sync),
@@ -215,7 +218,7 @@ pub(crate) fn embed_parallel(
                         .iter()
                         .map(|(code, graph, lang)| UnitInput::new(code, *graph, lang))
                         .collect();
-                    match model.embedder.embed_units(&inputs) {
+                    match embedder.embed_units_with(&inputs, 1) {
                         Ok(rows) => {
                             if let Ok(mut r) = results.lock() {
                                 r[i] = Some(rows);
@@ -390,7 +393,7 @@ impl Batcher<'_> {
                 let inputs: Vec<_> = misses.iter().map(|(_, x)| *x).collect();
                 let counters = self.counters;
                 let on_event = self.on_event;
-                let rows = embed_parallel(model, &inputs, self.cancel, &|n| {
+                let rows = embed_units(&model.embedder, &inputs, self.cancel, &|n| {
                     counters
                         .embeddings_computed
                         .fetch_add(n as u64, Ordering::Relaxed);

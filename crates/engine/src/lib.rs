@@ -53,7 +53,9 @@ pub use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, FieldBoosts, Filters, RepoInfo, Store, StoreError,
     StoreStats, UnitRecord,
 };
-pub use indexing::{IndexEvent, IndexOptions, IndexProgress, IndexSummary, collect_units};
+pub use indexing::{
+    CHUNK_UNITS, IndexEvent, IndexOptions, IndexProgress, IndexSummary, collect_units, embed_units,
+};
 pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SIMILAR_LEXICAL_WEIGHT, SearchHit,
     SearchRequest, SimilarRequest, SimilarTarget, snippet,

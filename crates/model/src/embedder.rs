@@ -7,6 +7,7 @@ use burn::prelude::*;
 use gnn_coder_syntax::AstGraph;
 
 use crate::bert::{BertConfig, BertModel, LoadReport, load_bert_weights};
+use crate::cpu::{self, PackedLinear, Precision};
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBatch, GraphInput};
 use crate::model::{GnnCoderModel, HEAD_CONFIG_FILE, HeadConfig, read_head_config};
@@ -55,6 +56,54 @@ pub enum GraphUse {
     Never,
 }
 
+/// What runs the transformer at inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compute {
+    /// The packed CPU kernels ([`crate::cpu`]) at [`Precision::best`]: bf16 on CPUs with
+    /// AVX-512 BF16, else f32.
+    #[default]
+    Auto,
+    /// The packed CPU kernels at this precision (bf16 fails to load on CPUs without it).
+    Kernels(Precision),
+    /// burn's flex backend, the graph training differentiates: the reference, ~2-4x slower.
+    Burn,
+}
+
+impl Compute {
+    /// `GNN_CODER_COMPUTE` (`auto`, `f32`, `bf16` or `burn`); unset or empty means `auto`.
+    pub fn from_env() -> Result<Compute> {
+        match std::env::var("GNN_CODER_COMPUTE") {
+            Ok(v) if !v.trim().is_empty() => v.parse().map_err(ModelError::Config),
+            _ => Ok(Compute::Auto),
+        }
+    }
+
+    /// The precision the kernels run at (`None` for burn).
+    pub fn precision(self) -> Option<Precision> {
+        match self {
+            Compute::Auto => Some(Precision::best()),
+            Compute::Kernels(p) => Some(p),
+            Compute::Burn => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Compute {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Compute::Auto),
+            "burn" => Ok(Compute::Burn),
+            other => other
+                .parse::<Precision>()
+                .map(Compute::Kernels)
+                .map_err(|_| {
+                    format!("unknown GNN_CODER_COMPUTE {other:?} (auto, f32, bf16 or burn)")
+                }),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EmbedderOptions {
     /// Pretrained transformer directory (`model.safetensors`, `config.json`, `tokenizer.json`).
@@ -70,6 +119,8 @@ pub struct EmbedderOptions {
     /// Texts per transformer batch (after sorting by token length).
     pub batch_size: usize,
     pub graph: GraphUse,
+    /// What runs the transformer.
+    pub compute: Compute,
 }
 
 impl EmbedderOptions {
@@ -81,6 +132,7 @@ impl EmbedderOptions {
             max_tokens: 256,
             batch_size: 32,
             graph: GraphUse::default(),
+            compute: Compute::Auto,
         }
     }
 }
@@ -121,6 +173,19 @@ pub struct Embedder {
     trained: bool,
     options: EmbedderOptions,
     load_report: LoadReport,
+    /// The packed copy of the transformer and the query projection (unless `Compute::Burn`).
+    kernels: Option<Kernels>,
+}
+
+#[derive(Debug)]
+struct Kernels {
+    encoder: cpu::Encoder,
+    query_proj: PackedLinear,
+}
+
+/// Threads for one call that is not itself one of several parallel workers.
+fn all_threads() -> usize {
+    rayon::current_num_threads().max(1)
 }
 
 impl Embedder {
@@ -170,6 +235,26 @@ impl Embedder {
             Some(dir) => model.load_saved(dir, &head_config)?,
             None => false,
         };
+        let kernels = match options.compute.precision() {
+            None => None,
+            Some(precision) => {
+                let encoder =
+                    cpu::Encoder::from_burn(&model.transformer, bert.layer_norm_eps, precision)?;
+                let q = &model.head.query_proj;
+                let [k, n] = q.weight.val().dims();
+                let w = tensor_values(q.weight.val())?;
+                let b = match &q.bias {
+                    Some(b) => Some(tensor_values(b.val())?),
+                    None => None,
+                };
+                let query_proj = PackedLinear::new(&w, b.as_deref(), k, n, Precision::F32)
+                    .map_err(ModelError::Config)?;
+                Some(Kernels {
+                    encoder,
+                    query_proj,
+                })
+            }
+        };
         Ok(Self {
             model,
             tokenizer,
@@ -178,6 +263,7 @@ impl Embedder {
             trained,
             options: options.clone(),
             load_report,
+            kernels,
         })
     }
 
@@ -233,40 +319,104 @@ impl Embedder {
         texts.iter().map(|t| self.tokenizer.encode(t)).collect()
     }
 
-    /// Query vectors (transformer mean pool -> query projection -> L2 norm).
+    /// What runs the transformer: `"bf16"` or `"f32"` kernels, or `"burn"`.
+    pub fn compute_name(&self) -> &'static str {
+        match &self.kernels {
+            Some(k) => k.encoder.precision().as_str(),
+            None => "burn",
+        }
+    }
+
+    /// Query vectors (transformer mean pool -> query projection -> L2 norm), on every core.
     pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
         let encs = self.tokenize(queries)?;
-        self.run_batches(&encs, |_, ids, mask| {
-            Ok(self.model.forward_query(ids, mask))
+        let Some(k) = &self.kernels else {
+            return self.run_batches(&encs, |_, ids, mask| {
+                Ok(self.model.forward_query(ids, mask))
+            });
+        };
+        let threads = all_threads();
+        self.run_ragged(&encs, threads, |_, states| {
+            let n = states.len();
+            let seq = states.mean_pool();
+            let mut out = vec![0f32; n * k.query_proj.out_dim()];
+            k.query_proj
+                .forward(&seq, n, &mut out, threads, &mut Vec::new());
+            Ok(normalize_rows(out, k.query_proj.out_dim()))
         })
     }
 
-    /// Code-unit vectors (transformer + graph encoder -> fusion -> projection -> L2 norm).
+    /// Code-unit vectors (transformer + graph encoder -> fusion -> projection -> L2 norm), on
+    /// every core.
     pub fn embed_units(&self, units: &[UnitInput<'_>]) -> Result<Vec<Vec<f32>>> {
+        self.embed_units_with(units, all_threads())
+    }
+
+    /// [`embed_units`](Self::embed_units) on at most `threads` threads for the transformer
+    /// (1 when the caller runs one worker per core).
+    pub fn embed_units_with(
+        &self,
+        units: &[UnitInput<'_>],
+        threads: usize,
+    ) -> Result<Vec<Vec<f32>>> {
         let texts: Vec<&str> = units.iter().map(|u| u.code).collect();
         let encs = self.tokenize(&texts)?;
         let use_graphs = self.graphs_enabled();
         let kind_vocab = self.head_config.graph.kind_vocab_size;
-        self.run_batches(&encs, |idx, ids, mask| {
-            let seq_len = ids.dims()[1];
-            let graphs = if use_graphs {
-                let inputs: Vec<GraphInput<'_>> = idx
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(row, &i)| {
-                        units[i].graph.map(|graph| GraphInput {
-                            row,
-                            graph,
-                            tokens: &encs[i],
-                            kind_offset: units[i].kind_offset,
-                        })
+        let graph_batch = |idx: &[usize], seq_len: usize| -> Result<Option<GraphBatch>> {
+            if !use_graphs {
+                return Ok(None);
+            }
+            let inputs: Vec<GraphInput<'_>> = idx
+                .iter()
+                .enumerate()
+                .filter_map(|(row, &i)| {
+                    units[i].graph.map(|graph| GraphInput {
+                        row,
+                        graph,
+                        tokens: &encs[i],
+                        kind_offset: units[i].kind_offset,
                     })
-                    .collect();
-                Some(GraphBatch::build(&inputs, seq_len, kind_vocab)?)
-            } else {
-                None
+                })
+                .collect();
+            Ok(Some(GraphBatch::build(&inputs, seq_len, kind_vocab)?))
+        };
+        if self.kernels.is_none() {
+            return self.run_batches(&encs, |idx, ids, mask| {
+                let graphs = graph_batch(idx, ids.dims()[1])?;
+                self.model.forward_code(ids, mask, graphs.as_ref())
+            });
+        }
+        let device = &self.device;
+        self.run_ragged(&encs, threads.max(1), |idx, states| {
+            let (b, d) = (states.len(), states.dim);
+            let seq = Tensor::<2>::from_data(TensorData::new(states.mean_pool(), [b, d]), device);
+            let seq_len = (0..b)
+                .map(|i| states.offsets[i + 1] - states.offsets[i])
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            let graphs = graph_batch(idx, seq_len)?;
+            let token_states = match &graphs {
+                Some(g) if !g.is_empty() => {
+                    let mut padded = vec![0f32; b * seq_len * d];
+                    for i in 0..b {
+                        let rows = states.rows(i);
+                        padded[i * seq_len * d..i * seq_len * d + rows.len()].copy_from_slice(rows);
+                    }
+                    Tensor::<3>::from_data(TensorData::new(padded, [b, seq_len, d]), device)
+                }
+                _ => Tensor::<3>::zeros([b, 1, d], device),
             };
-            self.model.forward_code(ids, mask, graphs.as_ref())
+            let v = self
+                .model
+                .head
+                .code_vectors(seq, token_states, graphs.as_ref())?;
+            let [_, dim] = v.dims();
+            let flat = v
+                .try_into_vec_as::<f32>()
+                .map_err(|e| ModelError::Tensor(format!("{e:?}")))?;
+            Ok(flat.chunks_exact(dim).map(<[f32]>::to_vec).collect())
         })
     }
 
@@ -274,12 +424,54 @@ impl Embedder {
     /// all-MiniLM-L6-v2 gives zero-shot. Used by the parity test and the benchmark.
     pub fn embed_sentences(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let encs = self.tokenize(texts)?;
-        self.run_batches(&encs, |_, ids, mask| {
-            let states = self.model.transformer.forward(ids, mask.clone());
-            let v = BertModel::mean_pool(states, mask);
-            let norm = v.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-            Ok(v / norm)
+        if self.kernels.is_none() {
+            return self.run_batches(&encs, |_, ids, mask| {
+                let states = self.model.transformer.forward(ids, mask.clone());
+                let v = BertModel::mean_pool(states, mask);
+                let norm = v.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+                Ok(v / norm)
+            });
+        }
+        self.run_ragged(&encs, all_threads(), |_, states| {
+            Ok(normalize_rows(states.mean_pool(), states.dim))
         })
+    }
+
+    /// Token vectors of `texts` from the packed kernels (`None` under `Compute::Burn`).
+    pub fn token_states(&self, texts: &[&str], threads: usize) -> Result<Option<cpu::States>> {
+        let Some(k) = &self.kernels else {
+            return Ok(None);
+        };
+        let encs = self.tokenize(texts)?;
+        let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
+        k.encoder.encode(&ids, threads).map(Some)
+    }
+
+    /// Like [`run_batches`](Self::run_batches) on the packed kernels: sorted by length, cut
+    /// into batches, each encoded without padding; `f(original indices, states)` returns one
+    /// vector per text.
+    fn run_ragged<F>(&self, encs: &[Encoded], threads: usize, f: F) -> Result<Vec<Vec<f32>>>
+    where
+        F: Fn(&[usize], &cpu::States) -> Result<Vec<Vec<f32>>>,
+    {
+        let Some(k) = &self.kernels else {
+            return Err(ModelError::Config("the CPU kernels are not loaded".into()));
+        };
+        let mut order: Vec<usize> = (0..encs.len()).collect();
+        order.sort_by_key(|&i| encs[i].len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encs.len()];
+        for chunk in order.chunks(self.options.batch_size) {
+            let ids: Vec<&[u32]> = chunk.iter().map(|&i| encs[i].ids.as_slice()).collect();
+            let states = k.encoder.encode(&ids, threads)?;
+            let rows = f(chunk, &states)?;
+            if rows.len() != chunk.len() {
+                return Err(ModelError::Tensor("wrong number of vectors".into()));
+            }
+            for (&i, row) in chunk.iter().zip(rows) {
+                out[i] = row;
+            }
+        }
+        Ok(out)
     }
 
     /// Sort by token length, cut into batches of `batch_size`, pad each to its longest member,
@@ -327,4 +519,21 @@ pub fn pad_batch(encs: &[Encoded], rows: &[usize], device: &Device) -> (Tensor<2
         Tensor::from_data(TensorData::new(ids, [b, l]), device),
         Tensor::from_data(TensorData::new(mask, [b, l]), device),
     )
+}
+
+fn tensor_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Tensor(format!("{e:?}")))
+}
+
+/// Rows of `flat` (`dim` wide) scaled to unit length (zero rows stay zero).
+fn normalize_rows(flat: Vec<f32>, dim: usize) -> Vec<Vec<f32>> {
+    flat.chunks_exact(dim.max(1))
+        .map(|r| {
+            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            r.iter().map(|v| v / n).collect()
+        })
+        .collect()
 }

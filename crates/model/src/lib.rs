@@ -74,6 +74,7 @@
 //! they survive; AST nodes past the cut get no token vectors (kind embedding only).
 
 pub mod bert;
+pub mod cpu;
 mod embedder;
 pub mod error;
 pub mod graph;
@@ -83,8 +84,8 @@ pub mod weights;
 
 pub use bert::{BertConfig, BertModel, LoadReport, load_bert_weights};
 pub use embedder::{
-    Embedder, EmbedderOptions, GraphUse, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_FILE,
-    UnitInput, check_model_dir, default_device, default_model_dir, pad_batch,
+    Compute, Embedder, EmbedderOptions, GraphUse, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE,
+    TOKENIZER_FILE, UnitInput, check_model_dir, default_device, default_model_dir, pad_batch,
 };
 pub use error::{ModelError, Result};
 pub use graph::{GraphBatch, GraphConfig, GraphEncoder, GraphInput};

@@ -160,6 +160,7 @@ pub fn load_embedder(choice: &ModelChoice) -> Result<(Embedder, ModelIdentity)> 
     let weights = resolve_weights(choice.weights.as_deref())?;
     let mut opts = EmbedderOptions::new(&dir);
     opts.weights_dir = weights.clone();
+    opts.compute = crate::embedder::Compute::from_env()?;
     let embedder = Embedder::load(&opts)?;
     let identity = identity(&embedder, weights.as_deref())?;
     Ok((embedder, identity))

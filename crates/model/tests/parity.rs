@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use gnn_coder_model::{Embedder, EmbedderOptions, GraphUse, UnitInput, check_model_dir};
+use gnn_coder_model::cpu::{Precision, bf16_supported};
+use gnn_coder_model::{Compute, Embedder, EmbedderOptions, GraphUse, UnitInput, check_model_dir};
 use gnn_coder_syntax::AstGraph;
 use serde::Deserialize;
 
@@ -17,6 +18,10 @@ fn model_dir() -> PathBuf {
 
 /// The embedder, or `None` (after printing why) when the model files are absent.
 fn embedder(graph: GraphUse) -> Option<Embedder> {
+    embedder_with(graph, Compute::Auto, None)
+}
+
+fn embedder_with(graph: GraphUse, compute: Compute, weights: Option<PathBuf>) -> Option<Embedder> {
     let dir = model_dir();
     if let Err(e) = check_model_dir(&dir) {
         eprintln!("SKIPPED: {e}");
@@ -24,7 +29,29 @@ fn embedder(graph: GraphUse) -> Option<Embedder> {
     }
     let mut opts = EmbedderOptions::new(dir);
     opts.graph = graph;
+    opts.compute = compute;
+    opts.weights_dir = weights;
     Some(Embedder::load(&opts).expect("load model"))
+}
+
+/// Every inference path this CPU can run: burn, the f32 kernels, and bf16 where supported.
+fn computes() -> Vec<Compute> {
+    let mut all = vec![Compute::Burn, Compute::Kernels(Precision::F32)];
+    if bf16_supported() {
+        all.push(Compute::Kernels(Precision::Bf16));
+    } else {
+        eprintln!("bf16 kernels not tested: this CPU has no AVX-512 BF16");
+    }
+    all
+}
+
+/// The documented tolerance of each path against sentence-transformers' f32 vectors: worst
+/// cosine per text, and the mean over the reference texts.
+fn tolerance(compute: Compute) -> (f32, f32) {
+    match compute {
+        Compute::Kernels(Precision::Bf16) => (0.999, 0.9998),
+        _ => (0.9999, 0.99999),
+    }
 }
 
 #[derive(Deserialize)]
@@ -71,41 +98,114 @@ fn loads_all_encoder_tensors() {
 
 #[test]
 fn parity_with_sentence_transformers() {
-    let Some(emb) = embedder(GraphUse::IfTrained) else {
-        return;
-    };
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference_embeddings.json");
     let text = std::fs::read_to_string(&path).expect("reference JSON is committed");
     let reference: Reference = serde_json::from_str(&text).expect("valid reference JSON");
-    assert_eq!(reference.max_seq_length, emb.max_tokens());
-    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
-    let ours = emb.embed_sentences(&texts).unwrap();
-    let mut worst = f32::MAX;
-    for (item, v) in reference.items.iter().zip(&ours) {
-        let tokens = emb.tokenizer().encode(&item.text).unwrap();
-        assert_eq!(
-            tokens.len(),
-            item.num_tokens,
-            "token count of {:?}",
-            item.text
-        );
-        let c = cos(v, &item.embedding);
+    for compute in computes() {
+        let Some(emb) = embedder_with(GraphUse::IfTrained, compute, None) else {
+            return;
+        };
+        let (worst_allowed, mean_allowed) = tolerance(compute);
+        assert_eq!(reference.max_seq_length, emb.max_tokens());
+        let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+        let ours = emb.embed_sentences(&texts).unwrap();
+        let mut worst = f32::MAX;
+        let mut total = 0.0;
+        for (item, v) in reference.items.iter().zip(&ours) {
+            let tokens = emb.tokenizer().encode(&item.text).unwrap();
+            assert_eq!(
+                tokens.len(),
+                item.num_tokens,
+                "token count of {:?}",
+                item.text
+            );
+            let c = cos(v, &item.embedding);
+            worst = worst.min(c);
+            total += c;
+            assert!(
+                c >= worst_allowed,
+                "{compute:?}: cosine {c} < {worst_allowed} for {:?}",
+                item.text
+            );
+        }
+        let mean = total / ours.len() as f32;
         eprintln!(
-            "cos {c:.7}  tokens {:3}  {:?}",
-            item.num_tokens,
-            item.text.chars().take(40).collect::<String>()
+            "parity {compute:?} ({}): worst cosine {worst:.7}, mean {mean:.7} over {} texts",
+            emb.compute_name(),
+            ours.len()
         );
-        worst = worst.min(c);
-        assert!(c >= 0.999, "cosine {c} < 0.999 for {:?}", item.text);
-    }
-    eprintln!("parity: worst cosine {worst:.7} over {} texts", ours.len());
+        assert!(mean >= mean_allowed, "{compute:?}: mean cosine {mean}");
 
-    // Batching must not change results (padding is masked): one text at a time.
-    for (t, v) in texts.iter().zip(&ours) {
-        let single = emb.embed_sentences(&[t]).unwrap();
-        assert!(cos(&single[0], v) > 0.99999);
+        // Batching must not change results (padding is masked / absent): one text at a time.
+        for (t, v) in texts.iter().zip(&ours) {
+            let single = emb.embed_sentences(&[t]).unwrap();
+            assert!(cos(&single[0], v) > 0.99999, "{compute:?}: batch vs single");
+        }
     }
+}
+
+/// The packed kernels against burn with the shipped (trained) weights: fine-tuned layers,
+/// graph network, fusion and both projections.
+#[test]
+fn kernels_match_burn_with_trained_weights() {
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../weights/gnn-coder");
+    let Some(burn) = embedder_with(GraphUse::IfTrained, Compute::Burn, Some(weights.clone()))
+    else {
+        return;
+    };
+    assert!(burn.is_trained() && burn.graphs_enabled());
+    let code = "def read_lines(path):\n    with open(path) as f:\n        return f.readlines()\n";
+    let graph = toy_graph(code);
+    let rust = "fn add(a: i32, b: i32) -> i32 {\n    let s = a + b;\n    s\n}\n";
+    let rgraph = toy_graph(rust);
+    let units = [
+        UnitInput::new(code, Some(&graph), "python"),
+        UnitInput::new(rust, Some(&rgraph), "rust"),
+        UnitInput::new(rust, None, "rust"),
+    ];
+    let queries = ["read a file line by line", "add two numbers"];
+    let want_units = burn.embed_units(&units).unwrap();
+    let want_queries = burn.embed_queries(&queries).unwrap();
+    for compute in computes().into_iter().skip(1) {
+        let emb = embedder_with(GraphUse::IfTrained, compute, Some(weights.clone())).unwrap();
+        let min = match compute {
+            Compute::Kernels(Precision::Bf16) => 0.999,
+            _ => 0.99999,
+        };
+        for threads in [1, 2] {
+            let got = emb.embed_units_with(&units, threads).unwrap();
+            for (g, w) in got.iter().zip(&want_units) {
+                let c = cos(g, w);
+                assert!(c >= min, "{compute:?} unit cosine {c}");
+            }
+        }
+        for (g, w) in emb
+            .embed_queries(&queries)
+            .unwrap()
+            .iter()
+            .zip(&want_queries)
+        {
+            let c = cos(g, w);
+            assert!(c >= min, "{compute:?} query cosine {c}");
+        }
+    }
+}
+
+#[test]
+fn compute_names_parse() {
+    assert_eq!("auto".parse::<Compute>(), Ok(Compute::Auto));
+    assert_eq!(
+        "BF16".parse::<Compute>(),
+        Ok(Compute::Kernels(Precision::Bf16))
+    );
+    assert_eq!(
+        "f32".parse::<Compute>(),
+        Ok(Compute::Kernels(Precision::F32))
+    );
+    assert_eq!("burn".parse::<Compute>(), Ok(Compute::Burn));
+    let err = "int4".parse::<Compute>().unwrap_err();
+    assert!(err.contains("auto, f32, bf16 or burn"), "{err}");
 }
 
 #[test]

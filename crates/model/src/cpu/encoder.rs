@@ -1,0 +1,365 @@
+//! The MiniLM/BERT encoder's forward pass on ragged batches (no padding).
+
+use burn::prelude::*;
+
+use super::gemm::{PackedLinear, Precision};
+use super::math;
+use crate::bert::BertModel;
+use crate::error::{ModelError, Result};
+
+/// Contextual token vectors of a ragged batch: text `i` owns rows
+/// `offsets[i]..offsets[i + 1]` of the `[T, dim]` matrix `data`.
+#[derive(Debug, Clone, Default)]
+pub struct States {
+    pub data: Vec<f32>,
+    pub offsets: Vec<usize>,
+    pub dim: usize,
+}
+
+impl States {
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows of text `i`.
+    pub fn rows(&self, i: usize) -> &[f32] {
+        &self.data[self.offsets[i] * self.dim..self.offsets[i + 1] * self.dim]
+    }
+
+    /// Mean over each text's tokens (sentence-transformers' pooling): `[n, dim]` row-major.
+    pub fn mean_pool(&self) -> Vec<f32> {
+        let d = self.dim;
+        let mut out = vec![0f32; self.len() * d];
+        for (i, o) in out.chunks_exact_mut(d).enumerate() {
+            let rows = self.rows(i);
+            let count = (rows.len() / d).max(1) as f32;
+            for r in rows.chunks_exact(d) {
+                math::add_inplace(o, r);
+            }
+            for v in o.iter_mut() {
+                *v /= count;
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    qkv: PackedLinear,
+    attn_out: PackedLinear,
+    norm1: Norm,
+    up: PackedLinear,
+    down: PackedLinear,
+    norm2: Norm,
+}
+
+/// A forward-only copy of a [`BertModel`] with packed weights.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    precision: Precision,
+    dim: usize,
+    heads: usize,
+    inter: usize,
+    eps: f32,
+    vocab: usize,
+    max_positions: usize,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    embed_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Tensor(format!("{e:?}")))
+}
+
+fn linear(l: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear> {
+    let [k, n] = l.weight.val().dims();
+    let w = values(l.weight.val())?;
+    let b = match &l.bias {
+        Some(b) => Some(values(b.val())?),
+        None => None,
+    };
+    PackedLinear::new(&w, b.as_deref(), k, n, precision).map_err(ModelError::Config)
+}
+
+fn norm(l: &burn::nn::LayerNorm) -> Result<Norm> {
+    let gamma = values(l.gamma.val())?;
+    let beta = match &l.beta {
+        Some(b) => values(b.val())?,
+        None => vec![0.0; gamma.len()],
+    };
+    Ok(Norm { gamma, beta })
+}
+
+/// Per-call buffers, reused across layers.
+#[derive(Default)]
+struct Scratch {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    inter: Vec<f32>,
+    pairs: Vec<u32>,
+}
+
+impl Encoder {
+    /// Copies and packs `model`'s weights (pretrained or fine-tuned, as loaded).
+    pub fn from_burn(model: &BertModel, eps: f64, precision: Precision) -> Result<Encoder> {
+        let emb = &model.embeddings;
+        let [vocab, dim] = emb.word_embeddings.weight.val().dims();
+        let [max_positions, _] = emb.position_embeddings.weight.val().dims();
+        let types = values(emb.token_type_embeddings.weight.val())?;
+        let mut layers = Vec::with_capacity(model.encoder.layer.len());
+        let mut heads = 1;
+        let mut inter = 0;
+        for layer in &model.encoder.layer {
+            let att = &layer.attention.self_attn;
+            heads = att.num_heads;
+            // Query, key and value as one [dim, 3 dim] matrix.
+            let (q, k, v) = (
+                values(att.query.weight.val())?,
+                values(att.key.weight.val())?,
+                values(att.value.weight.val())?,
+            );
+            let mut w = Vec::with_capacity(3 * dim * dim);
+            for row in 0..dim {
+                for m in [&q, &k, &v] {
+                    w.extend_from_slice(&m[row * dim..(row + 1) * dim]);
+                }
+            }
+            let mut b = Vec::with_capacity(3 * dim);
+            for l in [&att.query, &att.key, &att.value] {
+                match &l.bias {
+                    Some(x) => b.extend(values(x.val())?),
+                    None => b.extend(std::iter::repeat_n(0.0, dim)),
+                }
+            }
+            let qkv = PackedLinear::new(&w, Some(&b), dim, 3 * dim, precision)
+                .map_err(ModelError::Config)?;
+            let up = linear(&layer.intermediate.dense, precision)?;
+            inter = up.out_dim();
+            layers.push(Layer {
+                qkv,
+                attn_out: linear(&layer.attention.output.dense, precision)?,
+                norm1: norm(&layer.attention.output.layer_norm)?,
+                up,
+                down: linear(&layer.output.dense, precision)?,
+                norm2: norm(&layer.output.layer_norm)?,
+            });
+        }
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            return Err(ModelError::Config(format!(
+                "{heads} attention heads do not divide {dim}"
+            )));
+        }
+        Ok(Encoder {
+            precision,
+            dim,
+            heads,
+            inter,
+            eps: eps as f32,
+            vocab,
+            max_positions,
+            word: values(emb.word_embeddings.weight.val())?,
+            position: values(emb.position_embeddings.weight.val())?,
+            token_type: types[..dim].to_vec(),
+            embed_norm: norm(&emb.layer_norm)?,
+            layers,
+        })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Contextual token vectors of every text (token ids incl. `[CLS]`/`[SEP]`), on up to
+    /// `threads` threads.
+    pub fn encode(&self, texts: &[&[u32]], threads: usize) -> Result<States> {
+        let d = self.dim;
+        let mut offsets = Vec::with_capacity(texts.len() + 1);
+        offsets.push(0usize);
+        for t in texts {
+            if t.len() > self.max_positions {
+                return Err(ModelError::Config(format!(
+                    "a text of {} tokens exceeds the model's {} positions",
+                    t.len(),
+                    self.max_positions
+                )));
+            }
+            offsets.push(offsets[offsets.len() - 1] + t.len());
+        }
+        let total = offsets[offsets.len() - 1];
+        let mut h = vec![0f32; total * d];
+        for (t, ids) in texts.iter().enumerate() {
+            for (j, &id) in ids.iter().enumerate() {
+                let id = id as usize;
+                if id >= self.vocab {
+                    return Err(ModelError::Config(format!(
+                        "token id {id} is outside the vocabulary ({})",
+                        self.vocab
+                    )));
+                }
+                let row = &mut h[(offsets[t] + j) * d..(offsets[t] + j + 1) * d];
+                row.copy_from_slice(&self.word[id * d..(id + 1) * d]);
+                math::add_inplace(row, &self.position[j * d..(j + 1) * d]);
+                math::add_inplace(row, &self.token_type);
+            }
+        }
+        math::layer_norm_rows(
+            &mut h,
+            d,
+            &self.embed_norm.gamma,
+            &self.embed_norm.beta,
+            self.eps,
+        );
+        let mut s = Scratch::default();
+        for layer in &self.layers {
+            self.layer(layer, &mut h, &offsets, threads, &mut s);
+        }
+        Ok(States {
+            data: h,
+            offsets,
+            dim: d,
+        })
+    }
+
+    fn layer(
+        &self,
+        layer: &Layer,
+        h: &mut [f32],
+        offsets: &[usize],
+        threads: usize,
+        s: &mut Scratch,
+    ) {
+        let d = self.dim;
+        let t = h.len() / d;
+        s.qkv.resize(t * 3 * d, 0.0);
+        layer.qkv.forward(h, t, &mut s.qkv, threads, &mut s.pairs);
+        s.ctx.resize(t * d, 0.0);
+        self.attention(&s.qkv, offsets, &mut s.ctx, threads);
+        s.tmp.resize(t * d, 0.0);
+        layer
+            .attn_out
+            .forward(&s.ctx, t, &mut s.tmp, threads, &mut s.pairs);
+        math::add_inplace(&mut s.tmp, h);
+        math::layer_norm_rows(
+            &mut s.tmp,
+            d,
+            &layer.norm1.gamma,
+            &layer.norm1.beta,
+            self.eps,
+        );
+        s.inter.resize(t * self.inter, 0.0);
+        layer
+            .up
+            .forward(&s.tmp, t, &mut s.inter, threads, &mut s.pairs);
+        math::gelu_inplace(&mut s.inter);
+        layer.down.forward(&s.inter, t, h, threads, &mut s.pairs);
+        math::add_inplace(h, &s.tmp);
+        math::layer_norm_rows(h, d, &layer.norm2.gamma, &layer.norm2.beta, self.eps);
+    }
+
+    /// Scaled dot-product attention of every text and head; `qkv` rows are `[q | k | v]`.
+    fn attention(&self, qkv: &[f32], offsets: &[usize], ctx: &mut [f32], threads: usize) {
+        let d = self.dim;
+        let heads = self.heads;
+        let dh = d / heads;
+        let scale = 1.0 / (dh as f32).sqrt();
+        // Split ctx into each text's rows so texts can run in parallel.
+        let mut parts: Vec<(usize, &mut [f32])> = Vec::with_capacity(offsets.len());
+        let mut rest = ctx;
+        for w in offsets.windows(2) {
+            let (mine, tail) = rest.split_at_mut((w[1] - w[0]) * d);
+            parts.push((w[0], mine));
+            rest = tail;
+        }
+        let one = |(start, out): (usize, &mut [f32])| {
+            let len = out.len() / d;
+            if len == 0 {
+                return;
+            }
+            let rows = &qkv[start * 3 * d..(start + len) * 3 * d];
+            let mut scores = vec![0f32; len * len];
+            for hd in 0..heads {
+                // SAFETY: q, k and v of head `hd` are the `dh` columns at hd*dh, d + hd*dh and
+                // 2d + hd*dh of the `len` rows (stride 3d) of `rows`; `scores` is [len, len];
+                // the context goes to columns hd*dh.. of `out`'s `len` rows (stride d).
+                unsafe {
+                    let q = rows.as_ptr().add(hd * dh);
+                    let k = rows.as_ptr().add(d + hd * dh);
+                    let v = rows.as_ptr().add(2 * d + hd * dh);
+                    // scores = scale * Q K^T
+                    gemm::gemm(
+                        len,
+                        len,
+                        dh,
+                        scores.as_mut_ptr(),
+                        1,
+                        len as isize,
+                        false,
+                        q,
+                        1,
+                        (3 * d) as isize,
+                        k,
+                        (3 * d) as isize,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                    math::softmax_rows(&mut scores, len);
+                    // context = softmax(scores) V
+                    gemm::gemm(
+                        len,
+                        dh,
+                        len,
+                        out.as_mut_ptr().add(hd * dh),
+                        1,
+                        d as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        len as isize,
+                        v,
+                        1,
+                        (3 * d) as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        };
+        if threads > 1 && parts.len() > 1 {
+            use rayon::prelude::*;
+            parts.into_par_iter().for_each(one);
+        } else {
+            parts.into_iter().for_each(one);
+        }
+    }
+}

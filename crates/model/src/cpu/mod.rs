@@ -1,0 +1,98 @@
+//! # CPU inference kernels for the transformer
+//!
+//! Inference spends nearly all its time in the transformer's linear layers (about 10.6 M
+//! multiply-adds per token; attention adds ~5% at 100 tokens). burn's `flex` backend runs them
+//! through general tensor ops: every batch is padded to its longest text, every op allocates,
+//! and a short query pays dispatch costs that dwarf its arithmetic. This module is a
+//! forward-only MiniLM encoder on plain slices, built once from the loaded burn module (so
+//! fine-tuned layers and the pretrained ones take the same path), with three habits:
+//!
+//! * **No padding at all.** The texts of a batch are concatenated into one `[T, D]` matrix of
+//!   tokens; the linear layers run on all `T` rows at once and attention runs per text, on its
+//!   own length. A batch of one 12-token query does 12 rows of work.
+//! * **Packed weights, fused layouts.** Query, key and value are one `[D, 3D]` matrix. Weights
+//!   are packed once at load into the layout the micro-kernel reads (panels of 64 output
+//!   columns, consecutive pairs of the reduction dimension side by side).
+//! * **Reduced precision where the CPU has it.** On CPUs with AVX-512 BF16 (`vdpbf16ps`), the
+//!   weights are stored in bfloat16 and each layer's input is rounded to bfloat16 on the way
+//!   in; products accumulate in f32, and everything between the matrix products (bias, GELU,
+//!   residuals, layer norms, softmax) stays f32. That is PyTorch's bf16-autocast recipe; the
+//!   parity test bounds what it costs (cosine to sentence-transformers >= 0.999 per text,
+//!   measured mean ~0.9999). Elsewhere the f32 path uses the `gemm` crate's kernels.
+//!   [`Precision`] picks; [`Precision::best`] is the default.
+//!
+//! Element-wise math (exp, erf-GELU, layer norm, softmax) is written as plain loops that the
+//! compiler vectorizes, compiled three times (AVX-512, AVX2+FMA, baseline) and chosen at run
+//! time, so the binary still runs on any x86-64 or other CPU.
+//!
+//! Threads: [`Encoder::encode`] takes a thread count. The engine embeds with one worker per
+//! core, each calling with 1 (no synchronization inside a batch); a lone query uses every core
+//! (the matrix products split by column panels).
+
+mod encoder;
+mod gemm;
+mod math;
+
+pub use encoder::{Encoder, States};
+pub use gemm::{PackedLinear, Precision, bf16_supported};
+
+/// The instruction sets the element-wise kernels were compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+    Generic,
+}
+
+pub(crate) fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Generic
+    })
+}
+
+/// Defines `fn name(args)` whose body is compiled for AVX-512, AVX2+FMA and the baseline, and
+/// dispatches on [`isa`] at run time.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                match $crate::cpu::isa() {
+                    // SAFETY: the CPU has the features these were compiled for (checked by isa()).
+                    $crate::cpu::Isa::Avx512 => return unsafe { v4($($arg),*) },
+                    $crate::cpu::Isa::Avx2 => return unsafe { v3($($arg),*) },
+                    $crate::cpu::Isa::Generic => {}
+                }
+            }
+            inner($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
+
+#[cfg(test)]
+mod tests;
