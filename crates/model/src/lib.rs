@@ -45,27 +45,27 @@
 //!   were fine-tuned, `transformer.safetensors` with those layers only; shipped weights are
 //!   f16 (`gnn_coder.dtype` metadata; widened to f32 on load), checkpoints f32.
 //! * **Inference** ([`Embedder`]): texts are sorted by token length and run in batches of 32
-//!   padded to the batch maximum, with the attention mask; units longer than the limit are
-//!   head-truncated, which keeps the signature and docstring.
+//!   (ragged on the CPU kernels; padded to the batch maximum with the attention mask under
+//!   burn); units longer than the limit are head-truncated, which keeps the signature and
+//!   docstring.
 //!
-//! ## Backend and threads
+//! ## Inference: packed CPU kernels, burn for the rest
 //!
-//! burn 0.22's pure-Rust CPU backend "flex" (`Device::flex()`) with its `simd`, `rayon` and
-//! `x86-v4` features (AVX-512 gemm kernels, chosen at run time, so the binary still runs on
-//! AVX2-only CPUs); rayon uses all available cores. Measured on the 2-core dev machine (shared
-//! with other builds, so absolute numbers are noisy; comparisons were run back to back):
+//! At inference the transformer runs on [`cpu`]: a forward-only copy of the loaded burn
+//! module with packed weights, ragged batches (no padding), fused QKV, and bf16 products with
+//! f32 accumulation on CPUs with AVX-512 BF16 (f32 through the `gemm` crate elsewhere). The
+//! graph network, fusion and code projection stay in burn (flex), fed the kernels' token
+//! vectors; queries never touch burn. [`Compute`] (`GNN_CODER_COMPUTE=auto|f32|bf16|burn`)
+//! picks; `auto` is bf16 where supported. Measured on the 2-core dev machine against PyTorch
+//! on the same texts (`crates/engine/examples/speed_bench.rs`, see README "Embedding speed"):
+//! the bf16 index path ~2x PyTorch f32 and about PyTorch's own bf16 rate; one query ~3 ms.
+//! Training keeps burn (autodiff, `Device::flex()`); weights move between the two unchanged,
+//! because the kernels are built from the burn module after loading.
 //!
-//! * backend choice (dev profile, 160 corpus functions, mean 107 tokens, batch 32): flex 8.3
-//!   units/s vs burn's deprecated ndarray backend 6.9 (ndarray's matmul is faster, its softmax
-//!   4x slower); without `x86-v4`, flex's 3456x384x1536 matmul took 475 ms vs 127 ms with it
-//!   (dev profile, different machine load, so roughly 2-3x).
-//! * release, 320 functions (mean 108 tokens, batch 32, max 256): flex 15.0-18.0 units/s vs
-//!   PyTorch 2.15 / sentence-transformers 20.4-21.7 units/s on the same texts (ratio 0.7-0.9);
-//!   graph part alone ~1.0-1.1 ms per unit (synthetic ASTs, mean 79 nodes).
-//!
-//! The CubeCL `cpu` backend needs an MLIR/LLVM toolchain download at build time (no network
-//! here) and LibTorch (`tch`) a libtorch install, so neither was used. See
-//! `examples/embed_bench.rs`, `examples/micro_ops.rs` and `benches/reference_embed.py`.
+//! Before the kernels, burn alone (flex, `simd` + `rayon` + `x86-v4`) ran at 0.7-0.9x PyTorch
+//! f32; its deprecated ndarray backend was slower still (softmax 4x slower). The CubeCL `cpu`
+//! backend needs an MLIR/LLVM download at build time and `tch` a libtorch install, so neither
+//! was measured. See `examples/micro_ops.rs` and `benches/reference_embed.py`.
 //!
 //! ## Truncation
 //!
