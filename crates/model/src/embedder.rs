@@ -242,9 +242,9 @@ impl Embedder {
                     cpu::Encoder::from_burn(&model.transformer, bert.layer_norm_eps, precision)?;
                 let q = &model.head.query_proj;
                 let [k, n] = q.weight.val().dims();
-                let w = tensor_values(q.weight.val())?;
+                let w = cpu::tensor_values(q.weight.val())?;
                 let b = match &q.bias {
-                    Some(b) => Some(tensor_values(b.val())?),
+                    Some(b) => Some(cpu::tensor_values(b.val())?),
                     None => None,
                 };
                 let query_proj = PackedLinear::new(&w, b.as_deref(), k, n, Precision::F32)
@@ -437,16 +437,6 @@ impl Embedder {
         })
     }
 
-    /// Token vectors of `texts` from the packed kernels (`None` under `Compute::Burn`).
-    pub fn token_states(&self, texts: &[&str], threads: usize) -> Result<Option<cpu::States>> {
-        let Some(k) = &self.kernels else {
-            return Ok(None);
-        };
-        let encs = self.tokenize(texts)?;
-        let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
-        k.encoder.encode(&ids, threads).map(Some)
-    }
-
     /// Like [`run_batches`](Self::run_batches) on the packed kernels: sorted by length, cut
     /// into batches, each encoded without padding; `f(original indices, states)` returns one
     /// vector per text.
@@ -519,13 +509,6 @@ pub fn pad_batch(encs: &[Encoded], rows: &[usize], device: &Device) -> (Tensor<2
         Tensor::from_data(TensorData::new(ids, [b, l]), device),
         Tensor::from_data(TensorData::new(mask, [b, l]), device),
     )
-}
-
-fn tensor_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Tensor(format!("{e:?}")))
 }
 
 /// Rows of `flat` (`dim` wide) scaled to unit length (zero rows stay zero).

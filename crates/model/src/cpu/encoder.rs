@@ -81,7 +81,8 @@ pub struct Encoder {
     layers: Vec<Layer>,
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+/// A tensor's values as f32.
+pub(crate) fn tensor_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -90,18 +91,18 @@ fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 
 fn linear(l: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear> {
     let [k, n] = l.weight.val().dims();
-    let w = values(l.weight.val())?;
+    let w = tensor_values(l.weight.val())?;
     let b = match &l.bias {
-        Some(b) => Some(values(b.val())?),
+        Some(b) => Some(tensor_values(b.val())?),
         None => None,
     };
     PackedLinear::new(&w, b.as_deref(), k, n, precision).map_err(ModelError::Config)
 }
 
 fn norm(l: &burn::nn::LayerNorm) -> Result<Norm> {
-    let gamma = values(l.gamma.val())?;
+    let gamma = tensor_values(l.gamma.val())?;
     let beta = match &l.beta {
-        Some(b) => values(b.val())?,
+        Some(b) => tensor_values(b.val())?,
         None => vec![0.0; gamma.len()],
     };
     Ok(Norm { gamma, beta })
@@ -123,7 +124,7 @@ impl Encoder {
         let emb = &model.embeddings;
         let [vocab, dim] = emb.word_embeddings.weight.val().dims();
         let [max_positions, _] = emb.position_embeddings.weight.val().dims();
-        let types = values(emb.token_type_embeddings.weight.val())?;
+        let types = tensor_values(emb.token_type_embeddings.weight.val())?;
         let mut layers = Vec::with_capacity(model.encoder.layer.len());
         let mut heads = 1;
         let mut inter = 0;
@@ -132,9 +133,9 @@ impl Encoder {
             heads = att.num_heads;
             // Query, key and value as one [dim, 3 dim] matrix.
             let (q, k, v) = (
-                values(att.query.weight.val())?,
-                values(att.key.weight.val())?,
-                values(att.value.weight.val())?,
+                tensor_values(att.query.weight.val())?,
+                tensor_values(att.key.weight.val())?,
+                tensor_values(att.value.weight.val())?,
             );
             let mut w = Vec::with_capacity(3 * dim * dim);
             for row in 0..dim {
@@ -145,7 +146,7 @@ impl Encoder {
             let mut b = Vec::with_capacity(3 * dim);
             for l in [&att.query, &att.key, &att.value] {
                 match &l.bias {
-                    Some(x) => b.extend(values(x.val())?),
+                    Some(x) => b.extend(tensor_values(x.val())?),
                     None => b.extend(std::iter::repeat_n(0.0, dim)),
                 }
             }
@@ -175,8 +176,8 @@ impl Encoder {
             eps: eps as f32,
             vocab,
             max_positions,
-            word: values(emb.word_embeddings.weight.val())?,
-            position: values(emb.position_embeddings.weight.val())?,
+            word: tensor_values(emb.word_embeddings.weight.val())?,
+            position: tensor_values(emb.position_embeddings.weight.val())?,
             token_type: types[..dim].to_vec(),
             embed_norm: norm(&emb.layer_norm)?,
             layers,

@@ -33,6 +33,7 @@ mod encoder;
 mod gemm;
 mod math;
 
+pub(crate) use encoder::tensor_values;
 pub use encoder::{Encoder, States};
 pub use gemm::{PackedLinear, Precision, bf16_supported};
 
