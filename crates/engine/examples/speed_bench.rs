@@ -4,7 +4,7 @@
 //! cargo build --release --workspace --examples --bins
 //! target/release/examples/speed_bench --corpus DEV/corpus [--limit 0] [--rounds 3]
 //!     [--computes bf16,f32,burn] [--queries DEV/queries.jsonl] [--index-bin target/release/gnn-coder]
-//!     [--python python3] [--reference crates/model/benches/reference_embed.py]
+//!     [--no-table] [--python python3] [--reference crates/model/benches/reference_embed.py]
 //! ```
 //!
 //! The texts are the corpus's code units exactly as `gnn-coder index` extracts them
@@ -24,7 +24,8 @@
 //! cosine of each compute's transformer vectors to PyTorch f32's, query latency (one query per
 //! call, as search does), and with `--index-bin` the end-to-end `gnn-coder index --rebuild` of
 //! the corpus (walk, parse, graphs, embed, store; wall time including model load, and peak RSS
-//! from `/usr/bin/time`), alternating with PyTorch f32 rounds.
+//! from `/usr/bin/time`), alternating with PyTorch f32 rounds over the same units (use
+//! `--limit 0`, the default, so they are the corpus's; `--no-table` skips the per-path rows).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ struct Args {
     computes: Vec<Compute>,
     queries: Option<PathBuf>,
     index_bin: Option<PathBuf>,
+    no_table: bool,
     python: String,
     reference: PathBuf,
 }
@@ -55,6 +57,7 @@ fn parse_args() -> Res<Args> {
         computes: vec!["bf16".parse()?, "f32".parse()?],
         queries: None,
         index_bin: None,
+        no_table: false,
         python: "python3".into(),
         reference: PathBuf::from("crates/model/benches/reference_embed.py"),
     };
@@ -73,6 +76,7 @@ fn parse_args() -> Res<Args> {
             }
             "--queries" => a.queries = Some(PathBuf::from(val()?)),
             "--index-bin" => a.index_bin = Some(PathBuf::from(val()?)),
+            "--no-table" => a.no_table = true,
             "--python" => a.python = val()?,
             "--reference" => a.reference = PathBuf::from(val()?),
             other => return Err(format!("unknown argument {other}").into()),
@@ -217,7 +221,8 @@ fn main() -> Res<()> {
         Some(r) => r.1.push(secs),
         None => rows.push((name, vec![secs])),
     };
-    for round in 0..args.rounds {
+    let table_rounds = if args.no_table { 0 } else { args.rounds };
+    for round in 0..table_rounds {
         for e in &embedders {
             let c = e.compute_name();
             let t = Instant::now();
@@ -242,61 +247,63 @@ fn main() -> Res<()> {
         }
         eprintln!("round {} done", round + 1);
     }
-    let pt = rows
-        .iter()
-        .find(|r| r.0 == "pytorch f32")
-        .map(|r| median(&mut r.1.clone()))
-        .ok_or("no PyTorch row")?;
-    println!(
-        "| path | units/s (median of {}) | × PyTorch f32 |",
-        args.rounds
-    );
-    println!("|---|---|---|");
-    for (name, secs) in &rows {
-        let s = median(&mut secs.clone());
-        println!("| {name} | {:.1} | {:.2} |", n / s, pt / s);
-    }
-    for e in &embedders {
-        let c = e.compute_name();
-        let units_s = rows
+    if !args.no_table {
+        let pt = rows
             .iter()
-            .find(|r| r.0 == format!("ours {c}: units (index path)"))
-            .map(|r| median(&mut r.1.clone()));
-        let plain_s = rows
-            .iter()
-            .find(|r| r.0 == format!("ours {c}: units, no graph"))
-            .map(|r| median(&mut r.1.clone()));
-        if let (Some(a), Some(b)) = (units_s, plain_s) {
-            println!(
-                "graph network share ({c}): {:.1}% of the index path's embedding time",
-                100.0 * (a - b).max(0.0) / a
-            );
-        }
-    }
-
-    // Cosine of each compute's MiniLM vectors (pretrained weights only) to PyTorch f32's.
-    let vec_path = tmp.path().join("pytorch_f32.json");
-    reference.ask(&format!("vectors f32 {}", vec_path.display()))?;
-    let want: Vec<Vec<f32>> = serde_json::from_slice(&std::fs::read(&vec_path)?)?;
-    for e in &untrained {
-        let got = e.embed_sentences(&texts)?;
-        let cs: Vec<f64> = got.iter().zip(&want).map(|(a, b)| cos(a, b)).collect();
-        let min = cs.iter().cloned().fold(f64::MAX, f64::min);
-        let mean = cs.iter().sum::<f64>() / cs.len() as f64;
-        let mut worst: Vec<usize> = (0..cs.len()).collect();
-        worst.sort_by(|&a, &b| cs[a].total_cmp(&cs[b]));
-        for &i in worst.iter().take(3) {
-            eprintln!(
-                "  low cosine {:.4}: unit {i}, {} tokens, {} bytes",
-                cs[i],
-                e.tokenizer().encode(texts[i]).map_or(0, |t| t.len()),
-                texts[i].len()
-            );
-        }
+            .find(|r| r.0 == "pytorch f32")
+            .map(|r| median(&mut r.1.clone()))
+            .ok_or("no PyTorch row")?;
         println!(
-            "cosine to PyTorch f32 ({}): mean {mean:.6}, min {min:.6}",
-            e.compute_name()
+            "| path | units/s (median of {}) | × PyTorch f32 |",
+            args.rounds
         );
+        println!("|---|---|---|");
+        for (name, secs) in &rows {
+            let s = median(&mut secs.clone());
+            println!("| {name} | {:.1} | {:.2} |", n / s, pt / s);
+        }
+        for e in &embedders {
+            let c = e.compute_name();
+            let units_s = rows
+                .iter()
+                .find(|r| r.0 == format!("ours {c}: units (index path)"))
+                .map(|r| median(&mut r.1.clone()));
+            let plain_s = rows
+                .iter()
+                .find(|r| r.0 == format!("ours {c}: units, no graph"))
+                .map(|r| median(&mut r.1.clone()));
+            if let (Some(a), Some(b)) = (units_s, plain_s) {
+                println!(
+                    "graph network share ({c}): {:.1}% of the index path's embedding time",
+                    100.0 * (a - b).max(0.0) / a
+                );
+            }
+        }
+
+        // Cosine of each compute's MiniLM vectors (pretrained weights only) to PyTorch f32's.
+        let vec_path = tmp.path().join("pytorch_f32.json");
+        reference.ask(&format!("vectors f32 {}", vec_path.display()))?;
+        let want: Vec<Vec<f32>> = serde_json::from_slice(&std::fs::read(&vec_path)?)?;
+        for e in &untrained {
+            let got = e.embed_sentences(&texts)?;
+            let cs: Vec<f64> = got.iter().zip(&want).map(|(a, b)| cos(a, b)).collect();
+            let min = cs.iter().cloned().fold(f64::MAX, f64::min);
+            let mean = cs.iter().sum::<f64>() / cs.len() as f64;
+            let mut worst: Vec<usize> = (0..cs.len()).collect();
+            worst.sort_by(|&a, &b| cs[a].total_cmp(&cs[b]));
+            for &i in worst.iter().take(3) {
+                eprintln!(
+                    "  low cosine {:.4}: unit {i}, {} tokens, {} bytes",
+                    cs[i],
+                    e.tokenizer().encode(texts[i]).map_or(0, |t| t.len()),
+                    texts[i].len()
+                );
+            }
+            println!(
+                "cosine to PyTorch f32 ({}): mean {mean:.6}, min {min:.6}",
+                e.compute_name()
+            );
+        }
     }
 
     if let Some(q) = &args.queries {

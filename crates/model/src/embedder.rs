@@ -181,6 +181,7 @@ pub struct Embedder {
 struct Kernels {
     encoder: cpu::Encoder,
     query_proj: PackedLinear,
+    code_head: cpu::CodeHead,
 }
 
 /// Threads for one call that is not itself one of several parallel workers.
@@ -252,6 +253,7 @@ impl Embedder {
                 Some(Kernels {
                     encoder,
                     query_proj,
+                    code_head: cpu::CodeHead::from_burn(&model.head)?,
                 })
             }
         };
@@ -363,12 +365,8 @@ impl Embedder {
         let encs = self.tokenize(&texts)?;
         let use_graphs = self.graphs_enabled();
         let kind_vocab = self.head_config.graph.kind_vocab_size;
-        let graph_batch = |idx: &[usize], seq_len: usize| -> Result<Option<GraphBatch>> {
-            if !use_graphs {
-                return Ok(None);
-            }
-            let inputs: Vec<GraphInput<'_>> = idx
-                .iter()
+        let graph_inputs = |idx: &[usize]| -> Vec<GraphInput<'_>> {
+            idx.iter()
                 .enumerate()
                 .filter_map(|(row, &i)| {
                     units[i].graph.map(|graph| GraphInput {
@@ -378,45 +376,33 @@ impl Embedder {
                         kind_offset: units[i].kind_offset,
                     })
                 })
-                .collect();
-            Ok(Some(GraphBatch::build(&inputs, seq_len, kind_vocab)?))
+                .collect()
         };
-        if self.kernels.is_none() {
+        let Some(k) = &self.kernels else {
             return self.run_batches(&encs, |idx, ids, mask| {
-                let graphs = graph_batch(idx, ids.dims()[1])?;
+                let graphs = match use_graphs {
+                    true => Some(GraphBatch::build(
+                        &graph_inputs(idx),
+                        ids.dims()[1],
+                        kind_vocab,
+                    )?),
+                    false => None,
+                };
                 self.model.forward_code(ids, mask, graphs.as_ref())
             });
-        }
-        let device = &self.device;
-        self.run_ragged(&encs, threads.max(1), |idx, states| {
-            let (b, d) = (states.len(), states.dim);
-            let seq = Tensor::<2>::from_data(TensorData::new(states.mean_pool(), [b, d]), device);
-            let seq_len = (0..b)
-                .map(|i| states.offsets[i + 1] - states.offsets[i])
-                .max()
-                .unwrap_or(0)
-                .max(1);
-            let graphs = graph_batch(idx, seq_len)?;
-            let token_states = match &graphs {
-                Some(g) if !g.is_empty() => {
-                    let mut padded = vec![0f32; b * seq_len * d];
-                    for i in 0..b {
-                        let rows = states.rows(i);
-                        padded[i * seq_len * d..i * seq_len * d + rows.len()].copy_from_slice(rows);
-                    }
-                    Tensor::<3>::from_data(TensorData::new(padded, [b, seq_len, d]), device)
-                }
-                _ => Tensor::<3>::zeros([b, 1, d], device),
+        };
+        let threads = threads.max(1);
+        self.run_ragged(&encs, threads, |idx, states| {
+            let graphs = match use_graphs {
+                true => Some(GraphBatch::build_ragged(
+                    &graph_inputs(idx),
+                    &states.offsets,
+                    kind_vocab,
+                )?),
+                false => None,
             };
-            let v = self
-                .model
-                .head
-                .code_vectors(seq, token_states, graphs.as_ref())?;
-            let [_, dim] = v.dims();
-            let flat = v
-                .try_into_vec_as::<f32>()
-                .map_err(|e| ModelError::Tensor(format!("{e:?}")))?;
-            Ok(flat.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+            k.code_head
+                .code_vectors(&states.mean_pool(), states, graphs.as_ref(), threads)
         })
     }
 

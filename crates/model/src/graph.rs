@@ -239,6 +239,32 @@ impl GraphBatch {
     /// Check the graphs and map tokens to nodes: node `i` averages the (non-special) tokens whose
     /// byte span lies inside the node's byte span. `seq_len` is the padded batch length.
     pub fn build(inputs: &[GraphInput<'_>], seq_len: usize, kind_vocab: usize) -> Result<Self> {
+        Self::build_with(inputs, &|row| row * seq_len, kind_vocab)
+    }
+
+    /// [`build`](Self::build) for a ragged batch (no padding): row `r`'s tokens start at flat
+    /// index `offsets[r]` (the [`States`](crate::cpu::States) layout).
+    pub fn build_ragged(
+        inputs: &[GraphInput<'_>],
+        offsets: &[usize],
+        kind_vocab: usize,
+    ) -> Result<Self> {
+        if let Some(i) = inputs.iter().find(|i| i.row + 1 >= offsets.len()) {
+            return Err(ModelError::Input(format!(
+                "graph row {} past the batch of {}",
+                i.row,
+                offsets.len().saturating_sub(1)
+            )));
+        }
+        Self::build_with(inputs, &|row| offsets[row], kind_vocab)
+    }
+
+    /// `token_base(row)`: flat index of the first token of batch row `row`.
+    fn build_with(
+        inputs: &[GraphInput<'_>],
+        token_base: &dyn Fn(usize) -> usize,
+        kind_vocab: usize,
+    ) -> Result<Self> {
         let mut b = GraphBatch::default();
         for input in inputs {
             let g = input.graph;
@@ -297,7 +323,7 @@ impl GraphBatch {
                     let w = 1.0 / (last - first) as f32;
                     for t in &toks[first..last] {
                         b.pair_node.push((base + i) as i64);
-                        b.pair_token.push((input.row * seq_len + t.0) as i64);
+                        b.pair_token.push((token_base(input.row) + t.0) as i64);
                         b.pair_weight.push(w);
                     }
                 }
@@ -328,7 +354,7 @@ fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &De
 
 /// Undirected edges (both directions) plus one self loop per node, with the symmetric
 /// normalization `1 / sqrt(d_i d_j)` where `d` counts the self loop.
-fn message_edges(n: usize, edges: &[(usize, usize)]) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+pub(crate) fn message_edges(n: usize, edges: &[(usize, usize)]) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
     let mut deg = vec![1.0f32; n];
     for &(a, b) in edges {
         deg[a] += 1.0;
@@ -356,7 +382,7 @@ fn message_edges(n: usize, edges: &[(usize, usize)]) -> (Vec<i64>, Vec<i64>, Vec
 
 /// Per-graph top-k of `scores` (graph `g` owns `sizes[g]` consecutive rows). Returns kept global
 /// indices in increasing order (so graphs stay contiguous) and the new sizes.
-fn top_k_per_graph(
+pub(crate) fn top_k_per_graph(
     scores: &[f32],
     sizes: &[usize],
     ratio: f64,

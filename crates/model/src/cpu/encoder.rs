@@ -108,7 +108,11 @@ fn norm(l: &burn::nn::LayerNorm) -> Result<Norm> {
     Ok(Norm { gamma, beta })
 }
 
-/// Per-call buffers, reused across layers.
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Buffers reused across layers and, per thread, across calls.
 #[derive(Default)]
 struct Scratch {
     qkv: Vec<f32>,
@@ -232,10 +236,21 @@ impl Encoder {
             &self.embed_norm.beta,
             self.eps,
         );
-        let mut s = Scratch::default();
-        for layer in &self.layers {
-            self.layer(layer, &mut h, &offsets, threads, &mut s);
-        }
+        // Buffers live on as long as the thread, so a worker's batches reuse one set of pages
+        // instead of faulting in fresh ones every batch.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                for layer in &self.layers {
+                    self.layer(layer, &mut h, &offsets, threads, &mut s);
+                }
+            }
+            Err(_) => {
+                let mut s = Scratch::default();
+                for layer in &self.layers {
+                    self.layer(layer, &mut h, &offsets, threads, &mut s);
+                }
+            }
+        });
         Ok(States {
             data: h,
             offsets,

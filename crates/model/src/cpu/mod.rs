@@ -31,11 +31,13 @@
 
 mod encoder;
 mod gemm;
+mod head;
 mod math;
 
 pub(crate) use encoder::tensor_values;
 pub use encoder::{Encoder, States};
 pub use gemm::{PackedLinear, Precision, bf16_supported};
+pub use head::CodeHead;
 
 /// The instruction sets the element-wise kernels were compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -162,3 +162,165 @@ fn bf16_rounding_is_to_nearest_even() {
     math::to_bf16_pairs(&[1.0, -2.0, 0.5], 3, 2, &mut pairs);
     assert_eq!(pairs, vec![0x3f80 | (0xc000 << 16), 0x3f00]);
 }
+
+/// The CPU head against burn's `GnnCoderHead::code_vectors` on the same token states: random
+/// weights (gate included), trees of several sizes, a node with no tokens, a kind id past the
+/// table, a single-node graph and a row without a graph.
+#[test]
+fn code_head_matches_burn() {
+    use burn::module::Param;
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+    use gnn_coder_syntax::AstGraph;
+
+    use super::encoder::States;
+    use super::head::CodeHead;
+    use crate::graph::{GraphBatch, GraphConfig, GraphInput};
+    use crate::model::HeadConfig;
+    use crate::tokenize::Encoded;
+
+    let device = Device::flex();
+    let (d, hidden, vocab) = (24, 16, 40);
+    let cfg = HeadConfig {
+        graph: GraphConfig {
+            d_model: d,
+            hidden,
+            kind_vocab_size: vocab,
+            num_layers: 3,
+            eps: 0.3,
+            pool_ratio: 0.5,
+            pool_min_keep: 2,
+            child_count_score: true,
+        },
+        out_dim: 20,
+        ..HeadConfig::default()
+    };
+    let mut head = cfg.init(&device);
+    let normal = |shape: [usize; 2]| {
+        Param::from_tensor(Tensor::<2>::random(
+            shape,
+            Distribution::Normal(0.0, 0.3),
+            &device,
+        ))
+    };
+    head.gate.weight = normal([2 * d, d]);
+    head.out_proj.weight = normal([d, 20]);
+    head.graph.kind_embedding.weight = normal([vocab, d]);
+
+    let mut rng = Lcg(7);
+    let lens = [9usize, 14, 5, 20, 11];
+    let mut encs = Vec::new();
+    let mut graphs = Vec::new();
+    for (t, &len) in lens.iter().enumerate() {
+        // Token j (1..len-1) covers bytes [4j, 4j + 3); [CLS] and [SEP] are special.
+        let mut enc = Encoded {
+            ids: vec![0; len],
+            offsets: vec![(0, 0); len],
+            special: vec![false; len],
+        };
+        enc.special[0] = true;
+        enc.special[len - 1] = true;
+        for j in 1..len - 1 {
+            enc.offsets[j] = (4 * j, 4 * j + 3);
+        }
+        let n = if t == 2 { 1 } else { 3 + 2 * t };
+        let mut g = AstGraph::default();
+        let mut child = vec![0u32; n];
+        for i in 0..n {
+            if i > 0 {
+                let parent = ((rng.next() + 1.0) * 0.5 * i as f32) as usize % i;
+                g.edges.push((parent as u32, i as u32));
+                child[parent] += 1;
+            }
+            let a = ((rng.next() + 1.0) * 0.5 * (4 * len) as f32) as u32;
+            let span = if i == 0 {
+                (0, (4 * len) as u32)
+            } else if i == 1 {
+                (1, 2) // inside one token: no token lies within it
+            } else {
+                (a.saturating_sub(9), a + 5)
+            };
+            g.spans.push(span);
+            g.kinds.push(if i == 3 { 500 } else { (i % 30) as u16 });
+        }
+        g.child_counts = child;
+        encs.push(enc);
+        graphs.push(g);
+    }
+    let inputs: Vec<GraphInput<'_>> = (0..lens.len())
+        .filter(|&r| r != 3) // row 3 has no graph
+        .map(|r| GraphInput {
+            row: r,
+            graph: &graphs[r],
+            tokens: &encs[r],
+            kind_offset: if r % 2 == 0 { 0 } else { 10 },
+        })
+        .collect();
+
+    let mut offsets = vec![0usize];
+    for &l in &lens {
+        offsets.push(offsets.last().unwrap() + l);
+    }
+    let total = *offsets.last().unwrap();
+    let states = States {
+        data: rng.vec(total * d),
+        offsets: offsets.clone(),
+        dim: d,
+    };
+    let seq = states.mean_pool();
+    let lmax = *lens.iter().max().unwrap();
+    let mut padded = vec![0f32; lens.len() * lmax * d];
+    for (i, &l) in lens.iter().enumerate() {
+        padded[i * lmax * d..(i * lmax + l) * d].copy_from_slice(states.rows(i));
+    }
+    let burn_batch = GraphBatch::build(&inputs, lmax, vocab).unwrap();
+    let want = head
+        .code_vectors(
+            Tensor::<2>::from_data(TensorData::new(seq.clone(), [lens.len(), d]), &device),
+            Tensor::<3>::from_data(TensorData::new(padded, [lens.len(), lmax, d]), &device),
+            Some(&burn_batch),
+        )
+        .unwrap();
+    let want = super::tensor_values(want).unwrap();
+
+    let cpu = CodeHead::from_burn(&head).unwrap();
+    let batch = GraphBatch::build_ragged(&inputs, &offsets, vocab).unwrap();
+    assert_eq!(batch.pair_node, burn_batch.pair_node);
+    assert!(!batch.pair_node.is_empty());
+    for threads in [1, 2] {
+        let got = cpu
+            .code_vectors(&seq, &states, Some(&batch), threads)
+            .unwrap();
+        assert_eq!(got.len(), lens.len());
+        for (r, row) in got.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                let w = want[r * 20 + j];
+                assert!((v - w).abs() < 1e-4, "row {r} col {j}: {v} vs {w}");
+            }
+        }
+    }
+    // Without graphs: the projected sequence vectors.
+    let plain = cpu.code_vectors(&seq, &states, None, 1).unwrap();
+    let want_plain = super::tensor_values(
+        head.code_vectors(
+            Tensor::<2>::from_data(TensorData::new(seq.clone(), [lens.len(), d]), &device),
+            Tensor::<3>::zeros([lens.len(), 1, d], &device),
+            None,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (r, row) in plain.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            assert!((v - want_plain[r * 20 + j]).abs() < 1e-5);
+        }
+    }
+    // A graph row past the batch is refused, not a panic.
+    let bad = [GraphInput {
+        row: lens.len(),
+        graph: &graphs[0],
+        tokens: &encs[0],
+        kind_offset: 0,
+    }];
+    assert!(GraphBatch::build_ragged(&bad, &offsets, vocab).is_err());
+}
