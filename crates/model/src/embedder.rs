@@ -98,7 +98,7 @@ impl std::str::FromStr for Compute {
                 .parse::<Precision>()
                 .map(Compute::Kernels)
                 .map_err(|_| {
-                    format!("unknown GNN_CODER_COMPUTE {other:?} (auto, f32, bf16 or burn)")
+                    format!("unknown GNN_CODER_COMPUTE {other:?} (auto, f32, bf16, int8 or burn)")
                 }),
         }
     }

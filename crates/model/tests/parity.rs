@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use gnn_coder_model::cpu::{Precision, bf16_supported};
+use gnn_coder_model::cpu::{Precision, int8_supported};
 use gnn_coder_model::{Compute, Embedder, EmbedderOptions, GraphUse, UnitInput, check_model_dir};
 use gnn_coder_syntax::AstGraph;
 use serde::Deserialize;
@@ -34,13 +34,19 @@ fn embedder_with(graph: GraphUse, compute: Compute, weights: Option<PathBuf>) ->
     Some(Embedder::load(&opts).expect("load model"))
 }
 
-/// Every inference path this CPU can run: burn, the f32 kernels, and bf16 where supported.
+/// Every inference path this CPU can run: burn, the f32 kernels, and bf16 and int8 where
+/// supported.
 fn computes() -> Vec<Compute> {
     let mut all = vec![Compute::Burn, Compute::Kernels(Precision::F32)];
-    if bf16_supported() {
-        all.push(Compute::Kernels(Precision::Bf16));
-    } else {
-        eprintln!("bf16 kernels not tested: this CPU has no AVX-512 BF16");
+    for p in [Precision::Bf16, Precision::Int8] {
+        if p.supported() {
+            all.push(Compute::Kernels(p));
+        } else {
+            eprintln!(
+                "{} kernels not tested: this CPU lacks their instructions",
+                p.as_str()
+            );
+        }
     }
     all
 }
@@ -50,6 +56,7 @@ fn computes() -> Vec<Compute> {
 fn tolerance(compute: Compute) -> (f32, f32) {
     match compute {
         Compute::Kernels(Precision::Bf16) => (0.999, 0.9998),
+        Compute::Kernels(Precision::Int8) => (0.99, 0.998),
         _ => (0.9999, 0.99999),
     }
 }
@@ -171,6 +178,7 @@ fn kernels_match_burn_with_trained_weights() {
         let emb = embedder_with(GraphUse::IfTrained, compute, Some(weights.clone())).unwrap();
         let min = match compute {
             Compute::Kernels(Precision::Bf16) => 0.999,
+            Compute::Kernels(Precision::Int8) => 0.99,
             _ => 0.99999,
         };
         for threads in [1, 2] {
@@ -204,8 +212,18 @@ fn compute_names_parse() {
         Ok(Compute::Kernels(Precision::F32))
     );
     assert_eq!("burn".parse::<Compute>(), Ok(Compute::Burn));
+    assert_eq!(
+        "int8".parse::<Compute>(),
+        Ok(Compute::Kernels(Precision::Int8))
+    );
+    // auto: int8 exactly where the CPU has VNNI, f32 elsewhere; never bf16 or a timing.
+    let want = if int8_supported() { "int8" } else { "f32" };
+    assert_eq!(Compute::Auto.precision().map(Precision::as_str), Some(want));
+    if let Some(emb) = embedder_with(GraphUse::IfTrained, Compute::Auto, None) {
+        assert_eq!(emb.compute_name(), want);
+    }
     let err = "int4".parse::<Compute>().unwrap_err();
-    assert!(err.contains("auto, f32, bf16 or burn"), "{err}");
+    assert!(err.contains("auto, f32, bf16, int8 or burn"), "{err}");
 }
 
 #[test]

@@ -7,11 +7,15 @@ use super::multiversion;
 const LANES: usize = 16;
 
 /// exp(x) for x in f32 range (Cephes' single-precision polynomial; relative error ~2e-7;
-/// inputs below -87 give ~0, above 88 are clamped).
+/// inputs below -87 give ~0, above 88 are clamped). Only float adds and bit operations, no
+/// float-to-int cast (Rust's saturating `as` does not vectorize): `n = round(x / ln 2)` comes
+/// from adding 1.5 * 2^23, which leaves `n` in the low mantissa bits.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23; its bits are 0x4B40_0000
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
         * r
@@ -22,7 +26,8 @@ pub(crate) fn exp(x: f32) -> f32 {
         * r
         + r
         + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // n + 127 is in 2..=254, a normal exponent.
+    p * f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23)
 }
 
 /// erf(x) (Abramowitz & Stegun 7.1.26, absolute error <= 1.5e-7).

@@ -36,7 +36,7 @@ mod math;
 
 pub(crate) use encoder::tensor_values;
 pub use encoder::{Encoder, States};
-pub use gemm::{PackedLinear, Precision, bf16_supported};
+pub use gemm::{PackedLinear, Precision, bf16_supported, int8_supported};
 pub use head::CodeHead;
 
 /// The instruction sets the element-wise kernels were compiled for.

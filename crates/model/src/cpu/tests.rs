@@ -1,6 +1,6 @@
 //! Kernels against plain f64 reference loops.
 
-use super::gemm::{PackedLinear, Precision, bf16_supported};
+use super::gemm::{PackedLinear, Precision, bf16_supported, int8_supported};
 use super::math;
 
 struct Lcg(u64);
@@ -76,6 +76,41 @@ fn bf16_linear_matches_reference_within_rounding() {
     // Inputs and weights in [-1, 1] rounded to 8 significant bits: each product errs by at
     // most ~2^-8 relative, and the errors are independent, so the sum errs by ~2^-8 sqrt(k).
     check_linear(Precision::Bf16, 2.0 * 2f64.powi(-8));
+}
+
+#[test]
+fn int8_linear_matches_reference_within_quantization() {
+    if !int8_supported() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        assert!(PackedLinear::new(&[0.0; 4], None, 2, 2, Precision::Int8).is_err());
+        return;
+    }
+    // Weights step |w|max/127 per column, inputs (range/255) per row: each product errs by
+    // ~2^-8 of its size, independently, so the sum errs by ~2^-8 sqrt(k) (checked at 2^-6).
+    check_linear(Precision::Int8, 2f64.powi(-6));
+    // Rows that are all positive, all zero or constant exercise the zero points.
+    let (m, k, n) = (9, 70, 40);
+    let mut rng = Lcg(3);
+    let mut x: Vec<f32> = rng.vec(m * k).iter().map(|v| v + 1.5).collect();
+    x[k..2 * k].fill(0.0);
+    x[2 * k..3 * k].fill(-0.25);
+    let w = rng.vec(k * n);
+    let b = rng.vec(n);
+    let want = reference(&x, &w, &b, m, k, n);
+    let lin = PackedLinear::new(&w, Some(&b), k, n, Precision::Int8).unwrap();
+    let mut out = vec![f32::NAN; m * n];
+    lin.forward(&x, m, &mut out, 1, &mut Vec::new());
+    for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
+        let tol = if (k..2 * k).contains(&(i / n * k)) {
+            1e-6
+        } else {
+            0.05 * (k as f64).sqrt()
+        };
+        assert!(
+            (f64::from(got) - want).abs() <= tol,
+            "at {i}: {got} vs {want}"
+        );
+    }
 }
 
 #[test]
