@@ -59,18 +59,20 @@ pub enum GraphUse {
 /// What runs the transformer at inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compute {
-    /// The packed CPU kernels ([`crate::cpu`]) at [`Precision::best`]: bf16 on CPUs with
-    /// AVX-512 BF16, else f32.
+    /// The packed CPU kernels ([`crate::cpu`]) at [`Precision::best`]: int8 on CPUs with
+    /// AVX-512 VNNI, else f32.
     #[default]
     Auto,
-    /// The packed CPU kernels at this precision (bf16 fails to load on CPUs without it).
+    /// The packed CPU kernels at this precision (bf16 and int8 fail to load, with a typed
+    /// error, on CPUs without their instructions).
     Kernels(Precision),
     /// burn's flex backend, the graph training differentiates: the reference, ~2-4x slower.
     Burn,
 }
 
 impl Compute {
-    /// `GNN_CODER_COMPUTE` (`auto`, `f32`, `bf16` or `burn`); unset or empty means `auto`.
+    /// `GNN_CODER_COMPUTE` (`auto`, `f32`, `bf16`, `int8` or `burn`); unset or empty means
+    /// `auto`.
     pub fn from_env() -> Result<Compute> {
         match std::env::var("GNN_CODER_COMPUTE") {
             Ok(v) if !v.trim().is_empty() => v.parse().map_err(ModelError::Config),

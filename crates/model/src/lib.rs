@@ -49,18 +49,20 @@
 //!   burn); units longer than the limit are head-truncated, which keeps the signature and
 //!   docstring.
 //!
-//! ## Inference: packed CPU kernels, burn for the rest
+//! ## Inference: packed CPU kernels, burn for training
 //!
-//! At inference the transformer runs on [`cpu`]: a forward-only copy of the loaded burn
-//! module with packed weights, ragged batches (no padding), fused QKV, and bf16 products with
-//! f32 accumulation on CPUs with AVX-512 BF16 (f32 through the `gemm` crate elsewhere). The
-//! graph network, fusion and code projection stay in burn (flex), fed the kernels' token
-//! vectors; queries never touch burn. [`Compute`] (`GNN_CODER_COMPUTE=auto|f32|bf16|burn`)
-//! picks; `auto` is bf16 where supported. Measured on the 2-core dev machine against PyTorch
-//! on the same texts (`crates/engine/examples/speed_bench.rs`, see README "Embedding speed"):
-//! the bf16 index path ~2x PyTorch f32 and about PyTorch's own bf16 rate; one query ~3 ms.
-//! Training keeps burn (autodiff, `Device::flex()`); weights move between the two unchanged,
-//! because the kernels are built from the burn module after loading.
+//! At inference the whole model runs on [`cpu`]: a forward-only copy of the loaded burn
+//! module with packed weights, ragged batches (no padding), fused QKV, and the head (span
+//! means, FAConv, ASTGPool, readouts, gate, projections) as loops over the ragged token
+//! states ([`cpu::CodeHead`]). The transformer's products run at one [`cpu::Precision`]: int8
+//! (per-column int8 weights, per-row dynamic u8 inputs, `vpdpbusd`) on CPUs with AVX-512 VNNI,
+//! f32 through the `gemm` crate elsewhere; bf16 (`vdpbf16ps`) is there on request. [`Compute`]
+//! (`GNN_CODER_COMPUTE=auto|f32|bf16|int8|burn`) picks; `auto` is int8 where VNNI exists,
+//! decided by the CPU's features (never by a timing), so every process on a machine computes
+//! the same vectors. Measured numbers are in README "Embedding speed" (`speed_bench` alternates
+//! with PyTorch on the same texts). Training keeps burn (autodiff, `Device::flex()`); weights
+//! move between the two unchanged, because the kernels are built from the burn module after
+//! loading, and tests hold every path to burn's and to sentence-transformers'.
 //!
 //! Before the kernels, burn alone (flex, `simd` + `rayon` + `x86-v4`) ran at 0.7-0.9x PyTorch
 //! f32; its deprecated ndarray backend was slower still (softmax 4x slower). The CubeCL `cpu`

@@ -8,6 +8,12 @@
 //!   (`acc += a0*b0 + a1*b1` per f32 lane). The input is rounded to bfloat16 pairs once per
 //!   call. The micro-kernel keeps a 6 x 64 tile of f32 accumulators in 24 registers; rows are
 //!   walked in blocks of [`MC`] so a block's input stays in L2 while the panels stream past.
+//! * int8 (AVX-512 VNNI): `W` is rounded to int8 once, one scale per output column, and packed
+//!   like bf16 but with quads of reduction rows (one 64-byte load = 16 columns x 4 rows). Each
+//!   call quantizes its input rows to unsigned bytes (per-row scale and zero point), runs
+//!   `vpdpbusd` on the same 6 x 64 tile with i32 accumulators, and dequantizes in the
+//!   epilogue: `y = s_row * s_col * (acc - zero_row * colsum) + b`. The reduction is walked in
+//!   blocks of 128 quads so a panel's slice stays in L1 across the row tiles.
 
 use super::math;
 

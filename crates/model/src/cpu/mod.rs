@@ -11,15 +11,27 @@
 //!   tokens; the linear layers run on all `T` rows at once and attention runs per text, on its
 //!   own length. A batch of one 12-token query does 12 rows of work.
 //! * **Packed weights, fused layouts.** Query, key and value are one `[D, 3D]` matrix. Weights
-//!   are packed once at load into the layout the micro-kernel reads (panels of 64 output
-//!   columns, consecutive pairs of the reduction dimension side by side).
-//! * **Reduced precision where the CPU has it.** On CPUs with AVX-512 BF16 (`vdpbf16ps`), the
-//!   weights are stored in bfloat16 and each layer's input is rounded to bfloat16 on the way
-//!   in; products accumulate in f32, and everything between the matrix products (bias, GELU,
-//!   residuals, layer norms, softmax) stays f32. That is PyTorch's bf16-autocast recipe; the
-//!   parity test bounds what it costs (cosine to sentence-transformers >= 0.999 per text,
-//!   measured mean ~0.9999). Elsewhere the f32 path uses the `gemm` crate's kernels.
-//!   [`Precision`] picks; [`Precision::best`] is the default.
+//!   are packed once at load into the layout the micro-kernels read (panels of 64 output
+//!   columns, consecutive pairs (bf16) or quads (int8) of the reduction dimension side by
+//!   side).
+//! * **The head on the same slices.** [`CodeHead`] runs the graph network and fusion on the
+//!   ragged token states directly (span means gather token rows by their ragged index), so
+//!   nothing is padded or copied into tensors between the transformer and the code vector.
+//! * **Reduced precision where the CPU has it.** [`Precision`] picks how the linear layers
+//!   multiply; everything between the products (bias, GELU, residuals, layer norms, softmax,
+//!   attention) stays f32.
+//!   - `int8` (CPUs with AVX-512 VNNI, the default there): weights rounded once to int8 with
+//!     one scale per output column; each input row quantized on the fly to unsigned bytes with
+//!     its own scale and zero point (its range, 0 included, onto 0..=255); `vpdpbusd`
+//!     multiplies 64 byte pairs per instruction into i32, and the epilogue subtracts
+//!     `zero_row * sum(column)` and rescales. Four times the multiply-adds per instruction of
+//!     f32 FMA; the parity test bounds its cost (cosine to sentence-transformers >= .99 per
+//!     text, mean >= .998), README has dev MRR.
+//!   - `bf16` (AVX-512 BF16): bfloat16 weights and inputs, f32 accumulation (`vdpbf16ps`),
+//!     PyTorch's autocast recipe. Twice f32 on AMD Zen 4, but half of it on the Intel Xeon
+//!     measured, where `vdpbf16ps` issues at a quarter of the FMA rate; hence on request only.
+//!   - `f32`: the `gemm` crate's kernels.
+//!   [`Precision::best`] is the default.
 //!
 //! Element-wise math (exp, erf-GELU, layer norm, softmax) is written as plain loops that the
 //! compiler vectorizes, compiled three times (AVX-512, AVX2+FMA, baseline) and chosen at run
