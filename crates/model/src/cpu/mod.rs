@@ -31,6 +31,7 @@
 //!     PyTorch's autocast recipe. Twice f32 on AMD Zen 4, but half of it on the Intel Xeon
 //!     measured, where `vdpbf16ps` issues at a quarter of the FMA rate; hence on request only.
 //!   - `f32`: the `gemm` crate's kernels.
+//!
 //!   [`Precision::best`] is the default.
 //!
 //! Element-wise math (exp, erf-GELU, layer norm, softmax) is written as plain loops that the
