@@ -243,15 +243,7 @@ impl Embedder {
             Some(precision) => {
                 let encoder =
                     cpu::Encoder::from_burn(&model.transformer, bert.layer_norm_eps, precision)?;
-                let q = &model.head.query_proj;
-                let [k, n] = q.weight.val().dims();
-                let w = cpu::tensor_values(q.weight.val())?;
-                let b = match &q.bias {
-                    Some(b) => Some(cpu::tensor_values(b.val())?),
-                    None => None,
-                };
-                let query_proj = PackedLinear::new(&w, b.as_deref(), k, n, Precision::F32)
-                    .map_err(ModelError::Config)?;
+                let query_proj = cpu::linear(&model.head.query_proj, Precision::F32)?;
                 Some(Kernels {
                     encoder,
                     query_proj,
@@ -346,7 +338,7 @@ impl Embedder {
             let mut out = vec![0f32; n * k.query_proj.out_dim()];
             k.query_proj
                 .forward(&seq, n, &mut out, threads, &mut Vec::new());
-            Ok(normalize_rows(out, k.query_proj.out_dim()))
+            Ok(cpu::normalize_rows(out, k.query_proj.out_dim()))
         })
     }
 
@@ -421,7 +413,7 @@ impl Embedder {
             });
         }
         self.run_ragged(&encs, all_threads(), |_, states| {
-            Ok(normalize_rows(states.mean_pool(), states.dim))
+            Ok(cpu::normalize_rows(states.mean_pool(), states.dim))
         })
     }
 
@@ -497,14 +489,4 @@ pub fn pad_batch(encs: &[Encoded], rows: &[usize], device: &Device) -> (Tensor<2
         Tensor::from_data(TensorData::new(ids, [b, l]), device),
         Tensor::from_data(TensorData::new(mask, [b, l]), device),
     )
-}
-
-/// Rows of `flat` (`dim` wide) scaled to unit length (zero rows stay zero).
-fn normalize_rows(flat: Vec<f32>, dim: usize) -> Vec<Vec<f32>> {
-    flat.chunks_exact(dim.max(1))
-        .map(|r| {
-            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            r.iter().map(|v| v / n).collect()
-        })
-        .collect()
 }

@@ -89,7 +89,8 @@ pub(crate) fn tensor_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| ModelError::Tensor(format!("{e:?}")))
 }
 
-fn linear(l: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear> {
+/// A burn `Linear`'s weights packed at `precision`.
+pub(crate) fn linear(l: &burn::nn::Linear, precision: Precision) -> Result<PackedLinear> {
     let [k, n] = l.weight.val().dims();
     let w = tensor_values(l.weight.val())?;
     let b = match &l.bias {
@@ -238,17 +239,15 @@ impl Encoder {
         );
         // Buffers live on as long as the thread, so a worker's batches reuse one set of pages
         // instead of faulting in fresh ones every batch.
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut s) => {
-                for layer in &self.layers {
-                    self.layer(layer, &mut h, &offsets, threads, &mut s);
-                }
-            }
-            Err(_) => {
-                let mut s = Scratch::default();
-                for layer in &self.layers {
-                    self.layer(layer, &mut h, &offsets, threads, &mut s);
-                }
+        SCRATCH.with(|cell| {
+            let mut shared = cell.try_borrow_mut();
+            let mut fresh = Scratch::default(); // only if re-entered (empty Vecs, no allocation)
+            let s = match shared.as_deref_mut() {
+                Ok(s) => s,
+                Err(_) => &mut fresh,
+            };
+            for layer in &self.layers {
+                self.layer(layer, &mut h, &offsets, threads, s);
             }
         });
         Ok(States {

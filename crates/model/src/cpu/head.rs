@@ -8,8 +8,9 @@
 //! version of the same math stays the one training differentiates; a test holds the two
 //! together.
 
-use super::encoder::{States, tensor_values};
+use super::encoder::{States, linear, tensor_values};
 use super::gemm::{PackedLinear, Precision};
+use super::math::normalize_rows;
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBatch, GraphEncoder, message_edges, top_k_per_graph};
 use crate::model::GnnCoderHead;
@@ -49,16 +50,6 @@ pub struct CodeHead {
     graph_proj: PackedLinear,
     gate: PackedLinear,
     out_proj: PackedLinear,
-}
-
-fn linear_f32(l: &burn::nn::Linear) -> Result<PackedLinear> {
-    let [k, n] = l.weight.val().dims();
-    let w = tensor_values(l.weight.val())?;
-    let b = match &l.bias {
-        Some(b) => Some(tensor_values(b.val())?),
-        None => None,
-    };
-    PackedLinear::new(&w, b.as_deref(), k, n, Precision::F32).map_err(ModelError::Config)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -110,10 +101,10 @@ impl CodeHead {
                 beta2: beta[1],
             });
         }
-        let input = linear_f32(&g.input)?;
-        let graph_proj = linear_f32(&head.graph_proj)?;
-        let gate = linear_f32(&head.gate)?;
-        let out_proj = linear_f32(&head.out_proj)?;
+        let input = linear(&g.input, Precision::F32)?;
+        let graph_proj = linear(&head.graph_proj, Precision::F32)?;
+        let gate = linear(&head.gate, Precision::F32)?;
+        let out_proj = linear(&head.out_proj, Precision::F32)?;
         if input.in_dim() != d_model
             || input.out_dim() != hidden
             || graph_proj.in_dim() != g.convs.len() * 2 * hidden
@@ -338,12 +329,6 @@ impl CodeHead {
         let mut out = vec![0f32; b * od];
         self.out_proj
             .forward(&fused, b, &mut out, threads, &mut Vec::new());
-        Ok(out
-            .chunks_exact(od.max(1))
-            .map(|r| {
-                let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                r.iter().map(|v| v / n).collect()
-            })
-            .collect())
+        Ok(normalize_rows(out, od))
     }
 }

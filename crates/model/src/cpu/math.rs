@@ -162,3 +162,13 @@ multiversion! {
         }
     }
 }
+
+/// Rows of `flat` (`dim` wide) scaled to unit length (zero rows stay zero).
+pub(crate) fn normalize_rows(flat: Vec<f32>, dim: usize) -> Vec<Vec<f32>> {
+    flat.chunks_exact(dim.max(1))
+        .map(|r| {
+            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            r.iter().map(|v| v / n).collect()
+        })
+        .collect()
+}

@@ -28,8 +28,8 @@
 //!     f32 FMA; the parity test bounds its cost (cosine to sentence-transformers >= .99 per
 //!     text, mean >= .998), README has dev MRR.
 //!   - `bf16` (AVX-512 BF16): bfloat16 weights and inputs, f32 accumulation (`vdpbf16ps`),
-//!     PyTorch's autocast recipe. Twice f32 on AMD Zen 4, but half of it on the Intel Xeon
-//!     measured, where `vdpbf16ps` issues at a quarter of the FMA rate; hence on request only.
+//!     PyTorch's autocast recipe. About twice PyTorch f32 on the AMD EPYC of an earlier
+//!     session, but half of our f32 on the Intel Xeon measured since, where `vdpbf16ps` issues at a quarter of the FMA rate; hence on request only.
 //!   - `f32`: the `gemm` crate's kernels.
 //!
 //!   [`Precision::best`] is the default.
@@ -47,10 +47,11 @@ mod gemm;
 mod head;
 mod math;
 
-pub(crate) use encoder::tensor_values;
 pub use encoder::{Encoder, States};
+pub(crate) use encoder::linear;
 pub use gemm::{PackedLinear, Precision, bf16_supported, int8_supported};
 pub use head::CodeHead;
+pub(crate) use math::normalize_rows;
 
 /// The instruction sets the element-wise kernels were compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -316,7 +316,7 @@ fn code_head_matches_burn() {
             Some(&burn_batch),
         )
         .unwrap();
-    let want = super::tensor_values(want).unwrap();
+    let want = super::encoder::tensor_values(want).unwrap();
 
     let cpu = CodeHead::from_burn(&head).unwrap();
     let batch = GraphBatch::build_ragged(&inputs, &offsets, vocab).unwrap();
@@ -336,7 +336,7 @@ fn code_head_matches_burn() {
     }
     // Without graphs: the projected sequence vectors.
     let plain = cpu.code_vectors(&seq, &states, None, 1).unwrap();
-    let want_plain = super::tensor_values(
+    let want_plain = super::encoder::tensor_values(
         head.code_vectors(
             Tensor::<2>::from_data(TensorData::new(seq.clone(), [lens.len(), d]), &device),
             Tensor::<3>::zeros([lens.len(), 1, d], &device),
