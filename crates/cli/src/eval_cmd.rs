@@ -125,6 +125,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         weights.as_deref(),
         args.model.max_tokens,
         &device,
+        None,
     )?;
     let tuned = loaded.head.tuned_layers;
     let n = loaded.model.transformer.num_layers();

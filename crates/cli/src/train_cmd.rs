@@ -60,6 +60,28 @@ pub struct TrainArgs {
     /// graph network almost unused by training; 0 = an even mix).
     #[arg(long, default_value_t = 0.0)]
     gate_bias: f64,
+    /// A new head gives queries and codes one projection (W = I + delta), kept near the
+    /// identity by --identity-reg (false: two separate projections, as v1).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    shared_projection: bool,
+    /// A new head's graph branch starts at zero (code vectors start as the transformer's).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    zero_init_graph: bool,
+    /// ASTGPool scores with ln(1 + children) instead of the raw child count.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    log1p_children: bool,
+    /// Weight of ||W - I||^2 of the output projections in the loss.
+    #[arg(long, default_value_t = 0.01)]
+    identity_reg: f64,
+    /// Weight of the query-distillation term mean(1 - cos(q, zero-shot q)).
+    #[arg(long, default_value_t = 0.5)]
+    query_distill: f64,
+    /// Clip gradients by their global norm (false: per tensor, as v1).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    global_clip: bool,
+    /// Do not use a batch's copies of the positive (same code or query text) as negatives.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    dedup_negatives: bool,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     #[arg(long, default_value_t = 1.0)]
@@ -67,7 +89,7 @@ pub struct TrainArgs {
     /// Stop after this many steps (overrides --epochs).
     #[arg(long, default_value_t = 0)]
     max_steps: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 3e-4)]
     head_lr: f64,
     /// Learning rate of the fine-tuned transformer layers.
     #[arg(long, default_value_t = 2e-5)]
@@ -113,19 +135,21 @@ pub struct Loaded {
     pub tag: String,
 }
 
-/// Load the base model from `model_dir` onto `device`, then `weights` (if any).
+/// Load the base model from `model_dir` onto `device`, then `weights` (if any; else a new head
+/// configured by `fresh`, or the default one).
 pub fn load_model(
     model_dir: &Path,
     weights: Option<&Path>,
     max_tokens: usize,
     device: &burn::prelude::Device,
+    fresh: Option<HeadConfig>,
 ) -> Result<Loaded> {
     gnn_coder_model::check_model_dir(model_dir)?;
     let bert = BertConfig::from_file(&model_dir.join(MODEL_CONFIG_FILE))?;
     let mut head = match weights {
         Some(w) => read_head_config(w)
             .with_context(|| format!("cannot read the weights in {}", w.display()))?,
-        None => HeadConfig::default(),
+        None => fresh.unwrap_or_default(),
     };
     head.graph.d_model = bert.hidden_size;
     let tokenizer = TextTokenizer::from_file(
@@ -294,7 +318,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("no training pairs found");
     }
     let train_pairs = sample(train_pairs, args.limit, args.seed);
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         tuned_layers: args.tuned_layers,
         graph: !args.no_graph,
         child_count_score: !args.plain_topk,
@@ -308,18 +332,31 @@ pub fn run(args: TrainArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         eval_every: args.eval_every,
         valid_limit: args.valid_limit,
+        child_count_log1p: args.log1p_children,
+        identity_reg: args.identity_reg,
+        query_distill: args.query_distill,
+        global_clip: args.global_clip,
+        dedup_negatives: args.dedup_negatives,
         ..TrainConfig::default()
     };
     cfg.validate()?;
 
     let device = burn::prelude::Device::flex().autodiff();
+    let mut fresh = HeadConfig::default();
+    fresh.shared_projection = args.shared_projection;
+    fresh.zero_init_graph = args.zero_init_graph;
+    fresh.graph.child_count_log1p = args.log1p_children;
     let mut loaded = load_model(
         &model_dir,
         args.init.as_deref(),
         args.model.max_tokens,
         &device,
+        Some(fresh),
     )?;
-    if args.init.is_none() {
+    if args.init.is_some() {
+        // Trained weights keep the child-count scale they were trained with.
+        cfg.child_count_log1p = loaded.head.graph.child_count_log1p;
+    } else {
         let d = loaded.head.graph.d_model;
         loaded.model.head.gate.bias = Some(burn::module::Param::from_tensor(
             burn::prelude::Tensor::full([d], args.gate_bias, &device),
@@ -461,6 +498,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut head = loaded.head.clone();
     head.tuned_layers = cfg.tuned_layers;
     head.graph.child_count_score = cfg.child_count_score;
+    head.graph.child_count_log1p = cfg.child_count_log1p;
     head.max_tokens = args.model.max_tokens;
     head.use_graph = cfg.graph;
     let weights = args.out.join("weights");

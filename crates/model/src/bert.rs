@@ -170,6 +170,7 @@ impl BertConfig {
             },
             hidden_size: h,
             max_positions: self.max_position_embeddings,
+            layer_norm_eps: self.layer_norm_eps,
         }
     }
 }
@@ -290,6 +291,8 @@ pub struct BertModel {
     pub encoder: BertEncoder,
     pub hidden_size: usize,
     pub max_positions: usize,
+    /// The layer norms' epsilon (from the config; the forward-only kernels need it too).
+    pub layer_norm_eps: f64,
 }
 
 /// Additive attention bias for padding positions (HF uses the dtype minimum; any value that

@@ -243,7 +243,7 @@ impl Embedder {
             Some(precision) => {
                 let encoder =
                     cpu::Encoder::from_burn(&model.transformer, bert.layer_norm_eps, precision)?;
-                let query_proj = cpu::linear(&model.head.query_proj, Precision::F32)?;
+                let query_proj = cpu::linear(model.head.query_projection(), Precision::F32)?;
                 Some(Kernels {
                     encoder,
                     query_proj,

@@ -41,6 +41,9 @@ pub struct GraphConfig {
     /// ASTGPool's child-count term in the node score (`false`: plain top-k pooling on the
     /// learned projection alone, the ablation baseline).
     pub child_count_score: bool,
+    /// ASTGPool scores with `ln(1 + children)` instead of the raw count, so a node with 40
+    /// children does not outscore every learned feature (false in weights trained before it).
+    pub child_count_log1p: bool,
 }
 
 impl Default for GraphConfig {
@@ -54,6 +57,7 @@ impl Default for GraphConfig {
             pool_ratio: 0.5,
             pool_min_keep: 3,
             child_count_score: true,
+            child_count_log1p: false,
         }
     }
 }
@@ -115,6 +119,7 @@ impl GraphConfig {
             pool_ratio: self.pool_ratio,
             pool_min_keep: self.pool_min_keep,
             child_count_score: self.child_count_score,
+            child_count_log1p: self.child_count_log1p,
         }
     }
 }
@@ -203,6 +208,17 @@ pub struct GraphEncoder {
     pub pool_ratio: f64,
     pub pool_min_keep: usize,
     pub child_count_score: bool,
+    pub child_count_log1p: bool,
+}
+
+/// The child-count term ASTGPool scores a node with: the raw count, or `ln(1 + count)`; zeros
+/// when the score leaves child counts out.
+pub(crate) fn child_feature(counts: &[f32], score: bool, log1p: bool) -> Vec<f32> {
+    match (score, log1p) {
+        (false, _) => vec![0.0; counts.len()],
+        (true, false) => counts.to_vec(),
+        (true, true) => counts.iter().map(|c| c.max(0.0).ln_1p()).collect(),
+    }
 }
 
 /// Host-side description of the graphs of one batch (built by [`GraphBatch::build`]).
@@ -439,11 +455,15 @@ impl GraphEncoder {
         }
         let mut h0 = relu(self.input.forward(x));
         let mut hcur = h0.clone();
-        let mut child = if self.child_count_score {
-            float_tensor(batch.child_counts.clone(), [n, 1], &device)
-        } else {
-            Tensor::zeros([n, 1], &device)
-        };
+        let mut child = float_tensor(
+            child_feature(
+                &batch.child_counts,
+                self.child_count_score,
+                self.child_count_log1p,
+            ),
+            [n, 1],
+            &device,
+        );
         let mut sizes = batch.sizes.clone();
         let mut edges = batch.edges.clone();
         let mut n_cur = n;

@@ -47,6 +47,12 @@ pub struct HeadConfig {
     /// Whether code vectors use the graph network (false for weights trained without it: the
     /// code vector is then the projected sequence vector).
     pub use_graph: bool,
+    /// Queries and codes share one projection (`out_proj`); `query_proj` is saved as a copy of
+    /// it, so readers that always apply `query_proj` to queries get the same vectors.
+    pub shared_projection: bool,
+    /// The graph branch (`graph_proj`) starts at zero, so an untrained graph network adds
+    /// nothing to the code vector and its gradient still flows from the first step.
+    pub zero_init_graph: bool,
 }
 
 impl Default for HeadConfig {
@@ -59,6 +65,8 @@ impl Default for HeadConfig {
             seed: 42,
             tuned_layers: 0,
             use_graph: true,
+            shared_projection: false,
+            zero_init_graph: false,
         }
     }
 }
@@ -93,12 +101,19 @@ impl HeadConfig {
             self.gate_init_bias,
             device,
         )));
+        let mut graph_proj = LinearConfig::new(self.graph.readout_dim(), d).init(device);
+        if self.zero_init_graph {
+            graph_proj.weight =
+                Param::from_tensor(Tensor::zeros([self.graph.readout_dim(), d], device));
+            graph_proj.bias = Some(Param::from_tensor(Tensor::zeros([d], device)));
+        }
         GnnCoderHead {
             graph: self.graph.init(device),
-            graph_proj: LinearConfig::new(self.graph.readout_dim(), d).init(device),
+            graph_proj,
             gate,
             out_proj: identity(self.out_dim),
             query_proj: identity(self.out_dim),
+            shared_projection: self.shared_projection,
         }
     }
 }
@@ -113,6 +128,8 @@ pub struct GnnCoderHead {
     pub gate: Linear,
     pub out_proj: Linear,
     pub query_proj: Linear,
+    /// Queries go through `out_proj` too (see [`HeadConfig::shared_projection`]).
+    pub shared_projection: bool,
 }
 
 fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
@@ -166,7 +183,16 @@ impl GnnCoderHead {
 
     /// Query vectors: [B, d] mean-pooled transformer vectors -> L2-normalized [B, out_dim].
     pub fn query_vectors(&self, seq: Tensor<2>) -> Tensor<2> {
-        l2_normalize(self.query_proj.forward(seq))
+        l2_normalize(self.query_projection().forward(seq))
+    }
+
+    /// The projection queries go through.
+    pub fn query_projection(&self) -> &Linear {
+        if self.shared_projection {
+            &self.out_proj
+        } else {
+            &self.query_proj
+        }
     }
 }
 
@@ -248,8 +274,11 @@ impl GnnCoderModel {
         if half {
             store = store.with_to_adapter(HalfPrecisionAdapter::new());
         }
-        self.head
-            .save_into(&mut store)
+        let mut head = self.head.clone();
+        if config.shared_projection {
+            head.query_proj = head.out_proj.clone();
+        }
+        head.save_into(&mut store)
             .map_err(|e| save_err(&head_path, e.to_string()))?;
         let tpath = dir.join(TRANSFORMER_WEIGHTS_FILE);
         if config.tuned_layers > 0 {
@@ -449,4 +478,72 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>>
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::GraphInput;
+    use crate::tokenize::Encoded;
+    use gnn_coder_syntax::AstGraph;
+
+    /// A zero-started graph branch leaves code vectors at the (projected) sequence vector, and
+    /// a shared projection sends queries through `out_proj`.
+    #[test]
+    fn zero_init_graph_and_shared_projection() {
+        let device = Device::flex();
+        let cfg = HeadConfig {
+            graph: GraphConfig {
+                d_model: 8,
+                hidden: 4,
+                kind_vocab_size: 10,
+                ..GraphConfig::default()
+            },
+            out_dim: 8,
+            gate_init_bias: 0.0,
+            zero_init_graph: true,
+            shared_projection: true,
+            ..HeadConfig::default()
+        };
+        let mut head = cfg.init(&device);
+        let g = AstGraph {
+            kinds: vec![1, 2, 3],
+            spans: vec![(0, 11), (0, 3), (4, 11)],
+            child_counts: vec![2, 0, 0],
+            edges: vec![(0, 1), (0, 2)],
+        };
+        let enc = Encoded {
+            ids: vec![0; 4],
+            offsets: vec![(0, 0), (0, 3), (4, 11), (0, 0)],
+            special: vec![true, false, false, true],
+        };
+        let batch = GraphBatch::build(
+            &[GraphInput {
+                row: 0,
+                graph: &g,
+                tokens: &enc,
+                kind_offset: 0,
+            }],
+            4,
+            10,
+        )
+        .unwrap();
+        let states: Tensor<3> = Tensor::random([1, 4, 8], burn::tensor::Distribution::Default, &device);
+        let seq: Tensor<2> = states.clone().mean_dim(1).reshape([1, 8]);
+        let values = |t: Tensor<2>| -> Vec<f32> { t.try_into_vec_as::<f32>().unwrap() };
+        let code = values(head.code_vectors(seq.clone(), states.clone(), Some(&batch)).unwrap());
+        let plain = values(head.code_vectors(seq.clone(), states.clone(), None).unwrap());
+        for (a, b) in code.iter().zip(&plain) {
+            assert!((a - b).abs() < 1e-6, "{code:?} vs {plain:?}");
+        }
+        // Queries use out_proj: change it and query vectors follow.
+        head.out_proj.weight = Param::from_tensor(Tensor::random(
+            [8, 8],
+            burn::tensor::Distribution::Default,
+            &device,
+        ));
+        let q = values(head.query_vectors(seq.clone()));
+        let via_out = values(l2_normalize(head.out_proj.forward(seq)));
+        assert_eq!(q, via_out);
+    }
 }

@@ -1,4 +1,5 @@
-//! Cached transformer states: run the pretrained transformer once over every text and keep, per
+//! Cached transformer states: run the pretrained transformer once over every text (with the
+//! forward-only f32 kernels of [`gnn_coder_model::cpu`], ragged, one batch per worker) and keep, per
 //! token, the hidden states after encoder layer `split` ("lower") and after the last layer
 //! ("top"), as f16.
 //!
@@ -16,7 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use burn::prelude::*;
+use gnn_coder_model::cpu::{Encoder, Precision};
 use gnn_coder_model::{BertModel, Encoded, TextTokenizer};
 use gnn_coder_syntax::AstGraph;
 use half::f16;
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError, io_err};
 
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 const META_FILE: &str = "meta.json";
 const ITEMS_FILE: &str = "items.jsonl";
 const LOWER_FILE: &str = "lower.f16";
@@ -65,6 +66,9 @@ pub struct CacheItem {
     pub graph: Option<AstGraph>,
     #[serde(default)]
     pub kind_offset: u32,
+    /// FNV-1a hash of the text (never 0): equal texts, equal hashes (duplicate negatives).
+    #[serde(default)]
+    pub hash: u64,
 }
 
 impl CacheItem {
@@ -136,9 +140,11 @@ pub fn fingerprint(
     format!("{:016x}", h.finish())
 }
 
-fn tensor_vec(t: Tensor<3>) -> Result<Vec<f32>> {
-    t.try_into_vec_as::<f32>()
-        .map_err(|e| TrainError::Tensor(format!("{e:?}")))
+/// Non-zero hash of a text (0 means "unknown" in a [`CacheItem`]).
+pub fn text_hash(text: &str) -> u64 {
+    let mut h = Fnv::default();
+    h.write(text.as_bytes());
+    h.finish().max(1)
 }
 
 impl StateCache {
@@ -175,17 +181,17 @@ impl StateCache {
         let done = AtomicUsize::new(0);
         let total = encs.len();
         let (tx, rx) = mpsc::channel::<Result<Vec<(usize, Vec<f16>, Vec<f16>)>>>();
-        let device = Device::flex();
+        // The forward-only f32 kernels (as `gnn-coder index` runs at f32), one batch per worker.
+        let encoder = Encoder::from_burn(model, model.layer_norm_eps, Precision::F32)?;
         std::thread::scope(|scope| {
             for _ in 0..workers.max(1) {
                 let tx = tx.clone();
-                let model = model.clone();
-                let (chunks, next, done, encs, device) = (&chunks, &next, &done, &encs, &device);
+                let (chunks, next, done, encs, encoder) = (&chunks, &next, &done, &encs, &encoder);
                 scope.spawn(move || {
                     loop {
                         let c = next.fetch_add(1, Ordering::Relaxed);
                         let Some(chunk) = chunks.get(c) else { break };
-                        let r = run_chunk(&model, encs, chunk, split, dim, device);
+                        let r = run_chunk(encoder, encs, chunk, split);
                         let stop = r.is_err();
                         let n = done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
                         progress(n, total);
@@ -213,6 +219,7 @@ impl StateCache {
                 special: e.special.clone(),
                 graph: t.graph.cloned(),
                 kind_offset: t.kind_offset,
+                hash: text_hash(t.text),
             });
         }
         let tokens = items.iter().map(|i| i.len).sum();
@@ -398,33 +405,18 @@ impl StateCache {
 type ChunkOut = Vec<(usize, Vec<f16>, Vec<f16>)>;
 
 fn run_chunk(
-    model: &BertModel,
+    encoder: &Encoder,
     encs: &[Encoded],
     chunk: &[usize],
     split: usize,
-    dim: usize,
-    device: &Device,
 ) -> Result<ChunkOut> {
-    let (ids, mask) = gnn_coder_model::pad_batch(encs, chunk, device);
-    let l = ids.dims()[1];
-    let b = chunk.len();
-    let bias = BertModel::attention_bias(mask);
-    let x = model.embed(ids);
-    let lower = model.forward_layers(x, bias.clone(), 0..split);
-    let top = model.forward_layers(lower.clone(), bias, split..model.num_layers());
-    let lower = tensor_vec(lower)?;
-    let top = tensor_vec(top)?;
-    let mut out = Vec::with_capacity(b);
-    for (row, &i) in chunk.iter().enumerate() {
-        let n = encs[i].len() * dim;
-        let s = row * l * dim;
-        let conv = |v: &[f32]| {
-            v[s..s + n]
-                .iter()
-                .map(|&x| f16::from_f32(x))
-                .collect::<Vec<_>>()
-        };
-        out.push((i, conv(&lower), conv(&top)));
-    }
-    Ok(out)
+    let texts: Vec<&[u32]> = chunk.iter().map(|&i| encs[i].ids.as_slice()).collect();
+    let (top, lower) = encoder.encode_split(&texts, 1, Some(split))?;
+    let lower = lower.ok_or_else(|| TrainError::Input("the encoder kept no lower states".into()))?;
+    let conv = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
+    Ok(chunk
+        .iter()
+        .enumerate()
+        .map(|(row, &i)| (i, conv(lower.rows(row)), conv(top.rows(row))))
+        .collect())
 }

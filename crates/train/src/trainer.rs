@@ -64,6 +64,19 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// At most this many validation pairs (the pool is their codes).
     pub valid_limit: usize,
+    /// ASTGPool scores with `ln(1 + children)` (see `GraphConfig::child_count_log1p`).
+    pub child_count_log1p: bool,
+    /// Weight of `||W - I||_F^2` of the output projections in the loss: with weight decay this
+    /// keeps `W = I + delta` near the identity instead of shrinking it toward zero.
+    pub identity_reg: f64,
+    /// Weight of the query-distillation term `mean(1 - cos(q, q0))`, `q0` the zero-shot
+    /// transformer's query vector (mean of the cached final-layer states): keeps queries where
+    /// the pretrained model put them, so questions unlike the training docstrings still work.
+    pub query_distill: f64,
+    /// Clip the gradient by its global norm over every trained tensor (false: per tensor).
+    pub global_clip: bool,
+    /// A pair whose code (or query) text equals that of the positive is not used as a negative.
+    pub dedup_negatives: bool,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +98,11 @@ impl Default for TrainConfig {
             checkpoint_every: 200,
             eval_every: 0,
             valid_limit: 1000,
+            child_count_log1p: false,
+            identity_reg: 0.0,
+            query_distill: 0.0,
+            global_clip: false,
+            dedup_negatives: false,
         }
     }
 }
@@ -107,6 +125,9 @@ impl TrainConfig {
         }
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every must be at least 1");
+        }
+        if !(self.identity_reg >= 0.0 && self.query_distill >= 0.0 && self.clip_norm > 0.0) {
+            return bad("identity_reg and query_distill must be >= 0, clip_norm > 0");
         }
         Ok(())
     }
@@ -229,6 +250,11 @@ pub fn prepare_model(mut model: GnnCoderModel, cfg: &TrainConfig) -> GnnCoderMod
         .map(|(i, l)| if i < keep { l.no_grad() } else { l })
         .collect();
     model.head.graph.child_count_score = cfg.child_count_score;
+    model.head.graph.child_count_log1p = cfg.child_count_log1p;
+    if model.head.shared_projection {
+        // Queries use out_proj: query_proj gets no gradient and is saved as out_proj's copy.
+        model.head.query_proj = model.head.query_proj.no_grad();
+    }
     if !cfg.graph {
         model.head.graph = model.head.graph.no_grad();
         model.head.graph_proj = model.head.graph_proj.no_grad();
@@ -410,9 +436,134 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-fn infonce(q: Tensor<2>, c: Tensor<2>, temperature: f64) -> Tensor<1> {
+/// Additive logit mask of a batch: `-inf`-like where pair `j` is a duplicate of pair `i`
+/// (`i != j`, same code or same query text), so a copy of the positive is not a negative.
+/// `None` when the batch has no duplicates.
+/// `codes[i]`/`queries[i]`: text hashes of batch row `i` (0: unknown, never a duplicate).
+fn duplicate_mask(codes: &[u64], queries: &[u64], device: &Device) -> Option<Tensor<2>> {
+    let b = codes.len().min(queries.len());
+    let mut mask = vec![0f32; b * b];
+    let mut any = false;
+    for i in 0..b {
+        for j in 0..b {
+            if i == j {
+                continue;
+            }
+            let same = |h: &[u64]| h[i] != 0 && h[i] == h[j];
+            if same(codes) || same(queries) {
+                mask[i * b + j] = -1.0e4;
+                any = true;
+            }
+        }
+    }
+    any.then(|| Tensor::from_data(TensorData::new(mask, [b, b]), device))
+}
+
+/// The zero-shot query vectors of `idx`: mean of the cached final-layer states, normalized.
+fn zero_shot_queries(cache: &StateCache, idx: &[usize], device: &Device) -> Tensor<2> {
+    let (states, mask) = states_batch(cache, idx, false, device);
+    let seq = BertModel::mean_pool(states, mask);
+    let norm = seq.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    seq / norm
+}
+
+/// `sum ||W - I||_F^2` over the output projections the head trains.
+fn identity_penalty(head: &gnn_coder_model::GnnCoderHead) -> Tensor<1> {
+    let mut linears = vec![&head.out_proj];
+    if !head.shared_projection {
+        linears.push(&head.query_proj);
+    }
+    let mut total: Option<Tensor<1>> = None;
+    for l in linears {
+        let w = l.weight.val();
+        let [k, n] = w.dims();
+        let eye: Tensor<2> = Tensor::eye(k.max(n), &w.device()).slice([0..k, 0..n]);
+        let term = (w - eye).square().sum();
+        total = Some(match total {
+            Some(t) => t + term,
+            None => term,
+        });
+    }
+    total.unwrap_or_else(|| Tensor::zeros([1], &head.out_proj.weight.val().device()))
+}
+
+/// Sum of squares of the gradients of `module`'s parameters in `grads`.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    total: f64,
+}
+
+impl burn::module::ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g
+                .square()
+                .sum()
+                .try_into_vec_as::<f32>()
+                .ok()
+                .and_then(|v| v.first().copied())
+                .unwrap_or(0.0);
+            self.total += f64::from(s);
+        }
+    }
+}
+
+/// Scales the gradients of `module`'s parameters in `grads` by `factor`.
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl burn::module::ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// Clip the head's and the transformer's gradients together to global norm `max_norm`; returns
+/// the norm before clipping.
+fn clip_global(
+    model: &GnnCoderModel,
+    g_head: &mut GradientsParams,
+    g_tr: Option<&mut GradientsParams>,
+    max_norm: f64,
+) -> f64 {
+    let mut sq = SquaredNorm {
+        grads: g_head,
+        total: 0.0,
+    };
+    model.head.visit(&mut sq);
+    let mut total = sq.total;
+    if let Some(g) = g_tr.as_deref() {
+        let mut sq = SquaredNorm {
+            grads: g,
+            total: 0.0,
+        };
+        model.transformer.visit(&mut sq);
+        total += sq.total;
+    }
+    let norm = total.sqrt();
+    if norm.is_finite() && norm > max_norm {
+        let factor = max_norm / (norm + 1e-6);
+        model.head.visit(&mut ScaleGrads {
+            grads: g_head,
+            factor,
+        });
+        if let Some(g) = g_tr {
+            model.transformer.visit(&mut ScaleGrads { grads: g, factor });
+        }
+    }
+    norm
+}
+
+fn infonce(q: Tensor<2>, c: Tensor<2>, temperature: f64, mask: Option<Tensor<2>>) -> Tensor<1> {
     let b = q.dims()[0];
-    let logits = q.matmul(c.transpose()).div_scalar(temperature);
+    let mut logits = q.matmul(c.transpose()).div_scalar(temperature);
+    if let Some(m) = mask {
+        logits = logits + m;
+    }
     let eye: Tensor<2> = Tensor::eye(b, &logits.device());
     let q2c = (log_softmax(logits.clone(), 1) * eye.clone()).sum();
     let c2q = (log_softmax(logits, 0) * eye).sum();
@@ -420,9 +571,10 @@ fn infonce(q: Tensor<2>, c: Tensor<2>, temperature: f64) -> Tensor<1> {
 }
 
 fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    let clip = (!cfg.global_clip).then(|| GradientClippingConfig::Norm(cfg.clip_norm as f32));
     AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip_norm as f32)))
+        .with_grad_clipping(clip)
         .init()
 }
 
@@ -556,6 +708,7 @@ pub fn train(
     let mut head_cfg = head_cfg.clone();
     head_cfg.tuned_layers = cfg.tuned_layers;
     head_cfg.graph.child_count_score = cfg.child_count_score;
+    head_cfg.graph.child_count_log1p = cfg.child_count_log1p;
 
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let cfg_path = out.join(CONFIG_FILE);
@@ -641,7 +794,21 @@ pub fn train(
             idx,
             &device,
         )?;
-        let loss = infonce(q, c, cfg.temperature);
+        let mask = if cfg.dedup_negatives {
+            let hashes = |c: &StateCache| idx.iter().map(|&i| c.items[i].hash).collect::<Vec<_>>();
+            duplicate_mask(&hashes(train.codes), &hashes(train.queries), &device)
+        } else {
+            None
+        };
+        let mut loss = infonce(q.clone(), c, cfg.temperature, mask);
+        if cfg.query_distill > 0.0 {
+            let q0 = zero_shot_queries(train.queries, idx, &device);
+            let cos = (q * q0).sum_dim(1).reshape([idx.len()]);
+            loss = loss + (cos.neg() + 1.0).mean().mul_scalar(cfg.query_distill);
+        }
+        if cfg.identity_reg > 0.0 {
+            loss = loss + identity_penalty(&model.head).mul_scalar(cfg.identity_reg);
+        }
         let loss_value = loss
             .clone()
             .try_into_vec_as::<f32>()
@@ -657,10 +824,14 @@ pub fn train(
         }
         let mut grads = loss.backward();
         let factor = cfg.lr_factor(state.step, total);
-        let g_head = GradientsParams::from_module(&mut grads, &model.head);
+        let mut g_head = GradientsParams::from_module(&mut grads, &model.head);
+        let mut g_tr = (cfg.tuned_layers > 0)
+            .then(|| GradientsParams::from_module(&mut grads, &model.transformer));
+        if cfg.global_clip {
+            clip_global(&model, &mut g_head, g_tr.as_mut(), cfg.clip_norm);
+        }
         model.head = optim_head.step(cfg.head_lr * factor, model.head, g_head);
-        if cfg.tuned_layers > 0 {
-            let g_tr = GradientsParams::from_module(&mut grads, &model.transformer);
+        if let Some(g_tr) = g_tr {
             model.transformer = optim_tr.step(cfg.transformer_lr * factor, model.transformer, g_tr);
         }
         state.step += 1;
@@ -719,4 +890,73 @@ pub fn train(
         completed,
     };
     Ok((model, report_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gnn_coder_model::{BertConfig, GraphConfig};
+
+    #[test]
+    fn duplicates_are_masked_but_not_the_positive() {
+        let device = Device::flex();
+        // Rows 0 and 2 share a code, rows 1 and 3 a query; row 4 is unique; 0 = unknown.
+        let codes = [7, 8, 7, 9, 0];
+        let queries = [1, 2, 3, 2, 0];
+        let mask = duplicate_mask(&codes, &queries, &device).unwrap();
+        let m: Vec<f32> = mask.try_into_vec_as::<f32>().unwrap();
+        let at = |i: usize, j: usize| m[i * 5 + j];
+        for i in 0..5 {
+            assert_eq!(at(i, i), 0.0);
+        }
+        assert!(at(0, 2) < -1e3 && at(2, 0) < -1e3);
+        assert!(at(1, 3) < -1e3 && at(3, 1) < -1e3);
+        assert_eq!(at(0, 1), 0.0);
+        assert_eq!(at(4, 0), 0.0);
+        assert!(duplicate_mask(&[1, 2, 0, 0], &[3, 4, 0, 0], &device).is_none());
+    }
+
+    #[test]
+    fn global_clipping_scales_all_gradients_to_the_norm() {
+        let device = Device::flex().autodiff();
+        let bert = BertConfig {
+            vocab_size: 50,
+            hidden_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            max_position_embeddings: 16,
+            ..BertConfig::default()
+        };
+        let head = HeadConfig {
+            graph: GraphConfig {
+                d_model: 8,
+                hidden: 4,
+                kind_vocab_size: 10,
+                ..GraphConfig::default()
+            },
+            out_dim: 8,
+            ..HeadConfig::default()
+        };
+        let cfg = TrainConfig {
+            tuned_layers: 1,
+            ..TrainConfig::default()
+        };
+        let model = prepare_model(GnnCoderModel::new(&bert, &head, &device).unwrap(), &cfg);
+        let x: Tensor<3> = Tensor::random([3, 5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let mask: Tensor<2> = Tensor::ones([3, 5], &device);
+        let bias = BertModel::attention_bias(mask.clone());
+        let states = model.transformer.forward_layers(x, bias, 0..1);
+        let seq = BertModel::mean_pool(states, mask);
+        let q = model.head.query_vectors(seq.clone());
+        let c = model.head.code_vectors(seq, Tensor::zeros([3, 5, 8], &device), None).unwrap();
+        let loss = infonce(q, c, 0.05, None) + identity_penalty(&model.head);
+        let mut grads = loss.backward();
+        let mut g_head = GradientsParams::from_module(&mut grads, &model.head);
+        let mut g_tr = GradientsParams::from_module(&mut grads, &model.transformer);
+        let before = clip_global(&model, &mut g_head, Some(&mut g_tr), 1e-3);
+        assert!(before > 1e-3, "norm {before}");
+        let after = clip_global(&model, &mut g_head, Some(&mut g_tr), 1e9);
+        assert!((after - 1e-3).abs() < 1e-5, "clipped norm {after}");
+    }
 }

@@ -133,11 +133,15 @@ fn cache_round_trips_through_disk() {
 }
 
 fn run(stage_layers: usize, graph: bool) {
+    run_with(stage_layers, graph, tiny_head(), |_| {});
+}
+
+fn run_with(stage_layers: usize, graph: bool, head: HeadConfig, tweak: impl Fn(&mut TrainConfig)) {
     let Some(tok) = tokenizer() else { return };
     let device = Device::flex().autodiff();
-    let m = model(&device);
+    let m = GnnCoderModel::new(&tiny_bert(), &head, &device).unwrap();
     let (qc, cc) = caches(&tok, &m, 24, 1);
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         tuned_layers: stage_layers,
         graph,
         batch_size: 8,
@@ -148,6 +152,7 @@ fn run(stage_layers: usize, graph: bool) {
         valid_limit: 24,
         ..TrainConfig::default()
     };
+    tweak(&mut cfg);
     let tmp = tempfile::tempdir().unwrap();
     let pairs = PairCaches {
         queries: &qc,
@@ -164,7 +169,7 @@ fn run(stage_layers: usize, graph: bool) {
     let mut checkpoints = 0;
     let (trained, report) = train(
         m,
-        &tiny_head(),
+        &head,
         &cfg,
         pairs,
         Some(pairs),
@@ -189,7 +194,95 @@ fn run(stage_layers: usize, graph: bool) {
         after > before,
         "training on the validation pairs did not help: {before} -> {after}"
     );
-    drop(trained);
+    if head.shared_projection {
+        // Queries and codes go through one projection, and it moved.
+        let w = trained.head.out_proj.weight.val();
+        let eye: Tensor<2> = Tensor::eye(16, &w.device());
+        let moved: f32 = (w - eye).abs().sum().try_into_vec_as::<f32>().unwrap()[0];
+        assert!(moved > 0.0, "the shared projection did not train");
+        let q: f32 = trained
+            .head
+            .query_proj
+            .weight
+            .val()
+            .sub(Tensor::eye(16, &device))
+            .abs()
+            .sum()
+            .try_into_vec_as::<f32>()
+            .unwrap()[0];
+        assert_eq!(q, 0.0, "query_proj is unused with a shared projection");
+        // Saved, query_proj is out_proj's copy, so any reader gets the same query vectors.
+        let dir = tmp.path().join("saved");
+        let mut cfg_saved = head.clone();
+        cfg_saved.tuned_layers = stage_layers;
+        trained.save(&dir, &cfg_saved, true, false).unwrap();
+        let mut back = GnnCoderModel::new(&tiny_bert(), &cfg_saved, &Device::flex()).unwrap();
+        back.load_saved(&dir, &cfg_saved).unwrap();
+        let a: Vec<f32> = back.head.query_proj.weight.val().try_into_vec_as::<f32>().unwrap();
+        let b: Vec<f32> = trained.head.out_proj.weight.val().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+/// The v2 recipe: one shared projection kept near I, a zero-started graph branch, log1p child
+/// counts, query distillation, global-norm clipping and duplicate pairs masked as negatives.
+#[test]
+fn v2_recipe_learns() {
+    let mut head = tiny_head();
+    head.shared_projection = true;
+    head.zero_init_graph = true;
+    head.graph.child_count_log1p = true;
+    run_with(0, true, head.clone(), |c| {
+        c.child_count_log1p = true;
+        c.identity_reg = 0.01;
+        c.query_distill = 0.5;
+        c.global_clip = true;
+        c.dedup_negatives = true;
+    });
+    run_with(1, true, head, |c| {
+        c.child_count_log1p = true;
+        c.query_distill = 0.5;
+        c.global_clip = true;
+        c.clip_norm = 0.5;
+    });
+}
+
+/// The cache's states come from the forward-only kernels; they match burn's forward pass, and
+/// equal texts get equal, non-zero hashes.
+#[test]
+fn cache_states_match_burn_and_hash_texts() {
+    let Some(tok) = tokenizer() else { return };
+    let m = model(&Device::flex());
+    let texts = ["def f(x):\n    return x", "compute the sum", "def f(x):\n    return x"];
+    let items: Vec<CacheText> = texts
+        .iter()
+        .map(|t| CacheText {
+            text: t,
+            graph: None,
+            kind_offset: 0,
+        })
+        .collect();
+    let cache = StateCache::build(&m.transformer, &tok, &items, 1, 2, 2, "tiny", &|_, _| {}).unwrap();
+    assert_ne!(cache.items[0].hash, 0);
+    assert_eq!(cache.items[0].hash, cache.items[2].hash);
+    assert_ne!(cache.items[0].hash, cache.items[1].hash);
+    let device = Device::flex();
+    for (i, t) in texts.iter().enumerate() {
+        let enc = tok.encode(t).unwrap();
+        let (ids, mask) = gnn_coder_model::pad_batch(std::slice::from_ref(&enc), &[0], &device);
+        let bias = gnn_coder_model::BertModel::attention_bias(mask);
+        let x = m.transformer.embed(ids);
+        let lower = m.transformer.forward_layers(x, bias.clone(), 0..1);
+        let top = m.transformer.forward_layers(lower.clone(), bias, 1..2);
+        for (burn_states, cached) in [(lower, cache.lower(i)), (top, cache.top(i))] {
+            let want: Vec<f32> = burn_states.try_into_vec_as::<f32>().unwrap();
+            assert_eq!(want.len(), cached.len());
+            for (w, c) in want.iter().zip(cached) {
+                // f16 storage: relative error ~5e-4.
+                assert!((w - c.to_f32()).abs() <= 2e-3 * w.abs().max(1.0), "{w} vs {c}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -200,6 +200,25 @@ impl Encoder {
     /// Contextual token vectors of every text (token ids incl. `[CLS]`/`[SEP]`), on up to
     /// `threads` threads.
     pub fn encode(&self, texts: &[&[u32]], threads: usize) -> Result<States> {
+        Ok(self.encode_split(texts, threads, None)?.0)
+    }
+
+    /// [`encode`](Self::encode) that also returns the states after the first `split` layers
+    /// (the training cache's "lower" states), when `split` is given (`1..=layers`).
+    pub fn encode_split(
+        &self,
+        texts: &[&[u32]],
+        threads: usize,
+        split: Option<usize>,
+    ) -> Result<(States, Option<States>)> {
+        if let Some(k) = split
+            && (k == 0 || k > self.layers.len())
+        {
+            return Err(ModelError::Config(format!(
+                "split {k} must be in 1..={}",
+                self.layers.len()
+            )));
+        }
         let d = self.dim;
         let mut offsets = Vec::with_capacity(texts.len() + 1);
         offsets.push(0usize);
@@ -237,6 +256,7 @@ impl Encoder {
             &self.embed_norm.beta,
             self.eps,
         );
+        let mut lower = None;
         // Buffers live on as long as the thread, so a worker's batches reuse one set of pages
         // instead of faulting in fresh ones every batch.
         SCRATCH.with(|cell| {
@@ -246,15 +266,25 @@ impl Encoder {
                 Ok(s) => s,
                 Err(_) => &mut fresh,
             };
-            for layer in &self.layers {
+            for (i, layer) in self.layers.iter().enumerate() {
                 self.layer(layer, &mut h, &offsets, threads, s);
+                if split == Some(i + 1) {
+                    lower = Some(States {
+                        data: h.clone(),
+                        offsets: offsets.clone(),
+                        dim: d,
+                    });
+                }
             }
         });
-        Ok(States {
-            data: h,
-            offsets,
-            dim: d,
-        })
+        Ok((
+            States {
+                data: h,
+                offsets,
+                dim: d,
+            },
+            lower,
+        ))
     }
 
     fn layer(

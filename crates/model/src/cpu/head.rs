@@ -12,7 +12,7 @@ use super::encoder::{States, linear, tensor_values};
 use super::gemm::{PackedLinear, Precision};
 use super::math::normalize_rows;
 use crate::error::{ModelError, Result};
-use crate::graph::{GraphBatch, GraphEncoder, message_edges, top_k_per_graph};
+use crate::graph::{GraphBatch, GraphEncoder, child_feature, message_edges, top_k_per_graph};
 use crate::model::GnnCoderHead;
 
 #[derive(Debug, Clone)]
@@ -47,6 +47,7 @@ pub struct CodeHead {
     pool_ratio: f64,
     pool_min_keep: usize,
     child_count_score: bool,
+    child_count_log1p: bool,
     graph_proj: PackedLinear,
     gate: PackedLinear,
     out_proj: PackedLinear,
@@ -129,6 +130,7 @@ impl CodeHead {
             pool_ratio: g.pool_ratio,
             pool_min_keep: g.pool_min_keep,
             child_count_score: g.child_count_score,
+            child_count_log1p: g.child_count_log1p,
             graph_proj,
             gate,
             out_proj,
@@ -193,11 +195,11 @@ impl CodeHead {
         self.input.forward(&x, n, &mut h0, threads, &mut Vec::new());
         h0.iter_mut().for_each(|v| *v = v.max(0.0));
         let mut hcur = h0.clone();
-        let mut child: Vec<f32> = if self.child_count_score {
-            batch.child_counts.clone()
-        } else {
-            vec![0.0; n]
-        };
+        let mut child = child_feature(
+            &batch.child_counts,
+            self.child_count_score,
+            self.child_count_log1p,
+        );
         if child.len() != n {
             return Err(ModelError::Input(
                 "child counts do not match the nodes".into(),

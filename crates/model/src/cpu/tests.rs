@@ -203,6 +203,12 @@ fn bf16_rounding_is_to_nearest_even() {
 /// table, a single-node graph and a row without a graph.
 #[test]
 fn code_head_matches_burn() {
+    check_code_head(false);
+    check_code_head(true);
+}
+
+/// The head on slices against burn's, with raw or log1p child counts.
+fn check_code_head(log1p: bool) {
     use burn::module::Param;
     use burn::prelude::*;
     use burn::tensor::Distribution;
@@ -226,6 +232,7 @@ fn code_head_matches_burn() {
             pool_ratio: 0.5,
             pool_min_keep: 2,
             child_count_score: true,
+            child_count_log1p: log1p,
         },
         out_dim: 20,
         ..HeadConfig::default()
@@ -312,11 +319,26 @@ fn code_head_matches_burn() {
     let want = head
         .code_vectors(
             Tensor::<2>::from_data(TensorData::new(seq.clone(), [lens.len(), d]), &device),
-            Tensor::<3>::from_data(TensorData::new(padded, [lens.len(), lmax, d]), &device),
+            Tensor::<3>::from_data(TensorData::new(padded.clone(), [lens.len(), lmax, d]), &device),
             Some(&burn_batch),
         )
         .unwrap();
     let want = super::encoder::tensor_values(want).unwrap();
+    // The same head with the other child-count scale keeps other nodes: the flag is used.
+    let mut flipped = head.clone();
+    flipped.graph.child_count_log1p = !log1p;
+    let other = flipped
+        .code_vectors(
+            Tensor::<2>::from_data(TensorData::new(seq.clone(), [lens.len(), d]), &device),
+            Tensor::<3>::from_data(TensorData::new(padded.clone(), [lens.len(), lmax, d]), &device),
+            Some(&burn_batch),
+        )
+        .unwrap();
+    let other = super::encoder::tensor_values(other).unwrap();
+    assert!(
+        want.iter().zip(&other).any(|(a, b)| (a - b).abs() > 1e-4),
+        "the child-count scale changed nothing"
+    );
 
     let cpu = CodeHead::from_burn(&head).unwrap();
     let batch = GraphBatch::build_ragged(&inputs, &offsets, vocab).unwrap();
