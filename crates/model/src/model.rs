@@ -528,11 +528,18 @@ mod tests {
             10,
         )
         .unwrap();
-        let states: Tensor<3> = Tensor::random([1, 4, 8], burn::tensor::Distribution::Default, &device);
+        let states: Tensor<3> =
+            Tensor::random([1, 4, 8], burn::tensor::Distribution::Default, &device);
         let seq: Tensor<2> = states.clone().mean_dim(1).reshape([1, 8]);
         let values = |t: Tensor<2>| -> Vec<f32> { t.try_into_vec_as::<f32>().unwrap() };
-        let code = values(head.code_vectors(seq.clone(), states.clone(), Some(&batch)).unwrap());
-        let plain = values(head.code_vectors(seq.clone(), states.clone(), None).unwrap());
+        let code = values(
+            head.code_vectors(seq.clone(), states.clone(), Some(&batch))
+                .unwrap(),
+        );
+        let plain = values(
+            head.code_vectors(seq.clone(), states.clone(), None)
+                .unwrap(),
+        );
         for (a, b) in code.iter().zip(&plain) {
             assert!((a - b).abs() < 1e-6, "{code:?} vs {plain:?}");
         }

@@ -412,7 +412,8 @@ fn run_chunk(
 ) -> Result<ChunkOut> {
     let texts: Vec<&[u32]> = chunk.iter().map(|&i| encs[i].ids.as_slice()).collect();
     let (top, lower) = encoder.encode_split(&texts, 1, Some(split))?;
-    let lower = lower.ok_or_else(|| TrainError::Input("the encoder kept no lower states".into()))?;
+    let lower =
+        lower.ok_or_else(|| TrainError::Input("the encoder kept no lower states".into()))?;
     let conv = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
     Ok(chunk
         .iter()

@@ -552,7 +552,9 @@ fn clip_global(
             factor,
         });
         if let Some(g) = g_tr {
-            model.transformer.visit(&mut ScaleGrads { grads: g, factor });
+            model
+                .transformer
+                .visit(&mut ScaleGrads { grads: g, factor });
         }
     }
     norm
@@ -943,13 +945,20 @@ mod tests {
             ..TrainConfig::default()
         };
         let model = prepare_model(GnnCoderModel::new(&bert, &head, &device).unwrap(), &cfg);
-        let x: Tensor<3> = Tensor::random([3, 5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let x: Tensor<3> = Tensor::random(
+            [3, 5, 8],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let mask: Tensor<2> = Tensor::ones([3, 5], &device);
         let bias = BertModel::attention_bias(mask.clone());
         let states = model.transformer.forward_layers(x, bias, 0..1);
         let seq = BertModel::mean_pool(states, mask);
         let q = model.head.query_vectors(seq.clone());
-        let c = model.head.code_vectors(seq, Tensor::zeros([3, 5, 8], &device), None).unwrap();
+        let c = model
+            .head
+            .code_vectors(seq, Tensor::zeros([3, 5, 8], &device), None)
+            .unwrap();
         let loss = infonce(q, c, 0.05, None) + identity_penalty(&model.head);
         let mut grads = loss.backward();
         let mut g_head = GradientsParams::from_module(&mut grads, &model.head);
@@ -961,6 +970,9 @@ mod tests {
         let before = clip_global(&model, &mut g_head, Some(&mut g_tr), target);
         assert!((before - norm).abs() <= 1e-6 * norm, "{before} vs {norm}");
         let after = clip_global(&model, &mut g_head, Some(&mut g_tr), 1e9);
-        assert!((after - target).abs() < 1e-3 * target, "clipped norm {after}, want {target}");
+        assert!(
+            (after - target).abs() < 1e-3 * target,
+            "clipped norm {after}, want {target}"
+        );
     }
 }

@@ -218,8 +218,20 @@ fn run_with(stage_layers: usize, graph: bool, head: HeadConfig, tweak: impl Fn(&
         trained.save(&dir, &cfg_saved, true, false).unwrap();
         let mut back = GnnCoderModel::new(&tiny_bert(), &cfg_saved, &Device::flex()).unwrap();
         back.load_saved(&dir, &cfg_saved).unwrap();
-        let a: Vec<f32> = back.head.query_proj.weight.val().try_into_vec_as::<f32>().unwrap();
-        let b: Vec<f32> = trained.head.out_proj.weight.val().try_into_vec_as::<f32>().unwrap();
+        let a: Vec<f32> = back
+            .head
+            .query_proj
+            .weight
+            .val()
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let b: Vec<f32> = trained
+            .head
+            .out_proj
+            .weight
+            .val()
+            .try_into_vec_as::<f32>()
+            .unwrap();
         assert_eq!(a, b);
     }
 }
@@ -253,7 +265,11 @@ fn v2_recipe_learns() {
 fn cache_states_match_burn_and_hash_texts() {
     let Some(tok) = tokenizer() else { return };
     let m = model(&Device::flex());
-    let texts = ["def f(x):\n    return x", "compute the sum", "def f(x):\n    return x"];
+    let texts = [
+        "def f(x):\n    return x",
+        "compute the sum",
+        "def f(x):\n    return x",
+    ];
     let items: Vec<CacheText> = texts
         .iter()
         .map(|t| CacheText {
@@ -262,7 +278,8 @@ fn cache_states_match_burn_and_hash_texts() {
             kind_offset: 0,
         })
         .collect();
-    let cache = StateCache::build(&m.transformer, &tok, &items, 1, 2, 2, "tiny", &|_, _| {}).unwrap();
+    let cache =
+        StateCache::build(&m.transformer, &tok, &items, 1, 2, 2, "tiny", &|_, _| {}).unwrap();
     assert_ne!(cache.items[0].hash, 0);
     assert_eq!(cache.items[0].hash, cache.items[2].hash);
     assert_ne!(cache.items[0].hash, cache.items[1].hash);
@@ -279,7 +296,10 @@ fn cache_states_match_burn_and_hash_texts() {
             assert_eq!(want.len(), cached.len());
             for (w, c) in want.iter().zip(cached) {
                 // f16 storage: relative error ~5e-4.
-                assert!((w - c.to_f32()).abs() <= 2e-3 * w.abs().max(1.0), "{w} vs {c}");
+                assert!(
+                    (w - c.to_f32()).abs() <= 2e-3 * w.abs().max(1.0),
+                    "{w} vs {c}"
+                );
             }
         }
     }

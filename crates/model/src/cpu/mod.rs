@@ -47,8 +47,8 @@ mod gemm;
 mod head;
 mod math;
 
-pub use encoder::{Encoder, States};
 pub(crate) use encoder::linear;
+pub use encoder::{Encoder, States};
 pub use gemm::{PackedLinear, Precision, bf16_supported, int8_supported};
 pub use head::CodeHead;
 pub(crate) use math::normalize_rows;

@@ -319,7 +319,10 @@ fn check_code_head(log1p: bool) {
     let want = head
         .code_vectors(
             Tensor::<2>::from_data(TensorData::new(seq.clone(), [lens.len(), d]), &device),
-            Tensor::<3>::from_data(TensorData::new(padded.clone(), [lens.len(), lmax, d]), &device),
+            Tensor::<3>::from_data(
+                TensorData::new(padded.clone(), [lens.len(), lmax, d]),
+                &device,
+            ),
             Some(&burn_batch),
         )
         .unwrap();
@@ -330,7 +333,10 @@ fn check_code_head(log1p: bool) {
     let other = flipped
         .code_vectors(
             Tensor::<2>::from_data(TensorData::new(seq.clone(), [lens.len(), d]), &device),
-            Tensor::<3>::from_data(TensorData::new(padded.clone(), [lens.len(), lmax, d]), &device),
+            Tensor::<3>::from_data(
+                TensorData::new(padded.clone(), [lens.len(), lmax, d]),
+                &device,
+            ),
             Some(&burn_batch),
         )
         .unwrap();
