@@ -403,4 +403,26 @@ fn bad_training_input_is_an_error_not_a_panic() {
         assert!(err.contains("error"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // A backend this build lacks, or one that does not exist, is refused before any work,
+    // saying how to get it.
+    if model_dir().is_none() {
+        return;
+    }
+    let pairs = tmp.path().join("pairs.jsonl");
+    write_pairs(&pairs, 8, 0);
+    for (device, says) in [("tch", "--features tch"), ("gpu", "use flex")] {
+        let o = run(&[
+            "train",
+            "--pairs",
+            s(&pairs),
+            "--out",
+            s(&out),
+            "--device",
+            device,
+        ]);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "--device {device} succeeded");
+        assert!(err.contains(says), "--device {device}: {err}");
+        assert!(!err.contains("panicked"), "--device {device}: {err}");
+    }
 }

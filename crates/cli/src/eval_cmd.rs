@@ -274,6 +274,7 @@ fn eval_bench(
         loaded,
         &code_texts,
         args.split_layer,
+        true,
         nthreads,
         args.json,
     )?;
@@ -283,6 +284,7 @@ fn eval_bench(
         loaded,
         &query_texts,
         args.split_layer,
+        true,
         nthreads,
         args.json,
     )?;

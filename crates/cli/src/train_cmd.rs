@@ -84,6 +84,11 @@ pub struct TrainArgs {
     dedup_negatives: bool,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// With --tuned-layers: run a batch's codes through the transformer in length-sorted groups
+    /// of this many, each padded only to its own longest code (0 = the whole batch at once).
+    /// Every code of the batch is still a negative; only padding work is saved.
+    #[arg(long, default_value_t = 8)]
+    micro_batch: usize,
     #[arg(long, default_value_t = 1.0)]
     epochs: f64,
     /// Stop after this many steps (overrides --epochs).
@@ -106,11 +111,44 @@ pub struct TrainArgs {
     /// Validation pairs used (their codes are the pool).
     #[arg(long, default_value_t = 1000)]
     valid_limit: usize,
+    /// Backend that trains: flex (pure Rust, default), tch (LibTorch CPU), tch-cuda, cuda
+    /// (burn's CUDA backend) or ndarray; all but flex need the build feature of that name.
+    /// The weights it writes are the same files whatever trained them.
+    #[arg(long, default_value = "flex")]
+    device: String,
     #[command(flatten)]
     model: ModelArgs,
     /// Print progress as JSON lines.
     #[arg(long)]
     json: bool,
+}
+
+/// The burn device `name` (see `--device`), or why this build cannot give it.
+pub fn training_device(name: &str) -> Result<burn::prelude::Device> {
+    use burn::prelude::Device;
+    let missing = |feature: &str| {
+        anyhow::anyhow!(
+            "--device {name}: this gnn-coder was built without that backend; rebuild with \
+             `cargo build --release -p gnn-coder-cli --features {feature}`"
+        )
+    };
+    Ok(match name {
+        "flex" => Device::flex(),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        "tch" => Device::libtorch(),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        "tch-cuda" => Device::libtorch_cuda(0),
+        #[cfg(feature = "cuda")]
+        "cuda" => Device::cuda(0),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => Device::ndarray(),
+        "tch" | "tch-cuda" => return Err(missing("tch")),
+        "cuda" | "ndarray" => return Err(missing(name)),
+        other => bail!("--device {other}: use flex, tch, tch-cuda, cuda or ndarray"),
+    })
 }
 
 /// Where the pretrained model is and how `train`/`eval` run it.
@@ -183,6 +221,7 @@ pub fn cached(
     loaded: &Loaded,
     texts: &[CacheText<'_>],
     split: usize,
+    top: bool,
     threads: usize,
     quiet: bool,
 ) -> Result<StateCache> {
@@ -204,6 +243,7 @@ pub fn cached(
         &loaded.tokenizer,
         texts,
         split,
+        top,
         threads,
         &loaded.tag,
         &progress,
@@ -246,12 +286,15 @@ pub fn pair_caches(
             kind_offset: gnn_coder_model::kind_offset(&e.language),
         })
         .collect();
+    // Queries always keep their final-layer states (stage 1, query distillation); codes need
+    // them except when every layer is fine-tuned (split 0), where the embeddings suffice.
     let q = cached(
         &format!("{name} queries"),
         &dir.join(format!("{name}-queries")),
         loaded,
         &queries,
         split,
+        true,
         threads,
         quiet,
     )?;
@@ -261,6 +304,7 @@ pub fn pair_caches(
         loaded,
         &codes,
         split,
+        split > 0,
         threads,
         quiet,
     )?;
@@ -337,11 +381,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         query_distill: args.query_distill,
         global_clip: args.global_clip,
         dedup_negatives: args.dedup_negatives,
+        micro_batch: args.micro_batch,
         ..TrainConfig::default()
     };
     cfg.validate()?;
 
-    let device = burn::prelude::Device::flex().autodiff();
+    let device = training_device(&args.device)?.autodiff();
     let mut fresh = HeadConfig::default();
     fresh.shared_projection = args.shared_projection;
     fresh.zero_init_graph = args.zero_init_graph;

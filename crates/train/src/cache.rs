@@ -54,6 +54,15 @@ pub struct CacheMeta {
     pub tokens: usize,
     /// Hash of the texts, graphs and settings: a cache is reused only for the same inputs.
     pub fingerprint: String,
+    /// The final-layer ("top") states are kept. A cache for fine-tuning every layer (`split`
+    /// 0) needs only the embeddings' output for its codes, so it can skip the whole forward
+    /// pass.
+    #[serde(default = "yes")]
+    pub has_top: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Per-text token information (the states live in the flat arrays).
@@ -150,7 +159,8 @@ pub fn text_hash(text: &str) -> u64 {
 impl StateCache {
     /// Run `model` over `texts` (tokenized by `tokenizer`, head-truncated to its limit) on
     /// `workers` threads (each thread runs whole batches; burn's CPU kernels leave cores idle
-    /// otherwise) and keep the states of layer `split` and of the last layer.
+    /// otherwise) and keep the states of layer `split` (0 = the embeddings' output) and, with
+    /// `top`, of the last layer (without it, the layers above `split` are not run).
     /// `progress(done, total)` is called after every batch.
     #[allow(clippy::too_many_arguments)]
     pub fn build(
@@ -158,15 +168,16 @@ impl StateCache {
         tokenizer: &TextTokenizer,
         texts: &[CacheText<'_>],
         split: usize,
+        top: bool,
         workers: usize,
         batch_size: usize,
         model_tag: &str,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let num_layers = model.num_layers();
-        if split == 0 || split > num_layers {
+        if split > num_layers {
             return Err(TrainError::Config(format!(
-                "cache split {split} must be in 1..={num_layers}"
+                "cache split {split} must be in 0..={num_layers}"
             )));
         }
         let encs: Vec<Encoded> = texts
@@ -191,7 +202,7 @@ impl StateCache {
                     loop {
                         let c = next.fetch_add(1, Ordering::Relaxed);
                         let Some(chunk) = chunks.get(c) else { break };
-                        let r = run_chunk(encoder, encs, chunk, split);
+                        let r = run_chunk(encoder, encs, chunk, split, top);
                         let stop = r.is_err();
                         let n = done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
                         progress(n, total);
@@ -232,6 +243,7 @@ impl StateCache {
             max_tokens: tokenizer.max_len(),
             tokens,
             fingerprint: fingerprint(texts, split, tokenizer.max_len(), model_tag),
+            has_top: top,
         };
         let lower = lower_parts.concat();
         let top = top_parts.concat();
@@ -250,7 +262,8 @@ impl StateCache {
             starts.push(pos);
             pos += it.len * meta.dim;
         }
-        if lower.len() != pos || top.len() != pos || items.len() != meta.count {
+        let top_len = if meta.has_top { pos } else { 0 };
+        if lower.len() != pos || top.len() != top_len || items.len() != meta.count {
             return Err(TrainError::Input(format!(
                 "cache sizes disagree: {} items for {} declared, {} / {} values for {pos}",
                 items.len(),
@@ -282,8 +295,12 @@ impl StateCache {
         &self.lower[self.starts[i]..self.starts[i] + n]
     }
 
-    /// Final-layer states of item `i`.
+    /// Final-layer states of item `i` (empty when the cache was built without them: see
+    /// [`CacheMeta::has_top`]).
     pub fn top(&self, i: usize) -> &[f16] {
+        if !self.meta.has_top {
+            return &[];
+        }
         let n = self.items[i].len * self.meta.dim;
         &self.top[self.starts[i]..self.starts[i] + n]
     }
@@ -383,6 +400,7 @@ impl StateCache {
         tokenizer: &TextTokenizer,
         texts: &[CacheText<'_>],
         split: usize,
+        top: bool,
         workers: usize,
         model_tag: &str,
         progress: &(dyn Fn(usize, usize) + Sync),
@@ -391,11 +409,12 @@ impl StateCache {
         if let Some(meta) = Self::read_meta(dir)
             && meta.fingerprint == fp
             && meta.version == CACHE_VERSION
+            && (meta.has_top || !top)
         {
             return Self::load(dir);
         }
         let cache = Self::build(
-            model, tokenizer, texts, split, workers, 32, model_tag, progress,
+            model, tokenizer, texts, split, top, workers, 32, model_tag, progress,
         )?;
         cache.save(dir)?;
         Ok(cache)
@@ -409,12 +428,21 @@ fn run_chunk(
     encs: &[Encoded],
     chunk: &[usize],
     split: usize,
+    top: bool,
 ) -> Result<ChunkOut> {
     let texts: Vec<&[u32]> = chunk.iter().map(|&i| encs[i].ids.as_slice()).collect();
+    let conv = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
+    if !top {
+        let lower = encoder.encode_upto(&texts, 1, split)?;
+        return Ok(chunk
+            .iter()
+            .enumerate()
+            .map(|(row, &i)| (i, conv(lower.rows(row)), Vec::new()))
+            .collect());
+    }
     let (top, lower) = encoder.encode_split(&texts, 1, Some(split))?;
     let lower =
         lower.ok_or_else(|| TrainError::Input("the encoder kept no lower states".into()))?;
-    let conv = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
     Ok(chunk
         .iter()
         .enumerate()

@@ -77,6 +77,11 @@ pub struct TrainConfig {
     pub global_clip: bool,
     /// A pair whose code (or query) text equals that of the positive is not used as a negative.
     pub dedup_negatives: bool,
+    /// When fine-tuning (`tuned_layers > 0`), a batch's codes run through the tuned layers in
+    /// groups of this many, sorted by length, each padded only to its own longest code (0: the
+    /// whole batch at once). The loss still sees every code of the batch as a negative: this
+    /// changes only how much padding the transformer computes.
+    pub micro_batch: usize,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +108,7 @@ impl Default for TrainConfig {
             query_distill: 0.0,
             global_clip: false,
             dedup_negatives: false,
+            micro_batch: 0,
         }
     }
 }
@@ -381,7 +387,13 @@ pub fn encode_cache(
     cache: &StateCache,
     limit: usize,
 ) -> Result<Vec<Vec<f32>>> {
-    let device = Device::flex();
+    if tuned_layers == 0 && !cache.meta.has_top {
+        return Err(TrainError::Config(
+            "a frozen transformer reads the final-layer states, which this cache lacks".into(),
+        ));
+    }
+    // The model's own device (flex, LibTorch or CUDA), without autodiff.
+    let device = model.head.out_proj.weight.val().device();
     let n = cache.len().min(limit);
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| cache.items[i].len);
@@ -698,6 +710,11 @@ pub fn train(
     .into_iter()
     .flatten()
     {
+        if cfg.tuned_layers == 0 && !c.meta.has_top {
+            return Err(TrainError::Config(
+                "a cache without final-layer states can only fine-tune every layer".into(),
+            ));
+        }
         if cfg.tuned_layers > 0 && c.meta.split != num_layers - cfg.tuned_layers {
             return Err(TrainError::Config(format!(
                 "the cache holds the states after layer {}, fine-tuning {} layers needs layer {}",
@@ -706,6 +723,11 @@ pub fn train(
                 num_layers - cfg.tuned_layers
             )));
         }
+    }
+    if cfg.query_distill > 0.0 && !train.queries.meta.has_top {
+        return Err(TrainError::Config(
+            "query distillation needs the queries' final-layer states in the cache".into(),
+        ));
     }
     let mut head_cfg = head_cfg.clone();
     head_cfg.tuned_layers = cfg.tuned_layers;
@@ -786,16 +808,39 @@ pub fn train(
             order_epoch = epoch;
         }
         let k = state.step % per_epoch;
-        let idx = &order[k * cfg.batch_size..(k + 1) * cfg.batch_size];
+        let mut idx = order[k * cfg.batch_size..(k + 1) * cfg.batch_size].to_vec();
+        let micro = cfg.tuned_layers > 0 && cfg.micro_batch > 0;
+        if micro {
+            // The batch's pairs in code-length order (the loss does not depend on their order).
+            idx.sort_by_key(|&i| (train.codes.items[i].len, i));
+        }
+        let idx = &idx[..];
         let q = query_vectors(&model, cfg.tuned_layers, train.queries, idx, &device);
-        let c = code_vectors(
-            &model,
-            cfg.tuned_layers,
-            cfg.graph,
-            train.codes,
-            idx,
-            &device,
-        )?;
+        let c = if micro {
+            let parts = idx
+                .chunks(cfg.micro_batch)
+                .map(|part| {
+                    code_vectors(
+                        &model,
+                        cfg.tuned_layers,
+                        cfg.graph,
+                        train.codes,
+                        part,
+                        &device,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(parts, 0)
+        } else {
+            code_vectors(
+                &model,
+                cfg.tuned_layers,
+                cfg.graph,
+                train.codes,
+                idx,
+                &device,
+            )?
+        };
         let mask = if cfg.dedup_negatives {
             let hashes = |c: &StateCache| idx.iter().map(|&i| c.items[i].hash).collect::<Vec<_>>();
             duplicate_mask(&hashes(train.codes), &hashes(train.queries), &device)

@@ -94,8 +94,10 @@ fn caches(
         })
         .collect();
     let plain = bert.transformer.valid();
-    let qc = StateCache::build(&plain, tok, &q, split, 2, 8, "tiny", &|_, _| {}).unwrap();
-    let cc = StateCache::build(&plain, tok, &c, split, 2, 8, "tiny", &|_, _| {}).unwrap();
+    let qc = StateCache::build(&plain, tok, &q, split, true, 2, 8, "tiny", &|_, _| {}).unwrap();
+    // As the CLI builds them: codes skip the final layer when every layer is fine-tuned.
+    let cc =
+        StateCache::build(&plain, tok, &c, split, split > 0, 2, 8, "tiny", &|_, _| {}).unwrap();
     (qc, cc)
 }
 
@@ -140,7 +142,12 @@ fn run_with(stage_layers: usize, graph: bool, head: HeadConfig, tweak: impl Fn(&
     let Some(tok) = tokenizer() else { return };
     let device = Device::flex().autodiff();
     let m = GnnCoderModel::new(&tiny_bert(), &head, &device).unwrap();
-    let (qc, cc) = caches(&tok, &m, 24, 1);
+    let split = if stage_layers > 0 {
+        2 - stage_layers
+    } else {
+        1
+    };
+    let (qc, cc) = caches(&tok, &m, 24, split);
     let mut cfg = TrainConfig {
         tuned_layers: stage_layers,
         graph,
@@ -278,11 +285,36 @@ fn cache_states_match_burn_and_hash_texts() {
             kind_offset: 0,
         })
         .collect();
-    let cache =
-        StateCache::build(&m.transformer, &tok, &items, 1, 2, 2, "tiny", &|_, _| {}).unwrap();
+    let cache = StateCache::build(
+        &m.transformer,
+        &tok,
+        &items,
+        1,
+        true,
+        2,
+        2,
+        "tiny",
+        &|_, _| {},
+    )
+    .unwrap();
     assert_ne!(cache.items[0].hash, 0);
     assert_eq!(cache.items[0].hash, cache.items[2].hash);
     assert_ne!(cache.items[0].hash, cache.items[1].hash);
+    // Split 0 without final-layer states: the embeddings' output alone.
+    let embeddings = StateCache::build(
+        &m.transformer,
+        &tok,
+        &items,
+        0,
+        false,
+        2,
+        2,
+        "tiny",
+        &|_, _| {},
+    )
+    .unwrap();
+    assert!(!embeddings.meta.has_top);
+    assert!(embeddings.top(0).is_empty());
     let device = Device::flex();
     for (i, t) in texts.iter().enumerate() {
         let enc = tok.encode(t).unwrap();
@@ -291,7 +323,14 @@ fn cache_states_match_burn_and_hash_texts() {
         let x = m.transformer.embed(ids);
         let lower = m.transformer.forward_layers(x, bias.clone(), 0..1);
         let top = m.transformer.forward_layers(lower.clone(), bias, 1..2);
-        for (burn_states, cached) in [(lower, cache.lower(i)), (top, cache.top(i))] {
+        let embedded = m
+            .transformer
+            .embed(gnn_coder_model::pad_batch(std::slice::from_ref(&enc), &[0], &device).0);
+        for (burn_states, cached) in [
+            (lower, cache.lower(i)),
+            (top, cache.top(i)),
+            (embedded, embeddings.lower(i)),
+        ] {
             let want: Vec<f32> = burn_states.try_into_vec_as::<f32>().unwrap();
             assert_eq!(want.len(), cached.len());
             for (w, c) in want.iter().zip(cached) {
@@ -302,6 +341,69 @@ fn cache_states_match_burn_and_hash_texts() {
                 );
             }
         }
+    }
+}
+
+/// Every layer fine-tuned from a cache of the embeddings' output (codes cached without their
+/// final-layer states), with the batch's codes run in length-sorted micro-batches.
+#[test]
+fn every_layer_fine_tunes_from_embeddings_in_micro_batches() {
+    let mut head = tiny_head();
+    head.shared_projection = true;
+    head.zero_init_graph = true;
+    run_with(2, true, head, |c| {
+        c.micro_batch = 3;
+        c.query_distill = 0.5;
+        c.global_clip = true;
+    });
+}
+
+/// Micro-batches change only how the codes are padded: the first step's loss is the one of the
+/// whole batch at once (a misaligned query/code order would change it).
+#[test]
+fn micro_batches_give_the_same_loss() {
+    let Some(tok) = tokenizer() else { return };
+    let device = Device::flex().autodiff();
+    let m = model(&device);
+    let (qc, cc) = caches(&tok, &m, 16, 1);
+    let first_loss = |micro: usize| {
+        let cfg = TrainConfig {
+            tuned_layers: 1,
+            batch_size: 16,
+            max_steps: 1,
+            micro_batch: micro,
+            ..TrainConfig::default()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let pairs = PairCaches {
+            queries: &qc,
+            codes: &cc,
+        };
+        let mut loss = f64::NAN;
+        train(
+            m.clone(),
+            &tiny_head(),
+            &cfg,
+            pairs,
+            None,
+            tmp.path(),
+            &AtomicBool::new(false),
+            &mut |e| {
+                if let Event::Step { loss: l, .. } = e {
+                    loss = *l;
+                }
+            },
+        )
+        .unwrap();
+        loss
+    };
+    let whole = first_loss(0);
+    for micro in [1, 3, 5] {
+        let l = first_loss(micro);
+        assert!(
+            (l - whole).abs() < 1e-4 * whole.abs().max(1.0),
+            "micro-batch {micro}: loss {l} vs {whole}"
+        );
     }
 }
 
@@ -320,6 +422,7 @@ fn mismatched_cache_split_is_a_config_error() {
     let Some(tok) = tokenizer() else { return };
     let device = Device::flex().autodiff();
     let m = model(&device);
+    let m2 = m.clone();
     // Cache after layer 1; fine-tuning 2 of 2 layers needs the embeddings' output (layer 0).
     let (qc, cc) = caches(&tok, &m, 16, 1);
     let cfg = TrainConfig {
@@ -331,6 +434,29 @@ fn mismatched_cache_split_is_a_config_error() {
     let tmp = tempfile::tempdir().unwrap();
     let err = train(
         m,
+        &tiny_head(),
+        &cfg,
+        PairCaches {
+            queries: &qc,
+            codes: &cc,
+        },
+        None,
+        tmp.path(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Config(_)), "{err}");
+    // Codes cached without final-layer states (split 0) cannot train a frozen transformer.
+    let (qc, cc) = caches(&tok, &m2, 16, 0);
+    assert!(!cc.meta.has_top && qc.meta.has_top);
+    let cfg = TrainConfig {
+        batch_size: 8,
+        max_steps: 2,
+        ..TrainConfig::default()
+    };
+    let err = train(
+        m2,
         &tiny_head(),
         &cfg,
         PairCaches {

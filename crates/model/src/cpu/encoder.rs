@@ -204,18 +204,42 @@ impl Encoder {
     }
 
     /// [`encode`](Self::encode) that also returns the states after the first `split` layers
-    /// (the training cache's "lower" states), when `split` is given (`1..=layers`).
+    /// (the training cache's "lower" states), when `split` is given (`0..=layers`; 0 = the
+    /// embeddings' output).
     pub fn encode_split(
         &self,
         texts: &[&[u32]],
         threads: usize,
         split: Option<usize>,
     ) -> Result<(States, Option<States>)> {
+        self.run(texts, threads, split, self.layers.len())
+    }
+
+    /// The states after the first `layers` layers only (0 = the embeddings' output); the layers
+    /// above are not run.
+    pub fn encode_upto(&self, texts: &[&[u32]], threads: usize, layers: usize) -> Result<States> {
+        if layers > self.layers.len() {
+            return Err(ModelError::Config(format!(
+                "{layers} layers asked of a {}-layer encoder",
+                self.layers.len()
+            )));
+        }
+        Ok(self.run(texts, threads, None, layers)?.0)
+    }
+
+    /// Embeddings, then layers `0..last`, keeping a copy of the states after layer `split`.
+    fn run(
+        &self,
+        texts: &[&[u32]],
+        threads: usize,
+        split: Option<usize>,
+        last: usize,
+    ) -> Result<(States, Option<States>)> {
         if let Some(k) = split
-            && (k == 0 || k > self.layers.len())
+            && k > self.layers.len()
         {
             return Err(ModelError::Config(format!(
-                "split {k} must be in 1..={}",
+                "split {k} must be in 0..={}",
                 self.layers.len()
             )));
         }
@@ -256,7 +280,11 @@ impl Encoder {
             &self.embed_norm.beta,
             self.eps,
         );
-        let mut lower = None;
+        let mut lower = (split == Some(0)).then(|| States {
+            data: h.clone(),
+            offsets: offsets.clone(),
+            dim: d,
+        });
         // Buffers live on as long as the thread, so a worker's batches reuse one set of pages
         // instead of faulting in fresh ones every batch.
         SCRATCH.with(|cell| {
@@ -266,7 +294,7 @@ impl Encoder {
                 Ok(s) => s,
                 Err(_) => &mut fresh,
             };
-            for (i, layer) in self.layers.iter().enumerate() {
+            for (i, layer) in self.layers.iter().take(last).enumerate() {
                 self.layer(layer, &mut h, &offsets, threads, s);
                 if split == Some(i + 1) {
                     lower = Some(States {
