@@ -60,9 +60,12 @@
 //! (`GNN_CODER_COMPUTE=auto|f32|bf16|int8|burn`) picks; `auto` is int8 where VNNI exists,
 //! decided by the CPU's features (never by a timing), so every process on a machine computes
 //! the same vectors. Measured numbers are in README "Embedding speed" (`speed_bench` alternates
-//! with PyTorch on the same texts). Training keeps burn (autodiff, `Device::flex()`); weights
+//! with PyTorch on the same texts). Training keeps burn (autodiff, `Device::flex()` by default;
+//! `gnn-coder train --device tch|cuda` with the CLI's cargo features of those names); weights
 //! move between the two unchanged, because the kernels are built from the burn module after
-//! loading, and tests hold every path to burn's and to sentence-transformers'.
+//! loading, and tests hold every path to burn's and to sentence-transformers'. For training,
+//! LibTorch through burn's `tch` backend (pip's torch 2.9.0) measured only 1.07-1.14x flex's
+//! pairs/s on 2 AMD EPYC cores (`training/README.md`), so flex stays the default.
 //!
 //! Before the kernels, burn alone (flex, `simd` + `rayon` + `x86-v4`) ran at 0.7-0.9x PyTorch
 //! f32; its deprecated ndarray backend was slower still (softmax 4x slower). The CubeCL `cpu`

@@ -358,6 +358,33 @@ fn every_layer_fine_tunes_from_embeddings_in_micro_batches() {
     });
 }
 
+/// One run of `train` on `qc`/`cc` in a fresh directory, without validation pairs.
+fn train_on(
+    m: &GnnCoderModel,
+    cfg: &TrainConfig,
+    qc: &StateCache,
+    cc: &StateCache,
+    report: &mut dyn FnMut(&Event),
+) -> Result<(), TrainError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = PairCaches {
+        queries: qc,
+        codes: cc,
+    };
+    let stop = AtomicBool::new(false);
+    train(
+        m.clone(),
+        &tiny_head(),
+        cfg,
+        pairs,
+        None,
+        tmp.path(),
+        &stop,
+        report,
+    )
+    .map(|_| ())
+}
+
 /// Micro-batches change only how the codes are padded: the first step's loss is the one of the
 /// whole batch at once (a misaligned query/code order would change it).
 #[test]
@@ -374,26 +401,12 @@ fn micro_batches_give_the_same_loss() {
             micro_batch: micro,
             ..TrainConfig::default()
         };
-        let tmp = tempfile::tempdir().unwrap();
-        let pairs = PairCaches {
-            queries: &qc,
-            codes: &cc,
-        };
         let mut loss = f64::NAN;
-        train(
-            m.clone(),
-            &tiny_head(),
-            &cfg,
-            pairs,
-            None,
-            tmp.path(),
-            &AtomicBool::new(false),
-            &mut |e| {
-                if let Event::Step { loss: l, .. } = e {
-                    loss = *l;
-                }
-            },
-        )
+        train_on(&m, &cfg, &qc, &cc, &mut |e| {
+            if let Event::Step { loss: l, .. } = e {
+                loss = *l;
+            }
+        })
         .unwrap();
         loss
     };
@@ -422,54 +435,22 @@ fn mismatched_cache_split_is_a_config_error() {
     let Some(tok) = tokenizer() else { return };
     let device = Device::flex().autodiff();
     let m = model(&device);
-    let m2 = m.clone();
+    let config_error = |split: usize, tuned_layers: usize| {
+        let (qc, cc) = caches(&tok, &m, 16, split);
+        let cfg = TrainConfig {
+            tuned_layers,
+            batch_size: 8,
+            max_steps: 2,
+            ..TrainConfig::default()
+        };
+        let err = train_on(&m, &cfg, &qc, &cc, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, TrainError::Config(_)), "{err}");
+        (qc.meta.has_top, cc.meta.has_top)
+    };
     // Cache after layer 1; fine-tuning 2 of 2 layers needs the embeddings' output (layer 0).
-    let (qc, cc) = caches(&tok, &m, 16, 1);
-    let cfg = TrainConfig {
-        tuned_layers: 2,
-        batch_size: 8,
-        max_steps: 2,
-        ..TrainConfig::default()
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let err = train(
-        m,
-        &tiny_head(),
-        &cfg,
-        PairCaches {
-            queries: &qc,
-            codes: &cc,
-        },
-        None,
-        tmp.path(),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap_err();
-    assert!(matches!(err, TrainError::Config(_)), "{err}");
+    config_error(1, 2);
     // Codes cached without final-layer states (split 0) cannot train a frozen transformer.
-    let (qc, cc) = caches(&tok, &m2, 16, 0);
-    assert!(!cc.meta.has_top && qc.meta.has_top);
-    let cfg = TrainConfig {
-        batch_size: 8,
-        max_steps: 2,
-        ..TrainConfig::default()
-    };
-    let err = train(
-        m2,
-        &tiny_head(),
-        &cfg,
-        PairCaches {
-            queries: &qc,
-            codes: &cc,
-        },
-        None,
-        tmp.path(),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap_err();
-    assert!(matches!(err, TrainError::Config(_)), "{err}");
+    assert_eq!(config_error(0, 0), (true, false));
 }
 
 #[test]
