@@ -95,6 +95,9 @@ fn train_args<'a>(
         "3",
         "--tuned-layers",
         "1",
+        // Batches of BM25-mined same-package groups: resuming must rebuild the same groups.
+        "--hard-negatives",
+        "4",
         "--max-tokens",
         "48",
         "--json",
@@ -270,6 +273,39 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         "{}",
         text(&out.stderr)
     );
+
+    // Weights that fine-tuned a layer can start a stage-1 run, whose frozen transformer is then
+    // theirs: the caches it builds carry those layers' checksum, so a later run from the
+    // pretrained model in the same cache directory does not take its states for MiniLM's (it
+    // rebuilds them and ends where run `a` did).
+    let cache2 = tmp.path().join("cache2");
+    let mut args = train_args(&pairs, &valid, &tmp.path().join("s1"), &cache2, &model);
+    let i = args.iter().position(|a| a == "--tuned-layers").unwrap();
+    args[i + 1] = "0".into();
+    args.extend(
+        ["--split-layer", "5", "--init", s(&a.join("weights"))]
+            .iter()
+            .map(|a| a.to_string()),
+    );
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fingerprint = |cache: &Path| {
+        let meta = fs::read_to_string(cache.join("train-codes/meta.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&meta).unwrap()["fingerprint"].clone()
+    };
+    assert_ne!(fingerprint(&cache2), fingerprint(&cache));
+    let d = tmp.path().join("d");
+    let out = Command::new(BIN)
+        .args(train_args(&pairs, &valid, &d, &cache2, &model))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in ["head.safetensors", "transformer.safetensors"] {
+        assert!(
+            tensors(&a.join("weights").join(f)) == tensors(&d.join("weights").join(f)),
+            "{f} differs when the cache was first built from trained layers"
+        );
+    }
 
     // The weights serve `index` and `search`, and `eval` measures them.
     let weights = a.join("weights");

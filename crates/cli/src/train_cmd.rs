@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use clap::Args;
 use gnn_coder_model::{
-    BertConfig, GnnCoderModel, HeadConfig, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_FILE,
-    TextTokenizer, load_bert_weights, read_head_config,
+    BertConfig, BertModel, GnnCoderModel, HeadConfig, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE,
+    TOKENIZER_FILE, TRANSFORMER_WEIGHTS_FILE, TextTokenizer, load_bert_weights, read_head_config,
 };
 use gnn_coder_train::cache::CacheText;
 use gnn_coder_train::{
@@ -89,6 +89,11 @@ pub struct TrainArgs {
     /// Every code of the batch is still a negative; only padding work is saved.
     #[arg(long, default_value_t = 8)]
     micro_batch: usize,
+    /// Hard negatives: build batches from groups of N pairs of one package whose codes BM25
+    /// ranks highest for the group's first query (0 = random batches). With a batch of 32 and
+    /// N = 8, a query meets 7 close functions of its own package and 24 random ones.
+    #[arg(long, default_value_t = 0)]
+    hard_negatives: usize,
     #[arg(long, default_value_t = 1.0)]
     epochs: f64,
     /// Stop after this many steps (overrides --epochs).
@@ -168,6 +173,10 @@ pub struct ModelArgs {
 /// The pretrained transformer (+ tokenizer) with optional trained weights applied.
 pub struct Loaded {
     pub model: GnnCoderModel,
+    /// The pretrained transformer alone (no trained layers): what state caches are built with,
+    /// so a cache, fingerprinted by the base model, holds the same states whatever weights
+    /// were loaded beside it.
+    pub base: BertModel,
     pub head: HeadConfig,
     pub tokenizer: TextTokenizer,
     pub tag: String,
@@ -196,6 +205,7 @@ pub fn load_model(
     )?;
     let mut model = GnnCoderModel::new(&bert, &head, device)?;
     load_bert_weights(&mut model.transformer, &model_dir.join(MODEL_WEIGHTS_FILE))?;
+    let base = model.transformer.clone();
     if let Some(w) = weights {
         model
             .load_saved(w, &head)
@@ -208,6 +218,7 @@ pub fn load_model(
     let tag = format!("{}:{size}", bert.num_hidden_layers);
     Ok(Loaded {
         model,
+        base,
         head,
         tokenizer,
         tag,
@@ -235,8 +246,8 @@ pub fn cached(
             );
         }
     };
-    // A plain-device copy: on an autodiff device every op would be recorded for a backward pass.
-    let plain = loaded.model.transformer.valid();
+    // The pretrained transformer (see `Loaded::base`), as a plain-device copy: on an autodiff device every op would be recorded for a backward pass.
+    let plain = loaded.base.valid();
     let cache = StateCache::load_or_build(
         dir,
         &plain,
@@ -382,6 +393,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         global_clip: args.global_clip,
         dedup_negatives: args.dedup_negatives,
         micro_batch: args.micro_batch,
+        hard_negatives: args.hard_negatives,
         ..TrainConfig::default()
     };
     cfg.validate()?;
@@ -420,6 +432,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None if args.tuned_layers > 0 => num_layers - args.tuned_layers,
         None => num_layers.min(4),
     };
+    // Which transformer builds the caches (`Loaded::base`): the pretrained one when this run
+    // fine-tunes again every layer the --init weights tuned (the states below the split are
+    // then MiniLM's, and the queries' final states are zero-shot MiniLM's, the distillation
+    // target); otherwise the loaded one, whose frozen layers include tuned ones, with the
+    // checksum of those layers in the caches' fingerprint.
+    if let Some(init) = args.init.as_deref()
+        && loaded.head.tuned_layers > args.tuned_layers
+    {
+        let sum = gnn_coder_model::sha256_hex(&init.join(TRANSFORMER_WEIGHTS_FILE))?;
+        loaded.base = loaded.model.transformer.clone();
+        loaded.tag = format!("{}+{}", loaded.tag, &sum[..16.min(sum.len())]);
+    }
     let quiet = args.json;
     let cache_dir = args
         .cache_dir
@@ -439,6 +463,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
             valid_pairs.len().min(args.valid_limit)
         );
     }
+    let groups = (args.hard_negatives > 0).then(|| {
+        let started = std::time::Instant::now();
+        let queries: Vec<&str> = examples.iter().map(|e| e.query.as_str()).collect();
+        let codes: Vec<&str> = examples.iter().map(|e| e.code.as_str()).collect();
+        let packages: Vec<&str> = train_pairs.iter().map(|p| p.package.as_str()).collect();
+        let groups = gnn_coder_train::negatives::bm25_groups(
+            &queries,
+            &codes,
+            &packages,
+            args.hard_negatives,
+            args.seed,
+        );
+        if !quiet {
+            eprintln!(
+                "hard negatives: {} groups of up to {} same-package pairs ({:.1} s)",
+                groups.len(),
+                args.hard_negatives,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        groups
+    });
     let nthreads = threads(args.model.threads);
     let (tq, tc) = pair_caches(
         "train", &cache_dir, &loaded, &examples, split, nthreads, quiet,
@@ -514,6 +560,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let valid_refs = valid.as_ref().map(|(q, c)| PairCaches {
         queries: q,
         codes: c,
+        groups: None,
     });
     let (model, report_out) = gnn_coder_train::train(
         loaded.model,
@@ -522,6 +569,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         PairCaches {
             queries: &tq,
             codes: &tc,
+            groups: groups.as_deref(),
         },
         valid_refs,
         &args.out,

@@ -95,13 +95,13 @@ pub use embedder::{
 pub use error::{ModelError, Result};
 pub use graph::{GraphBatch, GraphConfig, GraphEncoder, GraphInput};
 pub use model::{
-    GnnCoderHead, GnnCoderModel, HeadConfig, read_head_config, read_safetensors_dtypes,
-    read_safetensors_metadata,
+    GnnCoderHead, GnnCoderModel, HeadConfig, TRANSFORMER_WEIGHTS_FILE, read_head_config,
+    read_safetensors_dtypes, read_safetensors_metadata,
 };
 pub use tokenize::{Encoded, TextTokenizer};
 pub use weights::{
-    ModelChoice, ModelIdentity, find_model_dir, load_embedder, resolve_weights, verify_checksums,
-    write_checksums,
+    ModelChoice, ModelIdentity, find_model_dir, load_embedder, resolve_weights, sha256_hex,
+    verify_checksums, write_checksums,
 };
 
 /// Languages with a slot in the shared node-kind embedding table, in slot order.

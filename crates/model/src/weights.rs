@@ -95,7 +95,8 @@ pub fn resolve_weights(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
-fn sha256_hex(path: &Path) -> Result<String> {
+/// The SHA-256 of a file, as lowercase hex (what `SHA256SUMS` lists).
+pub fn sha256_hex(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,

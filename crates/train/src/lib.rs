@@ -10,6 +10,8 @@
 //! * [`example`] — a pair as the model reads it (code re-parsed on its own for its AST graph).
 //! * [`cache`] — the pretrained transformer run once per text; token states kept on disk (f16)
 //!   after a middle layer and after the last layer, so training steps skip the frozen layers.
+//! * [`negatives`] — hard negatives: BM25-mined groups of same-package pairs, kept together in
+//!   a batch.
 //! * [`trainer`] — symmetric InfoNCE with AdamW, warm-up + cosine schedule, clipping, fixed
 //!   seed, checkpoints and exact resume; stage 1 (frozen transformer) or stage 2 (top layers
 //!   fine-tuned with the graph network).
@@ -20,6 +22,7 @@ pub mod error;
 pub mod example;
 pub mod metrics;
 pub mod mine;
+pub mod negatives;
 pub mod trainer;
 
 pub use cache::{CacheText, StateCache};

@@ -3,7 +3,10 @@
 //! * **Loss**: symmetric InfoNCE over in-batch negatives: with L2-normalized query vectors `q`
 //!   and code vectors `c`, `logits = q c^T / t` with a **fixed** temperature `t` (default 0.05,
 //!   the value of the PyTorch reference); loss = mean of the cross-entropy of each query
-//!   against all codes of the batch and of each code against all queries.
+//!   against all codes of the batch and of each code against all queries. With
+//!   `hard_negatives = g`, batches are built from BM25-mined groups of `g` same-package pairs
+//!   ([`crate::negatives`]), so part of every query's negatives are close functions of its own
+//!   package.
 //! * **Optimizer**: AdamW (weight decay 0.01), separate learning rates for the head (graph
 //!   network, gate, projections; default 1e-3) and the fine-tuned transformer layers (default
 //!   2e-5), linear warm-up then cosine decay to 0, gradients clipped by norm (1.0) per parameter
@@ -82,6 +85,10 @@ pub struct TrainConfig {
     /// whole batch at once). The loss still sees every code of the batch as a negative: this
     /// changes only how much padding the transformer computes.
     pub micro_batch: usize,
+    /// Hard negatives: batches are made of BM25-mined groups of this many pairs from one
+    /// package ([`crate::negatives`]; the groups come with [`PairCaches::groups`]), shuffled as
+    /// whole groups (0: pairs shuffled one by one).
+    pub hard_negatives: usize,
 }
 
 impl Default for TrainConfig {
@@ -109,6 +116,7 @@ impl Default for TrainConfig {
             global_clip: false,
             dedup_negatives: false,
             micro_batch: 0,
+            hard_negatives: 0,
         }
     }
 }
@@ -131,6 +139,9 @@ impl TrainConfig {
         }
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every must be at least 1");
+        }
+        if self.hard_negatives == 1 || self.hard_negatives > self.batch_size {
+            return bad("hard_negatives is a group size: 0 (off) or 2 to the batch size");
         }
         if !(self.identity_reg >= 0.0 && self.query_distill >= 0.0 && self.clip_norm > 0.0) {
             return bad("identity_reg and query_distill must be >= 0, clip_norm > 0");
@@ -165,6 +176,9 @@ impl TrainConfig {
 pub struct PairCaches<'a> {
     pub queries: &'a StateCache,
     pub codes: &'a StateCache,
+    /// Hard-negative groups of pair indices (a partition of `0..len`, e.g. from
+    /// [`crate::negatives::bm25_groups`]); needed when `TrainConfig::hard_negatives > 0`.
+    pub groups: Option<&'a [Vec<usize>]>,
 }
 
 impl PairCaches<'_> {
@@ -175,6 +189,26 @@ impl PairCaches<'_> {
                 self.queries.len(),
                 self.codes.len()
             )));
+        }
+        if let Some(groups) = self.groups {
+            let mut seen = vec![false; self.codes.len()];
+            for &i in groups.iter().flatten() {
+                match seen.get_mut(i) {
+                    Some(s) if !*s => *s = true,
+                    _ => {
+                        return Err(TrainError::Input(format!(
+                            "{what}: hard-negative groups repeat pair {i} or name one past the \
+                             {} pairs",
+                            self.codes.len()
+                        )));
+                    }
+                }
+            }
+            if let Some(i) = seen.iter().position(|s| !s) {
+                return Err(TrainError::Input(format!(
+                    "{what}: pair {i} is in no hard-negative group"
+                )));
+            }
         }
         Ok(())
     }
@@ -446,6 +480,15 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
         order.swap(i, j);
     }
     order
+}
+
+/// The example order of `epoch` with hard-negative `groups`: the groups in a seeded random
+/// order, each kept whole.
+pub fn grouped_order(groups: &[Vec<usize>], seed: u64, epoch: usize) -> Vec<usize> {
+    epoch_order(groups.len(), seed, epoch)
+        .into_iter()
+        .flat_map(|g| groups[g].iter().copied())
+        .collect()
 }
 
 /// Additive logit mask of a batch: `-inf`-like where pair `j` is a duplicate of pair `i`
@@ -724,6 +767,15 @@ pub fn train(
             )));
         }
     }
+    let groups = match (cfg.hard_negatives, train.groups) {
+        (0, _) => None,
+        (_, Some(g)) => Some(g),
+        (_, None) => {
+            return Err(TrainError::Config(
+                "hard_negatives is set but the training pairs come without groups".into(),
+            ));
+        }
+    };
     if cfg.query_distill > 0.0 && !train.queries.meta.has_top {
         return Err(TrainError::Config(
             "query distillation needs the queries' final-layer states in the cache".into(),
@@ -804,7 +856,10 @@ pub fn train(
         }
         let epoch = state.step / per_epoch;
         if epoch != order_epoch {
-            order = epoch_order(n, cfg.seed, epoch);
+            order = match groups {
+                Some(g) => grouped_order(g, cfg.seed, epoch),
+                None => epoch_order(n, cfg.seed, epoch),
+            };
             order_epoch = epoch;
         }
         let k = state.step % per_epoch;

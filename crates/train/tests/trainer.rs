@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use burn::prelude::*;
 use gnn_coder_model::{BertConfig, GnnCoderModel, GraphConfig, HeadConfig, TextTokenizer};
 use gnn_coder_train::cache::CacheText;
-use gnn_coder_train::trainer::{encode_cache, epoch_order};
+use gnn_coder_train::trainer::{encode_cache, epoch_order, grouped_order};
 use gnn_coder_train::{Event, PairCaches, StateCache, TrainConfig, TrainError, train};
 
 fn tokenizer() -> Option<TextTokenizer> {
@@ -161,9 +161,16 @@ fn run_with(stage_layers: usize, graph: bool, head: HeadConfig, tweak: impl Fn(&
     };
     tweak(&mut cfg);
     let tmp = tempfile::tempdir().unwrap();
+    // Hard-negative groups, when asked for: consecutive pairs in groups of the configured size.
+    let groups: Vec<Vec<usize>> = (0..24)
+        .collect::<Vec<_>>()
+        .chunks(cfg.hard_negatives.max(1))
+        .map(<[usize]>::to_vec)
+        .collect();
     let pairs = PairCaches {
         queries: &qc,
         codes: &cc,
+        groups: (cfg.hard_negatives > 0).then_some(&groups[..]),
     };
     // Loss on the whole set before and after, with the model's own encoders.
     let before = {
@@ -358,6 +365,14 @@ fn every_layer_fine_tunes_from_embeddings_in_micro_batches() {
     });
 }
 
+/// Batches of hard-negative groups (whole groups shuffled) train as random batches do.
+#[test]
+fn hard_negative_groups_learn() {
+    let mut head = tiny_head();
+    head.shared_projection = true;
+    run_with(1, true, head, |c| c.hard_negatives = 4);
+}
+
 /// One run of `train` on `qc`/`cc` in a fresh directory, without validation pairs.
 fn train_on(
     m: &GnnCoderModel,
@@ -366,10 +381,23 @@ fn train_on(
     cc: &StateCache,
     report: &mut dyn FnMut(&Event),
 ) -> Result<(), TrainError> {
+    train_groups(m, cfg, qc, cc, None, report)
+}
+
+/// [`train_on`] with hard-negative groups.
+fn train_groups(
+    m: &GnnCoderModel,
+    cfg: &TrainConfig,
+    qc: &StateCache,
+    cc: &StateCache,
+    groups: Option<&[Vec<usize>]>,
+    report: &mut dyn FnMut(&Event),
+) -> Result<(), TrainError> {
     let tmp = tempfile::tempdir().unwrap();
     let pairs = PairCaches {
         queries: qc,
         codes: cc,
+        groups,
     };
     let stop = AtomicBool::new(false);
     train(
@@ -451,6 +479,31 @@ fn mismatched_cache_split_is_a_config_error() {
     config_error(1, 2);
     // Codes cached without final-layer states (split 0) cannot train a frozen transformer.
     assert_eq!(config_error(0, 0), (true, false));
+
+    // Hard negatives: a group size of 1 is refused, and so are missing groups.
+    let (qc, cc) = caches(&tok, &m, 16, 1);
+    let hard = |size: usize| TrainConfig {
+        batch_size: 8,
+        max_steps: 2,
+        hard_negatives: size,
+        ..TrainConfig::default()
+    };
+    let halves = [(0..8).collect::<Vec<_>>(), (8..16).collect()];
+    let err = train_groups(&m, &hard(1), &qc, &cc, Some(&halves), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, TrainError::Config(_)), "{err}");
+    let err = train_groups(&m, &hard(4), &qc, &cc, None, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, TrainError::Config(_)), "{err}");
+    // Groups must cover every pair exactly once.
+    let bad_groups = [
+        vec![(0..8).collect(), (8..15).collect()],
+        vec![(0..8).collect(), (8..16).collect(), vec![3]],
+        vec![(0..8).collect(), (9..17).collect()],
+    ];
+    for g in bad_groups {
+        let err = train_groups(&m, &hard(4), &qc, &cc, Some(&g), &mut |_| {}).unwrap_err();
+        assert!(matches!(err, TrainError::Input(_)), "{err}");
+    }
+    train_groups(&m, &hard(4), &qc, &cc, Some(&halves), &mut |_| {}).unwrap();
 }
 
 #[test]
@@ -472,6 +525,19 @@ fn schedule_and_data_order() {
     assert_eq!(a, epoch_order(50, 17, 0));
     assert_ne!(a, epoch_order(50, 17, 1));
     assert_ne!(a, epoch_order(50, 18, 0));
+    // Hard-negative groups stay whole and every pair comes once per epoch.
+    let groups: Vec<Vec<usize>> = vec![vec![4, 0, 2], vec![1], vec![3, 5], vec![6, 9, 8, 7]];
+    let g0 = grouped_order(&groups, 17, 0);
+    let mut sorted = g0.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+    let mut at = 0;
+    while at < g0.len() {
+        let g = groups.iter().find(|g| g[0] == g0[at]).unwrap();
+        assert_eq!(&g0[at..at + g.len()], &g[..]);
+        at += g.len();
+    }
+    assert!((1..6).any(|e| grouped_order(&groups, 17, e) != g0));
     assert_eq!(
         TrainConfig {
             epochs: 2.5,
