@@ -131,6 +131,18 @@ fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Runs `a` and `b` wrote the same weights, tensor by tensor.
+fn same_weights(a: &Path, b: &Path, when: &str) {
+    for f in ["head.safetensors", "transformer.safetensors"] {
+        let wa = tensors(&a.join("weights").join(f));
+        assert!(!wa.is_empty());
+        assert!(
+            wa == tensors(&b.join("weights").join(f)),
+            "{f} differs {when}"
+        );
+    }
+}
+
 fn latest_step(out: &Path) -> Option<usize> {
     let name = fs::read_to_string(out.join("checkpoints/latest")).ok()?;
     name.trim().strip_prefix("step-")?.parse().ok()
@@ -200,15 +212,7 @@ fn training_resumes_after_being_killed_with_identical_weights() {
     assert!((3..24).contains(&resumed_from), "{stdout}");
 
     // Same data order, same optimizer state: the same weights, bit for bit.
-    for f in ["head.safetensors", "transformer.safetensors"] {
-        let wa = tensors(&a.join("weights").join(f));
-        let wb = tensors(&b.join("weights").join(f));
-        assert!(!wa.is_empty());
-        assert!(
-            wa == wb,
-            "{f} differs after resuming from step {resumed_from}"
-        );
-    }
+    same_weights(&a, &b, &format!("after resuming from step {resumed_from}"));
 
     // Ctrl-C (SIGINT) stops a run at a checkpoint of the step it was in, writes no weights,
     // and the same command resumes to the same weights.
@@ -255,12 +259,7 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for f in ["head.safetensors", "transformer.safetensors"] {
-        assert!(
-            tensors(&a.join("weights").join(f)) == tensors(&c.join("weights").join(f)),
-            "{f} differs after an interrupt at step {stopped_at}"
-        );
-    }
+    same_weights(&a, &c, &format!("after an interrupt at step {stopped_at}"));
 
     // A different configuration in the same directory is refused, not mixed in.
     let mut args = train_args(&pairs, &valid, &b, &cache, &model);
@@ -300,12 +299,7 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for f in ["head.safetensors", "transformer.safetensors"] {
-        assert!(
-            tensors(&a.join("weights").join(f)) == tensors(&d.join("weights").join(f)),
-            "{f} differs when the cache was first built from trained layers"
-        );
-    }
+    same_weights(&a, &d, "when the cache was first built from trained layers");
 
     // The weights serve `index` and `search`, and `eval` measures them.
     let weights = a.join("weights");
