@@ -173,9 +173,10 @@ pub struct ModelArgs {
 /// The pretrained transformer (+ tokenizer) with optional trained weights applied.
 pub struct Loaded {
     pub model: GnnCoderModel,
-    /// The pretrained transformer alone (no trained layers): what state caches are built with,
-    /// so a cache, fingerprinted by the base model, holds the same states whatever weights
-    /// were loaded beside it.
+    /// The transformer state caches are built with: the pretrained one (no trained layers), so
+    /// a cache fingerprinted by `tag` (the base model) holds the same states whatever weights
+    /// were loaded beside it. `train` swaps in the loaded layers, and adds their checksum to
+    /// `tag`, only when its frozen layers include tuned ones.
     pub base: BertModel,
     pub head: HeadConfig,
     pub tokenizer: TextTokenizer,
@@ -246,7 +247,8 @@ pub fn cached(
             );
         }
     };
-    // The pretrained transformer (see `Loaded::base`), as a plain-device copy: on an autodiff device every op would be recorded for a backward pass.
+    // `Loaded::base` as a plain-device copy: on an autodiff device every op would be recorded
+    // for a backward pass.
     let plain = loaded.base.valid();
     let cache = StateCache::load_or_build(
         dir,
