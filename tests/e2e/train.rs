@@ -41,6 +41,13 @@ fn run(args: &[&str]) -> Output {
         .expect("run gnn-coder")
 }
 
+/// Run `gnn-coder` with `args`, which must succeed; its output.
+fn run_ok(args: &[String]) -> Output {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    out
+}
+
 /// Distinct small training pairs in the miner's format.
 fn write_pairs(path: &Path, n: usize, offset: usize) {
     let verbs = [
@@ -160,11 +167,7 @@ fn training_resumes_after_being_killed_with_identical_weights() {
 
     // Uninterrupted reference run (also fills the shared cache).
     let a = tmp.path().join("a");
-    let out = Command::new(BIN)
-        .args(train_args(&pairs, &valid, &a, &cache, &model))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run_ok(&train_args(&pairs, &valid, &a, &cache, &model));
     let summary: serde_json::Value =
         serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(summary["steps"], 24);
@@ -199,11 +202,7 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         "killed too late to test resuming ({killed_at})"
     );
 
-    let out = Command::new(BIN)
-        .args(train_args(&pairs, &valid, &b, &cache, &model))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run_ok(&train_args(&pairs, &valid, &b, &cache, &model));
     let stdout = text(&out.stdout);
     let start: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(start["event"], "start");
@@ -254,11 +253,7 @@ fn training_resumes_after_being_killed_with_identical_weights() {
             "weights of an unfinished run"
         );
     }
-    let out = Command::new(BIN)
-        .args(train_args(&pairs, &valid, &c, &cache, &model))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    run_ok(&train_args(&pairs, &valid, &c, &cache, &model));
     same_weights(&a, &c, &format!("after an interrupt at step {stopped_at}"));
 
     // A different configuration in the same directory is refused, not mixed in.
@@ -286,19 +281,14 @@ fn training_resumes_after_being_killed_with_identical_weights() {
             .iter()
             .map(|a| a.to_string()),
     );
-    let out = Command::new(BIN).args(&args).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    run_ok(&args);
     let fingerprint = |cache: &Path| {
         let meta = fs::read_to_string(cache.join("train-codes/meta.json")).unwrap();
         serde_json::from_str::<serde_json::Value>(&meta).unwrap()["fingerprint"].clone()
     };
     assert_ne!(fingerprint(&cache2), fingerprint(&cache));
     let d = tmp.path().join("d");
-    let out = Command::new(BIN)
-        .args(train_args(&pairs, &valid, &d, &cache2, &model))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    run_ok(&train_args(&pairs, &valid, &d, &cache2, &model));
     same_weights(&a, &d, "when the cache was first built from trained layers");
 
     // The weights serve `index` and `search`, and `eval` measures them.
