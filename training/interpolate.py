@@ -4,7 +4,8 @@ Fine-tuning on docstring pairs costs the transformer some of its general query u
 (CoSQA's web questions); interpolating keeps part of both.
 
 usage: python3 training/interpolate.py WEIGHTS PRETRAINED_DIR ALPHA OUT
-  WEIGHTS         a `gnn-coder train` OUT/weights with transformer.safetensors (burn names, f16)
+  WEIGHTS         a `gnn-coder train` OUT/weights with transformer.safetensors (burn names, f16;
+                  int8 matrices with `.scale` tensors, as shipped, are dequantized and written f16)
   PRETRAINED_DIR  models/all-MiniLM-L6-v2 (model.safetensors, Hugging Face names)
 Needs: pip install numpy safetensors
 """
@@ -28,6 +29,10 @@ def main() -> None:
     if not 0.0 <= alpha <= 1.0:
         sys.exit("alpha must be in [0, 1]")
     tuned = load_file(weights / "transformer.safetensors")
+    # Int8 storage (gnn_coder_model::quant): value = q * scale, the scale broadcast.
+    for name in [k for k, v in tuned.items() if v.dtype == np.int8]:
+        scale = tuned.pop(name + ".scale")
+        tuned[name] = (tuned[name].astype(np.float32) * scale).astype(np.float16)
     base = load_file(pretrained / "model.safetensors")
     base = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in base.items()}
     mixed = {}

@@ -42,8 +42,10 @@
 //!   4 training left the graph network unused (the gate bias stayed at 4.0 after an epoch).
 //! * **Saved weights** ([`GnnCoderModel::save`]): `head.json` (config, incl. `tuned_layers` and
 //!   `use_graph`), `head.safetensors` and, when the transformer's top `tuned_layers` layers
-//!   were fine-tuned, `transformer.safetensors` with those layers only; shipped weights are
-//!   f16 (`gnn_coder.dtype` metadata; widened to f32 on load), checkpoints f32.
+//!   were fine-tuned, `transformer.safetensors` with those layers only; training writes f16
+//!   (`gnn_coder.dtype` metadata; widened to f32 on load), checkpoints f32, and the shipped
+//!   weights store their matrices as int8 with row or column scales ([`quant`], made by the
+//!   train crate's `quantize` tool; dequantized to f32 on load).
 //! * **Inference** ([`Embedder`]): texts are sorted by token length and run in batches of 32
 //!   (ragged on the CPU kernels; padded to the batch maximum with the attention mask under
 //!   burn); units longer than the limit are head-truncated, which keeps the signature and
@@ -84,6 +86,7 @@ mod embedder;
 pub mod error;
 pub mod graph;
 pub mod model;
+pub mod quant;
 pub mod tokenize;
 pub mod weights;
 

@@ -430,6 +430,52 @@ fn save_and_load_roundtrip() {
         .fold(0.0f32, f32::max);
     assert!(diff < 1e-2, "f16 weights moved a vector by {diff}");
 
+    // Int8 matrices with scales (what ships): each file shrinks, every matrix is stored as I8,
+    // and the loaded model gives the same vectors up to int8 rounding.
+    let int8_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(half_dir.path().join("head.json"), int8_dir.path().join("head.json")).unwrap();
+    for file in ["head.safetensors", "transformer.safetensors"] {
+        let rep = gnn_coder_model::quant::quantize_file(
+            &half_dir.path().join(file),
+            &int8_dir.path().join(file),
+            1,
+            1.0,
+        )
+        .unwrap();
+        assert!(rep.quantized > 0 && rep.bytes_after < rep.bytes_before, "{rep:?}");
+        let dtypes = gnn_coder_model::read_safetensors_dtypes(&int8_dir.path().join(file)).unwrap();
+        assert!(dtypes.iter().any(|(_, d)| d == "I8"), "{dtypes:?}");
+    }
+    let mut fresh = fresh_with_base(&model);
+    assert!(fresh.load_saved(int8_dir.path(), &cfg).unwrap());
+    let q = to_vec(
+        fresh
+            .forward_code(ids.clone(), mask.clone(), Some(&gb))
+            .unwrap(),
+    );
+    let diff = a
+        .iter()
+        .zip(&q)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff > 0.0 && diff < 5e-2, "int8 weights moved a vector by {diff}");
+    // Dropping a scale is refused with the tensor's name.
+    let head_file = int8_dir.path().join("head.safetensors");
+    let mut raw = gnn_coder_model::quant::read_raw(&head_file).unwrap();
+    let scale = raw
+        .tensors
+        .keys()
+        .find(|k| k.ends_with(".scale"))
+        .cloned()
+        .unwrap();
+    raw.tensors.remove(&scale);
+    std::fs::write(&head_file, raw.to_bytes()).unwrap();
+    let err = fresh_with_base(&model)
+        .load_saved(int8_dir.path(), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&scale), "{err}");
+
     // The same f16 files rewritten by another tool, without our metadata: each tensor loads
     // by its own dtype (before, f16 tensors went into the f32 model and burn's matmul panicked).
     for file in ["head.safetensors", "transformer.safetensors"] {

@@ -1,0 +1,72 @@
+//! `quantize IN OUT`: writes trained weights with their matrices stored as int8 + scales (the
+//! format of `gnn_coder_model::quant`), the way `weights/gnn-coder` ships. `OUT` gets
+//! `head.json`, `head.safetensors`, `transformer.safetensors` (when `IN` has one) and a new
+//! `SHA256SUMS`; `OUT` may be `IN` (each file is replaced atomically). The weights are checked
+//! by loading them before anything is written.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use gnn_coder_model::quant::{DEFAULT_MAX_RELATIVE_ERROR, DEFAULT_MIN_ELEMENTS, quantize_file};
+use gnn_coder_model::TRANSFORMER_WEIGHTS_FILE;
+use gnn_coder_model::model::{HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE};
+
+#[derive(Parser, Debug)]
+#[command(about = "Store trained GNN-Coder weights as int8 matrices with f32 scales")]
+struct Args {
+    /// Trained weights directory (head.json, head.safetensors, ...), as `gnn-coder train` writes.
+    input: PathBuf,
+    /// Output directory (created; may be the input).
+    output: PathBuf,
+    /// Matrices with fewer elements keep their dtype.
+    #[arg(long, default_value_t = DEFAULT_MIN_ELEMENTS)]
+    min_elements: usize,
+    /// Matrices that int8 would store with a larger relative RMS error keep their dtype.
+    #[arg(long, default_value_t = DEFAULT_MAX_RELATIVE_ERROR)]
+    max_relative_error: f64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !args.input.join(HEAD_CONFIG_FILE).is_file() {
+        bail!(
+            "{} holds no trained weights (no {HEAD_CONFIG_FILE})",
+            args.input.display()
+        );
+    }
+    // Refuses broken weights before anything is written.
+    gnn_coder_model::read_head_config(&args.input)?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let same = args.input.canonicalize()? == args.output.canonicalize()?;
+    if !same {
+        std::fs::copy(
+            args.input.join(HEAD_CONFIG_FILE),
+            args.output.join(HEAD_CONFIG_FILE),
+        )
+        .context("cannot copy head.json")?;
+    }
+    for file in [HEAD_WEIGHTS_FILE, TRANSFORMER_WEIGHTS_FILE] {
+        let src = args.input.join(file);
+        if !src.is_file() {
+            continue;
+        }
+        let report = quantize_file(
+            &src,
+            &args.output.join(file),
+            args.min_elements,
+            args.max_relative_error,
+        )?;
+        println!(
+            "{file}: {} -> {} bytes; {} matrices int8, {} tensors kept; relative RMS error {:.5}",
+            report.bytes_before,
+            report.bytes_after,
+            report.quantized,
+            report.kept,
+            report.relative_rms_error
+        );
+    }
+    gnn_coder_model::write_checksums(&args.output)?;
+    Ok(())
+}
