@@ -267,6 +267,18 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         "{}",
         text(&out.stderr)
     );
+    // So is another graph network (a pool ratio loads into the same shapes), and a graph
+    // network without layers is refused before any training.
+    for (flag, value, message) in [
+        ("--pool-ratio", "0.25", "different head configuration"),
+        ("--graph-layers", "0", "at least one layer"),
+    ] {
+        let mut args = train_args(&pairs, &valid, &b, &cache, &model);
+        args.extend([flag.to_string(), value.to_string()]);
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
+    }
 
     // Weights that fine-tuned a layer can start a stage-1 run, whose frozen transformer is then
     // theirs: the caches it builds carry those layers' checksum, so a later run from the

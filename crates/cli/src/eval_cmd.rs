@@ -51,6 +51,10 @@ pub struct EvalArgs {
     /// Layer whose output the cache keeps (must be layers - tuned_layers of fine-tuned weights).
     #[arg(long, default_value_t = 4)]
     split_layer: usize,
+    /// Research knob: benchmark query vectors become normalize((1 - M) q + M q0), q0 the
+    /// zero-shot MiniLM vector of the query (the target of the query distillation).
+    #[arg(long, default_value_t = 0.0, value_name = "M")]
+    query_mix: f32,
     #[command(flatten)]
     model: ModelArgs,
     /// One JSON object per evaluated set on stdout.
@@ -288,7 +292,19 @@ fn eval_bench(
         nthreads,
         args.json,
     )?;
-    let (queries, codes) = encode(loaded, &qc, &cc)?;
+    let (mut queries, codes) = encode(loaded, &qc, &cc)?;
+    if args.query_mix != 0.0 {
+        let device = loaded.model.head.out_proj.weight.val().device();
+        let m = args.query_mix;
+        let q0 = gnn_coder_train::trainer::zero_shot_vectors(&qc, &device)?;
+        for (q, z) in queries.iter_mut().zip(&q0) {
+            for (a, b) in q.iter_mut().zip(z) {
+                *a = (1.0 - m) * *a + m * b;
+            }
+            let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            q.iter_mut().for_each(|x| *x /= norm);
+        }
+    }
     let mut results_out = match &args.results {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,

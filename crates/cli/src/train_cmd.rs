@@ -67,6 +67,16 @@ pub struct TrainArgs {
     /// A new head's graph branch starts at zero (code vectors start as the transformer's).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     zero_init_graph: bool,
+    /// Number of FAConv + ASTGPool layers of a new head's graph network (with --init, the
+    /// loaded head.json decides).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    graph_layers: usize,
+    /// Fraction of nodes each ASTGPool layer of a new head keeps, per graph (0 < R <= 1).
+    #[arg(long, default_value_t = 0.5, value_name = "R")]
+    pool_ratio: f64,
+    /// Width of the node states inside a new head's graph network.
+    #[arg(long, default_value_t = 256, value_name = "H")]
+    graph_hidden: usize,
     /// ASTGPool scores with ln(1 + children) instead of the raw child count.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     log1p_children: bool,
@@ -405,6 +415,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     fresh.shared_projection = args.shared_projection;
     fresh.zero_init_graph = args.zero_init_graph;
     fresh.graph.child_count_log1p = args.log1p_children;
+    fresh.graph.num_layers = args.graph_layers;
+    fresh.graph.pool_ratio = args.pool_ratio;
+    fresh.graph.hidden = args.graph_hidden;
+    fresh.validate()?;
     let mut loaded = load_model(
         &model_dir,
         args.init.as_deref(),

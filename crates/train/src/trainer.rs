@@ -522,6 +522,22 @@ fn zero_shot_queries(cache: &StateCache, idx: &[usize], device: &Device) -> Tens
     seq / norm
 }
 
+/// The zero-shot (pretrained transformer) query vectors of every text of `cache`: the mean of
+/// its final-layer states, normalized, as the query distillation pulls toward.
+pub fn zero_shot_vectors(cache: &StateCache, device: &Device) -> Result<Vec<Vec<f32>>> {
+    if !cache.meta.has_top {
+        return Err(TrainError::Config(
+            "zero-shot vectors need the final-layer states, which this cache lacks".into(),
+        ));
+    }
+    let idx: Vec<usize> = (0..cache.len()).collect();
+    let mut out = Vec::with_capacity(idx.len());
+    for chunk in idx.chunks(64) {
+        out.extend(rows(zero_shot_queries(cache, chunk, device))?);
+    }
+    Ok(out)
+}
+
 /// `sum ||W - I||_F^2` over the output projections the head trains.
 fn identity_penalty(head: &gnn_coder_model::GnnCoderHead) -> Tensor<1> {
     let mut linears = vec![&head.out_proj];
@@ -809,6 +825,16 @@ pub fn train(
             return Err(TrainError::Config(format!(
                 "{} holds a run with a different configuration; use another output directory \
                  (saved: {saved:?})",
+                out.display()
+            )));
+        }
+        // Shape flags (graph depth, width) fail to load below; the rest (pool ratio, gate
+        // start, ...) would load silently into a different model.
+        let saved_head = gnn_coder_model::read_head_config(&ckpt)?;
+        if saved_head != head_cfg {
+            return Err(TrainError::Config(format!(
+                "{} holds a run with a different head configuration; use another output \
+                 directory (saved: {saved_head:?})",
                 out.display()
             )));
         }
