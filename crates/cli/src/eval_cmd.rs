@@ -52,9 +52,11 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 4)]
     split_layer: usize,
     /// Research knob: benchmark query vectors become normalize((1 - M) q + M q0), q0 the
-    /// zero-shot MiniLM vector of the query (the target of the query distillation).
-    #[arg(long, default_value_t = 0.0, value_name = "M")]
-    query_mix: f32,
+    /// zero-shot MiniLM vector of the query (the target of the query distillation). Several
+    /// values (comma-separated) are scored from one encoding; with more than one, `--results`
+    /// gets `-mixM` before its extension.
+    #[arg(long, value_delimiter = ',', default_value = "0", value_name = "M")]
+    query_mix: Vec<f32>,
     #[command(flatten)]
     model: ModelArgs,
     /// One JSON object per evaluated set on stdout.
@@ -292,27 +294,76 @@ fn eval_bench(
         nthreads,
         args.json,
     )?;
-    let (mut queries, codes) = encode(loaded, &qc, &cc)?;
-    if args.query_mix != 0.0 {
-        let device = loaded.model.head.out_proj.weight.val().device();
-        let m = args.query_mix;
-        let q0 = gnn_coder_train::trainer::zero_shot_vectors(&qc, &device)?;
-        for (q, z) in queries.iter_mut().zip(&q0) {
-            for (a, b) in q.iter_mut().zip(z) {
-                *a = (1.0 - m) * *a + m * b;
-            }
-            let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            q.iter_mut().for_each(|x| *x /= norm);
+    let (tuned_queries, codes) = encode(loaded, &qc, &cc)?;
+    let zero_shot = match args.query_mix.iter().any(|&m| m != 0.0) {
+        true => {
+            let device = loaded.model.head.out_proj.weight.val().device();
+            Some(gnn_coder_train::trainer::zero_shot_vectors(&qc, &device)?)
         }
+        false => None,
+    };
+    for &m in &args.query_mix {
+        if !(0.0..=1.0).contains(&m) {
+            bail!("--query-mix {m}: must be in [0, 1]");
+        }
+        let mut queries = tuned_queries.clone();
+        if let Some(q0) = zero_shot.as_ref().filter(|_| m != 0.0) {
+            for (q, z) in queries.iter_mut().zip(q0) {
+                for (a, b) in q.iter_mut().zip(z) {
+                    *a = (1.0 - m) * *a + m * b;
+                }
+                let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                q.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+        let results = args.results.as_ref().map(|p| match args.query_mix.len() {
+            1 => p.clone(),
+            _ => p.with_file_name(format!(
+                "{}-mix{m}.{}",
+                p.file_stem().unwrap_or_default().to_string_lossy(),
+                p.extension().unwrap_or_default().to_string_lossy()
+            )),
+        });
+        let set = match args.query_mix.len() {
+            1 => set.clone(),
+            _ => format!("{set} (query mix {m})"),
+        };
+        report(
+            args.json,
+            &set,
+            &qset,
+            name,
+            &golds,
+            &units,
+            &queries,
+            &codes,
+            results.as_deref(),
+        )?;
     }
-    let mut results_out = match &args.results {
+    Ok(())
+}
+
+/// Rank every code for each query, score the gold ranks, print them (and write the results).
+#[allow(clippy::too_many_arguments)]
+fn report(
+    json: bool,
+    set: &str,
+    qset: &str,
+    name: &str,
+    golds: &[GoldQuery],
+    units: &[(CodeUnit, Option<gnn_coder_syntax::AstGraph>)],
+    queries: &[Vec<f32>],
+    codes: &[Vec<f32>],
+    results: Option<&Path>,
+) -> Result<()> {
+    let mut results_out = match results {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
         None => None,
     };
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
-    for (g, q) in golds.iter().zip(&queries) {
+    for (g, q) in golds.iter().zip(queries) {
         let mut scored: Vec<(f32, usize)> = codes
             .iter()
             .enumerate()
@@ -363,7 +414,7 @@ fn eval_bench(
     let step = (codes.len() / 1000).max(1);
     let sample: Vec<Vec<f32>> = codes.iter().step_by(step).take(1000).cloned().collect();
     let mam = mean_angular_margin(&sample, 1000);
-    if args.json {
+    if json {
         println!(
             "{}",
             serde_json::json!({"set": format!("{set}/{qset}"), "weights": name,

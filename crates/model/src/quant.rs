@@ -119,24 +119,20 @@ fn parse_raw(bytes: &[u8]) -> std::result::Result<RawFile, String> {
             .get("dtype")
             .and_then(|d| d.as_str())
             .ok_or_else(|| format!("tensor {name:?} has no dtype"))?;
-        let size =
-            dtype_size(dtype).ok_or_else(|| format!("tensor {name:?} has unknown dtype {dtype}"))?;
-        let shape: Vec<usize> = v
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .ok_or_else(|| format!("tensor {name:?} has no shape"))?
-            .iter()
-            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| format!("tensor {name:?} has a bad shape"))?;
-        let offsets: Vec<usize> = v
-            .get("data_offsets")
-            .and_then(|s| s.as_array())
-            .ok_or_else(|| format!("tensor {name:?} has no data_offsets"))?
-            .iter()
-            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| format!("tensor {name:?} has bad data_offsets"))?;
+        let size = dtype_size(dtype)
+            .ok_or_else(|| format!("tensor {name:?} has unknown dtype {dtype}"))?;
+        // A list of non-negative integers under `key`.
+        let usizes = |key: &str| -> std::result::Result<Vec<usize>, String> {
+            v.get(key)
+                .and_then(|s| s.as_array())
+                .ok_or_else(|| format!("tensor {name:?} has no {key}"))?
+                .iter()
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("tensor {name:?} has a bad {key}"))
+        };
+        let shape = usizes("shape")?;
+        let offsets = usizes("data_offsets")?;
         let [begin, stop] = offsets[..] else {
             return Err(format!("tensor {name:?} needs two data_offsets"));
         };
@@ -183,7 +179,9 @@ impl RawTensor {
                 .collect(),
             "F64" => d
                 .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect(),
             _ => return None,
         })
@@ -248,13 +246,13 @@ impl RawFile {
     pub fn dequantize(mut self, path: &Path) -> Result<Self> {
         let names: Vec<String> = self.tensors.keys().cloned().collect();
         for name in &names {
-            if let Some(base) = name.strip_suffix(SCALE_SUFFIX) {
-                if self.tensors.get(base).is_none_or(|t| t.dtype != "I8") {
-                    return Err(bad(
-                        path,
-                        format!("tensor {name:?} is a scale without the int8 tensor {base:?}"),
-                    ));
-                }
+            if let Some(base) = name.strip_suffix(SCALE_SUFFIX)
+                && self.tensors.get(base).is_none_or(|t| t.dtype != "I8")
+            {
+                return Err(bad(
+                    path,
+                    format!("tensor {name:?} is a scale without the int8 tensor {base:?}"),
+                ));
             }
         }
         for name in names {
@@ -270,7 +268,10 @@ impl RawFile {
                 .get(&scale_name)
                 .ok_or_else(|| bad(path, format!("int8 tensor {name:?} has no {scale_name:?}")))?;
             let scales = scale.to_f32().ok_or_else(|| {
-                bad(path, format!("{scale_name:?} is {}, not floating point", scale.dtype))
+                bad(
+                    path,
+                    format!("{scale_name:?} is {}, not floating point", scale.dtype),
+                )
             })?;
             let index = broadcast_index(&t.shape, &scale.shape).ok_or_else(|| {
                 bad(
@@ -395,12 +396,13 @@ pub fn quantize_file(
     max_relative_error: f64,
 ) -> Result<QuantReport> {
     let file = read_raw(src)?;
-    let bytes_before = std::fs::metadata(src)
-        .map(|m| m.len())
-        .map_err(|source| ModelError::Io {
-            path: src.to_path_buf(),
-            source,
-        })?;
+    let bytes_before =
+        std::fs::metadata(src)
+            .map(|m| m.len())
+            .map_err(|source| ModelError::Io {
+                path: src.to_path_buf(),
+                source,
+            })?;
     let mut out = RawFile {
         tensors: BTreeMap::new(),
         metadata: file.metadata.clone(),
@@ -486,7 +488,10 @@ mod tests {
 
     #[test]
     fn round_trip_bytes() {
-        let f = f32_file(&[("a", vec![2, 3], vec![1., 2., 3., 4., 5., 6.]), ("b", vec![1], vec![7.])]);
+        let f = f32_file(&[
+            ("a", vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
+            ("b", vec![1], vec![7.]),
+        ]);
         let back = parse_raw(&f.to_bytes()).expect("parses");
         assert_eq!(back, f);
     }
@@ -500,7 +505,10 @@ mod tests {
             .map(|i| ((i * 7919 % 101) as f32 / 50.0 - 1.0) * (1.0 + (i / c) as f32))
             .collect();
         let small = vec![0.5f32; 4];
-        let f = f32_file(&[("w", vec![r, c], v.clone()), ("bias", vec![4], small.clone())]);
+        let f = f32_file(&[
+            ("w", vec![r, c], v.clone()),
+            ("bias", vec![4], small.clone()),
+        ]);
         let src = dir.path().join("a.safetensors");
         let dst = dir.path().join("b.safetensors");
         std::fs::write(&src, f.to_bytes()).expect("write");
@@ -532,9 +540,17 @@ mod tests {
         // Off the diagonal, all under half an int8 step (1/254): rounded to 0.
         let n = 256;
         let eye: Vec<f32> = (0..n * n)
-            .map(|i| if i / n == i % n { 1.0 } else { ((i % 7) as f32 - 3.0) * 1e-3 })
+            .map(|i| {
+                if i / n == i % n {
+                    1.0
+                } else {
+                    ((i % 7) as f32 - 3.0) * 1e-3
+                }
+            })
             .collect();
-        let plain: Vec<f32> = (0..n * n).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect();
+        let plain: Vec<f32> = (0..n * n)
+            .map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0)
+            .collect();
         let f = f32_file(&[("eye", vec![n, n], eye), ("plain", vec![n, n], plain)]);
         let src = dir.path().join("a.safetensors");
         std::fs::write(&src, f.to_bytes()).expect("write");
@@ -557,8 +573,10 @@ mod tests {
                 data: [1i8, -2, 3, -4, 5, -127].iter().map(|&q| q as u8).collect(),
             },
         );
-        f.tensors
-            .insert("w.scale".into(), RawTensor::from_f32(vec![1, 3], &[1.0, 0.5, 2.0]));
+        f.tensors.insert(
+            "w.scale".into(),
+            RawTensor::from_f32(vec![1, 3], &[1.0, 0.5, 2.0]),
+        );
         let d = f.dequantize(Path::new("x")).expect("dequantizes");
         assert_eq!(
             d.tensors["w"].to_f32(),

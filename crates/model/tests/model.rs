@@ -423,17 +423,23 @@ fn save_and_load_roundtrip() {
             .forward_code(ids.clone(), mask.clone(), Some(&gb))
             .unwrap(),
     );
-    let diff = a
-        .iter()
-        .zip(&c)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let diff = max_diff(&a, &c);
     assert!(diff < 1e-2, "f16 weights moved a vector by {diff}");
 
     // Int8 matrices with scales (what ships): each file shrinks, every matrix is stored as I8,
     // and the loaded model gives the same vectors up to int8 rounding.
     let int8_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(half_dir.path().join("head.json"), int8_dir.path().join("head.json")).unwrap();
+    std::fs::copy(
+        half_dir.path().join("head.json"),
+        int8_dir.path().join("head.json"),
+    )
+    .unwrap();
     for file in ["head.safetensors", "transformer.safetensors"] {
         let rep = gnn_coder_model::quant::quantize_file(
             &half_dir.path().join(file),
@@ -442,7 +448,10 @@ fn save_and_load_roundtrip() {
             1.0,
         )
         .unwrap();
-        assert!(rep.quantized > 0 && rep.bytes_after < rep.bytes_before, "{rep:?}");
+        assert!(
+            rep.quantized > 0 && rep.bytes_after < rep.bytes_before,
+            "{rep:?}"
+        );
         let dtypes = gnn_coder_model::read_safetensors_dtypes(&int8_dir.path().join(file)).unwrap();
         assert!(dtypes.iter().any(|(_, d)| d == "I8"), "{dtypes:?}");
     }
@@ -453,12 +462,11 @@ fn save_and_load_roundtrip() {
             .forward_code(ids.clone(), mask.clone(), Some(&gb))
             .unwrap(),
     );
-    let diff = a
-        .iter()
-        .zip(&q)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    assert!(diff > 0.0 && diff < 5e-2, "int8 weights moved a vector by {diff}");
+    let diff = max_diff(&a, &q);
+    assert!(
+        diff > 0.0 && diff < 5e-2,
+        "int8 weights moved a vector by {diff}"
+    );
     // Dropping a scale is refused with the tensor's name.
     let head_file = int8_dir.path().join("head.safetensors");
     let mut raw = gnn_coder_model::quant::read_raw(&head_file).unwrap();

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use gnn_coder_model::quant::{DEFAULT_MAX_RELATIVE_ERROR, DEFAULT_MIN_ELEMENTS, quantize_file};
 use gnn_coder_model::TRANSFORMER_WEIGHTS_FILE;
 use gnn_coder_model::model::{HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE};
+use gnn_coder_model::quant::{DEFAULT_MAX_RELATIVE_ERROR, DEFAULT_MIN_ELEMENTS, quantize_file};
 
 #[derive(Parser, Debug)]
 #[command(about = "Store trained GNN-Coder weights as int8 matrices with f32 scales")]
