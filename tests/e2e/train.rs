@@ -387,6 +387,62 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         "eval {r} vs train {summary}"
     );
 
+    // A benchmark tree: every function is a candidate; several query mixes are scored from one
+    // encoding, each into its own results file (the batch-search contract).
+    let queries = tmp.path().join("bench-queries.jsonl");
+    fs::write(
+        &queries,
+        "{\"id\": \"q1\", \"query\": \"connect to a server socket\", \"path\": \"m.py\", \"line\": 7, \"end_line\": 9, \"lang\": \"python\"}\n",
+    )
+    .unwrap();
+    let results = tmp.path().join("bench.jsonl");
+    let bench_eval = |mix: &str| {
+        run(&[
+            "eval",
+            "--weights",
+            s(&weights),
+            "--model-dir",
+            s(&model),
+            "--bench",
+            s(&repo),
+            "--queries",
+            s(&queries),
+            "--cache-dir",
+            s(&cache),
+            "--split-layer",
+            "5",
+            "--max-tokens",
+            "48",
+            "--query-mix",
+            mix,
+            "--results",
+            s(&results),
+            "--json",
+        ])
+    };
+    let out = bench_eval("0,1");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    for m in ["0", "1"] {
+        let file = tmp.path().join(format!("bench-mix{m}.jsonl"));
+        let line: serde_json::Value =
+            serde_json::from_str(fs::read_to_string(&file).unwrap().trim()).unwrap();
+        assert_eq!(line["id"], "q1");
+        assert_eq!(line["results"].as_array().map(Vec::len), Some(2), "{line}");
+    }
+    let out = bench_eval("2");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("[0, 1]"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Corrupted weights are caught by their checksum.
     let head = weights.join("head.safetensors");
     let mut bytes = fs::read(&head).unwrap();
