@@ -163,6 +163,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             &loaded,
             &examples,
             args.split_layer,
+            false,
             threads(args.model.threads),
             args.json,
         )?;

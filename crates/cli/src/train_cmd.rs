@@ -86,6 +86,10 @@ pub struct TrainArgs {
     /// Weight of the query-distillation term mean(1 - cos(q, zero-shot q)).
     #[arg(long, default_value_t = 0.5)]
     query_distill: f64,
+    /// Weight of the code-distillation term mean(1 - cos(c, zero-shot c)): keeps code vectors
+    /// near the pretrained transformer's (the codes' cache then keeps final-layer states too).
+    #[arg(long, default_value_t = 0.0)]
+    code_distill: f64,
     /// Clip gradients by their global norm (false: per tensor, as v1).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     global_clip: bool,
@@ -290,6 +294,7 @@ pub fn pair_caches(
     loaded: &Loaded,
     examples: &[Example],
     split: usize,
+    code_top: bool,
     threads: usize,
     quiet: bool,
 ) -> Result<(StateCache, StateCache)> {
@@ -310,7 +315,8 @@ pub fn pair_caches(
         })
         .collect();
     // Queries always keep their final-layer states (stage 1, query distillation); codes need
-    // them except when every layer is fine-tuned (split 0), where the embeddings suffice.
+    // them except when every layer is fine-tuned (split 0), where the embeddings suffice, unless
+    // `code_top` (code distillation) asks for them.
     let q = cached(
         &format!("{name} queries"),
         &dir.join(format!("{name}-queries")),
@@ -327,7 +333,7 @@ pub fn pair_caches(
         loaded,
         &codes,
         split,
-        split > 0,
+        split > 0 || code_top,
         threads,
         quiet,
     )?;
@@ -402,6 +408,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         child_count_log1p: args.log1p_children,
         identity_reg: args.identity_reg,
         query_distill: args.query_distill,
+        code_distill: args.code_distill,
         global_clip: args.global_clip,
         dedup_negatives: args.dedup_negatives,
         micro_batch: args.micro_batch,
@@ -503,7 +510,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     });
     let nthreads = threads(args.model.threads);
     let (tq, tc) = pair_caches(
-        "train", &cache_dir, &loaded, &examples, split, nthreads, quiet,
+        "train",
+        &cache_dir,
+        &loaded,
+        &examples,
+        split,
+        cfg.code_distill > 0.0,
+        nthreads,
+        quiet,
     )?;
     let valid_examples: Vec<Example> = valid_pairs
         .iter()
@@ -519,6 +533,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &loaded,
             &valid_examples,
             split,
+            false,
             nthreads,
             quiet,
         )?)

@@ -76,6 +76,11 @@ pub struct TrainConfig {
     /// transformer's query vector (mean of the cached final-layer states): keeps queries where
     /// the pretrained model put them, so questions unlike the training docstrings still work.
     pub query_distill: f64,
+    /// Weight of the code-distillation term `mean(1 - cos(c, c0))`, `c0` the zero-shot
+    /// transformer's vector of the code (mean of its cached final-layer states): the code side's
+    /// counterpart of `query_distill`, for when queries unlike the training docstrings (web
+    /// questions) lose because the code vectors moved. Needs the codes' final-layer states.
+    pub code_distill: f64,
     /// Clip the gradient by its global norm over every trained tensor (false: per tensor).
     pub global_clip: bool,
     /// A pair whose code (or query) text equals that of the positive is not used as a negative.
@@ -113,6 +118,7 @@ impl Default for TrainConfig {
             child_count_log1p: false,
             identity_reg: 0.0,
             query_distill: 0.0,
+            code_distill: 0.0,
             global_clip: false,
             dedup_negatives: false,
             micro_batch: 0,
@@ -143,8 +149,12 @@ impl TrainConfig {
         if self.hard_negatives == 1 || self.hard_negatives > self.batch_size {
             return bad("hard_negatives is a group size: 0 (off) or 2 to the batch size");
         }
-        if !(self.identity_reg >= 0.0 && self.query_distill >= 0.0 && self.clip_norm > 0.0) {
-            return bad("identity_reg and query_distill must be >= 0, clip_norm > 0");
+        if !(self.identity_reg >= 0.0
+            && self.query_distill >= 0.0
+            && self.code_distill >= 0.0
+            && self.clip_norm > 0.0)
+        {
+            return bad("identity_reg, query_distill and code_distill must be >= 0, clip_norm > 0");
         }
         Ok(())
     }
@@ -514,7 +524,8 @@ fn duplicate_mask(codes: &[u64], queries: &[u64], device: &Device) -> Option<Ten
     any.then(|| Tensor::from_data(TensorData::new(mask, [b, b]), device))
 }
 
-/// The zero-shot query vectors of `idx`: mean of the cached final-layer states, normalized.
+/// The zero-shot vectors of `idx` (queries or codes): mean of the cached final-layer states,
+/// normalized.
 fn zero_shot_queries(cache: &StateCache, idx: &[usize], device: &Device) -> Tensor<2> {
     let (states, mask) = states_batch(cache, idx, false, device);
     let seq = BertModel::mean_pool(states, mask);
@@ -797,6 +808,11 @@ pub fn train(
             "query distillation needs the queries' final-layer states in the cache".into(),
         ));
     }
+    if cfg.code_distill > 0.0 && !train.codes.meta.has_top {
+        return Err(TrainError::Config(
+            "code distillation needs the codes' final-layer states in the cache".into(),
+        ));
+    }
     let mut head_cfg = head_cfg.clone();
     head_cfg.tuned_layers = cfg.tuned_layers;
     head_cfg.graph.child_count_score = cfg.child_count_score;
@@ -928,11 +944,16 @@ pub fn train(
         } else {
             None
         };
-        let mut loss = infonce(q.clone(), c, cfg.temperature, mask);
-        if cfg.query_distill > 0.0 {
-            let q0 = zero_shot_queries(train.queries, idx, &device);
-            let cos = (q * q0).sum_dim(1).reshape([idx.len()]);
-            loss = loss + (cos.neg() + 1.0).mean().mul_scalar(cfg.query_distill);
+        let mut loss = infonce(q.clone(), c.clone(), cfg.temperature, mask);
+        for (weight, vectors, cache) in [
+            (cfg.query_distill, q, train.queries),
+            (cfg.code_distill, c, train.codes),
+        ] {
+            if weight > 0.0 {
+                let v0 = zero_shot_queries(cache, idx, &device);
+                let cos = (vectors * v0).sum_dim(1).reshape([idx.len()]);
+                loss = loss + (cos.neg() + 1.0).mean().mul_scalar(weight);
+            }
         }
         if cfg.identity_reg > 0.0 {
             loss = loss + identity_penalty(&model.head).mul_scalar(cfg.identity_reg);

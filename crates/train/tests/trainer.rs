@@ -373,6 +373,59 @@ fn hard_negative_groups_learn() {
     run_with(1, true, head, |c| c.hard_negatives = 4);
 }
 
+/// Code distillation holds code vectors near the zero-shot transformer's: after the same
+/// steps, with a heavy weight they end closer to them than without it.
+#[test]
+fn code_distillation_keeps_codes_near_zero_shot() {
+    let Some(tok) = tokenizer() else { return };
+    let device = Device::flex().autodiff();
+    let mut head = tiny_head();
+    head.shared_projection = true;
+    let m = GnnCoderModel::new(&tiny_bert(), &head, &device).unwrap();
+    let (qc, cc) = caches(&tok, &m, 24, 1);
+    let plain_device = Device::flex();
+    let c0 = gnn_coder_train::trainer::zero_shot_vectors(&cc, &plain_device).unwrap();
+    let closeness = |code_distill: f64| {
+        let cfg = TrainConfig {
+            tuned_layers: 1,
+            batch_size: 8,
+            max_steps: 12,
+            head_lr: 5e-3,
+            transformer_lr: 1e-3,
+            code_distill,
+            ..TrainConfig::default()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let pairs = PairCaches {
+            queries: &qc,
+            codes: &cc,
+            groups: None,
+        };
+        let (trained, _) = train(
+            m.clone(),
+            &head,
+            &cfg,
+            pairs,
+            None,
+            tmp.path(),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+        let c = encode_cache(&trained.valid(), 1, Some(true), &cc, usize::MAX).unwrap();
+        c.iter()
+            .zip(&c0)
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>())
+            .sum::<f32>()
+            / c.len() as f32
+    };
+    let (free, held) = (closeness(0.0), closeness(5.0));
+    assert!(
+        held > free,
+        "mean cos to zero-shot: {held} with, {free} without"
+    );
+}
+
 /// One run of `train` on `qc`/`cc` in a fresh directory, without validation pairs.
 fn train_on(
     m: &GnnCoderModel,
@@ -479,6 +532,20 @@ fn mismatched_cache_split_is_a_config_error() {
     config_error(1, 2);
     // Codes cached without final-layer states (split 0) cannot train a frozen transformer.
     assert_eq!(config_error(0, 0), (true, false));
+    // Nor distill codes toward the zero-shot transformer's vectors.
+    let (qc, cc) = caches(&tok, &m, 16, 0);
+    let cfg = TrainConfig {
+        tuned_layers: 2,
+        batch_size: 8,
+        max_steps: 2,
+        code_distill: 0.5,
+        ..TrainConfig::default()
+    };
+    let err = train_on(&m, &cfg, &qc, &cc, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Config(m) if m.contains("code distillation")),
+        "{err}"
+    );
 
     // Hard negatives: a group size of 1 is refused, and so are missing groups.
     let (qc, cc) = caches(&tok, &m, 16, 1);
