@@ -362,22 +362,26 @@ fn training_resumes_after_being_killed_with_identical_weights() {
         text(&out.stderr)
     );
 
-    let out = run(&[
-        "eval",
-        "--weights",
-        s(&weights),
-        "--model-dir",
-        s(&model),
-        "--pairs",
-        s(&valid),
-        "--cache-dir",
-        s(&cache),
-        "--split-layer",
-        "5",
-        "--max-tokens",
-        "48",
-        "--json",
-    ]);
+    // `eval` of these weights with the run's cache and sizes, plus `extra`.
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--weights",
+            s(&weights),
+            "--model-dir",
+            s(&model),
+            "--cache-dir",
+            s(&cache),
+            "--split-layer",
+            "5",
+            "--max-tokens",
+            "48",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = eval(&["--pairs", s(&valid)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(r["n"], 16);
@@ -397,27 +401,15 @@ fn training_resumes_after_being_killed_with_identical_weights() {
     .unwrap();
     let results = tmp.path().join("bench.jsonl");
     let bench_eval = |mix: &str| {
-        run(&[
-            "eval",
-            "--weights",
-            s(&weights),
-            "--model-dir",
-            s(&model),
+        eval(&[
             "--bench",
             s(&repo),
             "--queries",
             s(&queries),
-            "--cache-dir",
-            s(&cache),
-            "--split-layer",
-            "5",
-            "--max-tokens",
-            "48",
             "--query-mix",
             mix,
             "--results",
             s(&results),
-            "--json",
         ])
     };
     let out = bench_eval("0,1");
