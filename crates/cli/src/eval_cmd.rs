@@ -122,6 +122,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.pairs.is_none() && args.bench.is_none() {
         bail!("nothing to evaluate: give --pairs FILE and/or --bench DIR --queries FILE");
     }
+    if let Some(m) = args.query_mix.iter().find(|m| !(0.0..=1.0).contains(*m)) {
+        bail!("--query-mix {m}: must be in [0, 1]");
+    }
     let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())
         .map_err(|e| crate::advise(e.into()))?;
     let weights = gnn_coder_model::resolve_weights(args.weights.as_deref())?;
@@ -304,9 +307,6 @@ fn eval_bench(
         false => None,
     };
     for &m in &args.query_mix {
-        if !(0.0..=1.0).contains(&m) {
-            bail!("--query-mix {m}: must be in [0, 1]");
-        }
         let mut queries = tuned_queries.clone();
         if let Some(q0) = zero_shot.as_ref().filter(|_| m != 0.0) {
             for (q, z) in queries.iter_mut().zip(q0) {
@@ -319,11 +319,14 @@ fn eval_bench(
         }
         let results = args.results.as_ref().map(|p| match args.query_mix.len() {
             1 => p.clone(),
-            _ => p.with_file_name(format!(
-                "{}-mix{m}.{}",
-                p.file_stem().unwrap_or_default().to_string_lossy(),
-                p.extension().unwrap_or_default().to_string_lossy()
-            )),
+            _ => {
+                let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+                let name = match p.extension() {
+                    Some(ext) => format!("{stem}-mix{m}.{}", ext.to_string_lossy()),
+                    None => format!("{stem}-mix{m}"),
+                };
+                p.with_file_name(name)
+            }
         });
         let set = match args.query_mix.len() {
             1 => set.clone(),
