@@ -371,7 +371,8 @@ pub fn read_head_config(dir: &Path) -> Result<HeadConfig> {
 /// Each tensor is read by its own dtype, as the file's header gives it, whatever the file's
 /// metadata says: f16, bf16 and f64 tensors are converted to the model's f32 (so a file
 /// rewritten by another tool, metadata dropped, still loads), int8 tensors with their scales
-/// are dequantized (see [`crate::quant`]), and any other tensor is refused with its name. Returns the number of tensors applied.
+/// are dequantized (see [`crate::quant`]), and any other tensor is refused with its name.
+/// Returns the number of tensors applied.
 fn load_complete<M: ModuleSnapshot>(
     module: &mut M,
     path: &Path,
@@ -383,15 +384,10 @@ fn load_complete<M: ModuleSnapshot>(
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
         });
     }
-    // Int8 tensors (see `quant`) become f32 here; any other non-float dtype is refused.
-    let raw = crate::quant::read_raw(path)?;
-    let store = if raw.has_int8() {
-        SafetensorsStore::from_bytes(Some(raw.dequantize(path)?.to_bytes()))
-    } else {
-        raw.dequantize(path)?;
-        SafetensorsStore::from_file(path)
-    };
-    let mut store = store
+    // The file is read once; int8 tensors (see `quant`) become f32 here, and any other
+    // non-float dtype is refused.
+    let raw = crate::quant::read_raw(path)?.dequantize(path)?;
+    let mut store = SafetensorsStore::from_bytes(Some(raw.to_bytes()))
         .allow_partial(true)
         .with_from_adapter(FloatCastAdapter::to(burn::tensor::DType::F32));
     if let Some(re) = filter {

@@ -13,9 +13,9 @@
 //! (per output column suits a linear layer, per row the node-kind table).
 //!
 //! # Loading
-//! The weight loader reads a file through [`read_raw`]; when it holds `I8` tensors it
-//! dequantizes them to f32 in memory ([`RawFile::dequantize`]) before burn's store applies the
-//! tensors, so a model never sees an integer weight. An `I8` tensor without its scale, a scale
+//! The weight loader reads each file once through [`read_raw`], dequantizes its `I8` tensors to
+//! f32 in memory ([`RawFile::dequantize`]) and hands the result to burn's store, so a model
+//! never sees an integer weight. An `I8` tensor without its scale, a scale
 //! whose shape does not broadcast, a scale without its tensor, or any other non-float dtype is
 //! refused with the tensor's name; a truncated or inconsistent file is an error, never a panic.
 
@@ -236,11 +236,6 @@ fn broadcast_index(shape: &[usize], scale_shape: &[usize]) -> Option<Vec<usize>>
 }
 
 impl RawFile {
-    /// Whether any tensor is stored as int8.
-    pub fn has_int8(&self) -> bool {
-        self.tensors.values().any(|t| t.dtype == "I8")
-    }
-
     /// Replace every int8 tensor and its scale by the f32 tensor they stand for, and check that
     /// every tensor left is floating point. `path` names the file in errors.
     pub fn dequantize(mut self, path: &Path) -> Result<Self> {

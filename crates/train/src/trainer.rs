@@ -526,15 +526,15 @@ fn duplicate_mask(codes: &[u64], queries: &[u64], device: &Device) -> Option<Ten
 
 /// The zero-shot vectors of `idx` (queries or codes): mean of the cached final-layer states,
 /// normalized.
-fn zero_shot_queries(cache: &StateCache, idx: &[usize], device: &Device) -> Tensor<2> {
+fn zero_shot_batch(cache: &StateCache, idx: &[usize], device: &Device) -> Tensor<2> {
     let (states, mask) = states_batch(cache, idx, false, device);
     let seq = BertModel::mean_pool(states, mask);
     let norm = seq.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     seq / norm
 }
 
-/// The zero-shot (pretrained transformer) query vectors of every text of `cache`: the mean of
-/// its final-layer states, normalized, as the query distillation pulls toward.
+/// The zero-shot (pretrained transformer) vectors of every text of `cache`, queries or codes:
+/// the mean of its final-layer states, normalized, as the distillation terms pull toward.
 pub fn zero_shot_vectors(cache: &StateCache, device: &Device) -> Result<Vec<Vec<f32>>> {
     if !cache.meta.has_top {
         return Err(TrainError::Config(
@@ -544,7 +544,7 @@ pub fn zero_shot_vectors(cache: &StateCache, device: &Device) -> Result<Vec<Vec<
     let idx: Vec<usize> = (0..cache.len()).collect();
     let mut out = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(64) {
-        out.extend(rows(zero_shot_queries(cache, chunk, device))?);
+        out.extend(rows(zero_shot_batch(cache, chunk, device))?);
     }
     Ok(out)
 }
@@ -950,7 +950,7 @@ pub fn train(
             (cfg.code_distill, c, train.codes),
         ] {
             if weight > 0.0 {
-                let v0 = zero_shot_queries(cache, idx, &device);
+                let v0 = zero_shot_batch(cache, idx, &device);
                 let cos = (vectors * v0).sum_dim(1).reshape([idx.len()]);
                 loss = loss + (cos.neg() + 1.0).mean().mul_scalar(weight);
             }
