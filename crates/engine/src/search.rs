@@ -381,10 +381,9 @@ impl Engine {
             languages: languages.to_vec(),
             kinds: kinds.names(),
             repositories: repositories.to_vec(),
-            path_globs: path_globs.to_vec(),
+            path_globs: gnn_coder_store::PathGlobs::new(path_globs.iter().cloned())?,
             exclude_units: Vec::new(),
         };
-        filters.compile_globs()?;
         Ok(filters)
     }
 

@@ -1278,7 +1278,7 @@ impl StoreReader for Snapshot {
     }
 
     fn lexical(&self, q: &LexicalQuery) -> Result<Vec<(UnitId, f32)>> {
-        let globs = q.filters.compile_globs()?;
+        let globs = q.filters.path_globs.set();
         if q.limit == 0 {
             return Ok(Vec::new());
         }
@@ -1325,7 +1325,7 @@ impl StoreReader for Snapshot {
                                 c,
                                 addr.segment_ord,
                                 &q.filters,
-                                globs.as_ref(),
+                                globs,
                                 &exclude,
                             )?)
                         }
@@ -1348,14 +1348,14 @@ impl StoreReader for Snapshot {
 
     fn vector(&self, q: &VectorQuery) -> Result<Vec<(UnitId, f32)>> {
         let rows = self.check_vector(&q.vector)?;
-        let globs = q.filters.compile_globs()?;
+        let globs = q.filters.path_globs.set();
         let exclude: HashSet<UnitId> = q.filters.exclude_units.iter().copied().collect();
         if q.limit == 0 {
             return Ok(Vec::new());
         }
         let mut top = TopK::new(q.limit);
         let (passing, total) = match (&self.ann, q.exact) {
-            (Some(_), false) => self.candidate_counts(q, globs.as_ref(), &exclude)?,
+            (Some(_), false) => self.candidate_counts(q, globs, &exclude)?,
             _ => (0, 0),
         };
         match (&self.ann, passing > exact_scan_max()) {
@@ -1372,7 +1372,7 @@ impl StoreReader for Snapshot {
                     .zip(cols)
                     .enumerate()
                     .map(|(ord, (seg, c))| {
-                        SegmentFilter::new(seg, c, ord as u32, &q.filters, globs.as_ref(), &exclude)
+                        SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, &exclude)
                     })
                     .collect::<Result<_>>()?;
                 let passes = |id: &UnitId| {
@@ -1391,10 +1391,10 @@ impl StoreReader for Snapshot {
                     }
                 }
                 // Rows appended since the approximate index was built are scanned exactly.
-                self.exact_scan(rows, q, globs.as_ref(), &exclude, ann.covered, &mut top)?;
+                self.exact_scan(rows, q, globs, &exclude, ann.covered, &mut top)?;
             }
             _ => {
-                self.exact_scan(rows, q, globs.as_ref(), &exclude, 0, &mut top)?;
+                self.exact_scan(rows, q, globs, &exclude, 0, &mut top)?;
             }
         }
         Ok(top.into_sorted())

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use gnn_coder_index::{EmbeddedStore, MANIFEST_FILE};
 use gnn_coder_store::{
+    PathGlobs,
     CancellationToken, EmbeddingInfo, ErrorKind, FieldBoosts, FileEntry, FileWrite, Filters,
     LexicalQuery, RepoInfo, Store, StoreReader, UnitKey, UnitRecord, UnitWrite, VectorQuery,
 };
@@ -180,7 +181,7 @@ fn both_legs_filter_before_the_cut() {
         vec!["alpha:parse_size"]
     );
     let glob = Filters {
-        path_globs: vec!["src/**/*.rs".into()],
+        path_globs: PathGlobs::new(["src/**/*.rs"]).unwrap(),
         ..Filters::default()
     };
     assert_eq!(
@@ -454,17 +455,10 @@ fn bad_directories_and_requests_are_refused() {
         exact: false,
     });
     assert_eq!(wrong_dim.unwrap_err().kind(), ErrorKind::Incompatible);
-    let bad_glob = Filters {
-        path_globs: vec!["src/[".into()],
-        ..Filters::default()
-    };
-    let err = r.lexical(&LexicalQuery {
-        text: "x".into(),
-        boosts: FieldBoosts::default(),
-        filters: bad_glob,
-        limit: 5,
-    });
-    assert_eq!(err.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    // A bad glob is refused where the filters are made, before any leg runs.
+    let err = PathGlobs::new(["src/["]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("src/["), "{err}");
     // Punctuation analyses to nothing: no hits, no error; a huge limit is fine.
     assert!(lexical(r.as_ref(), "()", Filters::default()).is_empty());
     let huge = r

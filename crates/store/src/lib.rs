@@ -181,32 +181,75 @@ pub struct Filters {
     /// Unit kinds (`function`, `class`, ...).
     pub kinds: Vec<String>,
     pub repositories: Vec<String>,
-    /// Globs over the root-relative path; a unit passes when any matches.
-    pub path_globs: Vec<String>,
+    /// Globs over the root-relative path, compiled once by whoever built the filters; a unit
+    /// passes when any matches.
+    pub path_globs: PathGlobs,
     /// Units to leave out (e.g. the unit a "similar" search starts from).
     pub exclude_units: Vec<UnitId>,
 }
 
-impl Filters {
-    /// The path globs compiled into one matcher (`None` without globs).
-    pub fn compile_globs(&self) -> Result<Option<globset::GlobSet>> {
-        if self.path_globs.is_empty() {
-            return Ok(None);
+/// Path globs compiled into one matcher when they are made, so a bad glob is refused where a
+/// request is checked and no leg compiles them again.
+#[derive(Debug, Clone, Default)]
+pub struct PathGlobs {
+    patterns: Vec<String>,
+    set: Option<globset::GlobSet>,
+}
+
+impl PathGlobs {
+    /// Compiles `patterns`; the first bad one is an [`StoreError::InvalidArgument`] naming it.
+    pub fn new<I, S>(patterns: I) -> Result<PathGlobs>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let patterns: Vec<String> = patterns.into_iter().map(Into::into).collect();
+        if patterns.is_empty() {
+            return Ok(PathGlobs::default());
         }
         let mut b = globset::GlobSetBuilder::new();
-        for g in &self.path_globs {
+        for g in &patterns {
             let glob = globset::Glob::new(g).map_err(|e| StoreError::InvalidArgument {
                 message: format!("invalid path glob {g:?}: {}", e.kind()),
             })?;
             b.add(glob);
         }
-        b.build()
-            .map(Some)
-            .map_err(|e| StoreError::InvalidArgument {
-                message: format!("invalid path globs: {e}"),
-            })
+        let set = b.build().map_err(|e| StoreError::InvalidArgument {
+            message: format!("invalid path globs: {e}"),
+        })?;
+        Ok(PathGlobs {
+            patterns,
+            set: Some(set),
+        })
+    }
+
+    /// The globs as given.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The compiled matcher (`None` without globs).
+    pub fn set(&self) -> Option<&globset::GlobSet> {
+        self.set.as_ref()
+    }
+
+    /// Whether `path` passes: true without globs, else when any glob matches.
+    pub fn is_match(&self, path: &str) -> bool {
+        self.set.as_ref().is_none_or(|s| s.is_match(path))
     }
 }
+
+impl PartialEq for PathGlobs {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for PathGlobs {}
 
 /// Per-field BM25 weights of the lexical leg.
 #[derive(Debug, Clone, Copy, PartialEq)]
