@@ -1362,3 +1362,161 @@ fn python_grpcio_reflection_client() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The engine checks a request once, so a bad input gets the same message through the library,
+/// the gRPC service, the local command line and the command line through `--server`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_validator_one_message_in_every_front_end() {
+    use gnn_coder_engine::{Engine, EngineOptions, KindFilter, RequestLimits, SearchRequest};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("polyglot");
+    copy_dir(&fixture(), &root);
+    let index_dir = tmp.path().join("idx");
+    let server = Server::start(
+        &index_dir,
+        &[
+            "--lexical-only",
+            "--allow-root",
+            tmp.path().to_str().unwrap(),
+            "--max-top-k",
+            "50",
+            "--max-query-bytes",
+            "200",
+        ],
+    );
+    let mut c = server.client().await;
+    index(&mut c, index_request(&root, "poly")).await;
+    // The library, with the limits the server was given.
+    let engine = Engine::open(
+        &index_dir,
+        EngineOptions {
+            lexical_only: true,
+            limits: RequestLimits {
+                max_query_bytes: 200,
+                max_top_k: 50,
+            },
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    struct Case {
+        /// What the library is asked.
+        req: SearchRequest,
+        /// The same request as command-line flags (`None`: a limit only the server has).
+        flags: Option<Vec<String>>,
+        /// Part of the message every front end must show.
+        message: &'static str,
+    }
+    let base = |q: &str| {
+        let mut r = SearchRequest::new(q, 10);
+        r.dense_weight = None;
+        r
+    };
+    let flags = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let long = "word ".repeat(50);
+    let cases = vec![
+        Case {
+            req: base("   "),
+            flags: flags(&["   "]),
+            message: "the query is empty",
+        },
+        Case {
+            req: SearchRequest {
+                languages: vec!["cobol".into()],
+                ..base("sort")
+            },
+            flags: flags(&["sort", "--lang", "cobol"]),
+            message: "unknown language \"cobol\"",
+        },
+        Case {
+            req: SearchRequest {
+                path_globs: vec!["src/[".into()],
+                ..base("sort")
+            },
+            flags: flags(&["sort", "--path", "src/["]),
+            message: "invalid path glob \"src/[\"",
+        },
+        Case {
+            req: SearchRequest {
+                repositories: vec!["nope".into()],
+                ..base("sort")
+            },
+            flags: flags(&["sort", "--repo", "nope"]),
+            message: "no repository named \"nope\" in the index",
+        },
+        Case {
+            req: SearchRequest {
+                dense_weight: Some(2.0),
+                ..base("sort")
+            },
+            flags: flags(&["sort", "--dense-weight", "2"]),
+            message: "the dense weight must be between 0 and 1",
+        },
+        Case {
+            req: SearchRequest {
+                mode: Some(gnn_coder_engine::Mode::Semantic),
+                ..base("sort")
+            },
+            flags: flags(&["sort", "--mode", "semantic"]),
+            message: "holds no vectors",
+        },
+        Case {
+            req: SearchRequest::new("sort", 60),
+            flags: None,
+            message: "top_k 60 is out of range; the limit is 1 to 50",
+        },
+        Case {
+            req: base(&long),
+            flags: None,
+            message: "the query is 250 bytes long; the limit is 200",
+        },
+    ];
+    for case in cases {
+        let lib = engine.search(&case.req).unwrap_err().to_string();
+        assert!(lib.contains(case.message), "library: {lib}");
+        let mut wire = gnn_coder_service::convert::search_request_to_wire(&case.req, 3);
+        wire.dense_weight = case.req.dense_weight;
+        let status = c.search(wire).await.unwrap_err();
+        assert_eq!(status.message(), lib, "gRPC and library differ");
+        if let Some(flags) = case.flags {
+            let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let idx = index_dir.to_str().unwrap();
+            let local = cli(&[&["search", "--index", idx][..], &args].concat());
+            assert!(local.contains(&lib), "local CLI: {local}\nlibrary: {lib}");
+            let remote = cli(&[&["search", "--server", &server.url][..], &args].concat());
+            assert!(
+                remote.contains(&lib),
+                "CLI --server: {remote}\nlibrary: {lib}"
+            );
+        }
+    }
+    // Kind words are parsed by one parser for the command line and the wire.
+    let parsed = KindFilter::parse(&["widget"], KindFilter::Callables).unwrap_err();
+    let local = cli(&[
+        "search",
+        "--index",
+        index_dir.to_str().unwrap(),
+        "--kind",
+        "widget",
+        "sort",
+    ]);
+    assert!(local.contains(&parsed.to_string()), "{local}");
+    let status = c
+        .search(pb::SearchRequest {
+            filters: Some(pb::Filters {
+                kinds: vec!["widget".into()],
+                ..Default::default()
+            }),
+            ..search("sort")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.message(), parsed.to_string());
+}

@@ -14,19 +14,16 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use gnn_coder_engine::{
-    CancellationToken, Engine, EngineOptions, IndexOptions, IndexSummary, RepoInfo,
-};
-use gnn_coder_service::proto as pb;
+use gnn_coder_engine::{CancellationToken, EngineOptions, IndexOptions, IndexSummary, RepoInfo};
 use serde::{Deserialize, Serialize};
 
-use crate::advise;
-use crate::index_cmd::ModelFlags;
-use crate::remote::{ServerFlags, advise_status};
+use crate::backend::{Backend, refuse_with_server};
+use crate::flags::ModelFlags;
+use crate::remote::ServerFlags;
 
 #[derive(Args)]
 pub struct JobsArgs {
@@ -171,15 +168,19 @@ pub fn run(args: JobsArgs) -> Result<()> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1");
     }
+    refuse_with_server(
+        &args.server,
+        args.index.is_some() || args.lexical_only,
+        "--index and --lexical-only",
+    )?;
     let started = Instant::now();
-    let reports = if args.server.server.is_some() {
-        if args.index.is_some() || args.lexical_only {
-            bail!("--index and --lexical-only apply to local jobs only");
-        }
-        remote(&args, &jobs)?
-    } else {
-        local(&args, &jobs)?
+    let options = EngineOptions {
+        model: args.model.choice(),
+        lexical_only: args.lexical_only,
+        ..EngineOptions::default()
     };
+    let backend = Backend::open_for_writing(args.index.clone(), &args.server, options, false)?;
+    let reports = run_jobs(&args, &backend, &jobs)?;
     let count = |s: &str| reports.iter().filter(|r| r.status == s).count();
     let report = Report {
         indexed: count("indexed"),
@@ -210,27 +211,10 @@ pub fn run(args: JobsArgs) -> Result<()> {
     Ok(())
 }
 
-fn local(args: &JobsArgs, jobs: &[Job]) -> Result<Vec<JobReport>> {
-    let Some(dir) = args.index.clone() else {
-        bail!("give --index DIR (the index the repositories go into) or --server URL");
-    };
-    let engine = Engine::open_or_create(
-        &dir,
-        EngineOptions {
-            model: args.model.choice(),
-            lexical_only: args.lexical_only,
-            threads: 0,
-        },
-        false,
-    )
-    .map_err(advise)
-    .with_context(|| format!("cannot open the index at {}", dir.display()))?;
-    if let Some(w) = engine.model_warning() {
-        eprintln!("warning: {w}; building a lexical-only index");
-    }
-    let before: BTreeMap<String, RepoInfo> = engine
-        .repositories()
-        .map_err(advise)?
+/// Runs the jobs `--parallel` at a time, locally or through a server alike.
+fn run_jobs(args: &JobsArgs, backend: &Backend, jobs: &[Job]) -> Result<Vec<JobReport>> {
+    let before: BTreeMap<String, RepoInfo> = backend
+        .repositories()?
         .into_iter()
         .map(|r| (r.name.clone(), r))
         .collect();
@@ -250,9 +234,7 @@ fn local(args: &JobsArgs, jobs: &[Job]) -> Result<Vec<JobReport>> {
                     opts.languages = job.languages.clone();
                     opts.exclude = job.exclude.clone();
                     opts.commit_every = args.commit_every.max(1);
-                    let r = engine
-                        .index_repository(&opts, &|_| {}, &cancel)
-                        .map_err(advise);
+                    let r = backend.index(&opts, &|_| {}, &cancel);
                     let rep = report_of(job, before.get(&job.name()), r);
                     if !args.quiet {
                         eprintln!(
@@ -274,96 +256,4 @@ fn local(args: &JobsArgs, jobs: &[Job]) -> Result<Vec<JobReport>> {
         .into_iter()
         .flatten()
         .collect())
-}
-
-/// One job through the server; a busy server (RESOURCE_EXHAUSTED) is asked again.
-async fn remote_job(
-    client: &mut gnn_coder_service::client::Client,
-    job: &Job,
-    commit_every: usize,
-) -> Result<IndexSummary> {
-    let root = crate::remote::server_path(&job.root)?;
-    let request = pb::IndexRepositoryRequest {
-        root: root.to_string_lossy().into_owned(),
-        name: job.name(),
-        languages: job.languages.clone(),
-        exclude_globs: job.exclude.clone(),
-        commit_every: u32::try_from(commit_every).unwrap_or(u32::MAX),
-        progress_interval_ms: 1000,
-        ..Default::default()
-    };
-    let mut wait = Duration::from_millis(200);
-    let mut stream = loop {
-        match client.index_repository(request.clone()).await {
-            Ok(s) => break s.into_inner(),
-            Err(s)
-                if s.code() == tonic::Code::ResourceExhausted && wait < Duration::from_secs(60) =>
-            {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-            Err(s) => return Err(advise_status(s)),
-        }
-    };
-    loop {
-        match stream.message().await {
-            Ok(Some(pb::IndexEvent {
-                event: Some(pb::index_event::Event::Summary(s)),
-            })) => return Ok(gnn_coder_service::convert::summary_from_wire(&s)),
-            Ok(Some(_)) => {}
-            Ok(None) => bail!("the server ended the stream without a summary"),
-            Err(s) => return Err(advise_status(s)),
-        }
-    }
-}
-
-fn remote(args: &JobsArgs, jobs: &[Job]) -> Result<Vec<JobReport>> {
-    let rt = crate::remote::runtime()?;
-    rt.block_on(async {
-        let mut client = args.server.connect().await?;
-        let before: BTreeMap<String, RepoInfo> = client
-            .list_repositories(pb::ListRepositoriesRequest {})
-            .await
-            .map_err(advise_status)?
-            .into_inner()
-            .repositories
-            .iter()
-            .map(|r| {
-                (
-                    r.name.clone(),
-                    gnn_coder_service::convert::repository_from_wire(r),
-                )
-            })
-            .collect();
-        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(args.parallel));
-        let mut tasks = Vec::new();
-        for job in jobs.iter().cloned() {
-            let mut client = client.clone();
-            let limit = limit.clone();
-            let quiet = args.quiet;
-            let commit_every = args.commit_every.max(1);
-            tasks.push(tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                if !quiet {
-                    eprintln!("job {}: indexing {}", job.name(), job.root.display());
-                }
-                let r = remote_job(&mut client, &job, commit_every).await;
-                (job, r)
-            }));
-        }
-        let mut out = Vec::new();
-        for t in tasks {
-            let (job, r) = t.await.context("a job task failed")?;
-            let rep = report_of(&job, before.get(&job.name()), r);
-            if !args.quiet {
-                eprintln!(
-                    "job {}: {}",
-                    rep.name,
-                    rep.error.as_deref().unwrap_or(rep.status)
-                );
-            }
-            out.push(rep);
-        }
-        Ok(out)
-    })
 }

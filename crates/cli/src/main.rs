@@ -4,7 +4,10 @@
 //! libraries' typed errors into messages. Exit status: 0 on success, 1 on any error, 2 on a usage
 //! error (from clap).
 
+mod advice;
+mod backend;
 mod eval_cmd;
+mod flags;
 mod index_cmd;
 mod jobs_cmd;
 mod remote;
@@ -13,13 +16,13 @@ mod search_cmd;
 mod serve_cmd;
 mod train_cmd;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use gnn_coder_engine::{EngineError, ErrorKind};
 
+pub use advice::advise;
+pub use backend::resolve_index_dir;
 pub use gnn_coder_engine::DEFAULT_INDEX_DIR;
 
 #[derive(Parser)]
@@ -126,58 +129,6 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The index directory to read: `--index`, else the nearest `.gnn-coder` containing a manifest
-/// in the current directory or one of its parents.
-pub fn resolve_index_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(dir) = explicit {
-        return Ok(dir);
-    }
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let mut here: Option<&Path> = Some(&cwd);
-    while let Some(dir) = here {
-        let candidate = dir.join(DEFAULT_INDEX_DIR);
-        if candidate.join(gnn_coder_engine::MANIFEST_FILE).is_file() {
-            return Ok(candidate);
-        }
-        here = dir.parent();
-    }
-    bail!(
-        "no index found: no {DEFAULT_INDEX_DIR}/ in {} or its parents; build one with \
-         `gnn-coder index ROOT` or pass --index DIR",
-        cwd.display()
-    )
-}
-
-/// The engine's error with advice for a person: what to type next.
-pub fn advise(err: EngineError) -> anyhow::Error {
-    use gnn_coder_engine::EngineError as E;
-    use gnn_coder_engine::StoreError as S;
-    let hint = match &err {
-        E::Store(S::NotFound { .. }) => Some("build one with `gnn-coder index ROOT`"),
-        E::Store(S::IncompatibleVersion { .. }) | E::Store(S::Damaged { .. }) => {
-            Some("rebuild it with `gnn-coder index ROOT --rebuild`")
-        }
-        E::Store(S::NoVectors { .. }) => Some(
-            "rebuild it with `gnn-coder index ROOT --rebuild` after scripts/fetch-model.sh, or use --mode lexical",
-        ),
-        E::Store(S::Locked { .. }) => Some("wait for that process to finish, or stop it"),
-        E::Incompatible(_) => Some(
-            "use the --weights the index was built with, or rebuild it with `gnn-coder index ROOT --rebuild`",
-        ),
-        _ if err.kind() == ErrorKind::ModelMissing => Some(
-            "run scripts/fetch-model.sh in the gnn-coder checkout, or point --model-dir / GNN_CODER_MODEL_DIR at the model",
-        ),
-        E::NotFound(m) if m.starts_with("no repository") => {
-            Some("`gnn-coder repos` lists the indexed repositories")
-        }
-        _ => None,
-    };
-    match hint {
-        Some(h) => anyhow::anyhow!("{err}; {h}"),
-        None => anyhow::Error::new(err),
     }
 }
 

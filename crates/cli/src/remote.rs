@@ -1,5 +1,4 @@
-//! Talking to a running `gnn-coder serve`: the `--server` flags every client command shares,
-//! and gRPC statuses turned into messages for people.
+//! Talking to a running `gnn-coder serve`: the `--server` flags every client command shares.
 
 use std::path::PathBuf;
 
@@ -41,12 +40,16 @@ impl ServerFlags {
         })
     }
 
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        self.server
+            .as_deref()
+            .unwrap_or(gnn_coder_service::DEFAULT_LISTEN)
+    }
+
     /// Connects to the server.
     pub async fn connect(&self) -> Result<Client> {
-        let url = self
-            .server
-            .as_deref()
-            .unwrap_or(gnn_coder_service::DEFAULT_LISTEN);
+        let url = self.url();
         client::connect(url, &self.options()?)
             .await
             .with_context(|| format!("is `gnn-coder serve` running at {url}?"))
@@ -60,33 +63,5 @@ pub fn server_path(root: &std::path::Path) -> Result<PathBuf> {
         Ok(p) => Ok(p),
         Err(_) if root.is_absolute() => Ok(root.to_path_buf()),
         Err(e) => anyhow::bail!("cannot resolve {}: {e}", root.display()),
-    }
-}
-
-/// A runtime for one client command.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// A gRPC status as an error for people.
-pub fn advise_status(s: tonic::Status) -> anyhow::Error {
-    use tonic::Code;
-    let hint = match s.code() {
-        Code::Unauthenticated => {
-            Some("give the server's token with --token-file FILE or $GNN_CODER_TOKEN")
-        }
-        Code::PermissionDenied => Some("the server indexes only below its --allow-root paths"),
-        Code::ResourceExhausted => Some("the server is busy; retry in a moment"),
-        Code::Unavailable => Some("is the server running (and is it http:// or https://)?"),
-        Code::Aborted => Some("another job works on that repository; retry when it is done"),
-        _ => None,
-    };
-    let base = format!("server answered {:?}: {}", s.code(), s.message());
-    match hint {
-        Some(h) => anyhow::anyhow!("{base}; {h}"),
-        None => anyhow::anyhow!(base),
     }
 }

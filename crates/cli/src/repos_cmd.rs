@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use gnn_coder_engine::{CancellationToken, Engine, EngineOptions};
 
-use crate::index_cmd::human_bytes;
-use crate::{advise, resolve_index_dir};
+use crate::backend::Backend;
+use crate::flags::{ModelFlags, human_bytes};
+use crate::remote::ServerFlags;
 
 #[derive(Args)]
 pub struct ReposArgs {
@@ -17,6 +17,8 @@ pub struct ReposArgs {
     /// One JSON object per repository.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 #[derive(Args)]
@@ -26,6 +28,8 @@ pub struct RemoveArgs {
     /// Index directory (default: the nearest .gnn-coder above the current directory).
     #[arg(long)]
     index: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 #[derive(Args)]
@@ -33,13 +37,12 @@ pub struct InfoArgs {
     /// Index directory (default: the nearest .gnn-coder above the current directory).
     #[arg(long)]
     index: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
-fn open(index: Option<PathBuf>) -> Result<Engine> {
-    let dir = resolve_index_dir(index)?;
-    Engine::open(&dir, EngineOptions::default())
-        .map_err(advise)
-        .with_context(|| format!("cannot open the index at {}", dir.display()))
+fn open(index: Option<PathBuf>, server: &ServerFlags) -> Result<Backend> {
+    Backend::open(index, server, &ModelFlags::default())
 }
 
 fn when(unix: u64) -> String {
@@ -59,8 +62,8 @@ fn when(unix: u64) -> String {
 }
 
 pub fn repos(args: ReposArgs) -> Result<()> {
-    let engine = open(args.index)?;
-    let repos = engine.repositories().map_err(advise)?;
+    let backend = open(args.index, &args.server)?;
+    let repos = backend.repositories()?;
     if args.json {
         for r in &repos {
             println!("{}", serde_json::to_string(r)?);
@@ -70,7 +73,7 @@ pub fn repos(args: ReposArgs) -> Result<()> {
     if repos.is_empty() {
         println!(
             "no repositories (index one with `gnn-coder index ROOT --index {}`)",
-            engine.dir().display()
+            backend.location()
         );
         return Ok(());
     }
@@ -94,10 +97,8 @@ pub fn repos(args: ReposArgs) -> Result<()> {
 }
 
 pub fn remove(args: RemoveArgs) -> Result<()> {
-    let engine = open(args.index)?;
-    let info = engine
-        .remove_repository(&args.name, &CancellationToken::new())
-        .map_err(advise)?;
+    let backend = open(args.index, &args.server)?;
+    let info = backend.remove_repository(&args.name)?;
     eprintln!(
         "removed {} ({} files, {} units)",
         info.name, info.files, info.units
@@ -106,26 +107,33 @@ pub fn remove(args: RemoveArgs) -> Result<()> {
 }
 
 pub fn info(args: InfoArgs) -> Result<()> {
-    let engine = open(args.index)?;
-    let stats = engine.stats().map_err(advise)?;
-    let dir = engine.dir();
-    let m = gnn_coder_engine::EmbeddedStore::open(dir).map_err(|e| advise(e.into()))?;
-    let m = m.manifest();
-    println!("index:      {}", dir.display());
-    println!("format:     {} v{}", m.format, m.format_version);
-    println!("written by: gnn-coder {}", m.engine_version);
-    println!("repos:      {}", stats.repositories);
-    println!("files:      {}", stats.files);
-    println!("units:      {}", stats.units);
-    match engine.embedding() {
+    let backend = open(args.index, &args.server)?;
+    let stats = backend.stats()?;
+    let (s, embedding) = (&stats.stats, &stats.embedding);
+    println!("index:      {}", backend.location());
+    let encoding = match &backend {
+        Backend::Local(engine) => match engine.manifest() {
+            Some(m) => {
+                println!("format:     {} v{}", m.format, m.format_version);
+                println!("written by: gnn-coder {}", m.engine_version);
+                format!(" as {}", m.vector_encoding)
+            }
+            None => String::new(),
+        },
+        Backend::Remote(_) => String::new(),
+    };
+    println!("repos:      {}", s.repositories);
+    println!("files:      {}", s.files);
+    println!("units:      {}", s.units);
+    match embedding {
         Some(e) => println!(
-            "vectors:    {} ({} dims) as {}: {} stored, {} in the approximate index",
-            e.model, e.dim, m.vector_encoding, stats.vectors, stats.ann_vectors
+            "vectors:    {} ({} dims){encoding}: {} stored, {} in the approximate index",
+            e.model, e.dim, s.vectors, s.ann_vectors
         ),
         None => println!("vectors:    none (lexical-only)"),
     }
-    println!("on disk:    {}", human_bytes(stats.bytes_on_disk));
-    for r in engine.repositories().map_err(advise)? {
+    println!("on disk:    {}", human_bytes(s.bytes_on_disk));
+    for r in backend.repositories()? {
         println!(
             "repo:       {} ({} files, {} units) {}",
             r.name, r.files, r.units, r.root

@@ -5,18 +5,16 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use gnn_coder_engine::{
-    Engine, EngineOptions, FieldBoosts, KindFilter, SearchHit, SearchRequest, SimilarRequest,
-    SimilarTarget, UnitRecord,
+    FieldBoosts, KindFilter, Mode, SearchRequest, SimilarRequest, SimilarTarget, UnitRecord,
 };
-use gnn_coder_syntax::{Language, UnitKind};
 use serde::Serialize;
 
-use crate::index_cmd::ModelFlags;
-use crate::remote::{ServerFlags, advise_status};
-use crate::{advise, resolve_index_dir};
-use gnn_coder_service::proto as pb;
+use crate::advise;
+use crate::backend::{Backend, Found, refuse_with_server};
+use crate::flags::ModelFlags;
+use crate::remote::ServerFlags;
 
 #[derive(Args)]
 pub struct SearchArgs {
@@ -44,7 +42,7 @@ pub struct SearchArgs {
     kind: String,
     /// Ranking: lexical (BM25 over a code-aware tokenization), semantic (model vectors), or
     /// hybrid (both, fused). Default: hybrid when the index holds vectors, else lexical.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = mode_parser())]
     mode: Option<Mode>,
     /// Weight of the semantic score in hybrid mode (0..1; the lexical score gets the rest).
     #[arg(long, default_value_t = gnn_coder_engine::DEFAULT_DENSE_WEIGHT)]
@@ -72,38 +70,15 @@ pub struct SearchArgs {
     server: ServerFlags,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Mode {
-    Lexical,
-    Semantic,
-    Hybrid,
+/// `--mode`: the engine's mode names (clap lists them in the help).
+fn mode_parser() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Mode::ALL.map(Mode::as_str))
+        .try_map(|s| s.parse::<Mode>())
 }
 
-impl Mode {
-    fn engine(self) -> gnn_coder_engine::Mode {
-        match self {
-            Mode::Lexical => gnn_coder_engine::Mode::Lexical,
-            Mode::Semantic => gnn_coder_engine::Mode::Semantic,
-            Mode::Hybrid => gnn_coder_engine::Mode::Hybrid,
-        }
-    }
-}
-
-fn open_engine(index: Option<PathBuf>, model: &ModelFlags) -> Result<Engine> {
-    let dir = resolve_index_dir(index)?;
-    Engine::open(
-        &dir,
-        EngineOptions {
-            model: model.choice(),
-            ..EngineOptions::default()
-        },
-    )
-    .map_err(advise)
-    .with_context(|| format!("cannot open the index at {}", dir.display()))
-}
-
-fn warn_if_untrained(engine: &Engine, mode: gnn_coder_engine::Mode) {
-    if mode != gnn_coder_engine::Mode::Lexical && engine.embedding().is_some_and(|e| !e.trained) {
+fn warn_if_untrained(backend: &Backend, mode: Option<Mode>) {
+    if mode != Some(Mode::Lexical) && backend.local_embedding().is_some_and(|e| !e.trained) {
         eprintln!(
             "note: the GNN-Coder head is untrained; semantic scores come from the pretrained \
              MiniLM vectors alone (zero-shot)"
@@ -129,8 +104,9 @@ pub struct Shown {
     snippet: Vec<String>,
 }
 
-impl From<&SearchHit> for Shown {
-    fn from(h: &SearchHit) -> Self {
+impl From<&Found> for Shown {
+    fn from(f: &Found) -> Self {
+        let h = &f.hit;
         let u: &UnitRecord = &h.unit;
         Shown {
             repository: h.repository.clone(),
@@ -142,62 +118,23 @@ impl From<&SearchHit> for Shown {
             kind: u.kind.clone(),
             score: h.score,
             matches: h.matches.clone(),
-            snippet: gnn_coder_engine::snippet(u, 3),
+            snippet: f.snippet.clone(),
         }
     }
 }
 
-impl From<&pb::Hit> for Shown {
-    fn from(h: &pb::Hit) -> Self {
-        Shown {
-            repository: h.repository.clone(),
-            path: h.path.clone(),
-            start_line: h.start_line,
-            end_line: h.end_line,
-            symbol: h.symbol.clone(),
-            language: h.language.clone(),
-            kind: h.kind.clone(),
-            score: h.score,
-            matches: h
-                .matches
-                .iter()
-                .map(|m| gnn_coder_engine::MatchRange {
-                    line: m.line,
-                    start_byte: m.start_byte,
-                    end_byte: m.end_byte,
-                })
-                .collect(),
-            snippet: h.snippet.clone(),
-        }
-    }
-}
-
-fn shown<'a, T: 'a>(hits: impl IntoIterator<Item = &'a T>) -> Vec<Shown>
-where
-    Shown: From<&'a T>,
-{
-    hits.into_iter().map(Shown::from).collect()
+fn shown(found: &[Found]) -> Vec<Shown> {
+    found.iter().map(Shown::from).collect()
 }
 
 impl SearchArgs {
+    /// The request every query of this command shares; the engine checks it.
     fn template(&self) -> Result<SearchRequest> {
-        let kinds = parse_kind(&self.kind)?;
-        for lang in &self.languages {
-            Language::by_name(lang).with_context(|| {
-                format!("unknown language {lang:?} (`gnn-coder languages` lists them)")
-            })?;
-        }
-        for glob in &self.path {
-            globset::Glob::new(glob)
-                .map_err(|e| anyhow::anyhow!("invalid path glob {glob:?}: {}", e.kind()))?;
-        }
-        if !(0.0..=1.0).contains(&self.dense_weight) {
-            bail!("--dense-weight must be between 0 and 1");
-        }
         let mut req = SearchRequest::new(String::new(), self.top_k);
-        req.mode = self.mode.map(Mode::engine);
+        req.mode = self.mode;
         req.languages = self.languages.clone();
-        req.kinds = kinds;
+        req.kinds =
+            KindFilter::parse(&[self.kind.as_str()], KindFilter::Callables).map_err(advise)?;
         req.repositories = self.repositories.clone();
         req.path_globs = self.path.clone();
         req.dense_weight = Some(self.dense_weight);
@@ -209,34 +146,71 @@ impl SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> Result<()> {
+    refuse_with_server(
+        &args.server,
+        args.boosts.is_some() || args.exact,
+        "--boosts and --exact",
+    )?;
     let template = args.template()?;
-    match (&args.query, &args.queries) {
+    let backend = match (&args.query, &args.queries) {
         (Some(_), Some(_)) => bail!("give either a QUERY or --queries FILE, not both"),
         (None, None) => bail!("nothing to search for: give a QUERY or --queries FILE"),
-        _ if args.server.server.is_some() => remote(&args, &template),
-        (None, Some(file)) => {
-            if !args.json {
-                bail!("--queries writes JSON lines; add --json");
-            }
-            let engine = open_engine(args.index.clone(), &args.model)?;
-            batch(&engine, &template, file)
-        }
-        (Some(query), None) => {
-            let engine = open_engine(args.index.clone(), &args.model)?;
+        (None, Some(_)) if !args.json => bail!("--queries writes JSON lines; add --json"),
+        _ => Backend::open(args.index.clone(), &args.server, &args.model)?,
+    };
+    warn_if_untrained(&backend, args.mode);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    match (&args.query, &args.queries) {
+        (Some(query), _) => {
             let request = SearchRequest {
                 query: query.clone(),
                 ..template
             };
-            let mode = engine.check_request(&request).map_err(advise)?;
-            warn_if_untrained(&engine, mode);
-            let hits = engine.search(&request).map_err(advise)?;
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::new(stdout.lock());
-            let many = engine.repositories().map(|r| r.len()).unwrap_or(1) > 1;
-            print_answer(&mut out, args.json, query, &shown(&hits), many)?;
-            out.flush()?;
-            Ok(())
+            let hits = shown(&backend.search(request)?);
+            let repos: std::collections::BTreeSet<&str> =
+                hits.iter().map(|h| h.repository.as_str()).collect();
+            let many = match &backend {
+                Backend::Local(_) => backend.repositories().map(|r| r.len()).unwrap_or(1) > 1,
+                Backend::Remote(_) => repos.len() > 1,
+            };
+            print_answer(&mut out, args.json, query, &hits, many)?;
         }
+        (None, Some(file)) => {
+            let requests: Vec<(Id, SearchRequest)> = read_queries(file)?
+                .into_iter()
+                .map(|(id, query)| {
+                    (
+                        Id(id),
+                        SearchRequest {
+                            query,
+                            ..template.clone()
+                        },
+                    )
+                })
+                .collect();
+            backend.search_all(requests, |id, found| {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "id": id.0, "results": shown(&found) }),
+                )?;
+                writeln!(out)?;
+                Ok(())
+            })?;
+        }
+        (None, None) => bail!("nothing to search for"),
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A query's id from the batch file, shown in messages as JSON.
+#[derive(Clone)]
+struct Id(serde_json::Value);
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
@@ -268,17 +242,16 @@ pub struct SimilarArgs {
     model: ModelFlags,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server: ServerFlags,
 }
 
 pub fn similar(args: SimilarArgs) -> Result<()> {
-    let kinds = parse_kind(&args.kind)?;
+    let kinds = KindFilter::parse(&[args.kind.as_str()], KindFilter::All).map_err(advise)?;
     let target = if args.target == "-" {
         let Some(language) = args.language.clone() else {
             bail!("a snippet on stdin needs --lang LANGUAGE");
         };
-        Language::by_name(&language).with_context(|| {
-            format!("unknown language {language:?} (`gnn-coder languages` lists them)")
-        })?;
         let mut code = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut code)
             .context("cannot read the snippet from stdin")?;
@@ -298,12 +271,12 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
             line,
         }
     };
-    let engine = open_engine(args.index.clone(), &args.model)?;
     let mut req = SimilarRequest::new(target, args.top_k);
     req.kinds = kinds;
     req.repositories = args.repositories.clone();
     req.path_globs = args.path.clone();
-    let (origin, hits) = engine.similar(&req).map_err(advise)?;
+    let backend = Backend::open(args.index.clone(), &args.server, &args.model)?;
+    let (origin, hits) = backend.similar(&req)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if args.json {
@@ -316,110 +289,17 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
         writeln!(out)?;
     } else {
         if let Some(o) = &origin {
+            let u = &o.hit.unit;
             writeln!(
                 out,
                 "similar to {}:{}-{}  {}",
-                o.unit.path, o.unit.start_line, o.unit.end_line, o.unit.symbol
+                u.path, u.start_line, u.end_line, u.symbol
             )?;
         }
         print_human(&mut out, &shown(&hits), true)?;
     }
     out.flush()?;
     Ok(())
-}
-
-/// The wire request of a search.
-fn wire_request(args: &SearchArgs, query: &str) -> pb::SearchRequest {
-    pb::SearchRequest {
-        query: query.to_string(),
-        top_k: u32::try_from(args.top_k).unwrap_or(u32::MAX),
-        mode: match args.mode {
-            None => pb::Mode::Unspecified,
-            Some(Mode::Lexical) => pb::Mode::Lexical,
-            Some(Mode::Semantic) => pb::Mode::Semantic,
-            Some(Mode::Hybrid) => pb::Mode::Hybrid,
-        } as i32,
-        filters: Some(pb::Filters {
-            languages: args.languages.clone(),
-            path_globs: args.path.clone(),
-            repositories: args.repositories.clone(),
-            kinds: vec![args.kind.clone()],
-        }),
-        dense_weight: Some(args.dense_weight),
-        keep_tests: args.keep_tests,
-        snippet_lines: 3,
-    }
-}
-
-/// `search --server`: the same output, answered by a server.
-fn remote(args: &SearchArgs, _template: &SearchRequest) -> Result<()> {
-    if args.boosts.is_some() || args.exact {
-        bail!("--boosts and --exact apply to a local index only");
-    }
-    if args.model.model_dir.is_some() || args.model.weights.is_some() {
-        bail!("--model-dir and --weights apply to a local index; the server has its own model");
-    }
-    if args.index.is_some() {
-        bail!("give either --index DIR or --server URL, not both");
-    }
-    let rt = crate::remote::runtime()?;
-    rt.block_on(async {
-        let client = args.server.connect().await?;
-        let stdout = std::io::stdout();
-        let mut out = BufWriter::new(stdout.lock());
-        match (&args.query, &args.queries) {
-            (Some(query), _) => {
-                let resp = client
-                    .clone()
-                    .search(wire_request(args, query))
-                    .await
-                    .map_err(advise_status)?
-                    .into_inner();
-                let hits = shown(&resp.hits);
-                let repos: std::collections::BTreeSet<&str> =
-                    hits.iter().map(|h| h.repository.as_str()).collect();
-                print_answer(&mut out, args.json, query, &hits, repos.len() > 1)?;
-            }
-            (None, Some(file)) => {
-                if !args.json {
-                    bail!("--queries writes JSON lines; add --json");
-                }
-                let queries = read_queries(file)?;
-                // A few requests in flight; answers are written in input order.
-                let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
-                let mut tasks = Vec::with_capacity(queries.len());
-                for (id, query) in queries {
-                    let mut client = client.clone();
-                    let req = wire_request(args, &query);
-                    let limit = limit.clone();
-                    tasks.push((
-                        id,
-                        tokio::spawn(async move {
-                            let _permit = limit.acquire_owned().await;
-                            client.search(req).await
-                        }),
-                    ));
-                }
-                for (id, task) in tasks {
-                    let resp = task
-                        .await
-                        .context("a search task failed")?
-                        .map_err(advise_status)
-                        .with_context(|| format!("query {id}: search failed"))?
-                        .into_inner();
-                    let hits = shown(&resp.hits);
-                    serde_json::to_writer(
-                        &mut out,
-                        &serde_json::json!({ "id": id, "results": hits }),
-                    )?;
-                    writeln!(out)?;
-                }
-            }
-            (None, None) => bail!("nothing to search for"),
-        }
-        out.flush()?;
-        Ok(())
-    })
 }
 
 /// The `(id, query)` lines of a JSONL query file; a malformed line fails before any search.
@@ -447,69 +327,6 @@ fn read_queries(file: &PathBuf) -> Result<Vec<(serde_json::Value, String)>> {
         out.push((id, query.to_string()));
     }
     Ok(out)
-}
-
-fn parse_kind(s: &str) -> Result<KindFilter> {
-    match s {
-        "callable" | "callables" => Ok(KindFilter::Callables),
-        "all" | "any" => Ok(KindFilter::All),
-        other => UnitKind::parse(other)
-            .map(|k| KindFilter::Only(vec![k]))
-            .with_context(|| {
-                format!(
-                    "unknown kind {other:?}; use callable, all, or one of: {}",
-                    UnitKind::ALL.map(|k| k.as_str()).join(", ")
-                )
-            }),
-    }
-}
-
-/// Answers a JSONL file of queries: one output line per input line (blank lines skipped).
-/// The whole file is read and checked first, so a malformed line fails before any output.
-fn batch(engine: &Engine, template: &SearchRequest, file: &PathBuf) -> Result<()> {
-    let mut queries: Vec<(serde_json::Value, SearchRequest)> = Vec::new();
-    for (id, query) in read_queries(file)? {
-        let req = SearchRequest {
-            query,
-            ..template.clone()
-        };
-        engine
-            .check_request(&req)
-            .map_err(advise)
-            .with_context(|| format!("query {id}: bad query"))?;
-        queries.push((id, req));
-    }
-    let mode = engine
-        .check_request(&SearchRequest {
-            query: "x".into(),
-            ..template.clone()
-        })
-        .map_err(advise)?;
-    warn_if_untrained(engine, mode);
-    let vectors: Vec<Option<Vec<f32>>> = if mode == gnn_coder_engine::Mode::Lexical {
-        vec![None; queries.len()]
-    } else {
-        let texts: Vec<&str> = queries.iter().map(|(_, q)| q.query.as_str()).collect();
-        engine
-            .embed_queries(&texts)
-            .map_err(advise)?
-            .into_iter()
-            .map(Some)
-            .collect()
-    };
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    for ((id, req), vector) in queries.iter().zip(&vectors) {
-        let hits = engine
-            .search_with_vector(req, vector.as_deref())
-            .map_err(advise)
-            .with_context(|| format!("query {id}: search failed"))?;
-        let hits = shown(&hits);
-        serde_json::to_writer(&mut out, &serde_json::json!({ "id": id, "results": hits }))?;
-        writeln!(out)?;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 /// One query's answer: a JSON line, or the human listing.

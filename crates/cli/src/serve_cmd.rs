@@ -11,7 +11,7 @@ use gnn_coder_engine::EngineOptions;
 use gnn_coder_service::auth::Tokens;
 use gnn_coder_service::{Limits, LogFormat, ServeConfig, TlsFiles};
 
-use crate::index_cmd::ModelFlags;
+use crate::flags::ModelFlags;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -104,6 +104,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             model: args.model.choice(),
             lexical_only: args.lexical_only,
             threads: args.threads,
+            ..EngineOptions::default()
         },
         listen: args.listen,
         allow_roots: args.allow_roots.clone(),

@@ -24,7 +24,8 @@
 //!
 //! ## Search, as data flows
 //!
-//! request → refuse a bad one early (empty query, unknown language or repository, bad glob)
+//! request → [`Engine::prepare`] checks it once (empty or over-long query, `top_k`, unknown
+//! language, kind or repository, bad glob; globs compiled here and carried to the store)
 //! → embed the query once → lexical top-N and vector top-N from one reader snapshot, filters
 //! applied inside each leg → weighted min-max fusion above the store (so every backend ranks
 //! alike) → test code demoted unless the query asks for tests → snippets and matched ranges.
@@ -47,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use error::{EngineError, ErrorKind, Result};
-pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE};
+pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE, Manifest};
 pub use gnn_coder_model::{Embedder, ModelChoice, ModelIdentity};
 pub use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, FieldBoosts, Filters, RepoInfo, Store, StoreError,
@@ -57,7 +58,8 @@ pub use indexing::{
     CHUNK_UNITS, IndexEvent, IndexOptions, IndexProgress, IndexSummary, collect_units, embed_units,
 };
 pub use search::{
-    DEFAULT_DENSE_WEIGHT, KindFilter, MatchRange, Mode, SIMILAR_LEXICAL_WEIGHT, SearchHit,
+    DEFAULT_DENSE_WEIGHT, KindFilter, MAX_FILTER_VALUES, MAX_QUERY_BYTES, MAX_SNIPPET_BYTES,
+    MatchRange, Mode, PreparedSearch, RequestLimits, SIMILAR_LEXICAL_WEIGHT, SearchHit,
     SearchRequest, SimilarRequest, SimilarTarget, snippet,
 };
 pub use update::{FileOutcome, FileReport, FileUpdate, MAX_UPDATE_FILES, UpdateSummary};
@@ -73,6 +75,9 @@ pub struct EngineOptions {
     pub lexical_only: bool,
     /// Threads for parsing and tantivy (0: all cores).
     pub threads: usize,
+    /// Bounds on one request (query length, `top_k`), checked where the engine checks a
+    /// request: the one source of these limits (the service sets them from its flags).
+    pub limits: RequestLimits,
 }
 
 /// A loaded model and its identity.
@@ -93,6 +98,8 @@ pub struct Engine {
     writer: Mutex<writer::WriterSlot>,
     /// Repositories an index or remove job is working on.
     busy: Mutex<HashSet<String>>,
+    /// The embedded index's manifest (`None` for another store).
+    manifest: Option<Manifest>,
 }
 
 // The service shares one engine between threads.
@@ -129,6 +136,7 @@ impl Engine {
         let mut store = EmbeddedStore::open(dir)?;
         store.set_writer_threads(threads(options.threads));
         Ok(Engine {
+            manifest: Some(store.manifest().clone()),
             store: Box::new(store),
             dir: dir.to_path_buf(),
             options,
@@ -171,6 +179,7 @@ impl Engine {
         let mut store = EmbeddedStore::open_or_create(dir, embedding)?;
         store.set_writer_threads(threads(options.threads));
         let engine = Engine {
+            manifest: Some(store.manifest().clone()),
             store: Box::new(store),
             dir: dir.to_path_buf(),
             options,
@@ -191,6 +200,7 @@ impl Engine {
     /// An engine over any store (e.g. a remote one).
     pub fn with_store(store: Box<dyn Store>, dir: PathBuf, options: EngineOptions) -> Engine {
         Engine {
+            manifest: None,
             store,
             dir,
             options,
@@ -204,6 +214,12 @@ impl Engine {
     fn load_model(choice: &ModelChoice) -> Result<LoadedModel> {
         let (embedder, identity) = gnn_coder_model::load_embedder(choice)?;
         Ok(LoadedModel { embedder, identity })
+    }
+
+    /// The embedded index's manifest: its format, the version that wrote it, how vectors are
+    /// stored (`None` for another store).
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
     }
 
     /// Where the index lives (for messages).

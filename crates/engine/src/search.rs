@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use gnn_coder_store::{
-    FieldBoosts, Filters, LexicalQuery, StoreReader, StoredUnit, UnitId, UnitRecord, VectorQuery,
+    FieldBoosts, Filters, LexicalQuery, PathGlobs, StoreReader, StoredUnit, UnitId, UnitRecord,
+    VectorQuery,
 };
 use gnn_coder_syntax::{ExtractOptions, Language, UnitKind, extract_file};
 use serde::Serialize;
@@ -18,8 +19,46 @@ pub const DEFAULT_DENSE_WEIGHT: f32 = 0.8;
 /// Candidates each leg contributes to hybrid fusion.
 const FUSION_CANDIDATES: usize = 100;
 
-/// Longest query accepted, in bytes.
+/// Longest query accepted by default, in bytes ([`RequestLimits`]).
 pub const MAX_QUERY_BYTES: usize = 8192;
+
+/// Most filter values (languages, globs, repositories, kinds) one request may carry.
+pub const MAX_FILTER_VALUES: usize = 256;
+
+/// Longest snippet a code→code search accepts, in bytes.
+pub const MAX_SNIPPET_BYTES: usize = 1 << 20;
+
+/// Bounds on what one request may ask. A front end sets them once, in
+/// [`crate::EngineOptions::limits`] (the service from its flags); the engine applies them where
+/// it checks a request, so there is one limit and one message for every front end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Longest query, in bytes.
+    pub max_query_bytes: usize,
+    /// Largest `top_k`.
+    pub max_top_k: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_query_bytes: MAX_QUERY_BYTES,
+            max_top_k: usize::MAX,
+        }
+    }
+}
+
+impl RequestLimits {
+    fn check_top_k(&self, k: usize) -> Result<()> {
+        if k > self.max_top_k {
+            return Err(EngineError::InvalidArgument(format!(
+                "top_k {k} is out of range; the limit is 1 to {}",
+                self.max_top_k
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Score factor of test code when the query does not ask for tests.
 const TEST_FACTOR: f32 = 0.85;
@@ -37,13 +76,32 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order front ends list them.
+    pub const ALL: [Mode; 3] = [Mode::Lexical, Mode::Semantic, Mode::Hybrid];
+
     pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "lexical" => Some(Mode::Lexical),
-            "semantic" => Some(Mode::Semantic),
-            "hybrid" => Some(Mode::Hybrid),
-            _ => None,
+        Mode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// The mode's name, as front ends spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Lexical => "lexical",
+            Mode::Semantic => "semantic",
+            Mode::Hybrid => "hybrid",
         }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Mode> {
+        Mode::parse(s).ok_or_else(|| {
+            EngineError::InvalidArgument(format!(
+                "unknown mode {s:?}; use lexical, semantic or hybrid"
+            ))
+        })
     }
 }
 
@@ -60,6 +118,29 @@ pub enum KindFilter {
 }
 
 impl KindFilter {
+    /// The filter named by front-end words: `callable` (or `callables`), `all` (or `any`), or
+    /// unit kinds (`function`, `class`, ...); none gives `default`. The one parser of kind
+    /// names: the CLI and the service both call it.
+    pub fn parse<S: AsRef<str>>(names: &[S], default: KindFilter) -> Result<KindFilter> {
+        if names.is_empty() {
+            return Ok(default);
+        }
+        let mut only = Vec::new();
+        for name in names {
+            match name.as_ref() {
+                "callable" | "callables" => return Ok(KindFilter::Callables),
+                "all" | "any" => return Ok(KindFilter::All),
+                other => only.push(UnitKind::parse(other).ok_or_else(|| {
+                    EngineError::InvalidArgument(format!(
+                        "unknown kind {other:?}; use callable, all, or one of: {}",
+                        UnitKind::ALL.map(|k| k.as_str()).join(", ")
+                    ))
+                })?),
+            }
+        }
+        Ok(KindFilter::Only(only))
+    }
+
     /// The kind names this filter admits; empty = all.
     pub fn names(&self) -> Vec<String> {
         match self {
@@ -353,38 +434,138 @@ fn min_max(values: impl Iterator<Item = f32>) -> (f32, f32) {
     })
 }
 
-impl Engine {
-    /// Checks a request's filters and turns them into the store's.
-    fn filters(
-        &self,
-        reader: &dyn StoreReader,
-        languages: &[String],
-        kinds: &KindFilter,
-        repositories: &[String],
-        path_globs: &[String],
-    ) -> Result<Filters> {
-        for lang in languages {
-            Language::by_name(lang)
-                .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
+/// Checks the filter values every request carries and turns them into the store's (globs
+/// compiled here, once). Repository names are checked against the index by the engine.
+fn check_filters(
+    languages: &[String],
+    kinds: &KindFilter,
+    repositories: &[String],
+    path_globs: &[String],
+) -> Result<Filters> {
+    let kind_values = match kinds {
+        KindFilter::Only(k) => k.len(),
+        _ => 0,
+    };
+    if languages.len() + repositories.len() + path_globs.len() + kind_values > MAX_FILTER_VALUES {
+        return Err(EngineError::InvalidArgument(format!(
+            "more than {MAX_FILTER_VALUES} filter values"
+        )));
+    }
+    for lang in languages {
+        Language::by_name(lang)
+            .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
+    }
+    Ok(Filters {
+        languages: languages.to_vec(),
+        kinds: kinds.names(),
+        repositories: repositories.to_vec(),
+        path_globs: PathGlobs::new(path_globs.iter().cloned())?,
+        exclude_units: Vec::new(),
+    })
+}
+
+impl SearchRequest {
+    /// Checks everything about the request that does not depend on an index: the query (not
+    /// empty, within `limits`), `top_k`, the dense weight and every filter value; returns the
+    /// store's filters, globs compiled. [`Engine::prepare`] calls it; front ends need not.
+    pub fn validate(&self, limits: &RequestLimits) -> Result<Filters> {
+        if self.query.trim().is_empty() {
+            return Err(EngineError::InvalidArgument("the query is empty".into()));
         }
-        if !repositories.is_empty() {
-            let known = reader.repositories()?;
-            for r in repositories {
-                if !known.iter().any(|k| &k.name == r) {
-                    return Err(EngineError::NotFound(format!(
-                        "no repository named {r:?} in the index"
-                    )));
+        if self.query.len() > limits.max_query_bytes {
+            return Err(EngineError::InvalidArgument(format!(
+                "the query is {} bytes long; the limit is {}",
+                self.query.len(),
+                limits.max_query_bytes
+            )));
+        }
+        limits.check_top_k(self.top_k)?;
+        if let Some(w) = self.dense_weight
+            && !(0.0..=1.0).contains(&w)
+        {
+            return Err(EngineError::InvalidArgument(
+                "the dense weight must be between 0 and 1".into(),
+            ));
+        }
+        check_filters(
+            &self.languages,
+            &self.kinds,
+            &self.repositories,
+            &self.path_globs,
+        )
+    }
+}
+
+impl SimilarRequest {
+    /// Checks everything about the request that does not depend on an index (the target, the
+    /// limits, the filters); returns the store's filters, globs compiled.
+    pub fn validate(&self, limits: &RequestLimits) -> Result<Filters> {
+        match &self.target {
+            SimilarTarget::Unit { path, line, .. } => {
+                if path.is_empty() || *line == 0 {
+                    return Err(EngineError::InvalidArgument(
+                        "a unit target needs a path and a 1-based line".into(),
+                    ));
                 }
             }
+            SimilarTarget::Snippet { code, language } => {
+                if code.trim().is_empty() {
+                    return Err(EngineError::InvalidArgument("the snippet is empty".into()));
+                }
+                if code.len() > MAX_SNIPPET_BYTES {
+                    return Err(EngineError::InvalidArgument(
+                        "the snippet is over 1 MiB".into(),
+                    ));
+                }
+                Language::by_name(language).map_err(|_| {
+                    EngineError::InvalidArgument(format!("unknown language {language:?}"))
+                })?;
+            }
         }
-        let filters = Filters {
-            languages: languages.to_vec(),
-            kinds: kinds.names(),
-            repositories: repositories.to_vec(),
-            path_globs: gnn_coder_store::PathGlobs::new(path_globs.iter().cloned())?,
-            exclude_units: Vec::new(),
-        };
-        Ok(filters)
+        limits.check_top_k(self.top_k)?;
+        if !(0.0..=1.0).contains(&self.lexical_weight) {
+            return Err(EngineError::InvalidArgument(
+                "the lexical weight must be between 0 and 1".into(),
+            ));
+        }
+        check_filters(
+            &self.languages,
+            &self.kinds,
+            &self.repositories,
+            &self.path_globs,
+        )
+    }
+}
+
+/// A search checked once by [`Engine::prepare`]: its mode resolved against the index and its
+/// filters compiled. Running it checks nothing again.
+#[derive(Debug, Clone)]
+pub struct PreparedSearch {
+    request: SearchRequest,
+    mode: Mode,
+    filters: Filters,
+}
+
+impl PreparedSearch {
+    /// The mode the search runs in (the request's, or the index's default).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn request(&self) -> &SearchRequest {
+        &self.request
+    }
+
+    /// Whether the search needs a query vector.
+    pub fn needs_vector(&self) -> bool {
+        self.mode != Mode::Lexical
+    }
+}
+
+impl Engine {
+    /// The limits requests are checked against.
+    pub fn limits(&self) -> &RequestLimits {
+        &self.options.limits
     }
 
     fn mode_of(&self, requested: Option<Mode>) -> Result<Mode> {
@@ -401,25 +582,34 @@ impl Engine {
         Ok(mode)
     }
 
-    /// Checks a request without running it (the batch contract checks every query first).
-    pub fn check_request(&self, req: &SearchRequest) -> Result<Mode> {
-        if req.query.trim().is_empty() {
-            return Err(EngineError::InvalidArgument("the query is empty".into()));
+    /// Refuses repository names the index does not hold.
+    fn check_repositories(&self, reader: &dyn StoreReader, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
         }
-        if req.query.len() > MAX_QUERY_BYTES {
-            return Err(EngineError::InvalidArgument(format!(
-                "the query is {} bytes long; the limit is {MAX_QUERY_BYTES}",
-                req.query.len()
-            )));
+        let known = reader.repositories()?;
+        for r in names {
+            if !known.iter().any(|k| &k.name == r) {
+                return Err(EngineError::NotFound(format!(
+                    "no repository named {r:?} in the index"
+                )));
+            }
         }
-        if let Some(w) = req.dense_weight
-            && !(0.0..=1.0).contains(&w)
-        {
-            return Err(EngineError::InvalidArgument(
-                "the dense weight must be between 0 and 1".into(),
-            ));
-        }
-        self.mode_of(req.mode)
+        Ok(())
+    }
+
+    /// Checks a search once, without running it: the request itself
+    /// ([`SearchRequest::validate`] against the engine's limits), its repositories and its mode
+    /// against the index. The batch contract prepares every query before answering any.
+    pub fn prepare(&self, req: &SearchRequest) -> Result<PreparedSearch> {
+        let filters = req.validate(&self.options.limits)?;
+        let mode = self.mode_of(req.mode)?;
+        self.check_repositories(self.store.reader()?.as_ref(), &req.repositories)?;
+        Ok(PreparedSearch {
+            request: req.clone(),
+            mode,
+            filters,
+        })
     }
 
     /// Query vectors for `queries`, in one batch.
@@ -430,12 +620,19 @@ impl Engine {
 
     /// Answers one search.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
-        let mode = self.check_request(req)?;
-        let vector = match mode {
+        let prepared = self.prepare(req)?;
+        self.run_prepared(&prepared)
+    }
+
+    /// Answers a prepared search, embedding its query when its mode needs a vector.
+    pub fn run_prepared(&self, prepared: &PreparedSearch) -> Result<Vec<SearchHit>> {
+        let vector = match prepared.mode {
             Mode::Lexical => None,
-            _ => self.embed_queries(&[req.query.as_str()])?.pop(),
+            _ => self
+                .embed_queries(&[prepared.request.query.as_str()])?
+                .pop(),
         };
-        self.search_with_vector(req, vector.as_deref())
+        self.run_with_vector(prepared, vector.as_deref())
     }
 
     /// Answers a search whose query vector was computed already (`None` in lexical mode).
@@ -444,15 +641,19 @@ impl Engine {
         req: &SearchRequest,
         vector: Option<&[f32]>,
     ) -> Result<Vec<SearchHit>> {
-        let mode = self.check_request(req)?;
+        self.run_with_vector(&self.prepare(req)?, vector)
+    }
+
+    /// Answers a prepared search with its query vector (`None` in lexical mode).
+    pub fn run_with_vector(
+        &self,
+        prepared: &PreparedSearch,
+        vector: Option<&[f32]>,
+    ) -> Result<Vec<SearchHit>> {
+        let req = &prepared.request;
+        let mode = prepared.mode;
+        let filters = prepared.filters.clone();
         let reader = self.store.reader()?;
-        let filters = self.filters(
-            reader.as_ref(),
-            &req.languages,
-            &req.kinds,
-            &req.repositories,
-            &req.path_globs,
-        )?;
         if req.top_k == 0 {
             return Ok(Vec::new());
         }
@@ -540,14 +741,9 @@ impl Engine {
                 path: self.dir.clone(),
             }));
         }
+        let mut filters = req.validate(&self.options.limits)?;
         let reader = self.store.reader()?;
-        let mut filters = self.filters(
-            reader.as_ref(),
-            &req.languages,
-            &req.kinds,
-            &req.repositories,
-            &req.path_globs,
-        )?;
+        self.check_repositories(reader.as_ref(), &req.repositories)?;
         let (origin, vector, text) = match &req.target {
             SimilarTarget::Unit {
                 repository,
@@ -599,14 +795,6 @@ impl Engine {
                 (Some(origin), vector, text)
             }
             SimilarTarget::Snippet { code, language } => {
-                if code.trim().is_empty() {
-                    return Err(EngineError::InvalidArgument("the snippet is empty".into()));
-                }
-                if code.len() > 1 << 20 {
-                    return Err(EngineError::InvalidArgument(
-                        "the snippet is over 1 MiB".into(),
-                    ));
-                }
                 let lang = Language::by_name(language).map_err(|_| {
                     EngineError::InvalidArgument(format!("unknown language {language:?}"))
                 })?;

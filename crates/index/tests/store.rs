@@ -6,9 +6,9 @@ use std::path::Path;
 
 use gnn_coder_index::{EmbeddedStore, MANIFEST_FILE};
 use gnn_coder_store::{
-    PathGlobs,
     CancellationToken, EmbeddingInfo, ErrorKind, FieldBoosts, FileEntry, FileWrite, Filters,
-    LexicalQuery, RepoInfo, Store, StoreReader, UnitKey, UnitRecord, UnitWrite, VectorQuery,
+    LexicalQuery, PathGlobs, RepoInfo, Store, StoreReader, UnitKey, UnitRecord, UnitWrite,
+    VectorQuery,
 };
 
 const DIM: usize = 8;

@@ -5,10 +5,8 @@ use gnn_coder_engine::{
     EngineError, ErrorKind, IndexEvent, IndexProgress, IndexSummary, KindFilter, MatchRange, Mode,
     RepoInfo, SearchHit, SearchRequest, SimilarRequest, SimilarTarget, StoreStats,
 };
-use gnn_coder_syntax::{Language, UnitKind};
 use tonic::Status;
 
-use crate::Limits;
 use crate::proto as pb;
 
 /// The status code and message of an engine error.
@@ -51,52 +49,28 @@ pub fn mode_to_wire(m: Mode) -> pb::Mode {
     }
 }
 
-/// `kinds` of a request: empty gives `default`.
+/// The wire's mode of an optional engine mode (`None`: unspecified).
+fn mode_option_to_wire(m: Option<Mode>) -> pb::Mode {
+    m.map_or(pb::Mode::Unspecified, mode_to_wire)
+}
+
+/// `kinds` of a request (the engine's one parser of kind names; empty gives `default`).
 pub fn kinds(kinds: &[String], default: KindFilter) -> Result<KindFilter, Status> {
-    if kinds.is_empty() {
-        return Ok(default);
-    }
-    let mut only = Vec::new();
-    for k in kinds {
-        match k.as_str() {
-            "callable" | "callables" => return Ok(KindFilter::Callables),
-            "all" | "any" => return Ok(KindFilter::All),
-            other => only.push(UnitKind::parse(other).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "unknown kind {other:?}; use callable, all, or one of: {}",
-                    UnitKind::ALL.map(|k| k.as_str()).join(", ")
-                ))
-            })?),
-        }
-    }
-    Ok(KindFilter::Only(only))
+    KindFilter::parse(kinds, default).map_err(|e| status(&e))
 }
 
-fn check_filters(f: &pb::Filters) -> Result<(), Status> {
-    for lang in &f.languages {
-        Language::by_name(lang)
-            .map_err(|_| Status::invalid_argument(format!("unknown language {lang:?}")))?;
+/// The words of a kind filter, as the wire spells them.
+fn kinds_to_wire(k: &KindFilter) -> Vec<String> {
+    match k {
+        KindFilter::Callables => vec!["callable".into()],
+        KindFilter::All => vec!["all".into()],
+        KindFilter::Only(kinds) => kinds.iter().map(|k| k.as_str().to_string()).collect(),
     }
-    for g in &f.path_globs {
-        globset::Glob::new(g).map_err(|e| {
-            Status::invalid_argument(format!("invalid path glob {g:?}: {}", e.kind()))
-        })?;
-    }
-    if f.languages.len() + f.path_globs.len() + f.repositories.len() + f.kinds.len() > 256 {
-        return Err(Status::invalid_argument("more than 256 filter values"));
-    }
-    Ok(())
 }
 
-fn top_k(k: u32, limits: &Limits) -> Result<usize, Status> {
-    let k = if k == 0 { 10 } else { k as usize };
-    if k > limits.max_top_k {
-        return Err(Status::invalid_argument(format!(
-            "top_k {k} is out of range; this server answers 1 to {}",
-            limits.max_top_k
-        )));
-    }
-    Ok(k)
+/// `top_k` of a request: 0 means the default 10. The engine checks it against the limits.
+fn top_k(k: u32) -> usize {
+    if k == 0 { 10 } else { k as usize }
 }
 
 /// Lines of snippet per hit.
@@ -110,31 +84,15 @@ pub fn snippet_lines(n: u32) -> Result<usize, Status> {
     }
 }
 
-/// A checked search request.
-pub fn search_request(r: &pb::SearchRequest, limits: &Limits) -> Result<SearchRequest, Status> {
-    if r.query.trim().is_empty() {
-        return Err(Status::invalid_argument("the query is empty"));
-    }
-    if r.query.len() > limits.max_query_bytes {
-        return Err(Status::invalid_argument(format!(
-            "the query is {} bytes long; this server's limit is {}",
-            r.query.len(),
-            limits.max_query_bytes
-        )));
-    }
+/// A search request from the wire. Only what the wire alone can get wrong (an unknown mode
+/// number, a kind word) is refused here; the engine checks the rest once, with the same
+/// messages for every front end ([`gnn_coder_engine::Engine::prepare`]).
+pub fn search_request(r: &pb::SearchRequest) -> Result<SearchRequest, Status> {
     let filters = r.filters.clone().unwrap_or_default();
-    check_filters(&filters)?;
-    if let Some(w) = r.dense_weight
-        && !(0.0..=1.0).contains(&w)
-    {
-        return Err(Status::invalid_argument(
-            "dense_weight must be between 0 and 1",
-        ));
-    }
-    let mut req = SearchRequest::new(r.query.clone(), top_k(r.top_k, limits)?);
+    let mut req = SearchRequest::new(r.query.clone(), top_k(r.top_k));
     req.mode = mode_of(r.mode)?;
-    req.languages = filters.languages;
     req.kinds = kinds(&filters.kinds, KindFilter::Callables)?;
+    req.languages = filters.languages;
     req.repositories = filters.repositories;
     req.path_globs = filters.path_globs;
     req.dense_weight = r.dense_weight;
@@ -142,47 +100,81 @@ pub fn search_request(r: &pb::SearchRequest, limits: &Limits) -> Result<SearchRe
     Ok(req)
 }
 
-/// A checked code→code request.
-pub fn similar_request(r: &pb::SimilarRequest, limits: &Limits) -> Result<SimilarRequest, Status> {
+/// The wire request of an engine search (for clients), with `snippet_lines` per hit.
+pub fn search_request_to_wire(r: &SearchRequest, snippet_lines: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        query: r.query.clone(),
+        top_k: u32::try_from(r.top_k).unwrap_or(u32::MAX),
+        mode: mode_option_to_wire(r.mode) as i32,
+        filters: Some(pb::Filters {
+            languages: r.languages.clone(),
+            path_globs: r.path_globs.clone(),
+            repositories: r.repositories.clone(),
+            kinds: kinds_to_wire(&r.kinds),
+        }),
+        dense_weight: r.dense_weight,
+        keep_tests: !r.demote_tests,
+        snippet_lines,
+    }
+}
+
+/// A code→code request from the wire (the engine checks it, as for searches).
+pub fn similar_request(r: &pb::SimilarRequest) -> Result<SimilarRequest, Status> {
     let target = match &r.target {
         None => {
             return Err(Status::invalid_argument(
                 "give a target: a unit (repository, path, line) or a snippet (code, language)",
             ));
         }
-        Some(pb::similar_request::Target::Unit(u)) => {
-            if u.path.is_empty() || u.line == 0 {
-                return Err(Status::invalid_argument(
-                    "a unit target needs a path and a 1-based line",
-                ));
-            }
-            SimilarTarget::Unit {
-                repository: (!u.repository.is_empty()).then(|| u.repository.clone()),
-                path: u.path.trim_start_matches("./").to_string(),
-                line: u.line,
-            }
-        }
-        Some(pb::similar_request::Target::Snippet(s)) => {
-            if s.code.trim().is_empty() {
-                return Err(Status::invalid_argument("the snippet is empty"));
-            }
-            Language::by_name(&s.language).map_err(|_| {
-                Status::invalid_argument(format!("unknown language {:?}", s.language))
-            })?;
-            SimilarTarget::Snippet {
-                code: s.code.clone(),
-                language: s.language.clone(),
-            }
-        }
+        Some(pb::similar_request::Target::Unit(u)) => SimilarTarget::Unit {
+            repository: (!u.repository.is_empty()).then(|| u.repository.clone()),
+            path: u.path.trim_start_matches("./").to_string(),
+            line: u.line,
+        },
+        Some(pb::similar_request::Target::Snippet(s)) => SimilarTarget::Snippet {
+            code: s.code.clone(),
+            language: s.language.clone(),
+        },
     };
     let filters = r.filters.clone().unwrap_or_default();
-    check_filters(&filters)?;
-    let mut req = SimilarRequest::new(target, top_k(r.top_k, limits)?);
-    req.languages = filters.languages;
+    let mut req = SimilarRequest::new(target, top_k(r.top_k));
     req.kinds = kinds(&filters.kinds, KindFilter::All)?;
+    req.languages = filters.languages;
     req.repositories = filters.repositories;
     req.path_globs = filters.path_globs;
     Ok(req)
+}
+
+/// The wire request of an engine code→code search (for clients).
+pub fn similar_request_to_wire(r: &SimilarRequest, snippet_lines: u32) -> pb::SimilarRequest {
+    let target = match &r.target {
+        SimilarTarget::Unit {
+            repository,
+            path,
+            line,
+        } => pb::similar_request::Target::Unit(pb::UnitRef {
+            repository: repository.clone().unwrap_or_default(),
+            path: path.clone(),
+            line: *line,
+        }),
+        SimilarTarget::Snippet { code, language } => {
+            pb::similar_request::Target::Snippet(pb::CodeSnippet {
+                code: code.clone(),
+                language: language.clone(),
+            })
+        }
+    };
+    pb::SimilarRequest {
+        target: Some(target),
+        top_k: u32::try_from(r.top_k).unwrap_or(u32::MAX),
+        filters: Some(pb::Filters {
+            languages: r.languages.clone(),
+            path_globs: r.path_globs.clone(),
+            repositories: r.repositories.clone(),
+            kinds: kinds_to_wire(&r.kinds),
+        }),
+        snippet_lines,
+    }
 }
 
 fn match_range(m: &MatchRange) -> pb::MatchRange {
@@ -208,6 +200,44 @@ pub fn hit(h: &SearchHit, lines: usize) -> pb::Hit {
         snippet: gnn_coder_engine::snippet(u, lines),
         matches: h.matches.iter().map(match_range).collect(),
     }
+}
+
+/// A hit from the wire (for clients): the engine's hit, whose unit carries no code, and the
+/// snippet lines the server cut.
+pub fn hit_from_wire(h: &pb::Hit) -> (SearchHit, Vec<String>) {
+    let hit = SearchHit {
+        repository: h.repository.clone(),
+        unit: gnn_coder_engine::UnitRecord {
+            path: h.path.clone(),
+            language: h.language.clone(),
+            kind: h.kind.clone(),
+            name: h
+                .symbol
+                .rsplit(['.', ':'])
+                .next()
+                .unwrap_or(&h.symbol)
+                .to_string(),
+            symbol: h.symbol.clone(),
+            start_line: h.start_line,
+            end_line: h.end_line,
+            def_line: h.start_line,
+            start_byte: 0,
+            end_byte: 0,
+            doc: None,
+            code: String::new(),
+        },
+        score: h.score,
+        matches: h
+            .matches
+            .iter()
+            .map(|m| MatchRange {
+                line: m.line,
+                start_byte: m.start_byte,
+                end_byte: m.end_byte,
+            })
+            .collect(),
+    };
+    (hit, h.snippet.clone())
 }
 
 /// Progress from the wire (for clients that draw it as the local command does).
@@ -280,6 +310,8 @@ pub fn summary(s: &IndexSummary) -> pb::IndexEvent {
                 .as_ref()
                 .map(|e| e.model.clone())
                 .unwrap_or_default(),
+            dim: s.embedding.as_ref().map_or(0, |e| e.dim as u32),
+            trained: s.embedding.as_ref().is_some_and(|e| e.trained),
         })),
     }
 }
@@ -306,7 +338,11 @@ pub fn summary_from_wire(s: &pb::IndexSummary) -> IndexSummary {
         skipped: s.skipped.clone().into_iter().collect(),
         seconds: s.seconds,
         embed_seconds: s.embed_seconds,
-        embedding: None,
+        embedding: (!s.model.is_empty()).then(|| gnn_coder_engine::EmbeddingInfo {
+            model: s.model.clone(),
+            dim: s.dim as usize,
+            trained: s.trained,
+        }),
     }
 }
 
@@ -359,64 +395,82 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bad_requests_are_refused_with_invalid_argument() {
-        let limits = Limits::default();
+    fn only_wire_errors_are_refused_here() {
         let ok = pb::SearchRequest {
             query: "parse a config file".into(),
             ..Default::default()
         };
-        assert_eq!(search_request(&ok, &limits).unwrap().top_k, 10);
-        let cases = [
-            pb::SearchRequest {
-                query: "  ".into(),
-                ..ok.clone()
-            },
-            pb::SearchRequest {
-                top_k: 1000,
-                ..ok.clone()
-            },
-            pb::SearchRequest {
-                mode: 42,
-                ..ok.clone()
-            },
-            pb::SearchRequest {
-                query: "x".repeat(10_000),
-                ..ok.clone()
-            },
-            pb::SearchRequest {
-                dense_weight: Some(2.0),
-                ..ok.clone()
-            },
-            pb::SearchRequest {
-                filters: Some(pb::Filters {
-                    languages: vec!["cobol".into()],
-                    ..Default::default()
-                }),
-                ..ok.clone()
-            },
-            pb::SearchRequest {
-                filters: Some(pb::Filters {
-                    path_globs: vec!["src/[".into()],
-                    ..Default::default()
-                }),
-                ..ok.clone()
-            },
-            pb::SearchRequest {
-                filters: Some(pb::Filters {
-                    kinds: vec!["gadget".into()],
-                    ..Default::default()
-                }),
-                ..ok.clone()
-            },
-        ];
-        for c in cases {
-            let e = search_request(&c, &limits).unwrap_err();
-            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{c:?}");
-        }
-        let none = pb::SimilarRequest::default();
+        assert_eq!(search_request(&ok).unwrap().top_k, 10);
+        // What only the wire can get wrong.
+        let bad_mode = pb::SearchRequest {
+            mode: 42,
+            ..ok.clone()
+        };
         assert_eq!(
-            similar_request(&none, &limits).unwrap_err().code(),
+            search_request(&bad_mode).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
+        let bad_kind = pb::SearchRequest {
+            filters: Some(pb::Filters {
+                kinds: vec!["gadget".into()],
+                ..Default::default()
+            }),
+            ..ok.clone()
+        };
+        let e = search_request(&bad_kind).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("unknown kind \"gadget\""), "{e:?}");
+        assert_eq!(
+            similar_request(&pb::SimilarRequest::default())
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+        // The rest is the engine's to check: it reaches it unchanged.
+        let empty = pb::SearchRequest {
+            query: "  ".into(),
+            top_k: 1000,
+            ..ok.clone()
+        };
+        let req = search_request(&empty).unwrap();
+        assert_eq!((req.query.as_str(), req.top_k), ("  ", 1000));
+    }
+
+    #[test]
+    fn requests_round_trip_through_the_wire() {
+        let mut req = SearchRequest::new("parse a size", 7);
+        req.mode = Some(Mode::Semantic);
+        req.languages = vec!["rust".into()];
+        req.kinds = KindFilter::Only(vec![gnn_coder_syntax::UnitKind::Method]);
+        req.repositories = vec!["alpha".into()];
+        req.path_globs = vec!["src/**".into()];
+        req.dense_weight = Some(0.25);
+        req.demote_tests = false;
+        let back = search_request(&search_request_to_wire(&req, 3)).unwrap();
+        assert_eq!(back.query, req.query);
+        assert_eq!(back.top_k, req.top_k);
+        assert_eq!(back.mode, req.mode);
+        assert_eq!(back.languages, req.languages);
+        assert_eq!(back.kinds, req.kinds);
+        assert_eq!(back.repositories, req.repositories);
+        assert_eq!(back.path_globs, req.path_globs);
+        assert_eq!(back.dense_weight, req.dense_weight);
+        assert_eq!(back.demote_tests, req.demote_tests);
+        for kinds in [KindFilter::Callables, KindFilter::All] {
+            req.kinds = kinds.clone();
+            let back = search_request(&search_request_to_wire(&req, 3)).unwrap();
+            assert_eq!(back.kinds, kinds);
+        }
+        let sim = SimilarRequest::new(
+            SimilarTarget::Unit {
+                repository: Some("alpha".into()),
+                path: "src/lib.rs".into(),
+                line: 4,
+            },
+            5,
+        );
+        let back = similar_request(&similar_request_to_wire(&sim, 3)).unwrap();
+        assert!(matches!(back.target, SimilarTarget::Unit { line: 4, .. }));
+        assert_eq!(back.kinds, KindFilter::All);
     }
 }

@@ -314,14 +314,14 @@ impl CodeSearch for Service {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         self.unary("Search", async {
             let r = request.into_inner();
-            let req = convert::search_request(&r, &self.state.limits)?;
+            let req = convert::search_request(&r)?;
             let lines = convert::snippet_lines(r.snippet_lines)?;
             self.blocking(move |engine, _| {
-                let mode = engine.check_request(&req)?;
-                let hits = engine.search(&req)?;
+                let prepared = engine.prepare(&req)?;
+                let hits = engine.run_prepared(&prepared)?;
                 Ok(pb::SearchResponse {
                     hits: hits.iter().map(|h| convert::hit(h, lines)).collect(),
-                    mode: convert::mode_to_wire(mode) as i32,
+                    mode: convert::mode_to_wire(prepared.mode()) as i32,
                     origin: None,
                 })
             })
@@ -336,7 +336,7 @@ impl CodeSearch for Service {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         self.unary("SearchSimilar", async {
             let r = request.into_inner();
-            let req = convert::similar_request(&r, &self.state.limits)?;
+            let req = convert::similar_request(&r)?;
             let lines = convert::snippet_lines(r.snippet_lines)?;
             self.blocking(move |engine, _| {
                 let (origin, hits) = engine.similar(&req)?;
@@ -659,7 +659,12 @@ pub async fn serve(
     };
 
     let dir = config.index_dir.clone();
-    let options = config.engine.clone();
+    // The engine checks every request against the server's limits: one limit, one message.
+    let mut options = config.engine.clone();
+    options.limits = gnn_coder_engine::RequestLimits {
+        max_query_bytes: config.limits.max_query_bytes,
+        max_top_k: config.limits.max_top_k,
+    };
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, EngineError> {
         let engine = Engine::open_or_create(&dir, options, false)?;
         if engine.embedding().is_some() {

@@ -1,0 +1,80 @@
+//! Flags and values several commands share: the model, sizes, byte counts for people.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use gnn_coder_engine::ModelChoice;
+
+/// Flags naming the model, shared by the commands that embed.
+#[derive(Args, Clone, Default)]
+pub struct ModelFlags {
+    /// Directory of the pretrained model (default: $GNN_CODER_MODEL_DIR, ./models/all-MiniLM-L6-v2,
+    /// or the models/ folder of the checkout gnn-coder was built from).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Trained GNN-Coder weights (a `gnn-coder train` OUT/weights directory; default: the
+    /// shipped weights/gnn-coder, or $GNN_CODER_WEIGHTS; `none`: zero-shot MiniLM vectors).
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
+}
+
+impl ModelFlags {
+    pub fn choice(&self) -> ModelChoice {
+        ModelChoice {
+            model_dir: self.model_dir.clone(),
+            weights: self.weights.clone(),
+        }
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (examples: 1048576, 512K, 2M)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}
