@@ -1175,6 +1175,29 @@ async fn command_line_client_matches_local_commands_and_jobs() {
         "{r}"
     );
 
+    // repos, info and remove work through the server with the same code as locally.
+    let (ok, remote, err) = run(&["repos", "--json", "--server", &server.url]);
+    assert!(ok, "{err}");
+    let (ok, local, err) = run(&["repos", "--json", "--index", index_dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(remote, local);
+    assert_eq!(remote.lines().count(), 2, "{remote}");
+    let (ok, info, err) = run(&["info", "--server", &server.url]);
+    assert!(ok, "{err}");
+    assert!(
+        info.contains("repos:      2") && info.contains("vectors:    none (lexical-only)"),
+        "{info}"
+    );
+    let (ok, _, err) = run(&["remove", "other", "--server", &server.url]);
+    assert!(ok && err.contains("removed other"), "{err}");
+    let (ok, after, _) = run(&["repos", "--json", "--server", &server.url]);
+    assert!(
+        ok && after.lines().count() == 1 && !after.contains("\"other\""),
+        "{after}"
+    );
+    let (ok, _, err) = run(&["remove", "other", "--server", &server.url]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
+
     // --watch: a file written to disk becomes searchable without a request.
     fs::write(
         root.join("python/watched.py"),

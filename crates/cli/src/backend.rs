@@ -364,21 +364,8 @@ impl Backend {
                     .block_on(r.client.clone().get_stats(pb::GetStatsRequest {}))
                     .map_err(advise_status)?
                     .into_inner();
-                Ok(Stats {
-                    stats: StoreStats {
-                        repositories: s.repositories,
-                        files: s.files,
-                        units: s.units,
-                        vectors: s.vectors,
-                        ann_vectors: s.ann_vectors,
-                        bytes_on_disk: s.bytes_on_disk,
-                    },
-                    embedding: (!s.model.is_empty()).then(|| EmbeddingInfo {
-                        model: s.model.clone(),
-                        dim: s.dim as usize,
-                        trained: s.trained,
-                    }),
-                })
+                let (stats, embedding) = convert::stats_from_wire(&s);
+                Ok(Stats { stats, embedding })
             }
         }
     }
@@ -401,30 +388,14 @@ impl Backend {
     }
 }
 
-/// The wire request of an index run; the root as the server should see it.
-fn index_request(
-    options: &IndexOptions,
-    progress_interval_ms: u32,
-) -> Result<pb::IndexRepositoryRequest> {
-    let root = crate::remote::server_path(&options.root)?;
-    Ok(pb::IndexRepositoryRequest {
-        root: root.to_string_lossy().into_owned(),
-        name: options.name.clone().unwrap_or_default(),
-        max_file_size: options.max_file_size,
-        languages: options.languages.clone(),
-        exclude_globs: options.exclude.clone(),
-        commit_every: u32::try_from(options.commit_every).unwrap_or(u32::MAX),
-        progress_interval_ms,
-    })
-}
-
 /// One index run through a server: its event stream turned back into the engine's events.
 async fn remote_index(
     r: &Remote,
     options: &IndexOptions,
     on_event: &(dyn Fn(&IndexEvent) + Sync),
 ) -> Result<IndexSummary> {
-    let request = index_request(options, 100)?;
+    let root = crate::remote::server_path(&options.root)?;
+    let request = convert::index_request_to_wire(options, root.to_string_lossy().into_owned(), 100);
     let mut client = r.client.clone();
     let mut wait = Duration::from_millis(200);
     let mut stream = loop {
@@ -439,24 +410,15 @@ async fn remote_index(
             Err(s) => return Err(advise_status(s)),
         }
     };
-    use pb::index_event::Event;
     loop {
-        let event = match stream.message().await {
-            Ok(Some(e)) => e,
+        let message = match stream.message().await {
+            Ok(Some(m)) => m,
             Ok(None) => bail!("the server ended the stream without a summary"),
             Err(s) => return Err(advise_status(s)),
         };
-        match event.event {
-            Some(Event::Progress(p)) => {
-                on_event(&IndexEvent::Progress(convert::progress_from_wire(&p)))
-            }
-            Some(Event::Skipped(f)) => on_event(&IndexEvent::Skipped {
-                path: f.path,
-                reason: f.reason,
-                detail: (!f.detail.is_empty()).then_some(f.detail),
-            }),
-            Some(Event::Committed(c)) => on_event(&IndexEvent::Committed { files: c.files }),
-            Some(Event::Summary(s)) => return Ok(convert::summary_from_wire(&s)),
+        match convert::stream_item(message) {
+            Some(convert::StreamItem::Event(e)) => on_event(&e),
+            Some(convert::StreamItem::Summary(s)) => return Ok(s),
             None => {}
         }
     }

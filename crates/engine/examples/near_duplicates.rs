@@ -15,33 +15,17 @@
 //! comes first (and within the top 5).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gnn_coder_engine::{
     CancellationToken, Engine, EngineOptions, IndexOptions, SimilarRequest, SimilarTarget,
 };
 
+mod bench_util;
+
+use bench_util::{arg, copy_dir};
+
 type BoxError = Box<dyn std::error::Error>;
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else if entry.file_name() != "writer.lock" {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
 
 fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_'

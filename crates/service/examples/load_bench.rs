@@ -27,26 +27,12 @@ use gnn_coder_service::client::{self, ClientOptions};
 use gnn_coder_service::proto as pb;
 use gnn_coder_service::{Limits, ServeConfig};
 
+#[path = "../../engine/examples/bench_util/mod.rs"]
+mod bench_util;
+
+use bench_util::{arg, peak_rss_mib};
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|k| k.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -282,6 +282,47 @@ pub fn event(e: &IndexEvent) -> pb::IndexEvent {
     pb::IndexEvent { event: Some(event) }
 }
 
+/// What one message of an index stream means to a client: an event of the run, or the
+/// summary that ends it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Event(IndexEvent),
+    Summary(IndexSummary),
+}
+
+/// An index stream's message from the wire (`None`: an empty message, to be skipped).
+pub fn stream_item(e: pb::IndexEvent) -> Option<StreamItem> {
+    use pb::index_event::Event;
+    Some(match e.event? {
+        Event::Progress(p) => StreamItem::Event(IndexEvent::Progress(progress_from_wire(&p))),
+        Event::Skipped(f) => StreamItem::Event(IndexEvent::Skipped {
+            path: f.path,
+            reason: f.reason,
+            detail: (!f.detail.is_empty()).then_some(f.detail),
+        }),
+        Event::Committed(c) => StreamItem::Event(IndexEvent::Committed { files: c.files }),
+        Event::Summary(s) => StreamItem::Summary(summary_from_wire(&s)),
+    })
+}
+
+/// The wire request of an index run (for clients): `root` as the server should see it, at
+/// most one progress message per `progress_interval_ms`.
+pub fn index_request_to_wire(
+    options: &gnn_coder_engine::IndexOptions,
+    root: String,
+    progress_interval_ms: u32,
+) -> pb::IndexRepositoryRequest {
+    pb::IndexRepositoryRequest {
+        root,
+        name: options.name.clone().unwrap_or_default(),
+        max_file_size: options.max_file_size,
+        languages: options.languages.clone(),
+        exclude_globs: options.exclude.clone(),
+        commit_every: u32::try_from(options.commit_every).unwrap_or(u32::MAX),
+        progress_interval_ms,
+    }
+}
+
 /// The summary on the wire.
 pub fn summary(s: &IndexSummary) -> pb::IndexEvent {
     pb::IndexEvent {
@@ -388,6 +429,25 @@ pub fn stats(s: &StoreStats, embedding: Option<&gnn_coder_engine::EmbeddingInfo>
         dim: embedding.map_or(0, |e| e.dim as u32),
         trained: embedding.is_some_and(|e| e.trained),
     }
+}
+
+/// Index statistics from the wire (for clients), with the model of the vectors.
+pub fn stats_from_wire(s: &pb::Stats) -> (StoreStats, Option<gnn_coder_engine::EmbeddingInfo>) {
+    (
+        StoreStats {
+            repositories: s.repositories,
+            files: s.files,
+            units: s.units,
+            vectors: s.vectors,
+            ann_vectors: s.ann_vectors,
+            bytes_on_disk: s.bytes_on_disk,
+        },
+        (!s.model.is_empty()).then(|| gnn_coder_engine::EmbeddingInfo {
+            model: s.model.clone(),
+            dim: s.dim as usize,
+            trained: s.trained,
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -166,31 +166,84 @@ impl Metrics {
                 h.count
             );
         }
-        let mut counter = |name: &str, help: &str, v: String| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} counter");
-            let _ = writeln!(o, "{name} {v}");
+        // One metric without labels: (type, name, help, value).
+        let metrics: [(&str, &str, &str, String); 11] = [
+            (
+                "counter",
+                "gnn_coder_auth_failures_total",
+                "Calls refused for a missing or wrong token.",
+                g.auth_failures.to_string(),
+            ),
+            (
+                "counter",
+                "gnn_coder_embeddings_total",
+                "Unit embeddings computed by index jobs and file updates.",
+                g.embeddings.to_string(),
+            ),
+            (
+                "counter",
+                "gnn_coder_embed_seconds_total",
+                "Seconds spent computing those embeddings (rate(embeddings)/rate(seconds) = units/s).",
+                g.embed_seconds.to_string(),
+            ),
+            (
+                "counter",
+                "gnn_coder_units_indexed_total",
+                "Units written by index jobs and file updates.",
+                g.units_indexed.to_string(),
+            ),
+            (
+                "gauge",
+                "gnn_coder_requests_in_flight",
+                "Requests being served.",
+                g.in_flight.to_string(),
+            ),
+            (
+                "gauge",
+                "gnn_coder_index_jobs_running",
+                "Index jobs running.",
+                g.index_jobs.to_string(),
+            ),
+            (
+                "gauge",
+                "gnn_coder_index_repositories",
+                "Repositories in the index.",
+                sizes.repositories.to_string(),
+            ),
+            (
+                "gauge",
+                "gnn_coder_index_files",
+                "Files in the index.",
+                sizes.files.to_string(),
+            ),
+            (
+                "gauge",
+                "gnn_coder_index_units",
+                "Units in the index.",
+                sizes.units.to_string(),
+            ),
+            (
+                "gauge",
+                "gnn_coder_index_vectors",
+                "Vectors in the index.",
+                sizes.vectors.to_string(),
+            ),
+            (
+                "gauge",
+                "gnn_coder_index_bytes_on_disk",
+                "Size of the index directory.",
+                sizes.bytes_on_disk.to_string(),
+            ),
+        ];
+        let (counters, gauges) = metrics.split_at(4);
+        let plain = |o: &mut String, list: &[(&str, &str, &str, String)]| {
+            for (kind, name, help, v) in list {
+                let _ = writeln!(o, "# HELP {name} {help}");
+                let _ = writeln!(o, "# TYPE {name} {kind}");
+                let _ = writeln!(o, "{name} {v}");
+            }
         };
-        counter(
-            "gnn_coder_auth_failures_total",
-            "Calls refused for a missing or wrong token.",
-            g.auth_failures.to_string(),
-        );
-        counter(
-            "gnn_coder_embeddings_total",
-            "Unit embeddings computed by index jobs and file updates.",
-            g.embeddings.to_string(),
-        );
-        counter(
-            "gnn_coder_embed_seconds_total",
-            "Seconds spent computing those embeddings (rate(embeddings)/rate(seconds) = units/s).",
-            g.embed_seconds.to_string(),
-        );
-        counter(
-            "gnn_coder_units_indexed_total",
-            "Units written by index jobs and file updates.",
-            g.units_indexed.to_string(),
-        );
+        plain(&mut o, counters);
         let _ = writeln!(
             o,
             "# HELP gnn_coder_rejected_total Requests refused with RESOURCE_EXHAUSTED, by limit."
@@ -199,46 +252,7 @@ impl Metrics {
         for (what, n) in &g.rejected {
             let _ = writeln!(o, "gnn_coder_rejected_total{{limit=\"{what}\"}} {n}");
         }
-        let mut gauge = |name: &str, help: &str, v: String| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} gauge");
-            let _ = writeln!(o, "{name} {v}");
-        };
-        gauge(
-            "gnn_coder_requests_in_flight",
-            "Requests being served.",
-            g.in_flight.to_string(),
-        );
-        gauge(
-            "gnn_coder_index_jobs_running",
-            "Index jobs running.",
-            g.index_jobs.to_string(),
-        );
-        gauge(
-            "gnn_coder_index_repositories",
-            "Repositories in the index.",
-            sizes.repositories.to_string(),
-        );
-        gauge(
-            "gnn_coder_index_files",
-            "Files in the index.",
-            sizes.files.to_string(),
-        );
-        gauge(
-            "gnn_coder_index_units",
-            "Units in the index.",
-            sizes.units.to_string(),
-        );
-        gauge(
-            "gnn_coder_index_vectors",
-            "Vectors in the index.",
-            sizes.vectors.to_string(),
-        );
-        gauge(
-            "gnn_coder_index_bytes_on_disk",
-            "Size of the index directory.",
-            sizes.bytes_on_disk.to_string(),
-        );
+        plain(&mut o, gauges);
         o
     }
 }

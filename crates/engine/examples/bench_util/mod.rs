@@ -1,0 +1,44 @@
+//! Helpers the benchmarks share (`scale_bench`, `near_duplicates`, and the service's
+//! `load_bench`, which includes this file by path): flag values, peak memory, copying trees.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// The value after `name` in `args`, if any.
+pub fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Peak resident set size of this process so far, in MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Copies a tree's directories and regular files (links and an index's `writer.lock` are left
+/// behind).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() && entry.file_name() != "writer.lock" {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
