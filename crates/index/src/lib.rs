@@ -44,7 +44,7 @@
 //! repository filters are term filters inside the query; path globs and exclusions are checked
 //! on the ranked hits, fetching deeper until enough pass. The vector leg scans the rows of every
 //! unit passing the filters (fast-field ordinals, no stored-field reads), or, when more than
-//! 20,000 units pass and an approximate index exists, asks it for filtered candidates and scans
+//! 20,000 units pass ([`EmbeddedStore::set_ann_min_rows`]) and an approximate index exists, asks it for filtered candidates and scans
 //! exactly only the rows appended since it was built.
 
 //!

@@ -46,6 +46,9 @@ pub struct Snapshot {
     pub(crate) row_map: OnceLock<HashMap<u32, Vec<UnitId>>>,
     /// Per-segment columns (built on first use by the vector leg or a filter).
     pub(crate) seg_cols: OnceLock<std::result::Result<Vec<SegCols>, String>>,
+    /// Filtered candidates above which the vector leg uses the approximate index (the store's
+    /// `ann_min_rows` when the snapshot was taken).
+    pub(crate) exact_scan_max: u64,
 }
 
 /// The id of the unit document at `addr` (segment ordinal and document number: valid within

@@ -42,6 +42,9 @@ pub struct EmbeddedStore {
     ann: Mutex<Option<Arc<AnnState>>>,
     /// Threads for tantivy's writer.
     threads: usize,
+    /// Rows from which the approximate index is built, and filtered candidates above which a
+    /// search uses it ([`EmbeddedStore::set_ann_min_rows`]).
+    ann_min_rows: u32,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -79,6 +82,7 @@ impl EmbeddedStore {
             cached: Mutex::new(None),
             ann: Mutex::new(None),
             threads: 1,
+            ann_min_rows: crate::ann::min_rows_from_env(),
         })
     }
 
@@ -136,6 +140,23 @@ impl EmbeddedStore {
         self.threads = threads.clamp(1, 8);
     }
 
+    /// Rows from which the writer builds the approximate index, and filtered candidates above
+    /// which a search uses it instead of an exact scan. Defaults to 20,000, or to
+    /// `$GNN_CODER_ANN_MIN_ROWS` as it was when the store was opened (benchmarks measure the
+    /// approximate index on smaller corpora with it); queries never read the environment.
+    /// Snapshots taken before the call keep the value they were taken with.
+    pub fn set_ann_min_rows(&mut self, rows: u32) {
+        self.ann_min_rows = rows;
+        if let Ok(cached) = self.cached.get_mut() {
+            *cached = None;
+        }
+    }
+
+    /// The current [`EmbeddedStore::set_ann_min_rows`] value.
+    pub fn ann_min_rows(&self) -> u32 {
+        self.ann_min_rows
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -188,6 +209,7 @@ impl EmbeddedStore {
             ann,
             row_map: OnceLock::new(),
             seg_cols: OnceLock::new(),
+            exact_scan_max: u64::from(self.ann_min_rows),
         });
         *cached = Some(snapshot.clone());
         Ok(snapshot)
@@ -323,6 +345,7 @@ impl EmbeddedStore {
             dim: self.manifest.embedding.as_ref().map(|e| e.dim),
             writer: Some(writer),
             rows,
+            ann_min_rows: self.ann_min_rows,
             _lock: lock,
         })
     }

@@ -7,8 +7,8 @@
 //!   [`SegmentFilter`], ordinals only, no stored-field reads) has its row scored once, and a
 //!   bounded heap ([`TopK`]) keeps the best. This is the default, and it is exact.
 //! * **Approximate** (when the snapshot has an approximate index, the query does not ask for an
-//!   exact answer and more units pass the filters than the exact-scan threshold, by default
-//!   20,000): the HNSW graph is walked with the filters inside the walk (a row is kept when one
+//!   exact answer and more units pass the filters than the store's `ann_min_rows`, by default
+//!   20,000; below it an exact scan of the candidates is as fast, and exact): the HNSW graph is walked with the filters inside the walk (a row is kept when one
 //!   of the units naming it passes), with a candidate list widened in proportion to how much of
 //!   the index the filters drop; rows appended since the graph was built are then scanned
 //!   exactly, so fresh units are never missed.
@@ -76,18 +76,6 @@ impl TopK {
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         v
     }
-}
-
-/// Filtered candidates above which the approximate index is used (below it an exact scan of
-/// the candidates is as fast and exact).
-const EXACT_SCAN_MAX: u64 = 20_000;
-
-/// [`EXACT_SCAN_MAX`], or `$GNN_CODER_ANN_MIN_ROWS` (see `ann.rs`).
-fn exact_scan_max() -> u64 {
-    std::env::var("GNN_CODER_ANN_MIN_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(EXACT_SCAN_MAX)
 }
 
 impl Snapshot {
@@ -190,7 +178,7 @@ impl Snapshot {
             (Some(_), false) => self.candidate_counts(q, globs, &exclude)?,
             _ => (0, 0),
         };
-        match (&self.ann, passing > exact_scan_max()) {
+        match (&self.ann, passing > self.exact_scan_max) {
             (Some(ann), true) => {
                 // A filter that keeps a fraction of the graph needs a proportionally wider
                 // walk for the same recall (measured in gnn-coder-ann's docs).

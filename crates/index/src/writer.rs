@@ -32,6 +32,8 @@ pub struct EmbeddedWriter {
     pub(crate) dim: Option<usize>,
     pub(crate) writer: Option<IndexWriter>,
     pub(crate) rows: Option<RowWriter>,
+    /// Rows from which the approximate index is built (the store's option).
+    pub(crate) ann_min_rows: u32,
     pub(crate) _lock: WriterLock,
 }
 
@@ -192,7 +194,7 @@ impl EmbeddedWriter {
         };
         let durable = rows.durable_rows();
         let covered = crate::ann::newest(&self.dir, durable).map_or(0, |(c, _)| c);
-        if !crate::ann::needs_rebuild(covered, durable) {
+        if !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows) {
             return Ok(false);
         }
         let Some(dim) = self.dim else {
