@@ -2,26 +2,30 @@
 //!
 //! Identifiers in code glue words together (`parse_http_header`, `parseHttpHeader`,
 //! `HTTPHeaderV2`), while plain-English questions name the words apart ("parse the HTTP header").
-//! The tokenizer therefore emits, for every run of letters, digits and underscores:
+//! The splitting itself is [`gnn_coder_store::words`], shared with the engine's highlights and
+//! training's hard-negative mining so that all of them cut text the same way. For every run of
+//! letters, digits and underscores it yields:
 //!
-//! 1. its sub-words, split at `_`, at lower→upper case changes (`parseHttp` → `parse`, `http`),
+//! 1. the whole identifier, lower-cased, when it has more than one sub-word, so that an exact
+//!    identifier query (`parse_http_header`) still ranks its own definition first;
+//! 2. its sub-words, split at `_`, at lower→upper case changes (`parseHttp` → `parse`, `http`),
 //!    at the end of an upper-case run followed by a capitalised word (`HTTPHeader` → `http`,
-//!    `header`) and at letter↔digit changes (`v2` → `v`, `2`), each lower-cased and stemmed;
-//! 2. the whole identifier, lower-cased, when it has more than one sub-word, so that an exact
-//!    identifier query (`parse_http_header`) still ranks its own definition first.
+//!    `header`) and at letter↔digit changes (`v2` → `v`, `2`), each lower-cased.
 //!
-//! Sub-words are stemmed with the English Snowball stemmer so that "parses", "parsing" and `parse`
-//! meet. Tokens longer than [`MAX_TOKEN_LEN`] bytes (hashes, base64 blobs) are dropped.
+//! This module wraps that as a tantivy [`Tokenizer`] and stems every token with the English
+//! Snowball stemmer so that "parses", "parsing" and `parse` meet. Tokens longer than
+//! [`MAX_TOKEN_LEN`] bytes (hashes, base64 blobs) are dropped.
 //!
-//! The same analysis runs on documents and on queries; [`analyze`] exposes it for the query side.
+//! The same analysis runs on documents and on queries; [`analyze`] exposes it for the query side
+//! and [`analyze_spans`] with byte offsets (for highlighting what BM25 matched).
 
+use gnn_coder_store::words::{CodeToken, code_tokens};
 use tantivy::tokenizer::{Language, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
+
+pub use gnn_coder_store::words::MAX_TOKEN_LEN;
 
 /// Name under which the analyzer is registered with the tantivy index.
 pub const CODE_TOKENIZER: &str = "gnn_code";
-
-/// Longest token kept, in bytes.
-pub const MAX_TOKEN_LEN: usize = 48;
 
 /// Builds the analyzer used for every text field of the index.
 pub fn code_analyzer() -> TextAnalyzer {
@@ -32,16 +36,28 @@ pub fn code_analyzer() -> TextAnalyzer {
 
 /// Runs the index's analysis on a piece of text and returns the tokens (with repetitions).
 pub fn analyze(text: &str) -> Vec<String> {
+    analyze_spans(text).into_iter().map(|t| t.text).collect()
+}
+
+/// Runs the index's analysis on a piece of text: the tokens BM25 indexes or queries, stemmed,
+/// each with the byte range of `text` it was read from.
+pub fn analyze_spans(text: &str) -> Vec<CodeToken> {
     let mut analyzer = code_analyzer();
     let mut stream = analyzer.token_stream(text);
     let mut out = Vec::new();
     while stream.advance() {
-        out.push(stream.token().text.clone());
+        let t = stream.token();
+        out.push(CodeToken {
+            text: t.text.clone(),
+            from: t.offset_from,
+            to: t.offset_to,
+        });
     }
     out
 }
 
-/// The tokenizer part of [`code_analyzer`] (without stemming).
+/// The tokenizer part of [`code_analyzer`] (without stemming): [`code_tokens`] as tantivy
+/// tokens, one position each.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CodeTokenizer;
 
@@ -49,29 +65,17 @@ impl Tokenizer for CodeTokenizer {
     type TokenStream<'a> = CodeTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream {
-        let mut tokens = Vec::new();
-        let mut position = 0usize;
-        for (start, word) in identifier_runs(text) {
-            let parts = split_identifier(word);
-            let mut push = |from: usize, to: usize, text: String| {
-                if text.len() <= MAX_TOKEN_LEN {
-                    tokens.push(Token {
-                        offset_from: from,
-                        offset_to: to,
-                        position,
-                        text,
-                        position_length: 1,
-                    });
-                    position += 1;
-                }
-            };
-            if parts.len() > 1 {
-                push(start, start + word.len(), word.to_lowercase());
-            }
-            for (s, e) in parts {
-                push(start + s, start + e, word[s..e].to_lowercase());
-            }
-        }
+        let tokens = code_tokens(text)
+            .into_iter()
+            .enumerate()
+            .map(|(position, t)| Token {
+                offset_from: t.from,
+                offset_to: t.to,
+                position,
+                text: t.text,
+                position_length: 1,
+            })
+            .collect();
         CodeTokenStream {
             tokens,
             index: usize::MAX,
@@ -104,93 +108,6 @@ impl TokenStream for CodeTokenStream {
             None => &mut self.empty,
         }
     }
-}
-
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-/// Maximal runs of word characters, with their byte offsets.
-fn identifier_runs(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut rest = text.char_indices().peekable();
-    std::iter::from_fn(move || {
-        while let Some(&(_, c)) = rest.peek() {
-            if is_word_char(c) {
-                break;
-            }
-            rest.next();
-        }
-        let (start, _) = *rest.peek()?;
-        let mut end = start;
-        while let Some(&(i, c)) = rest.peek() {
-            if !is_word_char(c) {
-                break;
-            }
-            end = i + c.len_utf8();
-            rest.next();
-        }
-        Some((start, &text[start..end]))
-    })
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Lower,
-    Upper,
-    Digit,
-    Other,
-}
-
-fn class_of(c: char) -> Class {
-    if c.is_numeric() {
-        Class::Digit
-    } else if c.is_uppercase() {
-        Class::Upper
-    } else if c.is_alphabetic() {
-        Class::Lower
-    } else {
-        Class::Other
-    }
-}
-
-/// Splits one identifier into sub-word byte ranges (underscores dropped).
-fn split_identifier(word: &str) -> Vec<(usize, usize)> {
-    let chars: Vec<(usize, char)> = word.char_indices().collect();
-    let mut parts = Vec::new();
-    let mut start: Option<usize> = None;
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        if c == '_' {
-            if let Some(s) = start.take() {
-                parts.push((s, i));
-            }
-            continue;
-        }
-        let Some(s) = start else {
-            start = Some(i);
-            continue;
-        };
-        let (_, prev) = chars[k - 1];
-        let (pc, cc) = (class_of(prev), class_of(c));
-        let next_is_lower = chars
-            .get(k + 1)
-            .is_some_and(|&(_, n)| class_of(n) == Class::Lower);
-        let boundary = match (pc, cc) {
-            (Class::Lower, Class::Upper) => true,
-            // `HTTPServer`: the `S` starts a new word when a lower-case letter follows it.
-            (Class::Upper, Class::Upper) => next_is_lower,
-            (Class::Digit, Class::Lower | Class::Upper) => true,
-            (Class::Lower | Class::Upper, Class::Digit) => true,
-            _ => false,
-        };
-        if boundary {
-            parts.push((s, i));
-            start = Some(i);
-        }
-    }
-    if let Some(s) = start {
-        parts.push((s, word.len()));
-    }
-    parts
 }
 
 #[cfg(test)]
@@ -264,7 +181,8 @@ mod pinned {
     use super::*;
 
     /// `(input, "text@from..to#position ...")` for the full analysis (split, lower-cased,
-    /// stemmed), recorded from the tokenizer as it is.
+    /// stemmed), recorded from the tokenizer as it was before the splitter moved to
+    /// `gnn_coder_store::words`.
     pub(super) const PINNED: &[(&str, &str)] = &[
         ("parseHttpHeader", "parsehttphead@0..15#0 pars@0..5#1 http@5..9#2 header@9..15#3"),
         ("parse_http_header", "parse_http_head@0..17#0 pars@0..5#1 http@6..10#2 header@11..17#3"),
@@ -308,6 +226,32 @@ mod pinned {
     fn tricky_identifiers_keep_their_tokens() {
         for (input, want) in PINNED {
             assert_eq!(render(input), *want, "{input:?}");
+        }
+    }
+
+    /// The tokenizer is the shared splitter, token for token, before stemming; `analyze_spans`
+    /// is the full analysis with the same offsets.
+    #[test]
+    fn the_tokenizer_is_the_shared_splitter() {
+        for (input, _) in PINNED {
+            let mut t = CodeTokenizer;
+            let mut s = t.token_stream(input);
+            let mut raw = Vec::new();
+            while s.advance() {
+                let tok = s.token();
+                raw.push((tok.text.clone(), tok.offset_from, tok.offset_to));
+            }
+            let shared: Vec<_> = code_tokens(input)
+                .into_iter()
+                .map(|t| (t.text, t.from, t.to))
+                .collect();
+            assert_eq!(raw, shared, "{input:?}");
+            let spans: Vec<String> = analyze_spans(input)
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| format!("{}@{}..{}#{i}", t.text, t.from, t.to))
+                .collect();
+            assert_eq!(spans.join(" "), render(input), "{input:?}");
         }
     }
 }
