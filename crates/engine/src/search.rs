@@ -175,46 +175,12 @@ impl SimilarRequest {
 }
 
 /// Whether a unit is test code: by its path (`tests/`, `test_*.py`, `*_test.go`, `*.spec.ts`,
-/// `FooTest.java`, ...) or its symbol (`tests::`, `test_*`, Go's `TestXxx`).
+/// `FooTest.java`, `conftest.py`, ...), its symbol or name (a word starting with `test`:
+/// `tests::`, `test_*`, Go's `TestXxx`) or a test attribute before its definition (`#[test]`,
+/// `@pytest.mark...`). The rule is shared with training's miner:
+/// [`gnn_coder_store::test_code`].
 pub fn is_test_code(unit: &UnitRecord) -> bool {
-    let path = unit.path.to_ascii_lowercase();
-    let mut parts = path.split('/');
-    let file = parts.next_back().unwrap_or("");
-    if path.split('/').rev().skip(1).any(|d| {
-        matches!(
-            d,
-            "test" | "tests" | "testing" | "spec" | "specs" | "__tests__"
-        )
-    }) {
-        return true;
-    }
-    let stem = file.split('.').next().unwrap_or(file);
-    if stem.starts_with("test_")
-        || stem.ends_with("_test")
-        || stem.ends_with("_tests")
-        || stem.ends_with("_spec")
-        || file.contains(".test.")
-        || file.contains(".spec.")
-        || (stem.ends_with("test")
-            && unit
-                .path
-                .rsplit('/')
-                .next()
-                .is_some_and(|f| f.contains("Test")))
-    {
-        return true;
-    }
-    let symbol = &unit.symbol;
-    if symbol.contains("tests::") || symbol.starts_with("test::") || symbol.contains("::test::") {
-        return true;
-    }
-    let name = &unit.name;
-    name.starts_with("test_")
-        || (name.starts_with("Test")
-            && name[4..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_uppercase() || c == '_'))
+    gnn_coder_store::test_code::is_test_unit(unit)
 }
 
 fn asks_for_tests(query: &str) -> bool {
@@ -749,6 +715,29 @@ mod tests {
             ""
         )));
         assert!(!is_test_code(&unit("src/latest.py", "Testament", "")));
+        // What the miner knew: `test_*` directories, conftest, words inside names, attributes.
+        assert!(is_test_code(&unit("pkg/test_things/a.py", "helper", "")));
+        assert!(is_test_code(&unit("conftest.py", "fixture", "")));
+        assert!(is_test_code(&unit(
+            "src/a.py",
+            "Reader.check_test_data",
+            ""
+        )));
+        assert!(is_test_code(&unit(
+            "src/server.rs",
+            "HTTPTestServer.start",
+            ""
+        )));
+        let mut attributed = unit("src/lib.rs", "checks", "#[test]\nfn checks() {}\n");
+        attributed.def_line = 11;
+        assert!(is_test_code(&attributed));
+        // Public test helpers are not tests.
+        assert!(!is_test_code(&unit(
+            "numpy/testing/utils.py",
+            "assert_close",
+            ""
+        )));
+        assert!(!is_test_code(&unit("src/a.py", "pytest_configure", "")));
         assert!(asks_for_tests("unit tests for the parser"));
         assert!(!asks_for_tests("parse a size like 512K"));
     }

@@ -31,9 +31,10 @@
 //!
 //! ## Shared text rules
 //!
-//! A rule every layer must apply identically lives here, the lowest crate the backends, the
+//! Two rules every layer must apply identically live here, the lowest crate the backends, the
 //! engine and training share: how identifiers split into words ([`words`]: a backend ranks by
-//! them, the engine highlights by them, training mines hard negatives by them).
+//! them, the engine highlights by them, training mines hard negatives by them) and what test
+//! code is ([`test_code`]: the engine demotes it, training mines no pairs from it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 mod error;
+pub mod test_code;
 pub mod words;
 
 pub use error::{ErrorKind, StoreError};

@@ -9,7 +9,8 @@
 //!   queries exactly the tokens of [`code_tokens`], then stems them (English Snowball);
 //! * the engine's highlights run that same analysis on the query and on the unit's code, so
 //!   what is highlighted is what BM25 matched;
-//! * training's hard-negative miner scores with [`code_tokens`] too.
+//! * training's hard-negative miner scores with [`code_tokens`] too, and the test-code rule
+//!   ([`crate::test_code`]) reads the [`sub_words`] of a symbol.
 //!
 //! It lives in this crate because every one of them already depends on it or can at no cost (it
 //! has no heavy dependencies), and because a second backend of the store traits has to split
