@@ -81,10 +81,7 @@ fn files(dir: &Path) -> Vec<(u32, PathBuf)> {
 
 /// The newest approximate index covering at most `rows` rows.
 pub(crate) fn newest(dir: &Path, rows: u32) -> Option<(u32, PathBuf)> {
-    files(dir)
-        .into_iter()
-        .filter(|(n, _)| *n <= rows && *n > 0)
-        .next_back()
+    files(dir).into_iter().rfind(|(n, _)| *n <= rows && *n > 0)
 }
 
 /// The environment variable that overrides [`MIN_ROWS`] (for benchmarks that measure the

@@ -11,10 +11,10 @@
 use std::collections::{HashMap, HashSet};
 
 use gnn_coder_store::{LexicalQuery, Result, UnitId};
+use tantivy::Term;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::Term;
 
 use crate::error::backend;
 use crate::filter::SegmentFilter;

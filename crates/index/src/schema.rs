@@ -15,8 +15,7 @@ use std::path::Path;
 
 use gnn_coder_store::{Result, StoreError};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 
 use crate::tokenizer::CODE_TOKENIZER;

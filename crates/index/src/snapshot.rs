@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use gnn_coder_store::{
-    EmbeddingInfo, FileEntry, LexicalQuery, RepoInfo, Result, StoreError, StoreReader,
-    StoreStats, StoredUnit, UnitId, UnitRecord, VectorQuery,
+    EmbeddingInfo, FileEntry, LexicalQuery, RepoInfo, Result, StoreError, StoreReader, StoreStats,
+    StoredUnit, UnitId, UnitRecord, VectorQuery,
 };
 use tantivy::collector::{Count, DocSetCollector};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
@@ -224,7 +224,6 @@ impl StoreReader for Snapshot {
             bytes: Self::u64_of(&doc, f.file_bytes),
         }))
     }
-
 
     fn lexical(&self, q: &LexicalQuery) -> Result<Vec<(UnitId, f32)>> {
         self.lexical_search(q)

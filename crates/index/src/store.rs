@@ -10,9 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gnn_coder_store::{
-    EmbeddingInfo, Result, Store, StoreError, StoreReader, StoreWriter,
-};
+use gnn_coder_store::{EmbeddingInfo, Result, Store, StoreError, StoreReader, StoreWriter};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 
 use crate::ann::AnnState;

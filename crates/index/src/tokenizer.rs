@@ -184,25 +184,73 @@ mod pinned {
     /// stemmed), recorded from the tokenizer as it was before the splitter moved to
     /// `gnn_coder_store::words`.
     pub(super) const PINNED: &[(&str, &str)] = &[
-        ("parseHttpHeader", "parsehttphead@0..15#0 pars@0..5#1 http@5..9#2 header@9..15#3"),
-        ("parse_http_header", "parse_http_head@0..17#0 pars@0..5#1 http@6..10#2 header@11..17#3"),
-        ("HTTPServer", "httpserver@0..10#0 http@0..4#1 server@4..10#2"),
-        ("HTTPHeaderV2", "httpheaderv2@0..12#0 http@0..4#1 header@4..10#2 v@10..11#3 2@11..12#4"),
-        ("getHTTPResponseCode", "gethttpresponsecod@0..19#0 get@0..3#1 http@3..7#2 respons@7..15#3 code@15..19#4"),
+        (
+            "parseHttpHeader",
+            "parsehttphead@0..15#0 pars@0..5#1 http@5..9#2 header@9..15#3",
+        ),
+        (
+            "parse_http_header",
+            "parse_http_head@0..17#0 pars@0..5#1 http@6..10#2 header@11..17#3",
+        ),
+        (
+            "HTTPServer",
+            "httpserver@0..10#0 http@0..4#1 server@4..10#2",
+        ),
+        (
+            "HTTPHeaderV2",
+            "httpheaderv2@0..12#0 http@0..4#1 header@4..10#2 v@10..11#3 2@11..12#4",
+        ),
+        (
+            "getHTTPResponseCode",
+            "gethttpresponsecod@0..19#0 get@0..3#1 http@3..7#2 respons@7..15#3 code@15..19#4",
+        ),
         ("IOError", "ioerror@0..7#0 io@0..2#1 error@2..7#2"),
-        ("ABC ABCd aBC A1B2", "abc@0..3#0 abcd@4..8#1 ab@4..6#2 cd@6..8#3 abc@9..12#4 a@9..10#5 bc@10..12#6 a1b2@13..17#7 a@13..14#8 1@14..15#9 b@15..16#10 2@16..17#11"),
-        ("utf8Decode x86_64 v2 1e10 0xFFu8", "utf8decod@0..10#0 utf@0..3#1 8@3..4#2 decod@4..10#3 x86_64@11..17#4 x@11..12#5 86@12..14#6 64@15..17#7 v2@18..20#8 v@18..19#9 2@19..20#10 1e10@21..25#11 1@21..22#12 e@22..23#13 10@23..25#14 0xffu8@26..32#15 0@26..27#16 x@27..28#17 f@28..29#18 fu@29..31#19 8@31..32#20"),
-        ("__init__ _ a__b", "init@2..6#0 a__b@11..15#1 a@11..12#2 b@14..15#3"),
-        ("std::collections::HashMap::<K, V>::new", "std@0..3#0 collect@5..16#1 hashmap@18..25#2 hash@18..22#3 map@22..25#4 k@28..29#5 v@31..32#6 new@35..38#7"),
+        (
+            "ABC ABCd aBC A1B2",
+            "abc@0..3#0 abcd@4..8#1 ab@4..6#2 cd@6..8#3 abc@9..12#4 a@9..10#5 bc@10..12#6 a1b2@13..17#7 a@13..14#8 1@14..15#9 b@15..16#10 2@16..17#11",
+        ),
+        (
+            "utf8Decode x86_64 v2 1e10 0xFFu8",
+            "utf8decod@0..10#0 utf@0..3#1 8@3..4#2 decod@4..10#3 x86_64@11..17#4 x@11..12#5 86@12..14#6 64@15..17#7 v2@18..20#8 v@18..19#9 2@19..20#10 1e10@21..25#11 1@21..22#12 e@22..23#13 10@23..25#14 0xffu8@26..32#15 0@26..27#16 x@27..28#17 f@28..29#18 fu@29..31#19 8@31..32#20",
+        ),
+        (
+            "__init__ _ a__b",
+            "init@2..6#0 a__b@11..15#1 a@11..12#2 b@14..15#3",
+        ),
+        (
+            "std::collections::HashMap::<K, V>::new",
+            "std@0..3#0 collect@5..16#1 hashmap@18..25#2 hash@18..22#3 map@22..25#4 k@28..29#5 v@31..32#6 new@35..38#7",
+        ),
         ("a::b::C", "a@0..1#0 b@3..4#1 c@6..7#2"),
-        ("größe_berechnen ÜberKlasse naïveBayes", "größe_berechnen@0..17#0 größe@0..7#1 berechnen@8..17#2 überklass@18..29#3 über@18..23#4 klass@23..29#5 naïvebay@30..41#6 naïv@30..36#7 bay@36..41#8"),
-        ("名前_取得 ǅemal ١٢٣abc Ⅻ", "名前_取得@0..13#0 名前@0..6#1 取得@7..13#2 ǆemal@14..20#3 ١٢٣abc@21..30#4 ١٢٣@21..27#5 abc@27..30#6 ⅻ@31..34#7"),
-        ("emoji🦀crab tab\tsep", "emoji@0..5#0 crab@9..13#1 tab@14..17#2 sep@18..21#3"),
-        ("Parses the headers, parsing PARSED", "pars@0..6#0 the@7..10#1 header@11..18#2 pars@20..27#3 pars@28..34#4"),
-        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@0..48#0"),
+        (
+            "größe_berechnen ÜberKlasse naïveBayes",
+            "größe_berechnen@0..17#0 größe@0..7#1 berechnen@8..17#2 überklass@18..29#3 über@18..23#4 klass@23..29#5 naïvebay@30..41#6 naïv@30..36#7 bay@36..41#8",
+        ),
+        (
+            "名前_取得 ǅemal ١٢٣abc Ⅻ",
+            "名前_取得@0..13#0 名前@0..6#1 取得@7..13#2 ǆemal@14..20#3 ١٢٣abc@21..30#4 ١٢٣@21..27#5 abc@27..30#6 ⅻ@31..34#7",
+        ),
+        (
+            "emoji🦀crab tab\tsep",
+            "emoji@0..5#0 crab@9..13#1 tab@14..17#2 sep@18..21#3",
+        ),
+        (
+            "Parses the headers, parsing PARSED",
+            "pars@0..6#0 the@7..10#1 header@11..18#2 pars@20..27#3 pars@28..34#4",
+        ),
+        (
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@0..48#0",
+        ),
         ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ""),
-        ("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_yyyyyyyyyyyyyyyyyyyyyyyyyyyyyy", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx@0..30#0 yyyyyyyyyyyyyyyyyyyyyyyyyyyyyi@31..61#1"),
-        ("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "sha256@0..6#0 sha@0..3#1 256@3..6#2 9@7..8#3 f@8..9#4 86@9..11#5 d@11..12#6 081884@12..18#7 c@18..19#8 7@19..20#9 d@20..21#10 659@21..24#11 a@24..25#12 2@25..26#13 feaa@26..30#14 0@30..31#15 c@31..32#16 55@32..34#17 ad@34..36#18 015@36..39#19 a@39..40#20 3@40..41#21 bf@41..43#22 4@43..44#23 f@44..45#24 1@45..46#25 b@46..47#26 2@47..48#27 b@48..49#28 0@49..50#29 b@50..51#30 822@51..54#31 cd@54..56#32 15@56..58#33 d@58..59#34 6@59..60#35 c@60..61#36 15@61..63#37 b@63..64#38 0@64..65#39 f@65..66#40 00@66..68#41 a@68..69#42 08@69..71#43"),
+        (
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_yyyyyyyyyyyyyyyyyyyyyyyyyyyyyy",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx@0..30#0 yyyyyyyyyyyyyyyyyyyyyyyyyyyyyi@31..61#1",
+        ),
+        (
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "sha256@0..6#0 sha@0..3#1 256@3..6#2 9@7..8#3 f@8..9#4 86@9..11#5 d@11..12#6 081884@12..18#7 c@18..19#8 7@19..20#9 d@20..21#10 659@21..24#11 a@24..25#12 2@25..26#13 feaa@26..30#14 0@30..31#15 c@31..32#16 55@32..34#17 ad@34..36#18 015@36..39#19 a@39..40#20 3@40..41#21 bf@41..43#22 4@43..44#23 f@44..45#24 1@45..46#25 b@46..47#26 2@47..48#27 b@48..49#28 0@49..50#29 b@50..51#30 822@51..54#31 cd@54..56#32 15@56..58#33 d@58..59#34 6@59..60#35 c@60..61#36 15@61..63#37 b@63..64#38 0@64..65#39 f@65..66#40 00@66..68#41 a@68..69#42 08@69..71#43",
+        ),
         ("", ""),
         ("  -> ", ""),
     ];

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use gnn_coder_index::{EmbeddedStore, MANIFEST_FILE};
 use gnn_coder_store::{
-    PathGlobs,
     CancellationToken, EmbeddingInfo, ErrorKind, FieldBoosts, FileEntry, FileWrite, Filters,
-    LexicalQuery, RepoInfo, Store, StoreReader, UnitKey, UnitRecord, UnitWrite, VectorQuery,
+    LexicalQuery, PathGlobs, RepoInfo, Store, StoreReader, UnitKey, UnitRecord, UnitWrite,
+    VectorQuery,
 };
 
 const DIM: usize = 8;
@@ -22,7 +22,7 @@ fn info() -> EmbeddingInfo {
 }
 
 fn vector(i: usize) -> Vec<f32> {
-    let mut v = vec![0.0; DIM];
+    let mut v = [0.0f32; DIM];
     v[i % DIM] = 1.0;
     v[(i + 1) % DIM] = 0.5;
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
