@@ -256,46 +256,12 @@ impl SimilarRequest {
 }
 
 /// Whether a unit is test code: by its path (`tests/`, `test_*.py`, `*_test.go`, `*.spec.ts`,
-/// `FooTest.java`, ...) or its symbol (`tests::`, `test_*`, Go's `TestXxx`).
+/// `FooTest.java`, `conftest.py`, ...), its symbol or name (a word starting with `test`:
+/// `tests::`, `test_*`, Go's `TestXxx`) or a test attribute before its definition (`#[test]`,
+/// `@pytest.mark...`). The rule is shared with training's miner:
+/// [`gnn_coder_store::test_code`].
 pub fn is_test_code(unit: &UnitRecord) -> bool {
-    let path = unit.path.to_ascii_lowercase();
-    let mut parts = path.split('/');
-    let file = parts.next_back().unwrap_or("");
-    if path.split('/').rev().skip(1).any(|d| {
-        matches!(
-            d,
-            "test" | "tests" | "testing" | "spec" | "specs" | "__tests__"
-        )
-    }) {
-        return true;
-    }
-    let stem = file.split('.').next().unwrap_or(file);
-    if stem.starts_with("test_")
-        || stem.ends_with("_test")
-        || stem.ends_with("_tests")
-        || stem.ends_with("_spec")
-        || file.contains(".test.")
-        || file.contains(".spec.")
-        || (stem.ends_with("test")
-            && unit
-                .path
-                .rsplit('/')
-                .next()
-                .is_some_and(|f| f.contains("Test")))
-    {
-        return true;
-    }
-    let symbol = &unit.symbol;
-    if symbol.contains("tests::") || symbol.starts_with("test::") || symbol.contains("::test::") {
-        return true;
-    }
-    let name = &unit.name;
-    name.starts_with("test_")
-        || (name.starts_with("Test")
-            && name[4..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_uppercase() || c == '_'))
+    gnn_coder_store::test_code::is_test_unit(unit)
 }
 
 fn asks_for_tests(query: &str) -> bool {
@@ -310,68 +276,47 @@ const STOPWORDS: &[&str] = &[
     "it", "its", "of", "on", "or", "that", "the", "this", "to", "with", "what", "which", "when",
 ];
 
-/// The words of a query worth highlighting: identifiers split at `_` and case changes,
-/// lower-cased, stop words dropped, crudely stemmed.
+/// The terms of a query worth highlighting: the query's BM25 terms (the index's analysis:
+/// identifiers split by `gnn_coder_store::words`, lower-cased, Snowball-stemmed), without stop
+/// words and one-byte words, each once.
 fn highlight_terms(query: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for word in query.split(|c: char| !c.is_alphanumeric()) {
-        let mut sub = String::new();
-        let mut prev_lower = false;
-        let mut parts = Vec::new();
-        for c in word.chars() {
-            if c.is_uppercase() && prev_lower && !sub.is_empty() {
-                parts.push(std::mem::take(&mut sub));
-            }
-            prev_lower = c.is_lowercase() || c.is_ascii_digit();
-            sub.push(c);
+    for t in gnn_coder_index::tokenizer::analyze_spans(query) {
+        let raw = query.get(t.from..t.to).unwrap_or_default().to_lowercase();
+        if raw.len() < 2 || STOPWORDS.contains(&raw.as_str()) {
+            continue;
         }
-        if !sub.is_empty() {
-            parts.push(sub);
-        }
-        for p in parts {
-            let mut t = p.to_lowercase();
-            if t.len() < 2 || STOPWORDS.contains(&t.as_str()) {
-                continue;
-            }
-            for suffix in ["ing", "ed", "s"] {
-                if t.len() > suffix.len() + 2 && t.ends_with(suffix) {
-                    t.truncate(t.len() - suffix.len());
-                    break;
-                }
-            }
-            if !out.contains(&t) {
-                out.push(t);
-            }
+        if !out.contains(&t.text) {
+            out.push(t.text);
         }
     }
     out
 }
 
-/// Where `terms` occur in `unit` (case-insensitive), in file coordinates; at most 64.
+/// Where `terms` ([`highlight_terms`]) occur in `unit`'s code, in file coordinates; at most 64
+/// ranges. The code goes through the same analysis as the query, so a range is a whole token
+/// (a sub-word or an identifier) whose BM25 term is one of `terms`: what the lexical leg
+/// matched, never a piece of a longer word.
 fn match_ranges(unit: &UnitRecord, terms: &[String]) -> Vec<MatchRange> {
-    let lower = unit.code.to_ascii_lowercase();
-    let mut found: Vec<(usize, usize)> = Vec::new();
-    for t in terms {
-        let mut from = 0;
-        while let Some(i) = lower.get(from..).and_then(|s| s.find(t.as_str())) {
-            let start = from + i;
-            found.push((start, start + t.len()));
-            from = start + t.len();
-            if found.len() >= 256 {
-                break;
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    if !terms.is_empty() {
+        // Tokens come in text order (an identifier before its sub-words), so ranges merge as
+        // they come.
+        for t in gnn_coder_index::tokenizer::analyze_spans(&unit.code) {
+            if !terms.contains(&t.text) {
+                continue;
+            }
+            match merged.last_mut() {
+                Some(last) if t.from <= last.1 => last.1 = last.1.max(t.to),
+                _ => {
+                    if merged.len() == 64 {
+                        break;
+                    }
+                    merged.push((t.from, t.to));
+                }
             }
         }
     }
-    found.sort_unstable();
-    // Merge overlaps.
-    let mut merged: Vec<(usize, usize)> = Vec::new();
-    for (s, e) in found {
-        match merged.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    merged.truncate(64);
     let mut line = unit.start_line;
     let mut pos = 0;
     merged
@@ -958,6 +903,29 @@ mod tests {
             ""
         )));
         assert!(!is_test_code(&unit("src/latest.py", "Testament", "")));
+        // What the miner knew: `test_*` directories, conftest, words inside names, attributes.
+        assert!(is_test_code(&unit("pkg/test_things/a.py", "helper", "")));
+        assert!(is_test_code(&unit("conftest.py", "fixture", "")));
+        assert!(is_test_code(&unit(
+            "src/a.py",
+            "Reader.check_test_data",
+            ""
+        )));
+        assert!(is_test_code(&unit(
+            "src/server.rs",
+            "HTTPTestServer.start",
+            ""
+        )));
+        let mut attributed = unit("src/lib.rs", "checks", "#[test]\nfn checks() {}\n");
+        attributed.def_line = 11;
+        assert!(is_test_code(&attributed));
+        // Public test helpers are not tests.
+        assert!(!is_test_code(&unit(
+            "numpy/testing/utils.py",
+            "assert_close",
+            ""
+        )));
+        assert!(!is_test_code(&unit("src/a.py", "pytest_configure", "")));
         assert!(asks_for_tests("unit tests for the parser"));
         assert!(!asks_for_tests("parse a size like 512K"));
     }
@@ -970,7 +938,8 @@ mod tests {
             "def parse_size(s):\n    return Size(s)\n",
         );
         let terms = highlight_terms("parse sizes");
-        assert_eq!(terms, vec!["parse", "size"]);
+        // BM25's terms: stemmed as the index stems them.
+        assert_eq!(terms, vec!["pars", "size"]);
         let m = match_ranges(&u, &terms);
         // "parse" and "size" in the name, "Size" and "s" no: "size" matches "Size" too.
         assert_eq!(m.len(), 3, "{m:?}");
@@ -989,8 +958,45 @@ mod tests {
         assert!(highlight_terms("the of a").is_empty());
         assert_eq!(
             highlight_terms("parseHttpHeader"),
-            vec!["parse", "http", "header"]
+            vec!["parsehttphead", "pars", "http", "header"]
         );
+    }
+
+    /// Highlights are BM25's terms (the index's analysis of the query, stop words aside), and
+    /// a highlighted range is a whole token of the code whose term is one of them.
+    #[test]
+    fn highlights_are_what_bm25_matched() {
+        for q in [
+            "parse the HTTP header",
+            "HTTPServer::new",
+            "utf8Decode größe_berechnen",
+            "how to read a file",
+        ] {
+            let bm25 = gnn_coder_index::tokenizer::analyze(q);
+            let terms = highlight_terms(q);
+            assert!(terms.iter().all(|t| bm25.contains(t)), "{q}: {terms:?}");
+        }
+        assert_eq!(
+            highlight_terms("parse the HTTP header"),
+            vec!["pars", "http", "header"]
+        );
+        let code = "def parse(raw):\n    sparse = parsed(HTTPServer(raw))\n    thread = 1\n";
+        let u = unit("a.py", "parse", code);
+        let text =
+            |m: &MatchRange| &code[(m.start_byte - 1000) as usize..(m.end_byte - 1000) as usize];
+        let found: Vec<&str> = match_ranges(&u, &highlight_terms("parsing http read"))
+            .iter()
+            .map(text)
+            .collect();
+        // `parse` and `parsed` stem like "parsing"; `sparse` and `thread` only contain the
+        // letters; `HTTPServer` has the sub-word `HTTP`.
+        assert_eq!(found, vec!["parse", "parsed", "HTTP"]);
+        let camel = unit("a.py", "f", "parseHttpHeader()\n");
+        let found: Vec<&str> = match_ranges(&camel, &highlight_terms("parse header"))
+            .iter()
+            .map(|m| &camel.code[(m.start_byte - 1000) as usize..(m.end_byte - 1000) as usize])
+            .collect();
+        assert_eq!(found, vec!["parse", "Header"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! snapshot's live units and the request's filters) and scan the rows `N..` exactly. Rows of
 //! units that are gone stay in the graph and are filtered out. A writer rebuilds the index
 //! after a commit once the uncovered rows exceed a tenth of all rows (and there are at least
-//! [`MIN_ROWS`]); below that size an exact scan is as fast. The file is written whole and
+//! [`MIN_ROWS`], the store's `ann_min_rows` option); below that size an exact scan is as fast. The file is written whole and
 //! renamed into place, then older ones are removed; a reader that cannot load it scans exactly.
 
 use std::fs;
@@ -81,24 +81,27 @@ fn files(dir: &Path) -> Vec<(u32, PathBuf)> {
 
 /// The newest approximate index covering at most `rows` rows.
 pub(crate) fn newest(dir: &Path, rows: u32) -> Option<(u32, PathBuf)> {
-    files(dir)
-        .into_iter()
-        .filter(|(n, _)| *n <= rows && *n > 0)
-        .next_back()
+    files(dir).into_iter().rfind(|(n, _)| *n <= rows && *n > 0)
 }
 
-/// [`MIN_ROWS`], or `$GNN_CODER_ANN_MIN_ROWS` (for benchmarks that measure the approximate
-/// index on a smaller corpus).
-fn min_rows() -> u32 {
-    std::env::var("GNN_CODER_ANN_MIN_ROWS")
+/// The environment variable that overrides [`MIN_ROWS`] (for benchmarks that measure the
+/// approximate index on a smaller corpus).
+pub(crate) const MIN_ROWS_ENV: &str = "GNN_CODER_ANN_MIN_ROWS";
+
+/// `$GNN_CODER_ANN_MIN_ROWS` when it is a number, else [`MIN_ROWS`]: the default of
+/// [`EmbeddedStore::set_ann_min_rows`](crate::EmbeddedStore::set_ann_min_rows), read once when
+/// a store is opened (never by a query).
+pub(crate) fn min_rows_from_env() -> u32 {
+    std::env::var(MIN_ROWS_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(MIN_ROWS)
-        .max(1)
 }
 
-pub(crate) fn needs_rebuild(covered: u32, rows: u32) -> bool {
-    rows >= min_rows() && rows.saturating_sub(covered) > rows / 10
+/// Whether a writer should rebuild the approximate index: at least `min_rows` rows (and at
+/// least one), more than a tenth of them not covered by the current index.
+pub(crate) fn needs_rebuild(covered: u32, rows: u32, min_rows: u32) -> bool {
+    rows >= min_rows.max(1) && rows.saturating_sub(covered) > rows / 10
 }
 
 /// Builds an index over rows `0..count` and saves it; removes the older ones.

@@ -44,15 +44,40 @@
 //! repository filters are term filters inside the query; path globs and exclusions are checked
 //! on the ranked hits, fetching deeper until enough pass. The vector leg scans the rows of every
 //! unit passing the filters (fast-field ordinals, no stored-field reads), or, when more than
-//! 20,000 units pass and an approximate index exists, asks it for filtered candidates and scans
+//! 20,000 units pass ([`EmbeddedStore::set_ann_min_rows`]) and an approximate index exists, asks it for filtered candidates and scans
 //! exactly only the rows appended since it was built.
 
+//!
+//! ## Modules
+//!
+//! | module | its one job |
+//! |---|---|
+//! | `store` | [`EmbeddedStore`]: open, create, remove a directory; hand out writers and snapshots |
+//! | `schema` | the tantivy schema: three document types in one index, their key terms |
+//! | `writer` | [`EmbeddedWriter`]: upserts and deletes, rows before the commit, ANN upkeep |
+//! | `snapshot` | [`Snapshot`]: the record-level reads of one commit (units, files, stats) |
+//! | `lexical` | the BM25 leg: query building, term filters, post-filtered deepening |
+//! | `topk` | the vector leg: exact scan, the ANN walk, the bounded top-k heap |
+//! | `filter` | request filters resolved per segment on term ordinals |
+//! | `rows`, `ann` | the int8 vector rows and the approximate index over them |
+//! | `manifest`, `lock`, `error` | the format marker, the writer lock, error mapping |
+//! | [`tokenizer`] | the code-aware analysis of the lexical leg |
+
 mod ann;
+mod error;
+mod filter;
+mod lexical;
 mod lock;
 mod manifest;
 mod rows;
+mod schema;
+mod snapshot;
 mod store;
 pub mod tokenizer;
+mod topk;
+mod writer;
 
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest};
-pub use store::{EmbeddedStore, EmbeddedWriter, Snapshot};
+pub use snapshot::Snapshot;
+pub use store::EmbeddedStore;
+pub use writer::EmbeddedWriter;

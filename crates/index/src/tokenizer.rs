@@ -2,26 +2,30 @@
 //!
 //! Identifiers in code glue words together (`parse_http_header`, `parseHttpHeader`,
 //! `HTTPHeaderV2`), while plain-English questions name the words apart ("parse the HTTP header").
-//! The tokenizer therefore emits, for every run of letters, digits and underscores:
+//! The splitting itself is [`gnn_coder_store::words`], shared with the engine's highlights and
+//! training's hard-negative mining so that all of them cut text the same way. For every run of
+//! letters, digits and underscores it yields:
 //!
-//! 1. its sub-words, split at `_`, at lower→upper case changes (`parseHttp` → `parse`, `http`),
+//! 1. the whole identifier, lower-cased, when it has more than one sub-word, so that an exact
+//!    identifier query (`parse_http_header`) still ranks its own definition first;
+//! 2. its sub-words, split at `_`, at lower→upper case changes (`parseHttp` → `parse`, `http`),
 //!    at the end of an upper-case run followed by a capitalised word (`HTTPHeader` → `http`,
-//!    `header`) and at letter↔digit changes (`v2` → `v`, `2`), each lower-cased and stemmed;
-//! 2. the whole identifier, lower-cased, when it has more than one sub-word, so that an exact
-//!    identifier query (`parse_http_header`) still ranks its own definition first.
+//!    `header`) and at letter↔digit changes (`v2` → `v`, `2`), each lower-cased.
 //!
-//! Sub-words are stemmed with the English Snowball stemmer so that "parses", "parsing" and `parse`
-//! meet. Tokens longer than [`MAX_TOKEN_LEN`] bytes (hashes, base64 blobs) are dropped.
+//! This module wraps that as a tantivy [`Tokenizer`] and stems every token with the English
+//! Snowball stemmer so that "parses", "parsing" and `parse` meet. Tokens longer than
+//! [`MAX_TOKEN_LEN`] bytes (hashes, base64 blobs) are dropped.
 //!
-//! The same analysis runs on documents and on queries; [`analyze`] exposes it for the query side.
+//! The same analysis runs on documents and on queries; [`analyze`] exposes it for the query side
+//! and [`analyze_spans`] with byte offsets (for highlighting what BM25 matched).
 
+use gnn_coder_store::words::{CodeToken, code_tokens};
 use tantivy::tokenizer::{Language, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
+
+pub use gnn_coder_store::words::MAX_TOKEN_LEN;
 
 /// Name under which the analyzer is registered with the tantivy index.
 pub const CODE_TOKENIZER: &str = "gnn_code";
-
-/// Longest token kept, in bytes.
-pub const MAX_TOKEN_LEN: usize = 48;
 
 /// Builds the analyzer used for every text field of the index.
 pub fn code_analyzer() -> TextAnalyzer {
@@ -32,16 +36,28 @@ pub fn code_analyzer() -> TextAnalyzer {
 
 /// Runs the index's analysis on a piece of text and returns the tokens (with repetitions).
 pub fn analyze(text: &str) -> Vec<String> {
+    analyze_spans(text).into_iter().map(|t| t.text).collect()
+}
+
+/// Runs the index's analysis on a piece of text: the tokens BM25 indexes or queries, stemmed,
+/// each with the byte range of `text` it was read from.
+pub fn analyze_spans(text: &str) -> Vec<CodeToken> {
     let mut analyzer = code_analyzer();
     let mut stream = analyzer.token_stream(text);
     let mut out = Vec::new();
     while stream.advance() {
-        out.push(stream.token().text.clone());
+        let t = stream.token();
+        out.push(CodeToken {
+            text: t.text.clone(),
+            from: t.offset_from,
+            to: t.offset_to,
+        });
     }
     out
 }
 
-/// The tokenizer part of [`code_analyzer`] (without stemming).
+/// The tokenizer part of [`code_analyzer`] (without stemming): [`code_tokens`] as tantivy
+/// tokens, one position each.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CodeTokenizer;
 
@@ -49,29 +65,17 @@ impl Tokenizer for CodeTokenizer {
     type TokenStream<'a> = CodeTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream {
-        let mut tokens = Vec::new();
-        let mut position = 0usize;
-        for (start, word) in identifier_runs(text) {
-            let parts = split_identifier(word);
-            let mut push = |from: usize, to: usize, text: String| {
-                if text.len() <= MAX_TOKEN_LEN {
-                    tokens.push(Token {
-                        offset_from: from,
-                        offset_to: to,
-                        position,
-                        text,
-                        position_length: 1,
-                    });
-                    position += 1;
-                }
-            };
-            if parts.len() > 1 {
-                push(start, start + word.len(), word.to_lowercase());
-            }
-            for (s, e) in parts {
-                push(start + s, start + e, word[s..e].to_lowercase());
-            }
-        }
+        let tokens = code_tokens(text)
+            .into_iter()
+            .enumerate()
+            .map(|(position, t)| Token {
+                offset_from: t.from,
+                offset_to: t.to,
+                position,
+                text: t.text,
+                position_length: 1,
+            })
+            .collect();
         CodeTokenStream {
             tokens,
             index: usize::MAX,
@@ -104,93 +108,6 @@ impl TokenStream for CodeTokenStream {
             None => &mut self.empty,
         }
     }
-}
-
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-/// Maximal runs of word characters, with their byte offsets.
-fn identifier_runs(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut rest = text.char_indices().peekable();
-    std::iter::from_fn(move || {
-        while let Some(&(_, c)) = rest.peek() {
-            if is_word_char(c) {
-                break;
-            }
-            rest.next();
-        }
-        let (start, _) = *rest.peek()?;
-        let mut end = start;
-        while let Some(&(i, c)) = rest.peek() {
-            if !is_word_char(c) {
-                break;
-            }
-            end = i + c.len_utf8();
-            rest.next();
-        }
-        Some((start, &text[start..end]))
-    })
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Lower,
-    Upper,
-    Digit,
-    Other,
-}
-
-fn class_of(c: char) -> Class {
-    if c.is_numeric() {
-        Class::Digit
-    } else if c.is_uppercase() {
-        Class::Upper
-    } else if c.is_alphabetic() {
-        Class::Lower
-    } else {
-        Class::Other
-    }
-}
-
-/// Splits one identifier into sub-word byte ranges (underscores dropped).
-fn split_identifier(word: &str) -> Vec<(usize, usize)> {
-    let chars: Vec<(usize, char)> = word.char_indices().collect();
-    let mut parts = Vec::new();
-    let mut start: Option<usize> = None;
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        if c == '_' {
-            if let Some(s) = start.take() {
-                parts.push((s, i));
-            }
-            continue;
-        }
-        let Some(s) = start else {
-            start = Some(i);
-            continue;
-        };
-        let (_, prev) = chars[k - 1];
-        let (pc, cc) = (class_of(prev), class_of(c));
-        let next_is_lower = chars
-            .get(k + 1)
-            .is_some_and(|&(_, n)| class_of(n) == Class::Lower);
-        let boundary = match (pc, cc) {
-            (Class::Lower, Class::Upper) => true,
-            // `HTTPServer`: the `S` starts a new word when a lower-case letter follows it.
-            (Class::Upper, Class::Upper) => next_is_lower,
-            (Class::Digit, Class::Lower | Class::Upper) => true,
-            (Class::Lower | Class::Upper, Class::Digit) => true,
-            _ => false,
-        };
-        if boundary {
-            parts.push((s, i));
-            start = Some(i);
-        }
-    }
-    if let Some(s) = start {
-        parts.push((s, word.len()));
-    }
-    parts
 }
 
 #[cfg(test)]
@@ -253,5 +170,136 @@ mod tests {
         let toks = analyze("größe_berechnen ünïcödé 名前");
         assert!(toks.contains(&"größ".to_string()) || toks.contains(&"größe".to_string()));
         assert!(toks.iter().any(|t| t.contains('名')));
+    }
+}
+
+/// Pins the analysis of the BM25 leg on identifiers that are easy to get wrong (camelCase,
+/// snake_case, acronyms, digits, Unicode case and digits, `::` paths, tokens at and over the
+/// length limit): any change to these tokens changes lexical ranking of existing indexes.
+#[cfg(test)]
+mod pinned {
+    use super::*;
+
+    /// `(input, "text@from..to#position ...")` for the full analysis (split, lower-cased,
+    /// stemmed), recorded from the tokenizer as it was before the splitter moved to
+    /// `gnn_coder_store::words`.
+    pub(super) const PINNED: &[(&str, &str)] = &[
+        (
+            "parseHttpHeader",
+            "parsehttphead@0..15#0 pars@0..5#1 http@5..9#2 header@9..15#3",
+        ),
+        (
+            "parse_http_header",
+            "parse_http_head@0..17#0 pars@0..5#1 http@6..10#2 header@11..17#3",
+        ),
+        (
+            "HTTPServer",
+            "httpserver@0..10#0 http@0..4#1 server@4..10#2",
+        ),
+        (
+            "HTTPHeaderV2",
+            "httpheaderv2@0..12#0 http@0..4#1 header@4..10#2 v@10..11#3 2@11..12#4",
+        ),
+        (
+            "getHTTPResponseCode",
+            "gethttpresponsecod@0..19#0 get@0..3#1 http@3..7#2 respons@7..15#3 code@15..19#4",
+        ),
+        ("IOError", "ioerror@0..7#0 io@0..2#1 error@2..7#2"),
+        (
+            "ABC ABCd aBC A1B2",
+            "abc@0..3#0 abcd@4..8#1 ab@4..6#2 cd@6..8#3 abc@9..12#4 a@9..10#5 bc@10..12#6 a1b2@13..17#7 a@13..14#8 1@14..15#9 b@15..16#10 2@16..17#11",
+        ),
+        (
+            "utf8Decode x86_64 v2 1e10 0xFFu8",
+            "utf8decod@0..10#0 utf@0..3#1 8@3..4#2 decod@4..10#3 x86_64@11..17#4 x@11..12#5 86@12..14#6 64@15..17#7 v2@18..20#8 v@18..19#9 2@19..20#10 1e10@21..25#11 1@21..22#12 e@22..23#13 10@23..25#14 0xffu8@26..32#15 0@26..27#16 x@27..28#17 f@28..29#18 fu@29..31#19 8@31..32#20",
+        ),
+        (
+            "__init__ _ a__b",
+            "init@2..6#0 a__b@11..15#1 a@11..12#2 b@14..15#3",
+        ),
+        (
+            "std::collections::HashMap::<K, V>::new",
+            "std@0..3#0 collect@5..16#1 hashmap@18..25#2 hash@18..22#3 map@22..25#4 k@28..29#5 v@31..32#6 new@35..38#7",
+        ),
+        ("a::b::C", "a@0..1#0 b@3..4#1 c@6..7#2"),
+        (
+            "größe_berechnen ÜberKlasse naïveBayes",
+            "größe_berechnen@0..17#0 größe@0..7#1 berechnen@8..17#2 überklass@18..29#3 über@18..23#4 klass@23..29#5 naïvebay@30..41#6 naïv@30..36#7 bay@36..41#8",
+        ),
+        (
+            "名前_取得 ǅemal ١٢٣abc Ⅻ",
+            "名前_取得@0..13#0 名前@0..6#1 取得@7..13#2 ǆemal@14..20#3 ١٢٣abc@21..30#4 ١٢٣@21..27#5 abc@27..30#6 ⅻ@31..34#7",
+        ),
+        (
+            "emoji🦀crab tab\tsep",
+            "emoji@0..5#0 crab@9..13#1 tab@14..17#2 sep@18..21#3",
+        ),
+        (
+            "Parses the headers, parsing PARSED",
+            "pars@0..6#0 the@7..10#1 header@11..18#2 pars@20..27#3 pars@28..34#4",
+        ),
+        (
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@0..48#0",
+        ),
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ""),
+        (
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_yyyyyyyyyyyyyyyyyyyyyyyyyyyyyy",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx@0..30#0 yyyyyyyyyyyyyyyyyyyyyyyyyyyyyi@31..61#1",
+        ),
+        (
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "sha256@0..6#0 sha@0..3#1 256@3..6#2 9@7..8#3 f@8..9#4 86@9..11#5 d@11..12#6 081884@12..18#7 c@18..19#8 7@19..20#9 d@20..21#10 659@21..24#11 a@24..25#12 2@25..26#13 feaa@26..30#14 0@30..31#15 c@31..32#16 55@32..34#17 ad@34..36#18 015@36..39#19 a@39..40#20 3@40..41#21 bf@41..43#22 4@43..44#23 f@44..45#24 1@45..46#25 b@46..47#26 2@47..48#27 b@48..49#28 0@49..50#29 b@50..51#30 822@51..54#31 cd@54..56#32 15@56..58#33 d@58..59#34 6@59..60#35 c@60..61#36 15@61..63#37 b@63..64#38 0@64..65#39 f@65..66#40 00@66..68#41 a@68..69#42 08@69..71#43",
+        ),
+        ("", ""),
+        ("  -> ", ""),
+    ];
+
+    /// `text@from..to#position` for every token of the full analysis (stemmed).
+    pub(super) fn render(text: &str) -> String {
+        let mut analyzer = code_analyzer();
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            let t = stream.token();
+            out.push(format!(
+                "{}@{}..{}#{}",
+                t.text, t.offset_from, t.offset_to, t.position
+            ));
+        }
+        out.join(" ")
+    }
+
+    #[test]
+    fn tricky_identifiers_keep_their_tokens() {
+        for (input, want) in PINNED {
+            assert_eq!(render(input), *want, "{input:?}");
+        }
+    }
+
+    /// The tokenizer is the shared splitter, token for token, before stemming; `analyze_spans`
+    /// is the full analysis with the same offsets.
+    #[test]
+    fn the_tokenizer_is_the_shared_splitter() {
+        for (input, _) in PINNED {
+            let mut t = CodeTokenizer;
+            let mut s = t.token_stream(input);
+            let mut raw = Vec::new();
+            while s.advance() {
+                let tok = s.token();
+                raw.push((tok.text.clone(), tok.offset_from, tok.offset_to));
+            }
+            let shared: Vec<_> = code_tokens(input)
+                .into_iter()
+                .map(|t| (t.text, t.from, t.to))
+                .collect();
+            assert_eq!(raw, shared, "{input:?}");
+            let spans: Vec<String> = analyze_spans(input)
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| format!("{}@{}..{}#{i}", t.text, t.from, t.to))
+                .collect();
+            assert_eq!(spans.join(" "), render(input), "{input:?}");
+        }
     }
 }

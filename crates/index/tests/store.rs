@@ -22,7 +22,7 @@ fn info() -> EmbeddingInfo {
 }
 
 fn vector(i: usize) -> Vec<f32> {
-    let mut v = vec![0.0; DIM];
+    let mut v = [0.0f32; DIM];
     v[i % DIM] = 1.0;
     v[(i + 1) % DIM] = 0.5;
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -655,4 +655,55 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     assert_eq!(r.stats().unwrap().ann_vectors, 0);
     let top = search(r.as_ref(), &fresh, Filters::default(), false);
     assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
+}
+
+/// The approximate-index threshold is an option of the store (default 20,000 or
+/// `$GNN_CODER_ANN_MIN_ROWS` read at open): lowered, a small index builds and uses the graph.
+#[test]
+fn the_approximate_index_threshold_is_an_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |store: &EmbeddedStore| {
+        let mut w = store.writer().unwrap();
+        let units = (0..200u32)
+            .map(|i| {
+                let mut k = [0u8; 16];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                UnitWrite {
+                    record: unit("a.py", "python", &format!("u{i}"), "def u(): pass", 1),
+                    key: UnitKey(k),
+                    vector: Some(vector(i as usize)),
+                }
+            })
+            .collect();
+        w.upsert_files(
+            "r",
+            vec![FileWrite {
+                file: FileEntry {
+                    path: "a.py".into(),
+                    hash: "h".into(),
+                    units: 200,
+                    bytes: 1,
+                },
+                units,
+            }],
+        )
+        .unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+        w.maintain(&CancellationToken::new()).unwrap();
+    };
+    let default = EmbeddedStore::open_or_create(&tmp.path().join("a"), Some(info())).unwrap();
+    if std::env::var_os("GNN_CODER_ANN_MIN_ROWS").is_none() {
+        assert_eq!(default.ann_min_rows(), 20_000);
+    }
+    let mut lowered = EmbeddedStore::open_or_create(&tmp.path().join("b"), Some(info())).unwrap();
+    lowered.set_ann_min_rows(100);
+    assert_eq!(lowered.ann_min_rows(), 100);
+    write(&default);
+    write(&lowered);
+    if default.ann_min_rows() > 200 {
+        assert_eq!(default.reader().unwrap().stats().unwrap().ann_vectors, 0);
+    }
+    let r = lowered.reader().unwrap();
+    assert_eq!(r.stats().unwrap().ann_vectors, 200);
+    assert_eq!(dense(r.as_ref(), 3, Filters::default(), 5).len(), 5);
 }

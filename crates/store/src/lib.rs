@@ -28,6 +28,13 @@
 //! engine's, so every backend ranks the same way. What a backend must do is score each leg
 //! (BM25 over the [`LexicalQuery`]'s fields; inner product for vectors) and apply the
 //! [`Filters`] *inside* each leg before its top-N cut, never after it.
+//!
+//! ## Shared text rules
+//!
+//! Two rules every layer must apply identically live here, the lowest crate the backends, the
+//! engine and training share: how identifiers split into words ([`words`]: a backend ranks by
+//! them, the engine highlights by them, training mines hard negatives by them) and what test
+//! code is ([`test_code`]: the engine demotes it, training mines no pairs from it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +43,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 mod error;
+pub mod test_code;
+pub mod words;
 
 pub use error::{ErrorKind, StoreError};
 

@@ -38,10 +38,10 @@
 //!
 //! | [`Drop`] | rule |
 //! |---|---|
-//! | `test_path` | a file named `test_*`, `*_test`, `*_tests`, `test`, `tests`, `conftest`, or under a directory `test`, `tests`, `test_*` (such directories are not even walked) |
+//! | `test_path` | a file named `test_*`, `*_test`, `*_tests`, `*_spec`, `test`, `tests`, `conftest`, `*.test.*`, `*.spec.*`, `FooTest.*`, or under a directory `test`, `tests`, `test_*`, `spec`, `specs`, `__tests__` (`test`, `tests` are not even walked); the rule the search engine demotes by too ([`gnn_coder_store::test_code`]) |
 //! | `private_name` | the name starts with `_` — all of them, dunder methods (`__init__`, `__call__`) included, as mine.py does |
-//! | `test_name` | a segment of the qualified symbol has a word starting with `test` (`test_parse`, `TestCase.setUp`, `tests::helper`, `parse_test`), words split at `_`, punctuation and camelCase — CodeSearchNet drops names containing `test`; splitting into words keeps `latest`, `contest`, `pytest_configure` |
-//! | `test_attribute` | the unit or an enclosing unit (a `mod tests`) carries a test attribute or decorator: `#[test]`, `#[cfg(test)]`, `#[tokio::test]`, `#[bench]`, `@pytest.mark...` (an `#[...]` / `@...` line before the definition line with a word `pytest` or starting with `test` or `bench`, not `not(test)`) |
+//! | `test_name` | the qualified symbol or the name has a word starting with `test` (`test_parse`, `TestCase.setUp`, `tests::helper`, `parse_test`, `HTTPTestServer`), words split as the search index splits identifiers ([`gnn_coder_store::words`]) — CodeSearchNet drops names containing `test`; splitting into words keeps `latest`, `contest`, `pytest_configure`, and `Testament`, `testimony` are not test words |
+//! | `test_attribute` | the unit or an enclosing unit (a `mod tests`) carries a test attribute or decorator: `#[test]`, `#[cfg(test)]`, `#[tokio::test]`, `#[bench]`, `@pytest.mark...` (an `#[...]` / `@...` line before the definition line with a word `pytest` or starting with `test` or `bench`, not `not(test)`; [`gnn_coder_store::test_code::is_test_attribute`]) |
 //! | `query_too_short` / `query_too_long` | fewer than 4 or more than 40 whitespace-separated words |
 //! | `query_skip_start` | starts with mine.py's `SKIP_START` (`see `, `same as`, `alias`, `deprecated`, `internal`, `equivalent to`, `shorthand`, `this is `, `todo`, `note`, `helper`, `wrapper`, `backward`, `compat`, `implementation of`, `return(s) self`, `overrid(e)`, `call(s) `, `like `, `name() `), case-insensitively |
 //! | `query_bad_start` | a backtick in the first 3 characters, or starts with `>>>`, `:`, `[`, `#`, `-`, `*` |
@@ -404,64 +404,19 @@ pub fn query_filter(q: &str, opts: &MineOptions) -> Option<Drop> {
 // ------------------------------------------------------------------------------------------
 // Names and paths
 
-/// Words of an identifier or path: split at non-alphanumerics and lower->upper camelCase steps,
-/// lowercased.
-fn words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in s.chars() {
-        if !c.is_alphanumeric() {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_lower = false;
-            continue;
-        }
-        if c.is_uppercase() && prev_lower && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        prev_lower = c.is_lowercase() || c.is_ascii_digit();
-        cur.extend(c.to_lowercase());
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
+/// A test file: the shared rule of [`gnn_coder_store::test_code`] (`test_*`, `*_test`,
+/// `*_tests`, `test`, `tests`, `conftest`, `*.spec.*`, `FooTest.java`, ..., or under a directory
+/// `test`, `tests`, `test_*`, `spec`, `specs`, `__tests__`). `rel` is `/`-separated.
+pub use gnn_coder_store::test_code::is_test_path;
 
-fn is_test_word(w: &str) -> bool {
-    w.starts_with("test")
-}
-
-/// A test file: `test_*`, `*_test`, `*_tests`, `test`, `tests`, `conftest`, or under a directory
-/// `test`, `tests` or `test_*`. `rel` is `/`-separated.
-pub fn is_test_path(rel: &str) -> bool {
-    let parts: Vec<&str> = rel.split('/').collect();
-    let (file, dirs) = parts.split_last().unwrap_or((&"", &[]));
-    let dir_test = dirs.iter().any(|d| {
-        let d = d.to_lowercase();
-        d == "test" || d == "tests" || d.starts_with("test_")
-    });
-    let stem = file.split('.').next().unwrap_or("").to_lowercase();
-    dir_test
-        || matches!(stem.as_str(), "test" | "tests" | "conftest")
-        || stem.starts_with("test_")
-        || stem.ends_with("_test")
-        || stem.ends_with("_tests")
-}
-
-/// Attribute / decorator lines of a unit before its definition line mark it as a test.
+/// Attribute / decorator lines of a unit before its definition line mark it as a test
+/// ([`gnn_coder_store::test_code::is_test_attribute`]).
 fn has_test_marker(unit: &CodeUnit) -> bool {
     let header = unit.def_line.saturating_sub(unit.start_line);
-    unit.code.lines().take(header).any(|l| {
-        let l = l.trim_start();
-        (l.starts_with("#[") || l.starts_with('@'))
-            && !l.contains("not(test")
-            && words(l)
-                .iter()
-                .any(|w| is_test_word(w) || w.starts_with("bench") || w == "pytest")
-    })
+    unit.code
+        .lines()
+        .take(header)
+        .any(gnn_coder_store::test_code::is_test_attribute)
 }
 
 /// Normalised package name: lowercase, runs of `-`, `_`, `.` as one `-` (PEP 503; crates alike).
@@ -801,7 +756,7 @@ fn mine_file(
             Some(Drop::TestPath)
         } else if u.name.starts_with('_') {
             Some(Drop::PrivateName)
-        } else if words(&u.symbol).iter().any(|w| is_test_word(w)) {
+        } else if gnn_coder_store::test_code::is_test_name(&u.symbol, &u.name) {
             Some(Drop::TestName)
         } else if has_test_marker(u) || enclosing.clone().any(has_test_marker) {
             Some(Drop::TestAttribute)

@@ -6,8 +6,9 @@
 //! groups the training pairs so that such functions land in the same batch:
 //!
 //! * Every package is handled on its own. Codes and queries are split into lowercase word
-//!   pieces (identifiers are cut at `_` and at case changes, so `parseHeader` and
-//!   `parse_header` both give `parse`, `header`).
+//!   pieces the way the search index splits them ([`gnn_coder_store::words`]: identifiers are
+//!   cut at `_`, case changes, acronym ends and digits, so `parseHeader` and `parse_header` both
+//!   give `parse`, `header`, plus the whole identifier), without the index's stemming.
 //! * In a seeded random order, each pair not yet grouped starts a group and takes the `size - 1`
 //!   ungrouped codes of its package that score highest by BM25 (k1 1.2, b 0.75) against its
 //!   query. A code whose text equals the seed's code is never taken (it would be a copy of the
@@ -27,32 +28,15 @@ use crate::trainer::epoch_order;
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
-/// Lowercase word pieces of `text`: runs of letters/digits, cut at `_` and at lower→upper case
-/// changes; pieces of one character are dropped.
+/// The word pieces of `text`: the tokens the search index's BM25 reads
+/// ([`gnn_coder_store::words::code_tokens`]: each identifier lower-cased whole when it has
+/// several sub-words, then its sub-words, split at `_`, case changes, acronym ends and digits),
+/// before the index's stemming.
 pub fn word_pieces(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    let flush = |cur: &mut String, out: &mut Vec<String>| {
-        if cur.chars().count() > 1 {
-            out.push(cur.to_lowercase());
-        }
-        cur.clear();
-    };
-    for ch in text.chars() {
-        if ch.is_alphanumeric() {
-            if ch.is_uppercase() && prev_lower {
-                flush(&mut cur, &mut out);
-            }
-            prev_lower = ch.is_lowercase() || ch.is_ascii_digit();
-            cur.push(ch);
-        } else {
-            flush(&mut cur, &mut out);
-            prev_lower = false;
-        }
-    }
-    flush(&mut cur, &mut out);
-    out
+    gnn_coder_store::words::code_tokens(text)
+        .into_iter()
+        .map(|t| t.text)
+        .collect()
 }
 
 /// One package's codes as a BM25 index.
@@ -167,7 +151,20 @@ mod tests {
     fn word_pieces_split_identifiers() {
         assert_eq!(
             word_pieces("fn parseHTTPHeader(raw_bytes: &[u8]) -> x"),
-            ["fn", "parse", "httpheader", "raw", "bytes", "u8"]
+            [
+                "fn",
+                "parsehttpheader",
+                "parse",
+                "http",
+                "header",
+                "raw_bytes",
+                "raw",
+                "bytes",
+                "u8",
+                "u",
+                "8",
+                "x"
+            ]
         );
         assert_eq!(
             word_pieces("Return the JSON value."),

@@ -1,0 +1,222 @@
+//! The vector leg: top-k by dot product over the int8 rows, exactly or through the ANN index.
+//!
+//! Units that share a text share a row, so the leg works on rows and maps back to units. Two
+//! ways to find the best `k`:
+//!
+//! * **Exact scan** ([`Snapshot::exact_scan`]): every unit passing the filters (per-segment
+//!   [`SegmentFilter`], ordinals only, no stored-field reads) has its row scored once, and a
+//!   bounded heap ([`TopK`]) keeps the best. This is the default, and it is exact.
+//! * **Approximate** (when the snapshot has an approximate index, the query does not ask for an
+//!   exact answer and more units pass the filters than the store's `ann_min_rows`, by default
+//!   20,000; below it an exact scan of the candidates is as fast, and exact): the HNSW graph is walked with the filters inside the walk (a row is kept when one
+//!   of the units naming it passes), with a candidate list widened in proportion to how much of
+//!   the index the filters drop; rows appended since the graph was built are then scanned
+//!   exactly, so fresh units are never missed.
+//!
+//! Ties are broken by the lower unit id, so results are deterministic.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use gnn_coder_store::{Result, UnitId, VectorQuery};
+use tantivy::DocAddress;
+
+use crate::filter::{NONE, SegmentFilter};
+use crate::rows::RowReader;
+use crate::snapshot::{Snapshot, address, unit_id};
+
+/// Top-k by score (ties: lower id first).
+pub(crate) struct TopK {
+    k: usize,
+    heap: BinaryHeap<std::cmp::Reverse<(OrdF32, std::cmp::Reverse<UnitId>)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.min(4096) + 1),
+        }
+    }
+
+    pub(crate) fn push(&mut self, id: UnitId, score: f32) {
+        if self.k == 0 || !score.is_finite() {
+            return;
+        }
+        let item = std::cmp::Reverse((OrdF32(score), std::cmp::Reverse(id)));
+        if self.heap.len() < self.k {
+            self.heap.push(item);
+        } else if let Some(min) = self.heap.peek()
+            && item < *min
+        {
+            self.heap.pop();
+            self.heap.push(item);
+        }
+    }
+
+    pub(crate) fn into_sorted(self) -> Vec<(UnitId, f32)> {
+        let mut v: Vec<(UnitId, f32)> = self
+            .heap
+            .into_iter()
+            .map(|std::cmp::Reverse((s, std::cmp::Reverse(id)))| (id, s.0))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+impl Snapshot {
+    /// Exact scan: scores every unit passing the filters (rows at or above `from_row` only).
+    fn exact_scan(
+        &self,
+        rows: &RowReader,
+        q: &VectorQuery,
+        globs: Option<&globset::GlobSet>,
+        exclude: &HashSet<UnitId>,
+        from_row: u32,
+        top: &mut TopK,
+    ) -> Result<u64> {
+        let mut candidates = 0u64;
+        // Units that share a text share a row: score each row once.
+        let mut scores: Vec<f32> = vec![f32::NAN; rows.count() as usize];
+        let cols = self.seg_cols()?;
+        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
+            let filter = SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, exclude)?;
+            if filter.none {
+                continue;
+            }
+            for (doc, &row) in c.row.iter().enumerate() {
+                let doc = doc as u32;
+                if row == NONE || row < from_row || !filter.accepts(doc) {
+                    continue;
+                }
+                candidates += 1;
+                let Some(slot) = scores.get_mut(row as usize) else {
+                    continue;
+                };
+                if slot.is_nan() {
+                    *slot = rows.dot(row, &q.vector).unwrap_or(f32::NEG_INFINITY);
+                }
+                top.push(unit_id(DocAddress::new(ord as u32, doc)), *slot);
+            }
+        }
+        Ok(candidates)
+    }
+
+    /// Units with a vector passing the filters, and all units with a vector (counted without
+    /// scoring).
+    fn candidate_counts(
+        &self,
+        q: &VectorQuery,
+        globs: Option<&globset::GlobSet>,
+        exclude: &HashSet<UnitId>,
+    ) -> Result<(u64, u64)> {
+        let (mut passing, mut total) = (0, 0);
+        let cols = self.seg_cols()?;
+        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
+            let filter = SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, exclude)?;
+            let alive = seg.alive_bitset();
+            for (doc, &row) in c.row.iter().enumerate() {
+                let doc = doc as u32;
+                if row == NONE || alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                total += 1;
+                if filter.accepts(doc) {
+                    passing += 1;
+                }
+            }
+        }
+        Ok((passing, total))
+    }
+
+    fn row_map(&self) -> Result<&HashMap<u32, Vec<UnitId>>> {
+        if let Some(m) = self.row_map.get() {
+            return Ok(m);
+        }
+        let mut map: HashMap<u32, Vec<UnitId>> = HashMap::new();
+        let cols = self.seg_cols()?;
+        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
+            let alive = seg.alive_bitset();
+            for (doc, &row) in c.row.iter().enumerate() {
+                let doc = doc as u32;
+                if row == NONE || alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                map.entry(row)
+                    .or_default()
+                    .push(unit_id(DocAddress::new(ord as u32, doc)));
+            }
+        }
+        Ok(self.row_map.get_or_init(|| map))
+    }
+
+    /// The vector leg: the best `q.limit` units passing the filters by dot product with
+    /// `q.vector`, best first.
+    pub(crate) fn vector_search(&self, q: &VectorQuery) -> Result<Vec<(UnitId, f32)>> {
+        let rows = self.check_vector(&q.vector)?;
+        let globs = q.filters.path_globs.set();
+        let exclude: HashSet<UnitId> = q.filters.exclude_units.iter().copied().collect();
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut top = TopK::new(q.limit);
+        let (passing, total) = match (&self.ann, q.exact) {
+            (Some(_), false) => self.candidate_counts(q, globs, &exclude)?,
+            _ => (0, 0),
+        };
+        match (&self.ann, passing > self.exact_scan_max) {
+            (Some(ann), true) => {
+                // A filter that keeps a fraction of the graph needs a proportionally wider
+                // walk for the same recall (measured in gnn-coder-ann's docs).
+                let ef = (crate::ann::EF_SEARCH as u64 * total / passing.max(1))
+                    .clamp(crate::ann::EF_SEARCH as u64, 1024) as usize;
+                let map = self.row_map()?;
+                let segments = self.searcher.segment_readers();
+                let cols = self.seg_cols()?;
+                let filters: Vec<SegmentFilter<'_>> = segments
+                    .iter()
+                    .zip(cols)
+                    .enumerate()
+                    .map(|(ord, (seg, c))| {
+                        SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, &exclude)
+                    })
+                    .collect::<Result<_>>()?;
+                let passes = |id: &UnitId| {
+                    let a = address(*id);
+                    filters
+                        .get(a.segment_ord as usize)
+                        .is_some_and(|f| f.accepts(a.doc_id))
+                };
+                let keep = |row: u32| map.get(&row).is_some_and(|ids| ids.iter().any(passes));
+                for (row, _) in ann.search(&q.vector, q.limit, ef.max(q.limit), &keep) {
+                    let Some(score) = rows.dot(row, &q.vector) else {
+                        continue;
+                    };
+                    for id in map.get(&row).into_iter().flatten().filter(|id| passes(id)) {
+                        top.push(*id, score);
+                    }
+                }
+                // Rows appended since the approximate index was built are scanned exactly.
+                self.exact_scan(rows, q, globs, &exclude, ann.covered, &mut top)?;
+            }
+            _ => {
+                self.exact_scan(rows, q, globs, &exclude, 0, &mut top)?;
+            }
+        }
+        Ok(top.into_sorted())
+    }
+}

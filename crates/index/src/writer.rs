@@ -1,0 +1,207 @@
+//! [`EmbeddedWriter`]: the one writer of an index directory.
+//!
+//! A writer holds `writer.lock` (one writer per directory, across processes) and a tantivy
+//! `IndexWriter`. Writing a file deletes the documents under its `key` term and adds its file
+//! document and one document per unit; a unit's vector goes to the append-only rows first and
+//! the unit document names its row ([`crate::rows`]). A unit whose embedding key is already
+//! cached reuses its row, so an unchanged function is never embedded twice. Nothing is visible
+//! to readers until [`StoreWriter::commit`], which fsyncs the rows before tantivy's commit: a
+//! committed document never names a row that is not on disk. After a commit,
+//! [`EmbeddedWriter::maintain_ann`] rebuilds the approximate index when enough rows are not
+//! covered by it.
+
+use std::path::PathBuf;
+
+use gnn_coder_store::{
+    CancellationToken, FileWrite, RepoInfo, Result, StoreError, StoreWriter, UnitKey,
+};
+use tantivy::{IndexWriter, TantivyDocument, Term};
+
+use crate::error::tantivy_err;
+use crate::lock::WriterLock;
+use crate::rows::{RowReader, RowWriter};
+use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key, repo_key};
+
+/// The writer of an [`EmbeddedStore`]; holds `writer.lock` until dropped. Dropping it without
+/// [`StoreWriter::commit`] discards what it wrote. It owns what it needs (no borrow of the
+/// store), so a long-lived front end can keep one and share it between jobs.
+pub struct EmbeddedWriter {
+    pub(crate) dir: PathBuf,
+    pub(crate) fields: Fields,
+    /// Vector dimension; `None` for a lexical-only index.
+    pub(crate) dim: Option<usize>,
+    pub(crate) writer: Option<IndexWriter>,
+    pub(crate) rows: Option<RowWriter>,
+    /// Rows from which the approximate index is built (the store's option).
+    pub(crate) ann_min_rows: u32,
+    pub(crate) _lock: WriterLock,
+}
+
+impl EmbeddedWriter {
+    fn w(&self) -> Result<&IndexWriter> {
+        self.writer.as_ref().ok_or_else(|| StoreError::Backend {
+            message: "the index writer failed earlier".into(),
+        })
+    }
+
+    fn add(&self, doc: TantivyDocument) -> Result<()> {
+        self.w()?
+            .add_document(doc)
+            .map(|_| ())
+            .map_err(tantivy_err(&self.dir))
+    }
+}
+
+fn check_repo_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.contains('\0') {
+        return Err(StoreError::InvalidArgument {
+            message: format!("bad repository name {name:?}"),
+        });
+    }
+    Ok(())
+}
+
+impl StoreWriter for EmbeddedWriter {
+    fn upsert_files(&mut self, repository: &str, files: Vec<FileWrite>) -> Result<()> {
+        check_repo_name(repository)?;
+        let f = self.fields;
+        for file in files {
+            let key = file_key(repository, &file.file.path);
+            self.w()?.delete_term(Term::from_field_text(f.key, &key));
+            let mut doc = TantivyDocument::default();
+            doc.add_text(f.doc_type, DOC_FILE);
+            doc.add_text(f.key, &key);
+            doc.add_text(f.repo, repository);
+            doc.add_text(f.path, &file.file.path);
+            doc.add_text(f.file_hash, &file.file.hash);
+            doc.add_u64(f.file_units, file.units.len() as u64);
+            doc.add_u64(f.file_bytes, file.file.bytes);
+            self.add(doc)?;
+            for unit in file.units {
+                let row = match self.rows.as_mut() {
+                    None => None,
+                    Some(rows) => Some(match (&unit.vector, rows.lookup(&unit.key)) {
+                        (_, Some(row)) => row,
+                        (Some(v), None) => rows.insert(unit.key, v)?,
+                        (None, None) => {
+                            return Err(StoreError::InvalidArgument {
+                                message: format!(
+                                    "unit {} of {} has no vector and none is cached",
+                                    unit.record.symbol, unit.record.path
+                                ),
+                            });
+                        }
+                    }),
+                };
+                let r = &unit.record;
+                let mut doc = TantivyDocument::default();
+                doc.add_text(f.doc_type, DOC_UNIT);
+                doc.add_text(f.key, &key);
+                doc.add_text(f.repo, repository);
+                doc.add_text(f.path, &r.path);
+                doc.add_text(f.path_text, &r.path);
+                doc.add_text(f.language, &r.language);
+                doc.add_text(f.kind, &r.kind);
+                doc.add_text(f.name, &r.name);
+                doc.add_text(f.symbol, &r.symbol);
+                if let Some(d) = &r.doc {
+                    doc.add_text(f.doc, d);
+                }
+                doc.add_text(f.code, &r.code);
+                doc.add_u64(f.start_line, r.start_line);
+                doc.add_u64(f.end_line, r.end_line);
+                doc.add_u64(f.def_line, r.def_line);
+                doc.add_u64(f.start_byte, r.start_byte);
+                doc.add_u64(f.end_byte, r.end_byte);
+                if let Some(row) = row {
+                    doc.add_u64(f.row, u64::from(row));
+                }
+                self.add(doc)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_files(&mut self, repository: &str, paths: &[String]) -> Result<()> {
+        let f = self.fields;
+        for p in paths {
+            self.w()?
+                .delete_term(Term::from_field_text(f.key, &file_key(repository, p)));
+        }
+        Ok(())
+    }
+
+    fn put_repository(&mut self, info: &RepoInfo) -> Result<()> {
+        check_repo_name(&info.name)?;
+        let f = self.fields;
+        let key = repo_key(&info.name);
+        self.w()?.delete_term(Term::from_field_text(f.key, &key));
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.doc_type, DOC_REPO);
+        doc.add_text(f.key, &key);
+        doc.add_text(f.repo, &info.name);
+        let json = serde_json::to_string(info).map_err(|e| StoreError::Backend {
+            message: e.to_string(),
+        })?;
+        doc.add_text(f.repo_json, &json);
+        self.add(doc)
+    }
+
+    fn delete_repository(&mut self, name: &str) -> Result<()> {
+        let f = self.fields;
+        self.w()?.delete_term(Term::from_field_text(f.repo, name));
+        Ok(())
+    }
+
+    fn known_keys(&self, keys: &[UnitKey]) -> Result<Vec<bool>> {
+        // Answered from the key map: a unit written with `vector: None` reuses the row (see
+        // `upsert_files`), so nothing is read back.
+        Ok(keys
+            .iter()
+            .map(|k| self.rows.as_ref().is_some_and(|r| r.lookup(k).is_some()))
+            .collect())
+    }
+
+    fn commit(&mut self, cancel: &CancellationToken) -> Result<()> {
+        cancel.check()?;
+        // Rows first: a committed document must never name a row that is not on disk.
+        if let Some(rows) = self.rows.as_mut() {
+            rows.sync()?;
+        }
+        let dir = self.dir.clone();
+        let writer = self.writer.as_mut().ok_or_else(|| StoreError::Backend {
+            message: "the index writer failed earlier".into(),
+        })?;
+        if let Err(e) = writer.commit() {
+            // tantivy's writer is unusable after a failed commit.
+            self.writer = None;
+            return Err(tantivy_err(&dir)(e));
+        }
+        Ok(())
+    }
+
+    fn maintain(&mut self, cancel: &CancellationToken) -> Result<()> {
+        self.maintain_ann(cancel).map(|_| ())
+    }
+}
+
+impl EmbeddedWriter {
+    /// Rebuilds the approximate nearest-neighbour index over all durable rows when enough rows
+    /// are not covered yet (see [`crate::ann`]). Returns whether it built one.
+    pub fn maintain_ann(&mut self, cancel: &CancellationToken) -> Result<bool> {
+        let Some(rows) = self.rows.as_ref() else {
+            return Ok(false);
+        };
+        let durable = rows.durable_rows();
+        let covered = crate::ann::newest(&self.dir, durable).map_or(0, |(c, _)| c);
+        if !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows) {
+            return Ok(false);
+        }
+        let Some(dim) = self.dim else {
+            return Ok(false);
+        };
+        let reader = RowReader::open(&self.dir, dim)?;
+        crate::ann::build_and_save(&self.dir, &reader, durable, cancel)?;
+        Ok(true)
+    }
+}
