@@ -12,6 +12,7 @@ mod repos_cmd;
 mod search_cmd;
 mod serve_cmd;
 mod train_cmd;
+mod train_flags;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
