@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
-use gnn_coder_model::HeadConfig;
+use gnn_coder_model::{GraphConfig, HeadConfig};
 use gnn_coder_train::{Event, Prepared, Progress, TrainConfig, TrainData, TrainJob};
 
 use crate::train_flags::{ModelArgs, draw_cache_progress};
@@ -181,14 +181,19 @@ impl TrainArgs {
 
     /// The configuration of a new head (without --init).
     fn new_head(&self) -> HeadConfig {
-        let mut head = HeadConfig::default();
-        head.shared_projection = self.shared_projection;
-        head.zero_init_graph = self.zero_init_graph;
-        head.graph.child_count_log1p = self.log1p_children;
-        head.graph.num_layers = self.graph_layers;
-        head.graph.pool_ratio = self.pool_ratio;
-        head.graph.hidden = self.graph_hidden;
-        head
+        let defaults = HeadConfig::default();
+        HeadConfig {
+            shared_projection: self.shared_projection,
+            zero_init_graph: self.zero_init_graph,
+            graph: GraphConfig {
+                child_count_log1p: self.log1p_children,
+                num_layers: self.graph_layers,
+                pool_ratio: self.pool_ratio,
+                hidden: self.graph_hidden,
+                ..defaults.graph.clone()
+            },
+            ..defaults
+        }
     }
 
     /// The whole run, with the pretrained model in `model_dir`.
