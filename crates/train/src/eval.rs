@@ -39,7 +39,7 @@ use crate::error::{ErrorContext, Result, TrainError};
 use crate::example::{Example, example_from_pair, read_pairs};
 use crate::metrics::{Retrieval, mean_angular_margin, retrieval};
 use crate::progress::ProgressFn;
-use crate::setup::{CacheBuilder, Loaded, ModelConfig, load_model, threads};
+use crate::setup::{CacheBuilder, Loaded, MAX_GRAPH_NODES, ModelConfig, load_model, threads};
 use crate::trainer::{encode_cache, zero_shot_vectors};
 
 /// A benchmark candidate: a unit of the tree and its AST graph.
@@ -221,7 +221,7 @@ impl Evaluator {
         let examples: Vec<Example> = ps
             .iter()
             .take(limit)
-            .map(|p| example_from_pair(p, 512))
+            .map(|p| example_from_pair(p, MAX_GRAPH_NODES))
             .collect();
         let cache_dir = self.cache_dir.clone().unwrap_or_else(|| {
             pairs
@@ -256,12 +256,11 @@ impl Evaluator {
             .unwrap_or_else(|| bench.dir.with_file_name(".gnn-coder-eval-cache"));
         let (qc, cc) = self.bench_caches(bench, &set, &qset, &cache_dir, progress)?;
         let (tuned_queries, codes) = self.encode(&qc, &cc)?;
-        let zero_shot = match bench.query_mix.iter().any(|&m| m != 0.0) {
-            true => {
-                let device = self.loaded.model.head.out_proj.weight.val().device();
-                Some(zero_shot_vectors(&qc, &device)?)
-            }
-            false => None,
+        let zero_shot = if bench.query_mix.iter().any(|&m| m != 0.0) {
+            let device = self.loaded.model.head.out_proj.weight.val().device();
+            Some(zero_shot_vectors(&qc, &device)?)
+        } else {
+            None
         };
         let several = bench.query_mix.len() != 1;
         for &m in bench.query_mix {
@@ -270,12 +269,13 @@ impl Evaluator {
                 mix_queries(&mut queries, q0, m);
             }
             let results = bench.results.map(|p| match several {
-                false => p.to_path_buf(),
                 true => mix_results_path(p, m),
+                false => p.to_path_buf(),
             });
-            let set = match several {
-                false => set.clone(),
-                true => format!("{set} (query mix {m})"),
+            let set = if several {
+                format!("{set} (query mix {m})")
+            } else {
+                set.clone()
             };
             let scores = score(
                 bench.golds,

@@ -37,11 +37,8 @@ use crate::error::{ErrorContext, Result, TrainError};
 use crate::example::{Example, example_from_pair, read_pairs};
 use crate::mine::{MineOptions, Pair, mine_package, split_packages};
 use crate::progress::{Progress, ProgressFn};
-use crate::setup::{CacheBuilder, Loaded, ModelConfig, load_model, threads};
+use crate::setup::{CacheBuilder, Loaded, MAX_GRAPH_NODES, ModelConfig, load_model, threads};
 use crate::trainer::{Event, PairCaches, TrainConfig, TrainReport, epoch_order};
-
-/// Nodes kept of a code's AST graph.
-const MAX_NODES: usize = 512;
 
 /// Where the training pairs come from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -235,9 +232,10 @@ impl Prepared {
             &data.examples,
             config.code_distill > 0.0,
         )?;
-        let valid = match data.valid_examples.is_empty() {
-            true => None,
-            false => Some(caches.pairs("valid", &cache_dir, &data.valid_examples, false)?),
+        let valid = if data.valid_examples.is_empty() {
+            None
+        } else {
+            Some(caches.pairs("valid", &cache_dir, &data.valid_examples, false)?)
         };
         Ok(Self {
             job,
@@ -431,7 +429,7 @@ fn examples(
 ) -> DataStage {
     let examples: Vec<Example> = train_pairs
         .iter()
-        .map(|p| example_from_pair(p, MAX_NODES))
+        .map(|p| example_from_pair(p, MAX_GRAPH_NODES))
         .collect();
     progress(&Progress::Pairs {
         train: examples.len(),
@@ -443,7 +441,7 @@ fn examples(
     let valid_examples: Vec<Example> = valid_pairs
         .iter()
         .take(config.valid_limit)
-        .map(|p| example_from_pair(p, MAX_NODES))
+        .map(|p| example_from_pair(p, MAX_GRAPH_NODES))
         .collect();
     DataStage {
         examples,

@@ -29,13 +29,17 @@ use crate::error::{ErrorContext, Result};
 use crate::example::Example;
 use crate::progress::{Progress, ProgressFn};
 
+/// Nodes kept of a code's AST graph when pairs become [`Example`]s (training and evaluation
+/// alike).
+pub const MAX_GRAPH_NODES: usize = 512;
+
 /// Where the pretrained model is and how a run uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     /// Directory of the pretrained model (already found, e.g. by
     /// [`gnn_coder_model::find_model_dir`]).
     pub dir: PathBuf,
-    /// Token limit of code and queries (including [CLS]/[SEP]).
+    /// Token limit of code and queries (including `[CLS]`/`[SEP]`).
     pub max_tokens: usize,
     /// Threads for building state caches (0: one per core).
     pub threads: usize,
