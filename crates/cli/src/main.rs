@@ -15,6 +15,7 @@ mod repos_cmd;
 mod search_cmd;
 mod serve_cmd;
 mod train_cmd;
+mod train_flags;
 
 use std::process::ExitCode;
 

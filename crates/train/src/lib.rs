@@ -1,6 +1,8 @@
 //! # gnn-coder-train
 //!
-//! Training data for the GNN-Coder model.
+//! Training data, training and evaluation of the GNN-Coder model. The `gnn-coder train` and
+//! `gnn-coder eval` commands are thin layers over [`run`] and [`eval`]: they turn flags into
+//! the config structs of those modules, call them, and print what they report.
 //!
 //! * [`mine`] — CodeSearchNet-style (query, code) pairs mined from the pinned packages of the
 //!   training manifest (`../shared/bench/train/manifest.json`, fetched by
@@ -16,19 +18,39 @@
 //!   seed, checkpoints and exact resume; stage 1 (frozen transformer) or stage 2 (top layers
 //!   fine-tuned with the graph network).
 //! * [`metrics`] — MRR@10 / R@1 / R@10 over a pool and the Mean Angular Margin (MAM).
+//! * [`setup`] — what training and evaluation share: the base model loaded with trained
+//!   weights or a new head, and the state caches built with it.
+//! * [`device`] — the burn backend that trains, by name (`flex`; `tch`, `tch-cuda`, `cuda`,
+//!   `ndarray` with the cargo features of those names).
+//! * [`run`] — a whole training run: pairs (read or mined from source directories), model,
+//!   caches, training with checkpoints and resume, then `OUT/weights` and `OUT/report.json`.
+//! * [`eval`] — retrieval quality of weights on validation pairs and on benchmark corpora,
+//!   with score.py's hit rule and its results format.
+//! * [`progress`] — the events a run reports instead of printing.
+//! * [`error`] — [`TrainError`], the error of every fallible function but the miner's.
 
 pub mod cache;
+pub mod device;
 pub mod error;
+pub mod eval;
 pub mod example;
 pub mod metrics;
 pub mod mine;
 pub mod negatives;
+pub mod progress;
+pub mod run;
+pub mod setup;
 pub mod trainer;
 
 pub use cache::{CacheText, StateCache};
+pub use device::training_device;
 pub use error::{Result, TrainError};
+pub use eval::{EvalConfig, Evaluator};
 pub use example::{Example, example_from_pair, read_pairs};
 pub use metrics::{Retrieval, mean_angular_margin, retrieval};
+pub use progress::{Progress, ProgressFn};
+pub use run::{Prepared, TrainData, TrainJob, TrainOutput};
+pub use setup::{Loaded, ModelConfig, load_model};
 pub use trainer::{Event, PairCaches, TrainConfig, TrainReport, latest_checkpoint, train};
 
 pub use mine::{

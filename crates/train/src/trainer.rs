@@ -655,7 +655,7 @@ fn infonce(q: Tensor<2>, c: Tensor<2>, temperature: f64, mask: Option<Tensor<2>>
 }
 
 fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
-    let clip = (!cfg.global_clip).then(|| GradientClippingConfig::Norm(cfg.clip_norm as f32));
+    let clip = (!cfg.global_clip).then_some(GradientClippingConfig::Norm(cfg.clip_norm as f32));
     AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .with_grad_clipping(clip)
