@@ -71,7 +71,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     check_query_mix(&args.query_mix)?;
     let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())
-        .map_err(|e| crate::advise(e.into()))?;
+        .map_err(|e| crate::advice::advise(e.into()))?;
     let evaluator = Evaluator::load(EvalConfig {
         model: args.model.config(model_dir),
         weights: args.weights.clone(),
@@ -118,7 +118,7 @@ fn eval_bench(
         true,
         threads(args.model.threads),
     )
-    .map_err(crate::advise)
+    .map_err(crate::advice::advise)
     .with_context(|| format!("cannot read {}", bench.display()))?;
     let candidates = bench_candidates(bench, units)?;
     let bench = Bench {

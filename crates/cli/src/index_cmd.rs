@@ -11,13 +11,12 @@ use gnn_coder_engine::{CancellationToken, EngineOptions, IndexEvent, IndexOption
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::DEFAULT_INDEX_DIR;
+use crate::advice::advise;
 use crate::backend::{Backend, refuse_with_server};
+use crate::flags::ModelFlags;
 use crate::flags::{human_bytes, parse_size};
 use crate::remote::ServerFlags;
-use crate::{DEFAULT_INDEX_DIR, advise};
-
-/// Kept for the commands that still import the model flags from here.
-pub use crate::flags::ModelFlags;
 
 #[derive(Args)]
 pub struct IndexArgs {

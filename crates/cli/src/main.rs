@@ -22,8 +22,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-pub use advice::advise;
-pub use backend::resolve_index_dir;
 pub use gnn_coder_engine::DEFAULT_INDEX_DIR;
 
 #[derive(Parser)]

@@ -11,7 +11,7 @@ use gnn_coder_engine::{
 };
 use serde::Serialize;
 
-use crate::advise;
+use crate::advice::advise;
 use crate::backend::{Backend, Found, refuse_with_server};
 use crate::flags::ModelFlags;
 use crate::remote::ServerFlags;

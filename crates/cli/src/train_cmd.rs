@@ -216,7 +216,7 @@ impl TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     args.data().check()?;
     let model_dir = gnn_coder_model::find_model_dir(args.model.model_dir.as_deref())
-        .map_err(|e| crate::advise(e.into()))?;
+        .map_err(|e| crate::advice::advise(e.into()))?;
     let json = args.json;
     let progress = |p: &Progress<'_>| draw(p, json);
     let prepared = Prepared::prepare(args.job(model_dir), &progress)?;
