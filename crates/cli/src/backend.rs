@@ -62,6 +62,21 @@ pub struct Remote {
     url: String,
 }
 
+impl Remote {
+    /// One unary call, run to its end on the backend's runtime; a status comes back advised.
+    fn call<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        Ok(self
+            .runtime
+            .block_on(call(self.client.clone()))
+            .map_err(advise_status)?
+            .into_inner())
+    }
+}
+
 /// Where the index lives.
 pub enum Backend {
     Local(Engine),
@@ -270,11 +285,7 @@ impl Backend {
                 .collect()),
             Backend::Remote(r) => {
                 let wire = convert::search_request_to_wire(&request, SNIPPET_LINES as u32);
-                let resp = r
-                    .runtime
-                    .block_on(r.client.clone().search(wire))
-                    .map_err(advise_status)?
-                    .into_inner();
+                let resp = r.call(|mut c| async move { c.search(wire).await })?;
                 Ok(resp.hits.iter().map(Found::remote).collect())
             }
         }
@@ -292,11 +303,7 @@ impl Backend {
             }
             Backend::Remote(r) => {
                 let wire = convert::similar_request_to_wire(request, SNIPPET_LINES as u32);
-                let resp = r
-                    .runtime
-                    .block_on(r.client.clone().search_similar(wire))
-                    .map_err(advise_status)?
-                    .into_inner();
+                let resp = r.call(|mut c| async move { c.search_similar(wire).await })?;
                 Ok((
                     resp.origin.as_ref().map(Found::remote),
                     resp.hits.iter().map(Found::remote).collect(),
@@ -310,15 +317,9 @@ impl Backend {
         match self {
             Backend::Local(engine) => engine.repositories().map_err(advise),
             Backend::Remote(r) => {
-                let resp = r
-                    .runtime
-                    .block_on(
-                        r.client
-                            .clone()
-                            .list_repositories(pb::ListRepositoriesRequest {}),
-                    )
-                    .map_err(advise_status)?
-                    .into_inner();
+                let resp = r.call(|mut c| async move {
+                    c.list_repositories(pb::ListRepositoriesRequest {}).await
+                })?;
                 Ok(resp
                     .repositories
                     .iter()
@@ -335,17 +336,10 @@ impl Backend {
                 .remove_repository(name, &CancellationToken::new())
                 .map_err(advise),
             Backend::Remote(r) => {
-                let resp = r
-                    .runtime
-                    .block_on(
-                        r.client
-                            .clone()
-                            .remove_repository(pb::RemoveRepositoryRequest {
-                                name: name.to_string(),
-                            }),
-                    )
-                    .map_err(advise_status)?
-                    .into_inner();
+                let request = pb::RemoveRepositoryRequest {
+                    name: name.to_string(),
+                };
+                let resp = r.call(|mut c| async move { c.remove_repository(request).await })?;
                 Ok(convert::repository_from_wire(&resp))
             }
         }
@@ -359,11 +353,7 @@ impl Backend {
                 embedding: engine.embedding().cloned(),
             }),
             Backend::Remote(r) => {
-                let s = r
-                    .runtime
-                    .block_on(r.client.clone().get_stats(pb::GetStatsRequest {}))
-                    .map_err(advise_status)?
-                    .into_inner();
+                let s = r.call(|mut c| async move { c.get_stats(pb::GetStatsRequest {}).await })?;
                 let (stats, embedding) = convert::stats_from_wire(&s);
                 Ok(Stats { stats, embedding })
             }

@@ -30,22 +30,9 @@ use gnn_coder_service::{Limits, ServeConfig};
 #[path = "../../engine/examples/bench_util/mod.rs"]
 mod bench_util;
 
-use bench_util::{arg, peak_rss_mib};
+use bench_util::{arg, peak_rss_mib, rss_mib};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|k| k.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -12,18 +12,28 @@ pub fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-/// Peak resident set size of this process so far, in MiB (Linux; 0 elsewhere).
-pub fn peak_rss_mib() -> f64 {
+/// A memory field of `/proc/self/status` (`VmHWM:`, `VmRSS:`), in MiB (Linux; 0 elsewhere).
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
                 l.split_whitespace()
                     .nth(1)
                     .and_then(|k| k.parse::<f64>().ok())
             })
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Peak resident set size of this process so far, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// Resident set size of this process now, in MiB.
+pub fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
 }
 
 /// Copies a tree's directories and regular files (links and an index's `writer.lock` are left
