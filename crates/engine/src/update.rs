@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use gnn_coder_store::{CancellationToken, FileEntry};
@@ -107,7 +106,8 @@ pub(crate) fn clean_relative_path(path: &str) -> Result<String> {
 }
 
 enum Plan {
-    Parse(ParsedFile, String),
+    /// Parsed; the file carries its content hash.
+    Parse(ParsedFile),
     Remove,
     Skip(String, Option<String>),
     Unchanged,
@@ -174,13 +174,11 @@ impl Engine {
         };
         let mut removals = Vec::new();
         let mut parsed = Vec::new();
-        let mut hashes = HashMap::new();
         let mut new_bytes: HashMap<String, u64> = HashMap::new();
         for (path, plan) in plans {
             let outcome = match plan {
-                Plan::Parse(file, hash) => {
+                Plan::Parse(file) => {
                     let units = file.units.len() as u64;
-                    hashes.insert(path.clone(), hash);
                     new_bytes.insert(path.clone(), file.bytes as u64);
                     parsed.push(file);
                     FileOutcome::Indexed { units }
@@ -201,7 +199,6 @@ impl Engine {
         }
 
         let writer = self.lease_writer()?;
-        let hashes = Mutex::new(hashes);
         let counters = Counters::default();
         let no_events = |_: &IndexEvent| {};
         let mut batcher = Batcher {
@@ -209,7 +206,6 @@ impl Engine {
             repository: repository.to_string(),
             model: model.as_deref(),
             model_id,
-            hashes: &hashes,
             counters: &counters,
             on_event: &no_events,
             cancel,
@@ -291,7 +287,10 @@ impl Engine {
             return Plan::Skip(SkipReason::UnsupportedLanguage.as_str().into(), None);
         };
         match extract_file(lang, path, &bytes, extract) {
-            Ok(file) => Plan::Parse(file, hash),
+            Ok(file) => Plan::Parse(ParsedFile {
+                content_hash: hash,
+                ..file
+            }),
             Err(e) => Plan::Skip(SkipReason::ParseFailed.as_str().into(), Some(e.to_string())),
         }
     }

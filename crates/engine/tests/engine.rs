@@ -390,3 +390,86 @@ fn bad_requests_are_refused() {
     let err = Engine::open(&tmp.path().join("nothing"), lexical()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn bad_options_are_refused_before_an_index_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    repo_a(&root);
+    let with = |f: &dyn Fn(&mut IndexOptions)| {
+        let mut o = IndexOptions::new(&root);
+        f(&mut o);
+        o
+    };
+    let file = root.join("sizes.py");
+    let cases: Vec<(IndexOptions, ErrorKind, String)> = vec![
+        (
+            with(&|o| o.languages = vec!["cobol".into()]),
+            ErrorKind::InvalidArgument,
+            "unknown language \"cobol\"".into(),
+        ),
+        (
+            with(&|o| o.exclude = vec!["src/**".into(), "a[".into()]),
+            ErrorKind::InvalidArgument,
+            "bad exclude glob \"a[\": ".into(),
+        ),
+        (
+            with(&|o| o.commit_every = 0),
+            ErrorKind::InvalidArgument,
+            "commit_every must be at least 1".into(),
+        ),
+        (
+            with(&|o| o.max_file_size = 0),
+            ErrorKind::InvalidArgument,
+            "max_file_size must be at least 1 byte".into(),
+        ),
+        (
+            with(&|o| o.name = Some("\u{7}".into())),
+            ErrorKind::InvalidArgument,
+            "bad repository name".into(),
+        ),
+        (
+            IndexOptions::new(tmp.path().join("missing")),
+            ErrorKind::NotFound,
+            format!(
+                "{} is not a directory (it does not exist)",
+                tmp.path().join("missing").display()
+            ),
+        ),
+        (
+            IndexOptions::new(&file),
+            ErrorKind::InvalidArgument,
+            format!("{} is not a directory", file.display()),
+        ),
+    ];
+    let idx = tmp.path().join("idx");
+    for (opts, kind, message) in &cases {
+        let err = opts.validate().unwrap_err();
+        assert_eq!(err.kind(), *kind, "{opts:?}: {err}");
+        assert!(err.to_string().starts_with(message), "{opts:?}: {err}");
+    }
+    // A front end validates first: nothing is created for a bad request.
+    assert!(!idx.exists(), "validation created the index directory");
+
+    // The engine says the same when handed unchecked options.
+    let engine = Engine::open_or_create(&idx, lexical(), false).unwrap();
+    for (opts, kind, message) in &cases {
+        let err = engine
+            .index_repository(opts, &|_| {}, &CancellationToken::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), *kind, "{opts:?}: {err}");
+        assert!(err.to_string().starts_with(message), "{opts:?}: {err}");
+    }
+
+    // A good request: the root resolved once, the name derived from it.
+    let dotted = IndexOptions::new(root.join("net").join(".."));
+    let valid = dotted.validate().unwrap();
+    assert_eq!(valid.root(), root.canonicalize().unwrap());
+    assert_eq!(valid.name(), "repo");
+    assert_eq!(valid.options().root, dotted.root);
+    let s = engine
+        .index_repository(&valid, &|_| {}, &CancellationToken::new())
+        .unwrap();
+    assert_eq!((s.repository.as_str(), s.files), ("repo", 3));
+    assert_eq!(s.root, root.canonicalize().unwrap().to_string_lossy());
+}
