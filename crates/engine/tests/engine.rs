@@ -473,3 +473,95 @@ fn bad_options_are_refused_before_an_index_exists() {
     assert_eq!((s.repository.as_str(), s.files), ("repo", 3));
     assert_eq!(s.root, root.canonicalize().unwrap().to_string_lossy());
 }
+
+#[test]
+fn a_deleted_directory_takes_the_files_below_it() {
+    use gnn_coder_engine::{FileOutcome, FileReport, FileUpdate};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    repo_a(&root);
+    write(&root, "pkg/a.py", "def alpha_one():\n    return 1\n");
+    write(&root, "pkg/sub/b.py", "def beta_two():\n    return 2\n");
+    write(&root, "pkgs.py", "def not_below_pkg():\n    return 3\n");
+    let engine = Engine::open_or_create(&tmp.path().join("idx"), lexical(), false).unwrap();
+    assert_eq!(index(&engine, &root, "r").files, 6);
+    let cancel = CancellationToken::new();
+    let deleted = |path: &str| FileUpdate {
+        path: path.into(),
+        deleted: true,
+        ..FileUpdate::default()
+    };
+    let report = |path: &str, outcome: FileOutcome| FileReport {
+        path: path.into(),
+        outcome,
+    };
+
+    // Paths are checked as for files.
+    for bad in ["../pkg", "/pkg", "."] {
+        let err = engine
+            .update_files("r", &[deleted(bad)], &cancel)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+    }
+
+    // The directory is gone from disk: the path and each file below it are reported.
+    fs::remove_dir_all(root.join("pkg")).unwrap();
+    let s = engine
+        .update_files("r", &[deleted("pkg/")], &cancel)
+        .unwrap();
+    assert_eq!(
+        s.files,
+        [
+            report("pkg", FileOutcome::Removed),
+            report("pkg/a.py", FileOutcome::Removed),
+            report("pkg/sub/b.py", FileOutcome::Removed),
+        ]
+    );
+    assert_eq!(s.units_removed, 2);
+    let repo = engine.repository("r").unwrap();
+    assert_eq!((repo.files, repo.units), (4, 5));
+    assert!(symbols(&engine, &SearchRequest::new("alpha_one beta_two", 5)).is_empty());
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("not_below_pkg", 5)),
+        ["r:not_below_pkg"]
+    );
+
+    // A file named after the directory in the same call is left to that later change; one
+    // named before it goes with the directory.
+    write(&root, "net/extra.py", "def gamma_three():\n    return 3\n");
+    index(&engine, &root, "r");
+    let later = FileUpdate {
+        path: "net/extra.py".into(),
+        contents: Some(b"def gamma_four():\n    return 4\n".to_vec()),
+        ..FileUpdate::default()
+    };
+    let earlier = FileUpdate {
+        path: "net/retry.py".into(),
+        ..FileUpdate::default()
+    };
+    let s = engine
+        .update_files("r", &[earlier, deleted("net"), later], &cancel)
+        .unwrap();
+    assert_eq!(
+        s.files,
+        [
+            report("net", FileOutcome::Removed),
+            report("net/retry.py", FileOutcome::Removed),
+            report("net/extra.py", FileOutcome::Indexed { units: 1 }),
+        ]
+    );
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("gamma_four", 5)),
+        ["r:gamma_four"]
+    );
+    assert!(symbols(&engine, &SearchRequest::new("retry_with_backoff", 5)).is_empty());
+    let repo = engine.repository("r").unwrap();
+    assert_eq!(repo.files, 4);
+
+    // A deleted path with nothing indexed at or below it removes nothing.
+    let s = engine
+        .update_files("r", &[deleted("nowhere")], &cancel)
+        .unwrap();
+    assert_eq!(s.files, [report("nowhere", FileOutcome::Removed)]);
+    assert_eq!(engine.repository("r").unwrap().files, 4);
+}
