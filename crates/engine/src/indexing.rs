@@ -456,6 +456,9 @@ impl Counters {
     }
 }
 
+/// A unit as [`embed_units`] takes it: code, AST graph, language.
+type EmbedInput<'a> = (&'a str, Option<&'a gnn_coder_syntax::AstGraph>, &'a str);
+
 /// State of the batch loop.
 pub(crate) struct Batcher<'a> {
     pub(crate) writer: &'a WriterLease<'a>,
@@ -538,8 +541,7 @@ impl Batcher<'_> {
         };
         let flat: Vec<UnitKey> = keys.iter().flatten().copied().collect();
         let known = self.writer.with(|w| w.known_keys(&flat))?;
-        let mut misses: Vec<(UnitKey, (&str, Option<&gnn_coder_syntax::AstGraph>, &str))> =
-            Vec::new();
+        let mut misses: Vec<(UnitKey, EmbedInput<'_>)> = Vec::new();
         let mut seen: HashSet<UnitKey> = HashSet::new();
         let units = files.iter().flat_map(|f| {
             f.units
@@ -669,7 +671,7 @@ fn walk_and_write(
     };
     let parse_file = |rel: &str, bytes: &[u8]| {
         let hash = content_hash(bytes);
-        if !old.get(rel).is_some_and(|e| e.hash == hash) {
+        if old.get(rel).is_none_or(|e| e.hash != hash) {
             return Some(hash);
         }
         counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
