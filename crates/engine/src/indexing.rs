@@ -1,17 +1,21 @@
 //! Indexing and refreshing one repository (see the crate docs for the data flow).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use gnn_coder_model::UnitInput;
 use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, FileEntry, FileWrite, RepoInfo, UnitKey, UnitRecord,
     UnitWrite,
 };
-use gnn_coder_syntax::{Language, ParsedFile, SkipReason, WalkHooks, WalkOptions, walk_repo_with};
+use gnn_coder_syntax::{
+    Language, ParsedFile, SkipReason, WalkHooks, WalkOptions, WalkSummary, walk_repo_with,
+};
 use serde::Serialize;
 use sha2::Digest;
 
@@ -52,6 +56,128 @@ impl IndexOptions {
     pub fn named(mut self, name: impl Into<String>) -> IndexOptions {
         self.name = Some(name.into());
         self
+    }
+
+    /// Checks every option without writing anything, so a front end can refuse a bad request
+    /// before it opens (or creates) an index: the root exists ([`EngineError::NotFound`]
+    /// otherwise) and is a directory, resolved once to its canonical path; the repository
+    /// name (given, or the root directory's name) is 1 to 200 printable characters; the
+    /// languages are known; the exclude globs compile (once, kept on the result);
+    /// `commit_every` and `max_file_size` are at least 1. Messages are those of
+    /// [`Engine::index_repository`], which runs this on unchecked options.
+    pub fn validate(&self) -> Result<ValidIndexOptions> {
+        let root = resolve_root(&self.root)?;
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "root".to_string()),
+        };
+        check_repo_name(&name)?;
+        for lang in &self.languages {
+            Language::by_name(lang)
+                .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
+        }
+        let exclude = compile_excludes(&self.exclude)?;
+        if self.commit_every == 0 {
+            return Err(EngineError::InvalidArgument(
+                "commit_every must be at least 1".into(),
+            ));
+        }
+        if self.max_file_size == 0 {
+            return Err(EngineError::InvalidArgument(
+                "max_file_size must be at least 1 byte".into(),
+            ));
+        }
+        Ok(ValidIndexOptions {
+            root_str: root.to_string_lossy().into_owned(),
+            root,
+            name,
+            exclude,
+            options: self.clone(),
+        })
+    }
+}
+
+/// An index root that exists and is a directory, resolved to its canonical path.
+fn resolve_root(root: &Path) -> Result<PathBuf> {
+    if !root.is_dir() {
+        return Err(if root.exists() {
+            EngineError::InvalidArgument(format!("{} is not a directory", root.display()))
+        } else {
+            EngineError::NotFound(format!(
+                "{} is not a directory (it does not exist)",
+                root.display()
+            ))
+        });
+    }
+    root.canonicalize().map_err(|e| {
+        EngineError::InvalidArgument(format!("cannot resolve {}: {e}", root.display()))
+    })
+}
+
+/// The exclude globs as one matcher; the first bad one is named.
+fn compile_excludes(globs: &[String]) -> Result<GlobSet> {
+    let mut set = GlobSetBuilder::new();
+    for glob in globs {
+        set.add(Glob::new(glob).map_err(|e| {
+            EngineError::InvalidArgument(format!("bad exclude glob {glob:?}: {}", e.kind()))
+        })?);
+    }
+    set.build()
+        .map_err(|e| EngineError::InvalidArgument(format!("bad exclude globs: {e}")))
+}
+
+/// [`IndexOptions`] that passed [`IndexOptions::validate`] (the only way to make one), so an
+/// index run never checks or resolves them again.
+#[derive(Debug, Clone)]
+pub struct ValidIndexOptions {
+    options: IndexOptions,
+    root: PathBuf,
+    root_str: String,
+    name: String,
+    exclude: GlobSet,
+}
+
+impl ValidIndexOptions {
+    /// The options as given.
+    pub fn options(&self) -> &IndexOptions {
+        &self.options
+    }
+
+    /// The root, canonical (what the repository record holds).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The repository name: the one given, or the root directory's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The exclude globs, compiled.
+    pub fn exclude(&self) -> &GlobSet {
+        &self.exclude
+    }
+}
+
+/// What [`Engine::index_repository`] takes: [`IndexOptions`], validated there (once), or
+/// [`ValidIndexOptions`] a front end validated before opening the index.
+pub trait IndexInput {
+    /// The validated options.
+    fn validated(&self) -> Result<Cow<'_, ValidIndexOptions>>;
+}
+
+impl IndexInput for IndexOptions {
+    fn validated(&self) -> Result<Cow<'_, ValidIndexOptions>> {
+        self.validate().map(Cow::Owned)
+    }
+}
+
+impl IndexInput for ValidIndexOptions {
+    fn validated(&self) -> Result<Cow<'_, ValidIndexOptions>> {
+        Ok(Cow::Borrowed(self))
     }
 }
 
@@ -330,13 +456,15 @@ impl Counters {
     }
 }
 
+/// A unit as [`embed_units`] takes it: code, AST graph, language.
+type EmbedInput<'a> = (&'a str, Option<&'a gnn_coder_syntax::AstGraph>, &'a str);
+
 /// State of the batch loop.
 pub(crate) struct Batcher<'a> {
     pub(crate) writer: &'a WriterLease<'a>,
     pub(crate) repository: String,
     pub(crate) model: Option<&'a LoadedModel>,
     pub(crate) model_id: String,
-    pub(crate) hashes: &'a Mutex<HashMap<String, String>>,
     pub(crate) counters: &'a Counters,
     pub(crate) on_event: &'a (dyn Fn(&IndexEvent) + Sync),
     pub(crate) cancel: &'a CancellationToken,
@@ -349,6 +477,28 @@ pub(crate) struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
+    /// Gathers the parsed files of a walk into batches and writes each with [`Batcher::flush`].
+    /// It owns the receiver, so a failure drops it and unblocks the walk's pending sends.
+    fn consume(&mut self, rx: mpsc::Receiver<ParsedFile>) -> Result<()> {
+        // Several chunks per worker per batch, so one slow chunk does not idle the other cores.
+        let batch_units = CHUNK_UNITS * crate::threads(0) * 4;
+        let mut batch = Vec::new();
+        let mut units = 0;
+        for file in rx.iter() {
+            self.cancel.check()?;
+            units += file.units.len();
+            batch.push(file);
+            if units >= batch_units || batch.len() >= 256 {
+                self.flush(&mut batch)?;
+                units = 0;
+            }
+        }
+        self.flush(&mut batch)
+    }
+
+    /// Writes one batch of parsed files, each with the content hash it carries: vectors for
+    /// its units (cached, or embedded), the files upserted whole, a commit when
+    /// `commit_every` files have been written since the last one.
     pub(crate) fn flush(&mut self, batch: &mut Vec<ParsedFile>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -364,54 +514,78 @@ impl Batcher<'_> {
                     .collect()
             })
             .collect();
-        let mut vectors: HashMap<UnitKey, Vec<f32>> = HashMap::new();
-        if let Some(model) = self.model {
-            let flat: Vec<UnitKey> = keys.iter().flatten().copied().collect();
-            let known = self.writer.with(|w| w.known_keys(&flat))?;
-            let mut misses: Vec<(UnitKey, (&str, Option<&gnn_coder_syntax::AstGraph>, &str))> =
-                Vec::new();
-            let mut seen: HashSet<UnitKey> = HashSet::new();
-            let mut i = 0;
-            for f in &files {
-                for (u, unit) in f.units.iter().enumerate() {
-                    let key = flat[i];
-                    if !known[i] && seen.insert(key) {
-                        misses.push((
-                            key,
-                            (unit.code.as_str(), f.graphs.get(u), unit.language.as_str()),
-                        ));
-                    }
-                    i += 1;
-                }
-            }
-            let reused = flat.len() - misses.len();
-            self.counters
-                .embeddings_reused
-                .fetch_add(reused as u64, Ordering::Relaxed);
-            if !misses.is_empty() {
-                let started = Instant::now();
-                let inputs: Vec<_> = misses.iter().map(|(_, x)| *x).collect();
-                let counters = self.counters;
-                let on_event = self.on_event;
-                let rows = embed_units(&model.embedder, &inputs, self.cancel, &|n| {
-                    counters
-                        .embeddings_computed
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    on_event(&IndexEvent::Progress(counters.snapshot()));
-                })?;
-                self.embed_seconds += started.elapsed().as_secs_f64();
-                vectors = misses.into_iter().map(|(k, _)| k).zip(rows).collect();
+        let mut vectors = self.vectors(&files, &keys)?;
+        self.cancel.check()?;
+        let writes = self.file_writes(files, keys, &mut vectors);
+        let nfiles = writes.len();
+        // A key embedded once in this batch serves its duplicates through the store's cache.
+        let repository = &self.repository;
+        self.writer.with(|w| w.upsert_files(repository, writes))?;
+        self.since_commit += nfiles;
+        if self.since_commit >= self.commit_every {
+            self.commit()?;
+        }
+        (self.on_event)(&IndexEvent::Progress(self.counters.snapshot()));
+        Ok(())
+    }
+
+    /// The vectors a batch needs that the store does not hold, each key embedded once (none
+    /// for a lexical-only index).
+    fn vectors(
+        &mut self,
+        files: &[ParsedFile],
+        keys: &[Vec<UnitKey>],
+    ) -> Result<HashMap<UnitKey, Vec<f32>>> {
+        let Some(model) = self.model else {
+            return Ok(HashMap::new());
+        };
+        let flat: Vec<UnitKey> = keys.iter().flatten().copied().collect();
+        let known = self.writer.with(|w| w.known_keys(&flat))?;
+        let mut misses: Vec<(UnitKey, EmbedInput<'_>)> = Vec::new();
+        let mut seen: HashSet<UnitKey> = HashSet::new();
+        let units = files.iter().flat_map(|f| {
+            f.units
+                .iter()
+                .enumerate()
+                .map(move |(u, unit)| (f, u, unit))
+        });
+        for (i, (f, u, unit)) in units.enumerate() {
+            let key = flat[i];
+            if !known[i] && seen.insert(key) {
+                let graph = f.graphs.get(u);
+                misses.push((key, (unit.code.as_str(), graph, unit.language.as_str())));
             }
         }
-        self.cancel.check()?;
-        let hashes = self
-            .hashes
-            .lock()
-            .map_err(|_| EngineError::Internal("a walker thread panicked".into()))?;
+        let reused = flat.len() - misses.len();
+        self.counters
+            .embeddings_reused
+            .fetch_add(reused as u64, Ordering::Relaxed);
+        if misses.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let started = Instant::now();
+        let inputs: Vec<_> = misses.iter().map(|(_, x)| *x).collect();
+        let (counters, on_event) = (self.counters, self.on_event);
+        let rows = embed_units(&model.embedder, &inputs, self.cancel, &|n| {
+            counters
+                .embeddings_computed
+                .fetch_add(n as u64, Ordering::Relaxed);
+            on_event(&IndexEvent::Progress(counters.snapshot()));
+        })?;
+        self.embed_seconds += started.elapsed().as_secs_f64();
+        Ok(misses.into_iter().map(|(k, _)| k).zip(rows).collect())
+    }
+
+    /// The store writes of a batch, vectors taken from `vectors`; counts the units written,
+    /// the files with syntax errors and the paths written.
+    fn file_writes(
+        &mut self,
+        files: Vec<ParsedFile>,
+        keys: Vec<Vec<UnitKey>>,
+        vectors: &mut HashMap<UnitKey, Vec<f32>>,
+    ) -> Vec<FileWrite> {
         let mut writes = Vec::with_capacity(files.len());
-        let mut nfiles = 0;
         for (f, keys) in files.into_iter().zip(keys) {
-            let hash = hashes.get(&f.path).cloned().unwrap_or_default();
             let units: Vec<UnitWrite> = f
                 .units
                 .iter()
@@ -432,24 +606,14 @@ impl Batcher<'_> {
             writes.push(FileWrite {
                 file: FileEntry {
                     path: f.path,
-                    hash,
+                    hash: f.content_hash,
                     units: units.len() as u32,
                     bytes: f.bytes as u64,
                 },
                 units,
             });
-            nfiles += 1;
         }
-        drop(hashes);
-        // A key embedded once in this batch serves its duplicates through the store's cache.
-        let repository = &self.repository;
-        self.writer.with(|w| w.upsert_files(repository, writes))?;
-        self.since_commit += nfiles;
-        if self.since_commit >= self.commit_every {
-            self.commit()?;
-        }
-        (self.on_event)(&IndexEvent::Progress(self.counters.snapshot()));
-        Ok(())
+        writes
     }
 
     pub(crate) fn commit(&mut self) -> Result<()> {
@@ -463,281 +627,326 @@ impl Batcher<'_> {
     }
 }
 
+/// The repository's state before a run.
+struct Previous {
+    /// Its record (`None`: not indexed yet).
+    repo: Option<RepoInfo>,
+    /// Its files by path.
+    files: HashMap<String, FileEntry>,
+}
+
+/// What the walk and the writes of a run came to.
+struct Walked {
+    /// Files whose hash matched the previous state (not parsed).
+    unchanged: HashSet<String>,
+    /// Files written, with their unit counts.
+    written: HashMap<String, u64>,
+    /// Files indexed before and neither unchanged nor written now (deleted from the index).
+    removed: Vec<String>,
+    bytes_parsed: u64,
+    /// Skipped files by reason.
+    skipped: BTreeMap<String, u64>,
+}
+
+/// Walks and parses the root on the walk's thread pool while this thread batches, embeds and
+/// writes what comes out of it ([`Batcher::consume`]). Files whose content hash matches `old`
+/// are not parsed and come back as unchanged; the others carry their hash through the channel.
+/// A failed write stops the walk; a cancel stops both.
+fn walk_and_write(
+    root: &Path,
+    walk: &WalkOptions,
+    old: &HashMap<String, FileEntry>,
+    batcher: &mut Batcher<'_>,
+) -> Result<(WalkSummary, HashSet<String>)> {
+    let (counters, on_event, cancel) = (batcher.counters, batcher.on_event, batcher.cancel);
+    let unchanged: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    let stop = cancel.child_token();
+    let progress = |p: gnn_coder_syntax::Progress| {
+        let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(&counters.files_total, p.files_total as u64);
+        set(&counters.files_done, p.files_done as u64);
+        set(&counters.bytes, p.bytes_done);
+        set(&counters.units, p.units_done as u64);
+        on_event(&IndexEvent::Progress(counters.snapshot()));
+    };
+    let parse_file = |rel: &str, bytes: &[u8]| {
+        let hash = content_hash(bytes);
+        if old.get(rel).is_none_or(|e| e.hash != hash) {
+            return Some(hash);
+        }
+        counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut u) = unchanged.lock() {
+            u.insert(rel.to_string());
+        }
+        None
+    };
+    let cancelled = || stop.is_cancelled();
+    let hooks = WalkHooks {
+        progress: &progress,
+        parse_file: &parse_file,
+        cancelled: &cancelled,
+    };
+    let (walked, consumed) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<ParsedFile>(64);
+        let walker = scope.spawn(|| {
+            let tx = tx;
+            walk_repo_with(root, walk, &hooks, &|f| {
+                let _ = tx.send(f);
+            })
+        });
+        let consumed = batcher.consume(rx);
+        if consumed.is_err() {
+            stop.cancel();
+        }
+        let walked = walker
+            .join()
+            .map_err(|_| EngineError::Internal("the walker panicked".into()));
+        (walked, consumed)
+    });
+    consumed?;
+    let walked = walked??;
+    cancel.check()?;
+    if walked.cancelled {
+        return Err(EngineError::Cancelled);
+    }
+    let unchanged = unchanged
+        .into_inner()
+        .map_err(|_| EngineError::Internal("a walker thread panicked".into()))?;
+    Ok((walked, unchanged))
+}
+
+/// Reports the walk's skipped files (except excluded directories) as events; their counts by
+/// reason.
+fn report_skips(
+    walked: &WalkSummary,
+    on_event: &(dyn Fn(&IndexEvent) + Sync),
+) -> BTreeMap<String, u64> {
+    let mut skipped = BTreeMap::new();
+    for (reason, n) in &walked.skip_counts {
+        if *reason != SkipReason::ExcludedDir {
+            skipped.insert(reason.as_str().to_string(), *n as u64);
+        }
+    }
+    for s in &walked.skipped {
+        if s.reason == SkipReason::ExcludedDir {
+            continue;
+        }
+        on_event(&IndexEvent::Skipped {
+            path: s.path.clone(),
+            reason: s.reason.as_str().to_string(),
+            detail: s.detail.clone(),
+        });
+    }
+    skipped
+}
+
+/// The summary of a run: the repository's files, units and bytes after it (unchanged files
+/// as they were, written files as written) and what changed; `seconds` is left to the caller.
+fn summarize(
+    options: &ValidIndexOptions,
+    old: &HashMap<String, FileEntry>,
+    walked: &Walked,
+    batcher: &Batcher<'_>,
+) -> IndexSummary {
+    let mut summary = IndexSummary {
+        repository: options.name.clone(),
+        root: options.root_str.clone(),
+        ..IndexSummary::default()
+    };
+    let mut units_total = 0;
+    let mut bytes_total = walked.bytes_parsed;
+    for e in walked.unchanged.iter().filter_map(|p| old.get(p)) {
+        units_total += u64::from(e.units);
+        bytes_total += e.bytes;
+    }
+    for (p, n) in &walked.written {
+        units_total += n;
+        match old.get(p) {
+            Some(e) => {
+                summary.files_changed += 1;
+                summary.units_removed += u64::from(e.units);
+            }
+            None => summary.files_added += 1,
+        }
+    }
+    for e in walked.removed.iter().filter_map(|p| old.get(p)) {
+        summary.units_removed += u64::from(e.units);
+    }
+    let c = batcher.counters.snapshot();
+    summary.files = (walked.unchanged.len() + walked.written.len()) as u64;
+    summary.units = units_total;
+    summary.files_removed = walked.removed.len() as u64;
+    summary.files_unchanged = walked.unchanged.len() as u64;
+    summary.units_written = c.units_written;
+    summary.embeddings_computed = c.embeddings_computed;
+    summary.embeddings_reused = c.embeddings_reused;
+    summary.bytes_parsed = walked.bytes_parsed;
+    summary.bytes = bytes_total;
+    summary.files_with_syntax_errors = batcher.syntax_errors;
+    summary.skipped = walked.skipped.clone();
+    summary.embed_seconds = batcher.embed_seconds;
+    summary
+}
+
 impl Engine {
     /// Indexes or refreshes one repository: unchanged files are not parsed, removed files'
-    /// units are deleted, unchanged unit texts keep their vectors. `on_event` is called from
-    /// worker threads. Cancelling leaves the last commit (the run commits every
+    /// units are deleted, unchanged unit texts keep their vectors. `options` are
+    /// [`IndexOptions`] (validated here, once) or [`ValidIndexOptions`]. `on_event` is called
+    /// from worker threads. Cancelling leaves the last commit (the run commits every
     /// [`IndexOptions::commit_every`] changed files) and returns [`EngineError::Cancelled`].
-    pub fn index_repository(
+    ///
+    /// The stages: validate → the previous state (`previous_state`) → list a new repository
+    /// at once → walk + parse, and batch, embed, write (`walk_and_write`) → delete files gone
+    /// (`delete_gone`) → summary (`summarize`) → repository record, commit, maintenance
+    /// (`finish_run`).
+    pub fn index_repository<O: IndexInput + ?Sized>(
         &self,
-        options: &IndexOptions,
+        options: &O,
         on_event: &(dyn Fn(&IndexEvent) + Sync),
         cancel: &CancellationToken,
     ) -> Result<IndexSummary> {
         let started = Instant::now();
-        let root = &options.root;
-        if !root.is_dir() {
-            return Err(if root.exists() {
-                EngineError::InvalidArgument(format!("{} is not a directory", root.display()))
-            } else {
-                EngineError::NotFound(format!(
-                    "{} is not a directory (it does not exist)",
-                    root.display()
-                ))
-            });
-        }
-        let root = root.canonicalize().map_err(|e| {
-            EngineError::InvalidArgument(format!("cannot resolve {}: {e}", root.display()))
-        })?;
-        let root_str = root.to_string_lossy().into_owned();
-        let name = match &options.name {
-            Some(n) => n.clone(),
-            None => root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "root".to_string()),
-        };
-        check_repo_name(&name)?;
-        let _claim = self.claim_repository(&name)?;
-        for lang in &options.languages {
-            Language::by_name(lang)
-                .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
-        }
-        for glob in &options.exclude {
-            globset::Glob::new(glob).map_err(|e| {
-                EngineError::InvalidArgument(format!("bad exclude glob {glob:?}: {}", e.kind()))
-            })?;
-        }
-        if options.commit_every == 0 {
-            return Err(EngineError::InvalidArgument(
-                "commit_every must be at least 1".into(),
-            ));
-        }
+        let options = options.validated()?;
+        let _claim = self.claim_repository(&options.name)?;
         let (model, model_id) = self.write_model()?;
-
-        let reader = self.store.reader()?;
-        let repos = reader.repositories()?;
-        let previous = repos.iter().find(|r| r.name == name).cloned();
-        if let Some(p) = &previous
-            && p.root != root_str
-        {
-            return Err(EngineError::InvalidArgument(format!(
-                "a repository named {name:?} is already indexed from {}; give this one another name",
-                p.root
-            )));
-        }
-        let old: HashMap<String, FileEntry> = reader
-            .files(&name)?
-            .into_iter()
-            .map(|f| (f.path.clone(), f))
-            .collect();
-        drop(reader);
-
+        let previous = self.previous_state(&options)?;
         let writer = self.lease_writer()?;
-        let head = crate::git::head_commit(&root);
-        if previous.is_none() {
+        let head = crate::git::head_commit(&options.root);
+        if previous.repo.is_none() {
             // Listed at once, so a run that dies early still shows in `repos`.
             writer.with(|w| {
                 w.put_repository(&RepoInfo {
-                    name: name.clone(),
-                    root: root_str.clone(),
+                    name: options.name.clone(),
+                    root: options.root_str.clone(),
                     head: None,
                     ..RepoInfo::default()
                 })
             })?;
         }
-
-        let mut walk = walk_options(options, crate::threads(self.options.threads));
-        // Never index our own index when it lives inside the root under a visible name.
-        if let Some(rel) = relative_inside(&root, &self.dir) {
-            walk.exclude_globs.push(format!("{rel}/**"));
-        }
-        walk.extract.graphs = model.as_ref().is_some_and(|m| m.embedder.graphs_enabled());
-
+        let walk = self.run_walk_options(&options, model.as_deref());
         let counters = Counters::default();
-        let hashes: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
-        let unchanged: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
-        let stop = cancel.child_token();
-        let progress = |p: gnn_coder_syntax::Progress| {
-            counters
-                .files_total
-                .store(p.files_total as u64, Ordering::Relaxed);
-            counters
-                .files_done
-                .store(p.files_done as u64, Ordering::Relaxed);
-            counters.bytes.store(p.bytes_done, Ordering::Relaxed);
-            counters.units.store(p.units_done as u64, Ordering::Relaxed);
-            on_event(&IndexEvent::Progress(counters.snapshot()));
-        };
-        let parse_file = |rel: &str, bytes: &[u8]| {
-            let h = content_hash(bytes);
-            let same = old.get(rel).is_some_and(|e| e.hash == h);
-            if let Ok(mut m) = hashes.lock() {
-                m.insert(rel.to_string(), h);
-            }
-            if same {
-                counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut u) = unchanged.lock() {
-                    u.insert(rel.to_string());
-                }
-            }
-            !same
-        };
-        let cancelled = || stop.is_cancelled();
-        let hooks = WalkHooks {
-            progress: &progress,
-            parse_file: &parse_file,
-            cancelled: &cancelled,
-        };
-
         let mut batcher = Batcher {
             writer: &writer,
-            repository: name.clone(),
+            repository: options.name.clone(),
             model: model.as_deref(),
             model_id,
-            hashes: &hashes,
             counters: &counters,
             on_event,
             cancel,
-            commit_every: options.commit_every,
+            commit_every: options.options.commit_every,
             since_commit: 0,
             written: HashMap::new(),
             embed_seconds: 0.0,
             syntax_errors: 0,
         };
-        // Several chunks per worker per batch, so one slow chunk does not idle the other cores.
-        let batch_units = CHUNK_UNITS * crate::threads(0) * 4;
-        let (walked, consumed) = std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::sync_channel::<ParsedFile>(64);
-            let walker = scope.spawn(|| {
-                let tx = tx;
-                walk_repo_with(&root, &walk, &hooks, &|f| {
-                    let _ = tx.send(f);
-                })
-            });
-            let consumed = (|| -> Result<()> {
-                let mut batch = Vec::new();
-                let mut units = 0;
-                for file in rx.iter() {
-                    units += file.units.len();
-                    batch.push(file);
-                    if units >= batch_units || batch.len() >= 256 {
-                        batcher.flush(&mut batch)?;
-                        units = 0;
-                    }
-                }
-                batcher.flush(&mut batch)
-            })();
-            if consumed.is_err() {
-                // Stop the walk; dropping the receiver (above) unblocks its sends.
-                stop.cancel();
-            }
-            let walked = walker
-                .join()
-                .map_err(|_| EngineError::Internal("the walker panicked".into()));
-            (walked, consumed)
-        });
-        consumed?;
-        let walked = walked??;
-        cancel.check()?;
-        if walked.cancelled {
-            return Err(EngineError::Cancelled);
-        }
-
-        // Skips, and files that are gone (or no longer indexable) are removed.
-        let mut skipped = BTreeMap::new();
-        for (reason, n) in &walked.skip_counts {
-            if *reason != SkipReason::ExcludedDir {
-                skipped.insert(reason.as_str().to_string(), *n as u64);
-            }
-        }
-        for s in &walked.skipped {
-            if s.reason == SkipReason::ExcludedDir {
-                continue;
-            }
-            on_event(&IndexEvent::Skipped {
-                path: s.path.clone(),
-                reason: s.reason.as_str().to_string(),
-                detail: s.detail.clone(),
-            });
-        }
-        let unchanged = unchanged
-            .into_inner()
-            .map_err(|_| EngineError::Internal("a walker thread panicked".into()))?;
+        let (walk_summary, unchanged) =
+            walk_and_write(&options.root, &walk, &previous.files, &mut batcher)?;
+        let skipped = report_skips(&walk_summary, on_event);
         let written = std::mem::take(&mut batcher.written);
+        let removed = self.delete_gone(
+            &writer,
+            &options.name,
+            &previous.files,
+            &unchanged,
+            &written,
+        )?;
+        let walked = Walked {
+            unchanged,
+            written,
+            removed,
+            bytes_parsed: walk_summary.bytes_parsed,
+            skipped,
+        };
+        let mut summary = summarize(&options, &previous.files, &walked, &batcher);
+        summary.head = head;
+        self.finish_run(&mut batcher, &mut summary)?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+
+    /// The repository's record and files before a run; a name already indexed from another
+    /// root is refused.
+    fn previous_state(&self, options: &ValidIndexOptions) -> Result<Previous> {
+        let reader = self.store.reader()?;
+        let repo = reader
+            .repositories()?
+            .into_iter()
+            .find(|r| r.name == options.name);
+        if let Some(p) = &repo
+            && p.root != options.root_str
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "a repository named {:?} is already indexed from {}; give this one another name",
+                options.name, p.root
+            )));
+        }
+        let files = reader
+            .files(&options.name)?
+            .into_iter()
+            .map(|f| (f.path.clone(), f))
+            .collect();
+        Ok(Previous { repo, files })
+    }
+
+    /// The walk of a run: the options' filters, never the index itself (when it lives inside
+    /// the root), AST graphs when the model uses them.
+    fn run_walk_options(
+        &self,
+        options: &ValidIndexOptions,
+        model: Option<&LoadedModel>,
+    ) -> WalkOptions {
+        let mut walk = walk_options(&options.options, crate::threads(self.options.threads));
+        if let Some(rel) = relative_inside(&options.root, &self.dir) {
+            walk.exclude_globs.push(format!("{rel}/**"));
+        }
+        walk.extract.graphs = model.is_some_and(|m| m.embedder.graphs_enabled());
+        walk
+    }
+
+    /// Deletes the files indexed before that the walk neither found unchanged nor wrote (gone,
+    /// or no longer indexable); returns their paths.
+    fn delete_gone(
+        &self,
+        writer: &WriterLease<'_>,
+        repository: &str,
+        old: &HashMap<String, FileEntry>,
+        unchanged: &HashSet<String>,
+        written: &HashMap<String, u64>,
+    ) -> Result<Vec<String>> {
         let removed: Vec<String> = old
             .keys()
             .filter(|p| !unchanged.contains(*p) && !written.contains_key(*p))
             .cloned()
             .collect();
-        writer.with(|w| w.delete_files(&name, &removed))?;
+        writer.with(|w| w.delete_files(repository, &removed))?;
+        Ok(removed)
+    }
 
-        let mut summary = IndexSummary {
-            repository: name.clone(),
-            root: root_str.clone(),
-            head: head.clone(),
-            embedding: self.store.embedding().cloned(),
-            ..IndexSummary::default()
-        };
-        let mut units_total = 0;
-        let mut bytes_total = 0;
-        for p in &unchanged {
-            if let Some(e) = old.get(p) {
-                units_total += u64::from(e.units);
-                bytes_total += e.bytes;
-            }
-        }
-        for (p, n) in &written {
-            units_total += n;
-            match old.get(p) {
-                Some(e) => {
-                    summary.files_changed += 1;
-                    summary.units_removed += u64::from(e.units);
-                }
-                None => summary.files_added += 1,
-            }
-        }
-        for p in &removed {
-            if let Some(e) = old.get(p) {
-                summary.units_removed += u64::from(e.units);
-            }
-        }
-        bytes_total += walked.bytes_parsed;
-        summary.files = (unchanged.len() + written.len()) as u64;
-        summary.units = units_total;
-        summary.files_removed = removed.len() as u64;
-        summary.files_unchanged = unchanged.len() as u64;
-        summary.units_written = counters.units_written.load(Ordering::Relaxed);
-        summary.embeddings_computed = counters.embeddings_computed.load(Ordering::Relaxed);
-        summary.embeddings_reused = counters.embeddings_reused.load(Ordering::Relaxed);
-        summary.bytes_parsed = walked.bytes_parsed;
-        summary.bytes = bytes_total;
-        summary.files_with_syntax_errors = batcher.syntax_errors;
-        summary.skipped = skipped.clone();
-        summary.embed_seconds = batcher.embed_seconds;
-
+    /// Ends a run: the repository record (counts, head, skips), the last commit, then
+    /// maintenance of the approximate index (not part of the data: a cancel there keeps the
+    /// commit). Sets the summary's embedding.
+    fn finish_run(&self, batcher: &mut Batcher<'_>, summary: &mut IndexSummary) -> Result<()> {
+        summary.embedding = self.store.embedding().cloned();
         let info = RepoInfo {
-            name: name.clone(),
-            root: root_str,
-            head,
+            name: summary.repository.clone(),
+            root: summary.root.clone(),
+            head: summary.head.clone(),
             indexed_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             files: summary.files,
             units: summary.units,
-            bytes: bytes_total,
-            skipped,
+            bytes: summary.bytes,
+            skipped: summary.skipped.clone(),
         };
+        let writer = batcher.writer;
         writer.with(|w| w.put_repository(&info))?;
         batcher.commit()?;
-        // Maintenance (the approximate index) is not part of the data: a cancel here keeps
-        // everything committed above.
+        let cancel = batcher.cancel;
         match writer.with(|w| w.maintain(cancel)) {
-            Ok(()) | Err(EngineError::Store(gnn_coder_store::StoreError::Cancelled)) => {}
-            Err(e) => return Err(e),
+            Ok(()) | Err(EngineError::Store(gnn_coder_store::StoreError::Cancelled)) => Ok(()),
+            Err(e) => Err(e),
         }
-        summary.seconds = started.elapsed().as_secs_f64();
-        Ok(summary)
     }
 }

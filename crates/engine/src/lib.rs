@@ -9,18 +9,24 @@
 //! ## Indexing, as data flows
 //!
 //! ```text
+//! options → validate once (root resolved, name, languages, globs; nothing written yet)
+//!   → previous state (the repository's record and file hashes)
 //! walk (ignores, binaries, sizes) ─ hash each file ─ unchanged? ─ yes → keep, not parsed
-//!                                                   └ no → parse → units + AST graphs
+//!                                                   └ no → parse → units + AST graphs + hash
 //!   → bounded queue → batch: unit keys → cached vector? → embed only the misses
 //!   → upsert the batch's files → commit every N files → … → delete files gone from the walk
 //!   → repository record → commit → approximate-index maintenance
 //! ```
 //!
-//! Parsing (a thread pool) overlaps embedding (one worker per core); memory holds one batch,
-//! not the repository. The cancellation token is checked by the walk before every file, by the
-//! batch loop, by the embedding workers between chunks, and by the commit; a cancelled run
-//! leaves the last commit in place and the next run picks up where it stopped, since files
-//! committed so far are unchanged by then. Progress flows out as [`IndexEvent`]s to a callback.
+//! A front end validates [`IndexOptions`] with [`IndexOptions::validate`] before it opens (or
+//! creates) an index, so a bad option leaves nothing behind, and hands the
+//! [`ValidIndexOptions`] to [`Engine::index_repository`]. Parsing (a thread pool) overlaps
+//! embedding (one worker per core); memory holds one batch, not the repository, and each
+//! parsed file carries its content hash to the write. The cancellation token is checked by the
+//! walk before every file, by the batch loop, by the embedding workers between chunks, and by
+//! the commit; a cancelled run leaves the last commit in place and the next run picks up where
+//! it stopped, since files committed so far are unchanged by then. Progress flows out as
+//! [`IndexEvent`]s to a callback.
 //!
 //! ## Search, as data flows
 //!
@@ -55,7 +61,8 @@ pub use gnn_coder_store::{
     StoreStats, UnitRecord,
 };
 pub use indexing::{
-    CHUNK_UNITS, IndexEvent, IndexOptions, IndexProgress, IndexSummary, collect_units, embed_units,
+    CHUNK_UNITS, IndexEvent, IndexInput, IndexOptions, IndexProgress, IndexSummary,
+    ValidIndexOptions, collect_units, embed_units,
 };
 pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MAX_FILTER_VALUES, MAX_QUERY_BYTES, MAX_SNIPPET_BYTES,

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! paths (+ optional contents) → refuse bad paths (absolute, `..`, NUL) → per file:
-//!   deleted or gone from disk → delete │ path the walk would skip (hidden, ignored, no
+//!   deleted or gone from disk → delete (nothing indexed at it: a removed directory, delete
+//!   every file indexed below it) │ path the walk would skip (hidden, ignored, no
 //!   language) → skip, and drop what was indexed │ symlink → skip (never followed) │ read or
 //!   take the buffer → content checks → same hash as indexed → unchanged │ parse
 //! → the index run's batch step (cached vectors, embed the misses) → repository counts → commit
@@ -15,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use gnn_coder_store::{CancellationToken, FileEntry};
@@ -38,7 +38,8 @@ pub struct FileUpdate {
     pub path: String,
     /// The file's contents (an unsaved buffer); `None`: read it from disk.
     pub contents: Option<Vec<u8>>,
-    /// The file was deleted.
+    /// The file was deleted; when nothing is indexed at `path`, a directory was, and every
+    /// file indexed below it goes too.
     pub deleted: bool,
 }
 
@@ -107,15 +108,31 @@ pub(crate) fn clean_relative_path(path: &str) -> Result<String> {
 }
 
 enum Plan {
-    Parse(ParsedFile, String),
+    /// Parsed; the file carries its content hash.
+    Parse(ParsedFile),
     Remove,
     Skip(String, Option<String>),
     Unchanged,
 }
 
+/// The planned change of one named path.
+struct Planned {
+    /// Index of the update that named it (the last one naming it).
+    at: usize,
+    path: String,
+    plan: Plan,
+    /// Indexed files below the path, removed with it (the path was a directory).
+    below: Vec<String>,
+}
+
 impl Engine {
     /// Applies file changes to an indexed repository and commits them (see the module docs).
     /// Bad paths fail the whole update; a file that cannot be indexed is reported and skipped.
+    ///
+    /// A path that no longer exists (`deleted`, or gone from disk) and has no file indexed at
+    /// it is taken for a removed directory: every file indexed below it is removed too, each
+    /// reported as [`FileOutcome::Removed`] after the path itself, unless a later update of
+    /// the same call names that file.
     pub fn update_files(
         &self,
         repository: &str,
@@ -134,39 +151,18 @@ impl Engine {
             cleaned.push(clean_relative_path(&u.path)?);
         }
         let info = self.repository(repository)?;
-        let root = Path::new(&info.root);
         let (model, model_id) = self.write_model()?;
-        // The entries of the named files only (one lookup each, not the repository's list).
-        let reader = self.store.reader()?;
-        let mut old: HashMap<String, FileEntry> = HashMap::new();
-        for path in &cleaned {
-            if !old.contains_key(path)
-                && let Some(e) = reader.file(repository, path)?
-            {
-                old.insert(path.clone(), e);
-            }
-        }
-        drop(reader);
-        let walk = WalkOptions::default();
-        let extract = ExtractOptions {
-            graphs: model.as_ref().is_some_and(|m| m.embedder.graphs_enabled()),
-            ..ExtractOptions::default()
-        };
-
-        // Later changes of the same path win.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, p) in cleaned.iter().enumerate() {
-            last.insert(p.as_str(), i);
-        }
-        let mut plans: Vec<(String, Plan)> = Vec::new();
-        for (i, (u, path)) in updates.iter().zip(&cleaned).enumerate() {
-            if last.get(path.as_str()) != Some(&i) {
-                continue;
-            }
-            cancel.check()?;
-            let plan = self.plan(root, path, u, &walk, &extract, old.get(path.as_str()));
-            plans.push((path.clone(), plan));
-        }
+        let graphs = model.as_ref().is_some_and(|m| m.embedder.graphs_enabled());
+        let mut old = self.indexed_entries(repository, &cleaned)?;
+        let mut planned = self.plan_all(
+            Path::new(&info.root),
+            updates,
+            &cleaned,
+            graphs,
+            &old,
+            cancel,
+        )?;
+        self.expand_directories(repository, &mut planned, &cleaned, &mut old, cancel)?;
 
         let mut summary = UpdateSummary {
             repository: repository.to_string(),
@@ -174,14 +170,13 @@ impl Engine {
         };
         let mut removals = Vec::new();
         let mut parsed = Vec::new();
-        let mut hashes = HashMap::new();
-        let mut new_bytes: HashMap<String, u64> = HashMap::new();
-        for (path, plan) in plans {
+        for Planned {
+            path, plan, below, ..
+        } in planned
+        {
             let outcome = match plan {
-                Plan::Parse(file, hash) => {
+                Plan::Parse(file) => {
                     let units = file.units.len() as u64;
-                    hashes.insert(path.clone(), hash);
-                    new_bytes.insert(path.clone(), file.bytes as u64);
                     parsed.push(file);
                     FileOutcome::Indexed { units }
                 }
@@ -194,22 +189,142 @@ impl Engine {
                 Plan::Skip(reason, detail) => FileOutcome::Skipped { reason, detail },
             };
             summary.files.push(FileReport { path, outcome });
+            for path in below {
+                removals.push(path.clone());
+                summary.files.push(FileReport {
+                    path,
+                    outcome: FileOutcome::Removed,
+                });
+            }
         }
-        if parsed.is_empty() && removals.is_empty() {
-            summary.seconds = started.elapsed().as_secs_f64();
-            return Ok(summary);
+        if !parsed.is_empty() || !removals.is_empty() {
+            let model = model.as_deref();
+            self.write_update(
+                &mut summary,
+                model,
+                model_id,
+                parsed,
+                &removals,
+                &old,
+                cancel,
+            )?;
         }
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
 
+    /// The index entries of the named files only (one lookup each, not the repository's list).
+    fn indexed_entries(
+        &self,
+        repository: &str,
+        paths: &[String],
+    ) -> Result<HashMap<String, FileEntry>> {
+        let reader = self.store.reader()?;
+        let mut old: HashMap<String, FileEntry> = HashMap::new();
+        for path in paths {
+            if !old.contains_key(path)
+                && let Some(e) = reader.file(repository, path)?
+            {
+                old.insert(path.clone(), e);
+            }
+        }
+        Ok(old)
+    }
+
+    /// Plans each named path once, as its last update says (later changes of a path win).
+    fn plan_all(
+        &self,
+        root: &Path,
+        updates: &[FileUpdate],
+        cleaned: &[String],
+        graphs: bool,
+        old: &HashMap<String, FileEntry>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Planned>> {
+        let walk = WalkOptions::default();
+        let extract = ExtractOptions {
+            graphs,
+            ..ExtractOptions::default()
+        };
+        let last = last_updates(cleaned);
+        let mut planned = Vec::new();
+        for (at, (u, path)) in updates.iter().zip(cleaned).enumerate() {
+            if last.get(path.as_str()) != Some(&at) {
+                continue;
+            }
+            cancel.check()?;
+            planned.push(Planned {
+                at,
+                path: path.clone(),
+                plan: self.plan(root, path, u, &walk, &extract, old.get(path.as_str())),
+                below: Vec::new(),
+            });
+        }
+        Ok(planned)
+    }
+
+    /// Fills [`Planned::below`] of removed paths with nothing indexed at them (removed
+    /// directories) from the repository's file list, read once and only when there is one;
+    /// their entries join `old`. A file named by a later update is left to that update; one
+    /// named by an earlier update is removed (its own plan is dropped).
+    fn expand_directories(
+        &self,
+        repository: &str,
+        planned: &mut Vec<Planned>,
+        cleaned: &[String],
+        old: &mut HashMap<String, FileEntry>,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let is_dir = |p: &Planned| matches!(p.plan, Plan::Remove) && !old.contains_key(&p.path);
+        if !planned.iter().any(is_dir) {
+            return Ok(());
+        }
+        let last = last_updates(cleaned);
+        let files = self.store.reader()?.files(repository)?;
+        let mut taken: HashMap<String, FileEntry> = HashMap::new();
+        for p in planned.iter_mut().filter(|p| is_dir(p)) {
+            cancel.check()?;
+            let prefix = format!("{}/", p.path);
+            for f in files.iter().filter(|f| f.path.starts_with(&prefix)) {
+                let later = last.get(f.path.as_str()).is_some_and(|&at| at > p.at);
+                if !later && !taken.contains_key(&f.path) {
+                    p.below.push(f.path.clone());
+                    taken.insert(f.path.clone(), f.clone());
+                }
+            }
+            p.below.sort();
+        }
+        planned.retain(|p| !taken.contains_key(&p.path));
+        old.extend(taken);
+        Ok(())
+    }
+
+    /// Writes the parsed files through the index run's batch step, deletes `removals`, brings
+    /// the repository's counts up to date and commits; fills the summary's counts.
+    #[allow(clippy::too_many_arguments)]
+    fn write_update(
+        &self,
+        summary: &mut UpdateSummary,
+        model: Option<&crate::LoadedModel>,
+        model_id: String,
+        mut parsed: Vec<ParsedFile>,
+        removals: &[String],
+        old: &HashMap<String, FileEntry>,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let repository = summary.repository.clone();
+        let new_bytes: HashMap<String, u64> = parsed
+            .iter()
+            .map(|f| (f.path.clone(), f.bytes as u64))
+            .collect();
         let writer = self.lease_writer()?;
-        let hashes = Mutex::new(hashes);
         let counters = Counters::default();
         let no_events = |_: &IndexEvent| {};
         let mut batcher = Batcher {
             writer: &writer,
-            repository: repository.to_string(),
-            model: model.as_deref(),
+            repository: repository.clone(),
+            model,
             model_id,
-            hashes: &hashes,
             counters: &counters,
             on_event: &no_events,
             cancel,
@@ -220,13 +335,13 @@ impl Engine {
             syntax_errors: 0,
         };
         batcher.flush(&mut parsed)?;
-        writer.with(|w| w.delete_files(repository, &removals))?;
+        writer.with(|w| w.delete_files(&repository, removals))?;
 
         // The repository's counts follow the files.
-        let mut repo = self.repository(repository)?;
+        let mut repo = self.repository(&repository)?;
         let written = std::mem::take(&mut batcher.written);
         // Every file written or removed drops its old entry from the counts first.
-        for path in written.keys().chain(&removals) {
+        for path in written.keys().chain(removals) {
             if let Some(e) = old.get(path) {
                 repo.files = repo.files.saturating_sub(1);
                 repo.units = repo.units.saturating_sub(u64::from(e.units));
@@ -246,8 +361,7 @@ impl Engine {
         summary.embeddings_computed = c.embeddings_computed;
         summary.embeddings_reused = c.embeddings_reused;
         summary.embed_seconds = batcher.embed_seconds;
-        summary.seconds = started.elapsed().as_secs_f64();
-        Ok(summary)
+        Ok(())
     }
 
     fn plan(
@@ -291,10 +405,22 @@ impl Engine {
             return Plan::Skip(SkipReason::UnsupportedLanguage.as_str().into(), None);
         };
         match extract_file(lang, path, &bytes, extract) {
-            Ok(file) => Plan::Parse(file, hash),
+            Ok(file) => Plan::Parse(ParsedFile {
+                content_hash: hash,
+                ..file
+            }),
             Err(e) => Plan::Skip(SkipReason::ParseFailed.as_str().into(), Some(e.to_string())),
         }
     }
+}
+
+/// The index of the last update naming each path.
+fn last_updates(cleaned: &[String]) -> HashMap<&str, usize> {
+    cleaned
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i))
+        .collect()
 }
 
 /// Reads `root/rel` without following a symbolic link anywhere on the way (a link could lead

@@ -390,3 +390,178 @@ fn bad_requests_are_refused() {
     let err = Engine::open(&tmp.path().join("nothing"), lexical()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn bad_options_are_refused_before_an_index_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    repo_a(&root);
+    let with = |f: &dyn Fn(&mut IndexOptions)| {
+        let mut o = IndexOptions::new(&root);
+        f(&mut o);
+        o
+    };
+    let file = root.join("sizes.py");
+    let cases: Vec<(IndexOptions, ErrorKind, String)> = vec![
+        (
+            with(&|o| o.languages = vec!["cobol".into()]),
+            ErrorKind::InvalidArgument,
+            "unknown language \"cobol\"".into(),
+        ),
+        (
+            with(&|o| o.exclude = vec!["src/**".into(), "a[".into()]),
+            ErrorKind::InvalidArgument,
+            "bad exclude glob \"a[\": ".into(),
+        ),
+        (
+            with(&|o| o.commit_every = 0),
+            ErrorKind::InvalidArgument,
+            "commit_every must be at least 1".into(),
+        ),
+        (
+            with(&|o| o.max_file_size = 0),
+            ErrorKind::InvalidArgument,
+            "max_file_size must be at least 1 byte".into(),
+        ),
+        (
+            with(&|o| o.name = Some("\u{7}".into())),
+            ErrorKind::InvalidArgument,
+            "bad repository name".into(),
+        ),
+        (
+            IndexOptions::new(tmp.path().join("missing")),
+            ErrorKind::NotFound,
+            format!(
+                "{} is not a directory (it does not exist)",
+                tmp.path().join("missing").display()
+            ),
+        ),
+        (
+            IndexOptions::new(&file),
+            ErrorKind::InvalidArgument,
+            format!("{} is not a directory", file.display()),
+        ),
+    ];
+    let idx = tmp.path().join("idx");
+    for (opts, kind, message) in &cases {
+        let err = opts.validate().unwrap_err();
+        assert_eq!(err.kind(), *kind, "{opts:?}: {err}");
+        assert!(err.to_string().starts_with(message), "{opts:?}: {err}");
+    }
+    // A front end validates first: nothing is created for a bad request.
+    assert!(!idx.exists(), "validation created the index directory");
+
+    // The engine says the same when handed unchecked options.
+    let engine = Engine::open_or_create(&idx, lexical(), false).unwrap();
+    for (opts, kind, message) in &cases {
+        let err = engine
+            .index_repository(opts, &|_| {}, &CancellationToken::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), *kind, "{opts:?}: {err}");
+        assert!(err.to_string().starts_with(message), "{opts:?}: {err}");
+    }
+
+    // A good request: the root resolved once, the name derived from it.
+    let dotted = IndexOptions::new(root.join("net").join(".."));
+    let valid = dotted.validate().unwrap();
+    assert_eq!(valid.root(), root.canonicalize().unwrap());
+    assert_eq!(valid.name(), "repo");
+    assert_eq!(valid.options().root, dotted.root);
+    let s = engine
+        .index_repository(&valid, &|_| {}, &CancellationToken::new())
+        .unwrap();
+    assert_eq!((s.repository.as_str(), s.files), ("repo", 3));
+    assert_eq!(s.root, root.canonicalize().unwrap().to_string_lossy());
+}
+
+#[test]
+fn a_deleted_directory_takes_the_files_below_it() {
+    use gnn_coder_engine::{FileOutcome, FileReport, FileUpdate};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    repo_a(&root);
+    write(&root, "pkg/a.py", "def alpha_one():\n    return 1\n");
+    write(&root, "pkg/sub/b.py", "def beta_two():\n    return 2\n");
+    write(&root, "pkgs.py", "def not_below_pkg():\n    return 3\n");
+    let engine = Engine::open_or_create(&tmp.path().join("idx"), lexical(), false).unwrap();
+    assert_eq!(index(&engine, &root, "r").files, 6);
+    let cancel = CancellationToken::new();
+    let deleted = |path: &str| FileUpdate {
+        path: path.into(),
+        deleted: true,
+        ..FileUpdate::default()
+    };
+    let report = |path: &str, outcome: FileOutcome| FileReport {
+        path: path.into(),
+        outcome,
+    };
+
+    // Paths are checked as for files.
+    for bad in ["../pkg", "/pkg", "."] {
+        let err = engine
+            .update_files("r", &[deleted(bad)], &cancel)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+    }
+
+    // The directory is gone from disk: the path and each file below it are reported.
+    fs::remove_dir_all(root.join("pkg")).unwrap();
+    let s = engine
+        .update_files("r", &[deleted("pkg/")], &cancel)
+        .unwrap();
+    assert_eq!(
+        s.files,
+        [
+            report("pkg", FileOutcome::Removed),
+            report("pkg/a.py", FileOutcome::Removed),
+            report("pkg/sub/b.py", FileOutcome::Removed),
+        ]
+    );
+    assert_eq!(s.units_removed, 2);
+    let repo = engine.repository("r").unwrap();
+    assert_eq!((repo.files, repo.units), (4, 5));
+    assert!(symbols(&engine, &SearchRequest::new("alpha_one beta_two", 5)).is_empty());
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("not_below_pkg", 5)),
+        ["r:not_below_pkg"]
+    );
+
+    // A file named after the directory in the same call is left to that later change; one
+    // named before it goes with the directory.
+    write(&root, "net/extra.py", "def gamma_three():\n    return 3\n");
+    index(&engine, &root, "r");
+    let later = FileUpdate {
+        path: "net/extra.py".into(),
+        contents: Some(b"def gamma_four():\n    return 4\n".to_vec()),
+        ..FileUpdate::default()
+    };
+    let earlier = FileUpdate {
+        path: "net/retry.py".into(),
+        ..FileUpdate::default()
+    };
+    let s = engine
+        .update_files("r", &[earlier, deleted("net"), later], &cancel)
+        .unwrap();
+    assert_eq!(
+        s.files,
+        [
+            report("net", FileOutcome::Removed),
+            report("net/retry.py", FileOutcome::Removed),
+            report("net/extra.py", FileOutcome::Indexed { units: 1 }),
+        ]
+    );
+    assert_eq!(
+        symbols(&engine, &SearchRequest::new("gamma_four", 5)),
+        ["r:gamma_four"]
+    );
+    assert!(symbols(&engine, &SearchRequest::new("retry_with_backoff", 5)).is_empty());
+    let repo = engine.repository("r").unwrap();
+    assert_eq!(repo.files, 4);
+
+    // A deleted path with nothing indexed at or below it removes nothing.
+    let s = engine
+        .update_files("r", &[deleted("nowhere")], &cancel)
+        .unwrap();
+    assert_eq!(s.files, [report("nowhere", FileOutcome::Removed)]);
+    assert_eq!(engine.repository("r").unwrap().files, 4);
+}

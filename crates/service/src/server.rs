@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gnn_coder_engine::{
     CancellationToken, Engine, EngineError, EngineOptions, FileOutcome, FileUpdate, IndexEvent,
-    IndexOptions,
+    IndexOptions, ValidIndexOptions,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -205,8 +205,9 @@ impl Service {
         self.state.allowed.iter().any(|a| path.starts_with(a))
     }
 
-    /// A root a client asked to index, resolved and checked against the allowed roots.
-    fn check_root(&self, root: &str) -> Result<PathBuf, Status> {
+    /// A root a client asked to index, as a path: absolute, without `..`, on a server that
+    /// indexes some roots. The engine resolves it ([`Service::index_options`]).
+    fn check_root<'r>(&self, root: &'r str) -> Result<&'r Path, Status> {
         if root.is_empty() {
             return Err(Status::invalid_argument("the root is empty"));
         }
@@ -229,54 +230,19 @@ impl Service {
                 "this server indexes no roots (it was started without --allow-root)",
             ));
         }
-        let canon = match p.canonicalize() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Do not say whether a path outside the allowed roots exists.
-                if !self.allowed(p) {
-                    return Err(Status::permission_denied(format!(
-                        "{root} is outside the roots this server may index"
-                    )));
-                }
-                return Err(Status::not_found(format!("{root} does not exist")));
-            }
-            Err(e) => {
-                return Err(Status::invalid_argument(format!(
-                    "cannot resolve {root}: {e}"
-                )));
-            }
-        };
-        if !self.allowed(&canon) {
-            return Err(Status::permission_denied(if canon != p {
-                format!(
-                    "{root} resolves to {}, outside the roots this server may index",
-                    canon.display()
-                )
-            } else {
-                format!("{root} is outside the roots this server may index")
-            }));
-        }
-        if !canon.is_dir() {
-            return Err(Status::invalid_argument(format!(
-                "{root} is not a directory"
-            )));
-        }
-        Ok(canon)
+        Ok(p)
     }
 
-    fn index_options(&self, r: &pb::IndexRepositoryRequest) -> Result<IndexOptions, Status> {
-        let root = self.check_root(&r.root)?;
-        let mut opts = IndexOptions::new(root);
+    /// The options of an index request, validated once by the engine (which resolves the root)
+    /// and checked against the allowed roots on that canonical root. Nothing is said about a
+    /// path outside them, not even whether it exists.
+    fn index_options(&self, r: &pb::IndexRepositoryRequest) -> Result<ValidIndexOptions, Status> {
+        let p = self.check_root(&r.root)?;
+        let mut opts = IndexOptions::new(p);
         if !r.name.is_empty() {
             opts.name = Some(r.name.clone());
         }
-        if r.max_file_size > MAX_FILE_SIZE {
-            return Err(Status::invalid_argument(format!(
-                "max_file_size {} is over this server's limit of {MAX_FILE_SIZE} bytes",
-                r.max_file_size
-            )));
-        }
-        if r.max_file_size > 0 {
+        if r.max_file_size > 0 && r.max_file_size <= MAX_FILE_SIZE {
             opts.max_file_size = r.max_file_size;
         }
         opts.languages = r.languages.clone();
@@ -284,7 +250,39 @@ impl Service {
         if r.commit_every > 0 {
             opts.commit_every = r.commit_every as usize;
         }
-        Ok(opts)
+        let outside = || {
+            Status::permission_denied(format!(
+                "{} is outside the roots this server may index",
+                r.root
+            ))
+        };
+        let valid = opts.validate().map_err(|e| {
+            // Only a failure's path resolves again, to tell an escape from a real error.
+            let escapes = p.canonicalize().is_ok_and(|c| !self.allowed(&c));
+            if !self.allowed(p) || escapes {
+                outside()
+            } else {
+                convert::status(&e)
+            }
+        })?;
+        if !self.allowed(valid.root()) {
+            return Err(if valid.root() != p {
+                Status::permission_denied(format!(
+                    "{} resolves to {}, outside the roots this server may index",
+                    r.root,
+                    valid.root().display()
+                ))
+            } else {
+                outside()
+            });
+        }
+        if r.max_file_size > MAX_FILE_SIZE {
+            return Err(Status::invalid_argument(format!(
+                "max_file_size {} is over this server's limit of {MAX_FILE_SIZE} bytes",
+                r.max_file_size
+            )));
+        }
+        Ok(valid)
     }
 
     async fn sizes(&self) -> Sizes {
@@ -391,7 +389,7 @@ impl CodeSearch for Service {
                 cancel.cancel();
             })
         };
-        info!(root = %opts.root.display(), name = ?opts.name, "index job started");
+        info!(root = %opts.root().display(), name = %opts.name(), "index job started");
         tokio::task::spawn_blocking(move || {
             state.metrics.index_jobs(1);
             let last: Mutex<Option<Instant>> = Mutex::new(None);

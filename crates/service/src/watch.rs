@@ -3,8 +3,8 @@
 //! ```text
 //! notify (inotify, recursive per root) → one thread: collect paths until 200 ms pass without
 //! a new one (at most 2 s) → group by repository (the longest root containing the path)
-//! → existing file: update from disk │ gone: delete it, and every indexed file below it (a
-//!   removed directory) → update_files per repository, in chunks
+//! → existing file: update from disk │ gone: delete it (the engine also deletes every indexed
+//!   file below it, when it was a directory) → update_files per repository, in chunks
 //! ```
 //!
 //! The engine applies the walk's rules to each path, so changes under `.git/`, `target/`,
@@ -160,26 +160,12 @@ fn apply(engine: &Engine, metrics: &Metrics, paths: &BTreeSet<PathBuf>, stop: &C
                 path: rel,
                 ..FileUpdate::default()
             }),
-            Err(_) => {
-                // Gone: the file, or a directory and everything indexed below it.
-                updates.push(FileUpdate {
-                    path: rel.clone(),
-                    deleted: true,
-                    ..FileUpdate::default()
-                });
-                if let Ok(reader) = engine.store().reader()
-                    && let Ok(files) = reader.files(&repo.name)
-                {
-                    let prefix = format!("{rel}/");
-                    for f in files.into_iter().filter(|f| f.path.starts_with(&prefix)) {
-                        updates.push(FileUpdate {
-                            path: f.path,
-                            deleted: true,
-                            ..FileUpdate::default()
-                        });
-                    }
-                }
-            }
+            // Gone: the file, or a directory (the engine removes what was indexed below it).
+            Err(_) => updates.push(FileUpdate {
+                path: rel,
+                deleted: true,
+                ..FileUpdate::default()
+            }),
         }
     }
     for (repo, updates) in per_repo {

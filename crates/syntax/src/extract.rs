@@ -45,6 +45,9 @@ pub struct ParsedFile {
     pub graphs: Vec<AstGraph>,
     /// The tree contains `ERROR` or `MISSING` nodes; the units are what tree-sitter recovered.
     pub has_syntax_errors: bool,
+    /// The content hash of the source as the caller computed it (during a walk, what
+    /// [`WalkHooks::parse_file`](crate::WalkHooks::parse_file) returned); empty otherwise.
+    pub content_hash: String,
 }
 
 /// One `@definition.*` match, before qualification.
@@ -95,6 +98,7 @@ pub fn extract_file(
         units: Vec::with_capacity(defs.len()),
         graphs: Vec::new(),
         has_syntax_errors: root.has_error(),
+        content_hash: String::new(),
     };
     build_units(lang, rel_path, source, &defs, opts, &mut parsed);
     Ok(parsed)

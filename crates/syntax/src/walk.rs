@@ -507,10 +507,11 @@ pub fn walk_repo(
 pub struct WalkHooks<'a> {
     /// After every file.
     pub progress: &'a (dyn Fn(Progress) + Sync),
-    /// Called with each file's relative path and contents after the content checks; `false`
-    /// skips parsing it (e.g. its content hash is already indexed). Such files count in
-    /// [`WalkSummary::files_unchanged`].
-    pub parse_file: &'a (dyn Fn(&str, &[u8]) -> bool + Sync),
+    /// Called with each file's relative path and contents after the content checks: `None`
+    /// skips parsing it (e.g. its content hash is already indexed; such files count in
+    /// [`WalkSummary::files_unchanged`]), `Some(hash)` parses it and hands the hash on as
+    /// [`ParsedFile::content_hash`](crate::ParsedFile::content_hash).
+    pub parse_file: &'a (dyn Fn(&str, &[u8]) -> Option<String> + Sync),
     /// Polled before every file; once it returns true the remaining files are left alone and
     /// the walk returns what it did ([`WalkSummary::cancelled`]).
     pub cancelled: &'a (dyn Fn() -> bool + Sync),
@@ -520,7 +521,7 @@ impl Default for WalkHooks<'_> {
     fn default() -> Self {
         WalkHooks {
             progress: &|_| {},
-            parse_file: &|_, _| true,
+            parse_file: &|_, _| Some(String::new()),
             cancelled: &|| false,
         }
     }
@@ -558,11 +559,15 @@ pub fn walk_repo_with(
             }
             let mut skip_parse = false;
             let outcome = read_checked(c, opts).and_then(|bytes| {
-                if !(hooks.parse_file)(&c.rel, &bytes) {
+                let Some(content_hash) = (hooks.parse_file)(&c.rel, &bytes) else {
                     skip_parse = true;
                     return Err((SkipReason::ParseFailed, None));
-                }
+                };
                 extract_file(c.lang, &c.rel, &bytes, &opts.extract)
+                    .map(|file| ParsedFile {
+                        content_hash,
+                        ..file
+                    })
                     .map_err(|e| (SkipReason::ParseFailed, Some(e.to_string())))
             });
             let (nbytes, nunits) = match outcome {
