@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use gnn_coder_engine::{
     CancellationToken, EmbeddingInfo, Engine, EngineOptions, IndexEvent, IndexOptions,
     IndexSummary, PreparedSearch, RepoInfo, SearchHit, SearchRequest, SimilarRequest, StoreStats,
+    ValidIndexOptions,
 };
 use gnn_coder_service::client::Client;
 use gnn_coder_service::convert;
@@ -360,19 +361,25 @@ impl Backend {
         }
     }
 
-    /// Indexes or refreshes one repository. Events reach `on_event` as the run makes them
-    /// (from worker threads for a local index); cancelling stops at the last commit. A busy
-    /// server (too many index jobs) is asked again, waiting longer each time, up to a minute.
+    /// Indexes or refreshes one repository. `checked` is the options as the engine already
+    /// validated them (a local command validates before it creates an index), so they are not
+    /// checked twice; a server validates on its side. Events reach `on_event` as the run makes
+    /// them (from worker threads for a local index); cancelling stops at the last commit. A
+    /// busy server (too many index jobs) is asked again, waiting longer each time, up to a
+    /// minute.
     pub fn index(
         &self,
         options: &IndexOptions,
+        checked: Option<&ValidIndexOptions>,
         on_event: &(dyn Fn(&IndexEvent) + Sync),
         cancel: &CancellationToken,
     ) -> Result<IndexSummary> {
         match self {
-            Backend::Local(engine) => engine
-                .index_repository(options, on_event, cancel)
-                .map_err(advise),
+            Backend::Local(engine) => match checked {
+                Some(valid) => engine.index_repository(valid, on_event, cancel),
+                None => engine.index_repository(options, on_event, cancel),
+            }
+            .map_err(advise),
             Backend::Remote(r) => r.runtime.block_on(remote_index(r, options, on_event)),
         }
     }

@@ -94,9 +94,11 @@ pub fn run(args: IndexArgs) -> Result<()> {
     opts.commit_every = args.commit_every;
     // The engine checks the options before anything is written, so a typo leaves no index
     // behind (a server checks them on its side).
-    if !remote {
-        // MERGE: opts.validate().map_err(advise)?;
-    }
+    let checked = if remote {
+        None
+    } else {
+        Some(opts.validate().map_err(advise)?)
+    };
     let index_dir = args
         .index
         .clone()
@@ -125,7 +127,7 @@ pub fn run(args: IndexArgs) -> Result<()> {
         IndexEvent::Committed { .. } => {}
     };
     let cancel = CancellationToken::new();
-    let result = backend.index(&opts, &on_event, &cancel);
+    let result = backend.index(&opts, checked.as_ref(), &on_event, &cancel);
     bar.finish_and_clear();
     let summary = result.context("indexing failed; the index keeps its last commit")?;
     let skipped = skipped.into_inner().unwrap_or_default();

@@ -234,7 +234,7 @@ fn run_jobs(args: &JobsArgs, backend: &Backend, jobs: &[Job]) -> Result<Vec<JobR
                     opts.languages = job.languages.clone();
                     opts.exclude = job.exclude.clone();
                     opts.commit_every = args.commit_every.max(1);
-                    let r = backend.index(&opts, &|_| {}, &cancel);
+                    let r = backend.index(&opts, None, &|_| {}, &cancel);
                     let rep = report_of(job, before.get(&job.name()), r);
                     if !args.quiet {
                         eprintln!(
