@@ -623,6 +623,71 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let allowed = check_config(&config)?;
+    let tls = tls_config(&config)?;
+    let engine = open_engine(&config).await?;
+    let metrics = Arc::new(Metrics::default());
+    let shutdown_token = CancellationToken::new();
+    let watcher = start_watcher(&config, &engine, &allowed, &metrics, &shutdown_token)?;
+    let limits = config.limits.clone();
+    let state = Arc::new(State {
+        engine,
+        limits: limits.clone(),
+        allowed,
+        requests: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
+        index_jobs: Arc::new(Semaphore::new(limits.max_index_jobs.max(1))),
+        metrics: metrics.clone(),
+        shutdown: shutdown_token.clone(),
+        watcher,
+    });
+    let service = Service {
+        state: state.clone(),
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let metrics_stop = CancellationToken::new();
+    if let Some(m) = config.metrics_listen {
+        spawn_metrics(m, &service, &metrics_stop).await?;
+    }
+    info!(
+        address = %addr,
+        tls = config.tls.is_some(),
+        tokens = config.tokens.enabled(),
+        index = %config.index_dir.display(),
+        "serving gnn_coder.v1.CodeSearch"
+    );
+    if config.tokens.enabled() && config.tls.is_none() && !crate::is_loopback(&addr) {
+        warn!("bearer tokens travel in clear text without --tls-cert/--tls-key");
+    }
+    ready(addr);
+    let result = run_server(&config, service, listener, tls, &shutdown_token, shutdown).await;
+    metrics_stop.cancel();
+    shutdown_token.cancel();
+    // Index jobs have been cancelled; each stops at a commit and hands its permit back.
+    let drain_timeout = limits.drain_timeout;
+    let jobs = limits.max_index_jobs.max(1) as u32;
+    if tokio::time::timeout(drain_timeout, state.index_jobs.acquire_many(jobs))
+        .await
+        .is_err()
+    {
+        warn!("an index job did not stop within {drain_timeout:?}");
+    }
+    info!("stopped");
+    result
+}
+
+/// Refuses an unprotected non-loopback address; resolves the allowed roots (each must be a
+/// directory), once.
+fn check_config(config: &ServeConfig) -> Result<Vec<PathBuf>, ServeError> {
     if !crate::is_loopback(&config.listen)
         && !config.tokens.enabled()
         && !config.allow_unauthenticated_remote
@@ -643,19 +708,29 @@ pub async fn serve(
         }
         allowed.push(canon);
     }
-    let tls = match &config.tls {
-        Some(t) => {
-            let read = |p: &PathBuf| {
-                std::fs::read(p).map_err(|source| ServeError::Read {
-                    path: p.clone(),
-                    source,
-                })
-            };
-            Some(ServerTlsConfig::new().identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?)))
-        }
-        None => None,
-    };
+    Ok(allowed)
+}
 
+/// The TLS identity read from its PEM files, when TLS is on.
+fn tls_config(config: &ServeConfig) -> Result<Option<ServerTlsConfig>, ServeError> {
+    let Some(t) = &config.tls else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|source| ServeError::Read {
+            path: p.clone(),
+            source,
+        })
+    };
+    Ok(Some(ServerTlsConfig::new().identity(Identity::from_pem(
+        read(&t.cert)?,
+        read(&t.key)?,
+    ))))
+}
+
+/// Opens (or creates) the index with the server's request limits, and loads the model now so
+/// the first search does not pay for it.
+async fn open_engine(config: &ServeConfig) -> Result<Arc<Engine>, ServeError> {
     let dir = config.index_dir.clone();
     // The engine checks every request against the server's limits: one limit, one message.
     let mut options = config.engine.clone();
@@ -665,11 +740,10 @@ pub async fn serve(
     };
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, EngineError> {
         let engine = Engine::open_or_create(&dir, options, false)?;
-        if engine.embedding().is_some() {
-            // Loaded now, so the first search does not pay for it.
-            if let Err(e) = engine.model() {
-                warn!(error = %e, "the model could not be loaded; only lexical search will work");
-            }
+        if engine.embedding().is_some()
+            && let Err(e) = engine.model()
+        {
+            warn!(error = %e, "the model could not be loaded; only lexical search will work");
         }
         Ok(engine)
     })
@@ -678,39 +752,76 @@ pub async fn serve(
     if let Some(w) = engine.model_warning() {
         warn!("{w}; the index is lexical-only");
     }
-    let engine = Arc::new(engine);
-    let metrics = Arc::new(Metrics::default());
-    let shutdown_token = CancellationToken::new();
-    let watcher = if config.watch {
-        let w = Watcher::start(engine.clone(), metrics.clone(), shutdown_token.clone())
-            .map_err(|e| ServeError::Config(format!("cannot watch files: {e}")))?;
-        for repo in engine.repositories()? {
-            let root = PathBuf::from(&repo.root);
-            if allowed.iter().any(|a| root.starts_with(a)) {
-                w.watch(&root);
-            } else {
-                warn!(repository = %repo.name, root = %repo.root, "not watched: outside --allow-root");
-            }
-        }
-        Some(w)
-    } else {
-        None
-    };
-    let limits = config.limits.clone();
-    let state = Arc::new(State {
-        engine: engine.clone(),
-        limits: limits.clone(),
-        allowed,
-        requests: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
-        index_jobs: Arc::new(Semaphore::new(limits.max_index_jobs.max(1))),
-        metrics: metrics.clone(),
-        shutdown: shutdown_token.clone(),
-        watcher,
-    });
-    let service = Service {
-        state: state.clone(),
-    };
+    Ok(Arc::new(engine))
+}
 
+/// With `--watch`: a watcher over every indexed repository below an allowed root.
+fn start_watcher(
+    config: &ServeConfig,
+    engine: &Arc<Engine>,
+    allowed: &[PathBuf],
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Option<Watcher>, ServeError> {
+    if !config.watch {
+        return Ok(None);
+    }
+    let w = Watcher::start(engine.clone(), metrics.clone(), shutdown.clone())
+        .map_err(|e| ServeError::Config(format!("cannot watch files: {e}")))?;
+    for repo in engine.repositories()? {
+        let root = PathBuf::from(&repo.root);
+        if allowed.iter().any(|a| root.starts_with(a)) {
+            w.watch(&root);
+        } else {
+            warn!(repository = %repo.name, root = %repo.root, "not watched: outside --allow-root");
+        }
+    }
+    Ok(Some(w))
+}
+
+/// Serves `/metrics` on its own port until `stop` is cancelled.
+async fn spawn_metrics(
+    addr: SocketAddr,
+    service: &Service,
+    stop: &CancellationToken,
+) -> Result<(), ServeError> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let bound = l.local_addr().unwrap_or(addr);
+    info!(address = %bound, "metrics on http://{bound}/metrics");
+    let svc = service.clone();
+    let stop = stop.clone();
+    tokio::spawn(crate::metrics::serve_http(
+        l,
+        move || {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let sizes = svc.sizes().await;
+                svc.state.metrics.render(&sizes)
+            })
+        },
+        async move {
+            while !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    ));
+    Ok(())
+}
+
+/// The gRPC server (search service behind the token check, health, reflection) on `listener`
+/// until `shutdown`; then health says NOT_SERVING, index jobs are cancelled, and in-flight
+/// requests get the drain timeout to finish.
+async fn run_server(
+    config: &ServeConfig,
+    service: Service,
+    listener: tokio::net::TcpListener,
+    tls: Option<ServerTlsConfig>,
+    stop_token: &CancellationToken,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let limits = &config.limits;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CodeSearchServer<Service>>().await;
     let reflection = || {
@@ -724,9 +835,8 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-
     let tokens = config.tokens.clone();
-    let auth_metrics = metrics.clone();
+    let auth_metrics = service.state.metrics.clone();
     let auth = move |req: Request<()>| -> Result<Request<()>, Status> {
         match tokens.check(&req) {
             Ok(()) => Ok(req),
@@ -736,47 +846,9 @@ pub async fn serve(
             }
         }
     };
-    let code_search = CodeSearchServer::new(service.clone())
+    let code_search = CodeSearchServer::new(service)
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: config.listen,
-        source,
-    })?;
-
-    // Metrics on their own port, stopped with the server.
-    let metrics_stop = CancellationToken::new();
-    if let Some(m) = config.metrics_listen {
-        let l = tokio::net::TcpListener::bind(m)
-            .await
-            .map_err(|source| ServeError::Listen { addr: m, source })?;
-        info!(address = %l.local_addr().unwrap_or(m), "metrics on http://{}/metrics", l.local_addr().unwrap_or(m));
-        let svc = service.clone();
-        let stop = metrics_stop.clone();
-        tokio::spawn(crate::metrics::serve_http(
-            l,
-            move || {
-                let svc = svc.clone();
-                tokio::spawn(async move {
-                    let sizes = svc.sizes().await;
-                    svc.state.metrics.render(&sizes)
-                })
-            },
-            async move {
-                while !stop.is_cancelled() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        ));
-    }
-
     let mut builder = Server::builder()
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_streams_per_connection)
@@ -788,28 +860,14 @@ pub async fn serve(
     }
     let drain = Arc::new(tokio::sync::Notify::new());
     let drain_started = drain.clone();
-    let health_for_stop = health.clone();
-    let stop_token = shutdown_token.clone();
+    let stop_token = stop_token.clone();
     let signal = async move {
         shutdown.await;
         info!("shutting down: no new connections; index jobs stop at their last commit");
-        health_for_stop
-            .set_not_serving::<CodeSearchServer<Service>>()
-            .await;
+        health.set_not_serving::<CodeSearchServer<Service>>().await;
         stop_token.cancel();
         drain_started.notify_one();
     };
-    info!(
-        address = %addr,
-        tls = config.tls.is_some(),
-        tokens = config.tokens.enabled(),
-        index = %config.index_dir.display(),
-        "serving gnn_coder.v1.CodeSearch"
-    );
-    if config.tokens.enabled() && config.tls.is_none() && !crate::is_loopback(&addr) {
-        warn!("bearer tokens travel in clear text without --tls-cert/--tls-key");
-    }
-    ready(addr);
     let server = builder
         .add_service(health_service)
         .add_service(InterceptedService::new(code_search, auth.clone()))
@@ -824,23 +882,11 @@ pub async fn serve(
             signal,
         );
     let drain_timeout = limits.drain_timeout;
-    let result = tokio::select! {
+    tokio::select! {
         r = server => r.map_err(ServeError::from),
         _ = async { drain.notified().await; tokio::time::sleep(drain_timeout).await } => {
             warn!("in-flight requests did not finish within {drain_timeout:?}; stopping anyway");
             Ok(())
         }
-    };
-    metrics_stop.cancel();
-    shutdown_token.cancel();
-    // Index jobs have been cancelled; each stops at a commit and hands its permit back.
-    let jobs = limits.max_index_jobs.max(1) as u32;
-    if tokio::time::timeout(drain_timeout, state.index_jobs.acquire_many(jobs))
-        .await
-        .is_err()
-    {
-        warn!("an index job did not stop within {drain_timeout:?}");
     }
-    info!("stopped");
-    result
 }
