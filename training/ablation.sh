@@ -46,15 +46,8 @@ train_row() {
     esac
 }
 
-bench_of() {
-    case "$1" in
-        dev) echo "$E/dev/corpus $E/dev/queries.jsonl" ;;
-        cosqa-dev) echo "$E/public/cosqa/corpus $E/public/cosqa/queries-dev.jsonl" ;;
-        cosqa-test) echo "$E/public/cosqa/corpus $E/public/cosqa/queries-test.jsonl" ;;
-        csn-ruby) echo "$E/public/csn-ruby/corpus $E/public/csn-ruby/queries-test.jsonl" ;;
-        *) echo "ablation: unknown set $1" >&2; exit 1 ;;
-    esac
-}
+# shellcheck source=training/bench-sets.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-sets.sh"
 
 for row in $ROWS; do
     weights="$R/$row/weights"
@@ -63,7 +56,7 @@ for row in $ROWS; do
         train_row "$row" 2> "$R/$row.train.err" > "$R/$row.train.out"
     fi
     for set in $SETS; do
-        read -r corpus queries <<<"$(bench_of "$set")"
+        read -r corpus queries <<<"$(bench_set "$E" "$set")"
         "$G" eval --weights "$weights" --bench "$corpus" --queries "$queries" \
             --cache-dir "$R/cache" --split-layer 4 --results "$R/results-$row-$set.jsonl" --json \
             > "$R/eval-$row-$set.json" 2> "$R/eval-$row-$set.err"

@@ -28,18 +28,11 @@ mkdir -p "$W"
 [[ -f "$W/dev/queries.jsonl" ]] || python3 "$BENCH/mine.py" "$BENCH/dev/manifest.json" "$W/dev"
 [[ -f "$W/public/cosqa/queries-dev.jsonl" ]] || python3 "$REPO/training/public_corpus.py" "$BENCH/public" "$W/public"
 
-corpus_of() {
-    case "$1" in
-        dev) echo "$W/dev/corpus $W/dev/queries.jsonl" ;;
-        cosqa-dev) echo "$W/public/cosqa/corpus $W/public/cosqa/queries-dev.jsonl" ;;
-        cosqa-test) echo "$W/public/cosqa/corpus $W/public/cosqa/queries-test.jsonl" ;;
-        csn-ruby) echo "$W/public/csn-ruby/corpus $W/public/csn-ruby/queries-test.jsonl" ;;
-        *) echo "eval: unknown set $1" >&2; exit 1 ;;
-    esac
-}
+# shellcheck source=training/bench-sets.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-sets.sh"
 
 for set in $SETS; do
-    read -r corpus queries <<<"$(corpus_of "$set")"
+    read -r corpus queries <<<"$(bench_set "$W" "$set")"
     index="$corpus/../index"
     if [[ ! -f "$index/gnn-coder.json" ]]; then
         "$G" index "$corpus" --index "$index" --quiet

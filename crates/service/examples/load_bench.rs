@@ -50,6 +50,19 @@ struct Outcome {
     wall: f64,
 }
 
+impl Outcome {
+    /// Answers, answers per second, p50 and p99 latency in ms (latencies sorted).
+    fn summary(&self) -> (usize, f64, f64, f64) {
+        let n = self.latencies_ms.len();
+        (
+            n,
+            n as f64 / self.wall,
+            pct(&self.latencies_ms, 0.5),
+            pct(&self.latencies_ms, 0.99),
+        )
+    }
+}
+
 async fn run_load(
     url: &str,
     queries: Arc<Vec<String>>,
@@ -200,26 +213,19 @@ fn main() -> Result<(), BoxError> {
         println!("|---|---|---|---|---|---|---|");
         for &n in &clients {
             let o = run_load(&url, queries.clone(), n, requests, seconds, mode).await?;
+            let (answers, qps, p50, p99) = o.summary();
             println!(
-                "| {n} | {} | {:.0} | {:.1} | {:.1} | {} | {} |",
-                o.latencies_ms.len(),
-                o.latencies_ms.len() as f64 / o.wall,
-                pct(&o.latencies_ms, 0.5),
-                pct(&o.latencies_ms, 0.99),
-                o.exhausted,
-                o.other_errors
+                "| {n} | {answers} | {qps:.0} | {p50:.1} | {p99:.1} | {} | {} |",
+                o.exhausted, o.other_errors
             );
         }
         let before = peak_rss_mib();
         let n = limit * 4;
         let o = run_load(&url, queries.clone(), n, requests * 2, seconds, mode).await?;
         let alive = c.get_stats(pb::GetStatsRequest {}).await.is_ok();
+        let (answers, qps, p50, p99) = o.summary();
         println!(
-            "overload: {n} clients against a limit of {limit}: {} OK ({:.0}/s, p50 {:.1} ms, p99 {:.1} ms), {} RESOURCE_EXHAUSTED, {} other errors in {:.1} s; peak RSS {:.0} -> {:.0} MiB; server answers afterwards: {alive}",
-            o.latencies_ms.len(),
-            o.latencies_ms.len() as f64 / o.wall,
-            pct(&o.latencies_ms, 0.5),
-            pct(&o.latencies_ms, 0.99),
+            "overload: {n} clients against a limit of {limit}: {answers} OK ({qps:.0}/s, p50 {p50:.1} ms, p99 {p99:.1} ms), {} RESOURCE_EXHAUSTED, {} other errors in {:.1} s; peak RSS {:.0} -> {:.0} MiB; server answers afterwards: {alive}",
             o.exhausted,
             o.other_errors,
             o.wall,
