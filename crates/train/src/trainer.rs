@@ -699,7 +699,7 @@ fn bad_file(path: &Path, message: String) -> TrainError {
 }
 
 /// The optimizers and the progress of a run: what a checkpoint holds besides the weights.
-struct Progress {
+struct RunState {
     optim_head: ModuleOptimizer,
     optim_tr: ModuleOptimizer,
     state: CheckpointState,
@@ -711,9 +711,9 @@ fn save_checkpoint(
     out: &Path,
     model: &GnnCoderModel,
     head_cfg: &HeadConfig,
-    progress: &Progress,
+    run_state: &RunState,
 ) -> Result<PathBuf> {
-    let state = &progress.state;
+    let state = &run_state.state;
     let root = out.join(CHECKPOINTS);
     let name = format!("step-{:08}", state.step);
     let dir = root.join(&name);
@@ -722,8 +722,8 @@ fn save_checkpoint(
     }
     model.save(&dir, head_cfg, true, false)?;
     for (file, optim) in [
-        (OPTIM_HEAD, &progress.optim_head),
-        (OPTIM_TRANSFORMER, &progress.optim_tr),
+        (OPTIM_HEAD, &run_state.optim_head),
+        (OPTIM_TRANSFORMER, &run_state.optim_tr),
     ] {
         let p = dir.join(file);
         optim.save(&p).map_err(|e| bad_file(&p, format!("{e:?}")))?;
@@ -875,29 +875,29 @@ fn check_saved_run(
 }
 
 /// Load the weights, both optimizer states and the progress of checkpoint `ckpt` into a
-/// prepared `model` and fresh `progress`.
+/// prepared `model` and fresh `run_state`.
 fn load_checkpoint(
     mut model: GnnCoderModel,
-    mut progress: Progress,
+    mut run_state: RunState,
     head_cfg: &HeadConfig,
     ckpt: &Path,
-) -> Result<(GnnCoderModel, Progress)> {
+) -> Result<(GnnCoderModel, RunState)> {
     model.load_saved(ckpt, head_cfg)?;
     model = model.map(&mut StableIds(0));
     let p = ckpt.join(OPTIM_HEAD);
-    progress.optim_head = progress
+    run_state.optim_head = run_state
         .optim_head
         .load(&p)
         .map_err(|e| bad_file(&p, format!("{e:?}")))?;
     let p = ckpt.join(OPTIM_TRANSFORMER);
-    progress.optim_tr = progress
+    run_state.optim_tr = run_state
         .optim_tr
         .load(&p)
         .map_err(|e| bad_file(&p, format!("{e:?}")))?;
     let p = ckpt.join(STATE_FILE);
     let bytes = std::fs::read(&p).map_err(io_err(&p))?;
-    progress.state = serde_json::from_slice(&bytes).map_err(|e| bad_file(&p, e.to_string()))?;
-    Ok((model, progress))
+    run_state.state = serde_json::from_slice(&bytes).map_err(|e| bad_file(&p, e.to_string()))?;
+    Ok((model, run_state))
 }
 
 /// Set up a run in `out`: the prepared model with fresh optimizers at step 0 (writing
@@ -907,10 +907,10 @@ fn start_or_resume(
     head_cfg: &HeadConfig,
     cfg: &TrainConfig,
     out: &Path,
-) -> Result<(GnnCoderModel, Progress, bool)> {
+) -> Result<(GnnCoderModel, RunState, bool)> {
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let model = prepare_model(model, cfg);
-    let fresh = Progress {
+    let fresh = RunState {
         optim_head: optimizer(cfg),
         optim_tr: optimizer(cfg),
         state: CheckpointState {
@@ -922,8 +922,8 @@ fn start_or_resume(
     };
     if let Some(ckpt) = latest_checkpoint(out) {
         check_saved_run(out, &ckpt, cfg, head_cfg)?;
-        let (model, progress) = load_checkpoint(model, fresh, head_cfg, &ckpt)?;
-        Ok((model, progress, true))
+        let (model, run_state) = load_checkpoint(model, fresh, head_cfg, &ckpt)?;
+        Ok((model, run_state, true))
     } else {
         let cfg_path = out.join(CONFIG_FILE);
         write_atomic(&cfg_path, &to_json(cfg, &cfg_path)?)?;
@@ -960,7 +960,7 @@ struct StepLoop<'a> {
     device: Device,
     total: usize,
     per_epoch: usize,
-    progress: Progress,
+    run_state: RunState,
     /// Seconds spent by earlier processes of the run (resume) and when this one started.
     base_seconds: f64,
     started: Instant,
@@ -981,7 +981,7 @@ impl StepLoop<'_> {
     /// The pair indices of the current step's batch: slice `step % per_epoch` of its epoch's
     /// order (drawn when the epoch changes), sorted by code length for micro-batches.
     fn batch(&mut self) -> Vec<usize> {
-        let (cfg, step) = (self.cfg, self.progress.state.step);
+        let (cfg, step) = (self.cfg, self.run_state.state.step);
         let epoch = step / self.per_epoch;
         if epoch != self.order_epoch {
             self.order = match self.groups {
@@ -1069,7 +1069,7 @@ impl StepLoop<'_> {
         if cfg.global_clip {
             clip_global(&model, &mut g_head, g_tr.as_mut(), cfg.clip_norm);
         }
-        let p = &mut self.progress;
+        let p = &mut self.run_state;
         model.head = p.optim_head.step(cfg.head_lr * factor, model.head, g_head);
         if let Some(g_tr) = g_tr {
             model.transformer =
@@ -1088,10 +1088,10 @@ impl StepLoop<'_> {
         let (cfg, total) = (self.cfg, self.total);
         let idx = self.batch();
         let loss = self.batch_loss(&model, &idx)?;
-        let value = loss_value(&loss, self.progress.state.step)?;
-        let factor = cfg.lr_factor(self.progress.state.step, total);
+        let value = loss_value(&loss, self.run_state.state.step)?;
+        let factor = cfg.lr_factor(self.run_state.state.step, total);
         let model = self.apply_gradients(model, loss, factor);
-        let state = &mut self.progress.state;
+        let state = &mut self.run_state.state;
         state.step += 1;
         state.pairs_seen += cfg.batch_size;
         state.last_loss = value;
@@ -1118,7 +1118,7 @@ impl StepLoop<'_> {
         model: &GnnCoderModel,
         report: &mut dyn FnMut(&Event),
     ) -> Result<()> {
-        let (cfg, step) = (self.cfg, self.progress.state.step);
+        let (cfg, step) = (self.cfg, self.run_state.state.step);
         let due = (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) || step == self.total;
         if let Some(v) = self.valid
             && due
@@ -1138,13 +1138,13 @@ impl StepLoop<'_> {
         stop: &AtomicBool,
         report: &mut dyn FnMut(&Event),
     ) -> Result<()> {
-        let step = self.progress.state.step;
+        let step = self.run_state.state.step;
         if step.is_multiple_of(self.cfg.checkpoint_every)
             || step == self.total
             || stop.load(Ordering::Relaxed)
         {
-            self.progress.state.seconds = self.base_seconds + self.started.elapsed().as_secs_f64();
-            let path = save_checkpoint(self.out, model, self.head_cfg, &self.progress)?;
+            self.run_state.state.seconds = self.base_seconds + self.started.elapsed().as_secs_f64();
+            let path = save_checkpoint(self.out, model, self.head_cfg, &self.run_state)?;
             report(&Event::Checkpoint { step, path });
         }
         Ok(())
@@ -1152,7 +1152,7 @@ impl StepLoop<'_> {
 
     /// The report of the run, validating a completed run once more if no validation ran yet.
     fn finish(mut self, model: GnnCoderModel) -> Result<(GnnCoderModel, TrainReport)> {
-        let state = &self.progress.state;
+        let state = &self.run_state.state;
         let completed = state.step >= self.total;
         if completed
             && self.last_valid.is_none()
@@ -1194,11 +1194,11 @@ pub fn train(
 ) -> Result<(GnnCoderModel, TrainReport)> {
     let groups = check_inputs(&model, cfg, train, valid)?;
     let head_cfg = run_head_config(head_cfg, cfg);
-    let (mut model, progress, resumed) = start_or_resume(model, &head_cfg, cfg, out)?;
+    let (mut model, run_state, resumed) = start_or_resume(model, &head_cfg, cfg, out)?;
     let n = train.codes.len();
     let total = cfg.total_steps(n);
     report(&Event::Start {
-        step: progress.state.step,
+        step: run_state.state.step,
         total,
         pairs: n,
         resumed,
@@ -1213,15 +1213,15 @@ pub fn train(
         device: model.head.out_proj.weight.val().device(),
         total,
         per_epoch: (n / cfg.batch_size).max(1),
-        base_seconds: progress.state.seconds,
-        progress,
+        base_seconds: run_state.state.seconds,
+        run_state,
         started: Instant::now(),
         window: (Instant::now(), 0),
         order_epoch: usize::MAX,
         order: Vec::new(),
         last_valid: None,
     };
-    while run.progress.state.step < total {
+    while run.run_state.state.step < total {
         if stop.load(Ordering::Relaxed) {
             break;
         }
