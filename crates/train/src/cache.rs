@@ -31,6 +31,26 @@ const ITEMS_FILE: &str = "items.jsonl";
 const LOWER_FILE: &str = "lower.f16";
 const TOP_FILE: &str = "top.f16";
 
+/// What a cache is built from: the inputs [`StateCache::build`] and
+/// [`StateCache::load_or_build`] share.
+#[derive(Clone, Copy)]
+pub struct CacheInputs<'a> {
+    /// The pretrained transformer (a plain-device copy: no autodiff).
+    pub model: &'a BertModel,
+    pub tokenizer: &'a TextTokenizer,
+    pub texts: &'a [CacheText<'a>],
+    /// Keep the states after this encoder layer (0 = the embeddings' output).
+    pub split: usize,
+    /// Keep the last layer's states too.
+    pub top: bool,
+    /// Threads, each running whole batches.
+    pub workers: usize,
+    /// Names the model in the cache's fingerprint.
+    pub model_tag: &'a str,
+    /// Called with (texts done, total) after every batch.
+    pub progress: &'a (dyn Fn(usize, usize) + Sync),
+}
+
 /// One text to cache.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheText<'a> {
@@ -157,23 +177,23 @@ pub fn text_hash(text: &str) -> u64 {
 }
 
 impl StateCache {
-    /// Run `model` over `texts` (tokenized by `tokenizer`, head-truncated to its limit) on
-    /// `workers` threads (each thread runs whole batches; burn's CPU kernels leave cores idle
-    /// otherwise) and keep the states of layer `split` (0 = the embeddings' output) and, with
-    /// `top`, of the last layer (without it, the layers above `split` are not run).
-    /// `progress(done, total)` is called after every batch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        model: &BertModel,
-        tokenizer: &TextTokenizer,
-        texts: &[CacheText<'_>],
-        split: usize,
-        top: bool,
-        workers: usize,
-        batch_size: usize,
-        model_tag: &str,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self> {
+    /// Run `model` over `texts` (tokenized by `tokenizer`, head-truncated to its limit; these
+    /// and the names below are fields of `inputs`) on `workers` threads (each thread runs whole
+    /// batches of `batch_size` texts; burn's CPU kernels leave cores idle otherwise) and keep
+    /// the states of layer `split` (0 = the embeddings' output) and, with `top`, of the last
+    /// layer (without it, the layers above `split` are not run). `progress(done, total)` is
+    /// called after every batch.
+    pub fn build(inputs: CacheInputs<'_>, batch_size: usize) -> Result<Self> {
+        let CacheInputs {
+            model,
+            tokenizer,
+            texts,
+            split,
+            top,
+            workers,
+            model_tag,
+            progress,
+        } = inputs;
         let num_layers = model.num_layers();
         if split > num_layers {
             return Err(TrainError::Config(format!(
@@ -393,29 +413,21 @@ impl StateCache {
     }
 
     /// Load the cache in `dir` if it was built from the same inputs, else build and save it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn load_or_build(
-        dir: &Path,
-        model: &BertModel,
-        tokenizer: &TextTokenizer,
-        texts: &[CacheText<'_>],
-        split: usize,
-        top: bool,
-        workers: usize,
-        model_tag: &str,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self> {
-        let fp = fingerprint(texts, split, tokenizer.max_len(), model_tag);
+    pub fn load_or_build(dir: &Path, inputs: CacheInputs<'_>) -> Result<Self> {
+        let fp = fingerprint(
+            inputs.texts,
+            inputs.split,
+            inputs.tokenizer.max_len(),
+            inputs.model_tag,
+        );
         if let Some(meta) = Self::read_meta(dir)
             && meta.fingerprint == fp
             && meta.version == CACHE_VERSION
-            && (meta.has_top || !top)
+            && (meta.has_top || !inputs.top)
         {
             return Self::load(dir);
         }
-        let cache = Self::build(
-            model, tokenizer, texts, split, top, workers, 32, model_tag, progress,
-        )?;
+        let cache = Self::build(inputs, 32)?;
         cache.save(dir)?;
         Ok(cache)
     }

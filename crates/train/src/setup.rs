@@ -24,7 +24,7 @@ use gnn_coder_model::{
     TOKENIZER_FILE, TextTokenizer, load_bert_weights, read_head_config,
 };
 
-use crate::cache::{CacheText, StateCache};
+use crate::cache::{CacheInputs, CacheText, StateCache};
 use crate::error::{ErrorContext, Result};
 use crate::example::Example;
 use crate::progress::{Progress, ProgressFn};
@@ -157,18 +157,18 @@ impl<'a> CacheBuilder<'a> {
         // `Loaded::base` as a plain-device copy: on an autodiff device every op would be
         // recorded for a backward pass.
         let plain = self.loaded.base.valid();
-        let cache = StateCache::load_or_build(
-            dir,
-            &plain,
-            &self.loaded.tokenizer,
+        let inputs = CacheInputs {
+            model: &plain,
+            tokenizer: &self.loaded.tokenizer,
             texts,
-            self.split,
+            split: self.split,
             top,
-            self.threads,
-            &self.loaded.tag,
-            &progress,
-        )
-        .with_context(|| format!("cannot cache the {what} states in {}", dir.display()))?;
+            workers: self.threads,
+            model_tag: &self.loaded.tag,
+            progress: &progress,
+        };
+        let cache = StateCache::load_or_build(dir, inputs)
+            .with_context(|| format!("cannot cache the {what} states in {}", dir.display()))?;
         report(&Progress::Cached {
             what,
             texts: cache.len(),

@@ -690,15 +690,30 @@ fn to_json<T: Serialize>(v: &T, path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A [`TrainError::BadFile`] for `path`.
+fn bad_file(path: &Path, message: String) -> TrainError {
+    TrainError::BadFile {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// The optimizers and the progress of a run: what a checkpoint holds besides the weights.
+struct RunState {
+    optim_head: ModuleOptimizer,
+    optim_tr: ModuleOptimizer,
+    state: CheckpointState,
+}
+
+/// Write `OUT/checkpoints/step-NNNNNNNN/` (weights, both optimizer states, the step), switch
+/// `latest` to it and remove all but the two newest checkpoints.
 fn save_checkpoint(
     out: &Path,
     model: &GnnCoderModel,
     head_cfg: &HeadConfig,
-    optim_head: &ModuleOptimizer,
-    optim_tr: &ModuleOptimizer,
-    state: &CheckpointState,
+    run_state: &RunState,
 ) -> Result<PathBuf> {
+    let state = &run_state.state;
     let root = out.join(CHECKPOINTS);
     let name = format!("step-{:08}", state.step);
     let dir = root.join(&name);
@@ -706,18 +721,13 @@ fn save_checkpoint(
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
     }
     model.save(&dir, head_cfg, true, false)?;
-    let opt_err = |p: &Path, e: String| TrainError::BadFile {
-        path: p.to_path_buf(),
-        message: e,
-    };
-    let p = dir.join(OPTIM_HEAD);
-    optim_head
-        .save(&p)
-        .map_err(|e| opt_err(&p, format!("{e:?}")))?;
-    let p = dir.join(OPTIM_TRANSFORMER);
-    optim_tr
-        .save(&p)
-        .map_err(|e| opt_err(&p, format!("{e:?}")))?;
+    for (file, optim) in [
+        (OPTIM_HEAD, &run_state.optim_head),
+        (OPTIM_TRANSFORMER, &run_state.optim_tr),
+    ] {
+        let p = dir.join(file);
+        optim.save(&p).map_err(|e| bad_file(&p, format!("{e:?}")))?;
+    }
     let p = dir.join(STATE_FILE);
     std::fs::write(&p, to_json(state, &p)?).map_err(io_err(&p))?;
     write_atomic(&root.join(LATEST), name.as_bytes())?;
@@ -737,40 +747,14 @@ fn save_checkpoint(
     Ok(dir)
 }
 
-/// Train `model` (built on an autodiff device, with `head_cfg` its head configuration) on
-/// `train`; validate on `valid`; checkpoint into `out`, resuming from its latest checkpoint if
-/// there is one (the configuration must then equal the saved `train.json`). Returns the
-/// trained model. `stop` ends the run early (after writing a checkpoint).
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    model: GnnCoderModel,
-    head_cfg: &HeadConfig,
+/// Check that the caches hold the layer the configuration reads: the final-layer states for a
+/// frozen transformer, the states after layer `num_layers - tuned_layers` when fine-tuning.
+fn check_cache_layers(
     cfg: &TrainConfig,
+    num_layers: usize,
     train: PairCaches<'_>,
     valid: Option<PairCaches<'_>>,
-    out: &Path,
-    stop: &AtomicBool,
-    report: &mut dyn FnMut(&Event),
-) -> Result<(GnnCoderModel, TrainReport)> {
-    cfg.validate()?;
-    train.check("training pairs")?;
-    if let Some(v) = &valid {
-        v.check("validation pairs")?;
-    }
-    let n = train.codes.len();
-    if n < cfg.batch_size {
-        return Err(TrainError::Input(format!(
-            "{n} training pairs is fewer than one batch of {}",
-            cfg.batch_size
-        )));
-    }
-    let num_layers = model.transformer.num_layers();
-    if cfg.tuned_layers > num_layers {
-        return Err(TrainError::Config(format!(
-            "tuned_layers {} > {num_layers} transformer layers",
-            cfg.tuned_layers
-        )));
-    }
+) -> Result<()> {
     for c in [
         Some(train.codes),
         Some(train.queries),
@@ -794,6 +778,37 @@ pub fn train(
             )));
         }
     }
+    Ok(())
+}
+
+/// Check the configuration against the model and the pairs before anything is written;
+/// returns the hard-negative groups the batches are made of (`None`: pairs one by one).
+fn check_inputs<'a>(
+    model: &GnnCoderModel,
+    cfg: &TrainConfig,
+    train: PairCaches<'a>,
+    valid: Option<PairCaches<'_>>,
+) -> Result<Option<&'a [Vec<usize>]>> {
+    cfg.validate()?;
+    train.check("training pairs")?;
+    if let Some(v) = &valid {
+        v.check("validation pairs")?;
+    }
+    let n = train.codes.len();
+    if n < cfg.batch_size {
+        return Err(TrainError::Input(format!(
+            "{n} training pairs is fewer than one batch of {}",
+            cfg.batch_size
+        )));
+    }
+    let num_layers = model.transformer.num_layers();
+    if cfg.tuned_layers > num_layers {
+        return Err(TrainError::Config(format!(
+            "tuned_layers {} > {num_layers} transformer layers",
+            cfg.tuned_layers
+        )));
+    }
+    check_cache_layers(cfg, num_layers, train, valid)?;
     let groups = match (cfg.hard_negatives, train.groups) {
         (0, _) => None,
         (_, Some(g)) => Some(g),
@@ -813,134 +828,211 @@ pub fn train(
             "code distillation needs the codes' final-layer states in the cache".into(),
         ));
     }
+    Ok(groups)
+}
+
+/// The head configuration saved with the run's checkpoints and weights: `head_cfg` with the
+/// settings the training configuration decides.
+fn run_head_config(head_cfg: &HeadConfig, cfg: &TrainConfig) -> HeadConfig {
     let mut head_cfg = head_cfg.clone();
     head_cfg.tuned_layers = cfg.tuned_layers;
     head_cfg.graph.child_count_score = cfg.child_count_score;
     head_cfg.graph.child_count_log1p = cfg.child_count_log1p;
+    head_cfg
+}
 
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+/// Check that the run saved in `out` (checkpoint `ckpt`) has the configuration `cfg` and the
+/// head configuration `head_cfg`: a resumed run must continue the same run.
+fn check_saved_run(
+    out: &Path,
+    ckpt: &Path,
+    cfg: &TrainConfig,
+    head_cfg: &HeadConfig,
+) -> Result<()> {
     let cfg_path = out.join(CONFIG_FILE);
-    let mut model = prepare_model(model, cfg);
-    let mut optim_head = optimizer(cfg);
-    let mut optim_tr = optimizer(cfg);
-    let mut state = CheckpointState {
-        step: 0,
-        pairs_seen: 0,
-        seconds: 0.0,
-        last_loss: f64::NAN,
-    };
-    let resumed = if let Some(ckpt) = latest_checkpoint(out) {
-        let saved: TrainConfig = std::fs::read(&cfg_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| TrainError::BadFile {
-                path: cfg_path.clone(),
-                message: "missing or unreadable: cannot resume".into(),
-            })?;
-        if &saved != cfg {
-            return Err(TrainError::Config(format!(
-                "{} holds a run with a different configuration; use another output directory \
-                 (saved: {saved:?})",
-                out.display()
-            )));
-        }
-        // Shape flags (graph depth, width) fail to load below; the rest (pool ratio, gate
-        // start, ...) would load silently into a different model.
-        let saved_head = gnn_coder_model::read_head_config(&ckpt)?;
-        if saved_head != head_cfg {
-            return Err(TrainError::Config(format!(
-                "{} holds a run with a different head configuration; use another output \
-                 directory (saved: {saved_head:?})",
-                out.display()
-            )));
-        }
-        model.load_saved(&ckpt, &head_cfg)?;
-        model = model.map(&mut StableIds(0));
-        let opt_err = |p: &Path, e: String| TrainError::BadFile {
-            path: p.to_path_buf(),
-            message: e,
-        };
-        let p = ckpt.join(OPTIM_HEAD);
-        optim_head = optim_head
-            .load(&p)
-            .map_err(|e| opt_err(&p, format!("{e:?}")))?;
-        let p = ckpt.join(OPTIM_TRANSFORMER);
-        optim_tr = optim_tr
-            .load(&p)
-            .map_err(|e| opt_err(&p, format!("{e:?}")))?;
-        let p = ckpt.join(STATE_FILE);
-        let bytes = std::fs::read(&p).map_err(io_err(&p))?;
-        state = serde_json::from_slice(&bytes).map_err(|e| opt_err(&p, e.to_string()))?;
-        true
-    } else {
-        write_atomic(&cfg_path, &to_json(cfg, &cfg_path)?)?;
-        false
-    };
+    let saved: TrainConfig = std::fs::read(&cfg_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| bad_file(&cfg_path, "missing or unreadable: cannot resume".into()))?;
+    if &saved != cfg {
+        return Err(TrainError::Config(format!(
+            "{} holds a run with a different configuration; use another output directory \
+             (saved: {saved:?})",
+            out.display()
+        )));
+    }
+    // Shape flags (graph depth, width) fail to load below; the rest (pool ratio, gate
+    // start, ...) would load silently into a different model.
+    let saved_head = gnn_coder_model::read_head_config(ckpt)?;
+    if &saved_head != head_cfg {
+        return Err(TrainError::Config(format!(
+            "{} holds a run with a different head configuration; use another output \
+             directory (saved: {saved_head:?})",
+            out.display()
+        )));
+    }
+    Ok(())
+}
 
-    let device = model.head.out_proj.weight.val().device();
-    let total = cfg.total_steps(n);
-    let per_epoch = (n / cfg.batch_size).max(1);
-    report(&Event::Start {
-        step: state.step,
-        total,
-        pairs: n,
-        resumed,
-    });
-    let started = Instant::now();
-    let base_seconds = state.seconds;
-    let mut window = (Instant::now(), 0usize);
-    let mut order_epoch = usize::MAX;
-    let mut order = Vec::new();
-    let mut last_valid = None;
-    while state.step < total {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let epoch = state.step / per_epoch;
-        if epoch != order_epoch {
-            order = match groups {
+/// Load the weights, both optimizer states and the progress of checkpoint `ckpt` into a
+/// prepared `model` and fresh `run_state`.
+fn load_checkpoint(
+    mut model: GnnCoderModel,
+    mut run_state: RunState,
+    head_cfg: &HeadConfig,
+    ckpt: &Path,
+) -> Result<(GnnCoderModel, RunState)> {
+    model.load_saved(ckpt, head_cfg)?;
+    model = model.map(&mut StableIds(0));
+    let p = ckpt.join(OPTIM_HEAD);
+    run_state.optim_head = run_state
+        .optim_head
+        .load(&p)
+        .map_err(|e| bad_file(&p, format!("{e:?}")))?;
+    let p = ckpt.join(OPTIM_TRANSFORMER);
+    run_state.optim_tr = run_state
+        .optim_tr
+        .load(&p)
+        .map_err(|e| bad_file(&p, format!("{e:?}")))?;
+    let p = ckpt.join(STATE_FILE);
+    let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+    run_state.state = serde_json::from_slice(&bytes).map_err(|e| bad_file(&p, e.to_string()))?;
+    Ok((model, run_state))
+}
+
+/// Set up a run in `out`: the prepared model with fresh optimizers at step 0 (writing
+/// `train.json`), or resumed from the latest checkpoint. The flag says whether it resumed.
+fn start_or_resume(
+    model: GnnCoderModel,
+    head_cfg: &HeadConfig,
+    cfg: &TrainConfig,
+    out: &Path,
+) -> Result<(GnnCoderModel, RunState, bool)> {
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let model = prepare_model(model, cfg);
+    let fresh = RunState {
+        optim_head: optimizer(cfg),
+        optim_tr: optimizer(cfg),
+        state: CheckpointState {
+            step: 0,
+            pairs_seen: 0,
+            seconds: 0.0,
+            last_loss: f64::NAN,
+        },
+    };
+    if let Some(ckpt) = latest_checkpoint(out) {
+        check_saved_run(out, &ckpt, cfg, head_cfg)?;
+        let (model, run_state) = load_checkpoint(model, fresh, head_cfg, &ckpt)?;
+        Ok((model, run_state, true))
+    } else {
+        let cfg_path = out.join(CONFIG_FILE);
+        write_atomic(&cfg_path, &to_json(cfg, &cfg_path)?)?;
+        Ok((model, fresh, false))
+    }
+}
+
+/// The value of a one-element loss; an error when it is not finite (at `step`).
+fn loss_value(loss: &Tensor<1>, step: usize) -> Result<f64> {
+    let value = loss
+        .clone()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| TrainError::Tensor(format!("{e:?}")))?
+        .first()
+        .copied()
+        .unwrap_or(f32::NAN) as f64;
+    if !value.is_finite() {
+        return Err(TrainError::Input(format!(
+            "loss became {value} at step {step}; lower the learning rate"
+        )));
+    }
+    Ok(value)
+}
+
+/// The state the step loop shares between its stages: the run's fixed inputs, the optimizers
+/// and progress, the epoch's example order, the clocks and the latest validation.
+struct StepLoop<'a> {
+    cfg: &'a TrainConfig,
+    head_cfg: &'a HeadConfig,
+    train: PairCaches<'a>,
+    valid: Option<PairCaches<'a>>,
+    groups: Option<&'a [Vec<usize>]>,
+    out: &'a Path,
+    device: Device,
+    total: usize,
+    per_epoch: usize,
+    run_state: RunState,
+    /// Seconds spent by earlier processes of the run (resume) and when this one started.
+    base_seconds: f64,
+    started: Instant,
+    /// Start of the throughput window and the pairs seen since.
+    window: (Instant, usize),
+    /// The epoch `order` belongs to (`usize::MAX`: none yet).
+    order_epoch: usize,
+    order: Vec<usize>,
+    last_valid: Option<(Retrieval, f64)>,
+}
+
+impl StepLoop<'_> {
+    /// Whether a batch's codes run through the tuned layers in length-sorted groups.
+    fn micro(&self) -> bool {
+        self.cfg.tuned_layers > 0 && self.cfg.micro_batch > 0
+    }
+
+    /// The pair indices of the current step's batch: slice `step % per_epoch` of its epoch's
+    /// order (drawn when the epoch changes), sorted by code length for micro-batches.
+    fn batch(&mut self) -> Vec<usize> {
+        let (cfg, step) = (self.cfg, self.run_state.state.step);
+        let epoch = step / self.per_epoch;
+        if epoch != self.order_epoch {
+            self.order = match self.groups {
                 Some(g) => grouped_order(g, cfg.seed, epoch),
-                None => epoch_order(n, cfg.seed, epoch),
+                None => epoch_order(self.train.codes.len(), cfg.seed, epoch),
             };
-            order_epoch = epoch;
+            self.order_epoch = epoch;
         }
-        let k = state.step % per_epoch;
-        let mut idx = order[k * cfg.batch_size..(k + 1) * cfg.batch_size].to_vec();
-        let micro = cfg.tuned_layers > 0 && cfg.micro_batch > 0;
-        if micro {
+        let k = step % self.per_epoch;
+        let mut idx = self.order[k * cfg.batch_size..(k + 1) * cfg.batch_size].to_vec();
+        if self.micro() {
             // The batch's pairs in code-length order (the loss does not depend on their order).
-            idx.sort_by_key(|&i| (train.codes.items[i].len, i));
+            let codes = self.train.codes;
+            idx.sort_by_key(|&i| (codes.items[i].len, i));
         }
-        let idx = &idx[..];
-        let q = query_vectors(&model, cfg.tuned_layers, train.queries, idx, &device);
-        let c = if micro {
-            let parts = idx
-                .chunks(cfg.micro_batch)
-                .map(|part| {
-                    code_vectors(
-                        &model,
-                        cfg.tuned_layers,
-                        cfg.graph,
-                        train.codes,
-                        part,
-                        &device,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Tensor::cat(parts, 0)
-        } else {
+        idx
+    }
+
+    /// The code vectors of batch `idx`, in micro-batches when configured.
+    fn batch_code_vectors(&self, model: &GnnCoderModel, idx: &[usize]) -> Result<Tensor<2>> {
+        let (cfg, codes) = (self.cfg, self.train.codes);
+        let vectors = |part: &[usize]| {
             code_vectors(
-                &model,
+                model,
                 cfg.tuned_layers,
                 cfg.graph,
-                train.codes,
-                idx,
-                &device,
-            )?
+                codes,
+                part,
+                &self.device,
+            )
         };
+        if self.micro() {
+            let parts = idx
+                .chunks(cfg.micro_batch)
+                .map(vectors)
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(parts, 0))
+        } else {
+            vectors(idx)
+        }
+    }
+
+    /// The loss of batch `idx`: InfoNCE (duplicates masked when configured) plus the
+    /// distillation and identity terms that have a weight.
+    fn batch_loss(&self, model: &GnnCoderModel, idx: &[usize]) -> Result<Tensor<1>> {
+        let (cfg, train, device) = (self.cfg, self.train, &self.device);
+        let q = query_vectors(model, cfg.tuned_layers, train.queries, idx, device);
+        let c = self.batch_code_vectors(model, idx)?;
         let mask = if cfg.dedup_negatives {
             let hashes = |c: &StateCache| idx.iter().map(|&i| c.items[i].hash).collect::<Vec<_>>();
-            duplicate_mask(&hashes(train.codes), &hashes(train.queries), &device)
+            duplicate_mask(&hashes(train.codes), &hashes(train.queries), device)
         } else {
             None
         };
@@ -950,7 +1042,7 @@ pub fn train(
             (cfg.code_distill, c, train.codes),
         ] {
             if weight > 0.0 {
-                let v0 = zero_shot_batch(cache, idx, &device);
+                let v0 = zero_shot_batch(cache, idx, device);
                 let cos = (vectors * v0).sum_dim(1).reshape([idx.len()]);
                 loss = loss + (cos.neg() + 1.0).mean().mul_scalar(weight);
             }
@@ -958,87 +1050,186 @@ pub fn train(
         if cfg.identity_reg > 0.0 {
             loss = loss + identity_penalty(&model.head).mul_scalar(cfg.identity_reg);
         }
-        let loss_value = loss
-            .clone()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| TrainError::Tensor(format!("{e:?}")))?
-            .first()
-            .copied()
-            .unwrap_or(f32::NAN) as f64;
-        if !loss_value.is_finite() {
-            return Err(TrainError::Input(format!(
-                "loss became {loss_value} at step {}; lower the learning rate",
-                state.step
-            )));
-        }
+        Ok(loss)
+    }
+
+    /// Back-propagate `loss` and step both optimizers with the learning rates times `factor`
+    /// (clipping globally first when configured).
+    fn apply_gradients(
+        &mut self,
+        mut model: GnnCoderModel,
+        loss: Tensor<1>,
+        factor: f64,
+    ) -> GnnCoderModel {
+        let cfg = self.cfg;
         let mut grads = loss.backward();
-        let factor = cfg.lr_factor(state.step, total);
         let mut g_head = GradientsParams::from_module(&mut grads, &model.head);
         let mut g_tr = (cfg.tuned_layers > 0)
             .then(|| GradientsParams::from_module(&mut grads, &model.transformer));
         if cfg.global_clip {
             clip_global(&model, &mut g_head, g_tr.as_mut(), cfg.clip_norm);
         }
-        model.head = optim_head.step(cfg.head_lr * factor, model.head, g_head);
+        let p = &mut self.run_state;
+        model.head = p.optim_head.step(cfg.head_lr * factor, model.head, g_head);
         if let Some(g_tr) = g_tr {
-            model.transformer = optim_tr.step(cfg.transformer_lr * factor, model.transformer, g_tr);
+            model.transformer =
+                p.optim_tr
+                    .step(cfg.transformer_lr * factor, model.transformer, g_tr);
         }
+        model
+    }
+
+    /// One training step: the batch, its loss, the update, the progress and a `Step` event.
+    fn step(
+        &mut self,
+        model: GnnCoderModel,
+        report: &mut dyn FnMut(&Event),
+    ) -> Result<GnnCoderModel> {
+        let (cfg, total) = (self.cfg, self.total);
+        let idx = self.batch();
+        let loss = self.batch_loss(&model, &idx)?;
+        let value = loss_value(&loss, self.run_state.state.step)?;
+        let factor = cfg.lr_factor(self.run_state.state.step, total);
+        let model = self.apply_gradients(model, loss, factor);
+        let state = &mut self.run_state.state;
         state.step += 1;
         state.pairs_seen += cfg.batch_size;
-        state.last_loss = loss_value;
-        window.1 += cfg.batch_size;
-        let el = window.0.elapsed().as_secs_f64();
+        state.last_loss = value;
+        self.window.1 += cfg.batch_size;
+        let el = self.window.0.elapsed().as_secs_f64();
         report(&Event::Step {
             step: state.step,
             total,
-            epoch: state.step as f64 / per_epoch as f64,
-            loss: loss_value,
+            epoch: state.step as f64 / self.per_epoch as f64,
+            loss: value,
             lr: factor,
-            pairs_per_s: window.1 as f64 / el.max(1e-9),
+            pairs_per_s: self.window.1 as f64 / el.max(1e-9),
         });
         if el > 30.0 {
-            window = (Instant::now(), 0);
+            self.window = (Instant::now(), 0);
         }
-        let at_end = state.step == total;
-        if let Some(v) = valid
-            && ((cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) || at_end)
-        {
-            let (metrics, mam) = validate(&model, cfg, v)?;
-            last_valid = Some((metrics, mam));
-            report(&Event::Valid {
-                step: state.step,
-                metrics,
-                mam,
-            });
-        }
-        if state.step.is_multiple_of(cfg.checkpoint_every) || at_end || stop.load(Ordering::Relaxed)
-        {
-            state.seconds = base_seconds + started.elapsed().as_secs_f64();
-            let path = save_checkpoint(out, &model, &head_cfg, &optim_head, &optim_tr, &state)?;
-            report(&Event::Checkpoint {
-                step: state.step,
-                path,
-            });
-        }
+        Ok(model)
     }
-    let completed = state.step >= total;
-    if completed
-        && last_valid.is_none()
-        && let Some(v) = valid
-    {
-        last_valid = Some(validate(&model, cfg, v)?);
+
+    /// Validate after a step every `eval_every` steps and at the last step (when there are
+    /// validation pairs), reporting a `Valid` event.
+    fn validate_if_due(
+        &mut self,
+        model: &GnnCoderModel,
+        report: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        let (cfg, step) = (self.cfg, self.run_state.state.step);
+        let due = (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) || step == self.total;
+        if let Some(v) = self.valid
+            && due
+        {
+            let (metrics, mam) = validate(model, cfg, v)?;
+            self.last_valid = Some((metrics, mam));
+            report(&Event::Valid { step, metrics, mam });
+        }
+        Ok(())
     }
-    let report_out = TrainReport {
-        steps: state.step,
-        total_steps: total,
-        pairs_seen: state.pairs_seen,
-        seconds: base_seconds + started.elapsed().as_secs_f64(),
-        final_loss: state.last_loss,
-        valid: last_valid.map(|v| v.0),
-        valid_mam: last_valid.map(|v| v.1),
-        completed,
+
+    /// Write a checkpoint after a step every `checkpoint_every` steps, at the last step and when
+    /// `stop` is set, reporting a `Checkpoint` event.
+    fn checkpoint_if_due(
+        &mut self,
+        model: &GnnCoderModel,
+        stop: &AtomicBool,
+        report: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        let step = self.run_state.state.step;
+        if step.is_multiple_of(self.cfg.checkpoint_every)
+            || step == self.total
+            || stop.load(Ordering::Relaxed)
+        {
+            self.run_state.state.seconds = self.base_seconds + self.started.elapsed().as_secs_f64();
+            let path = save_checkpoint(self.out, model, self.head_cfg, &self.run_state)?;
+            report(&Event::Checkpoint { step, path });
+        }
+        Ok(())
+    }
+
+    /// The report of the run, validating a completed run once more if no validation ran yet.
+    fn finish(mut self, model: GnnCoderModel) -> Result<(GnnCoderModel, TrainReport)> {
+        let state = &self.run_state.state;
+        let completed = state.step >= self.total;
+        if completed
+            && self.last_valid.is_none()
+            && let Some(v) = self.valid
+        {
+            self.last_valid = Some(validate(&model, self.cfg, v)?);
+        }
+        let report_out = TrainReport {
+            steps: state.step,
+            total_steps: self.total,
+            pairs_seen: state.pairs_seen,
+            seconds: self.base_seconds + self.started.elapsed().as_secs_f64(),
+            final_loss: state.last_loss,
+            valid: self.last_valid.map(|v| v.0),
+            valid_mam: self.last_valid.map(|v| v.1),
+            completed,
+        };
+        Ok((model, report_out))
+    }
+}
+
+/// Train `model` (built on an autodiff device, with `head_cfg` its head configuration) on
+/// `train`; validate on `valid`; checkpoint into `out`, resuming from its latest checkpoint if
+/// there is one (the configuration must then equal the saved `train.json`). Returns the
+/// trained model. `stop` ends the run early (after writing a checkpoint).
+///
+/// The stages: `check_inputs`, `start_or_resume`, then per step `StepLoop::step`,
+/// `StepLoop::validate_if_due` and `StepLoop::checkpoint_if_due`, and `StepLoop::finish`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: GnnCoderModel,
+    head_cfg: &HeadConfig,
+    cfg: &TrainConfig,
+    train: PairCaches<'_>,
+    valid: Option<PairCaches<'_>>,
+    out: &Path,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(&Event),
+) -> Result<(GnnCoderModel, TrainReport)> {
+    let groups = check_inputs(&model, cfg, train, valid)?;
+    let head_cfg = run_head_config(head_cfg, cfg);
+    let (mut model, run_state, resumed) = start_or_resume(model, &head_cfg, cfg, out)?;
+    let n = train.codes.len();
+    let total = cfg.total_steps(n);
+    report(&Event::Start {
+        step: run_state.state.step,
+        total,
+        pairs: n,
+        resumed,
+    });
+    let mut run = StepLoop {
+        cfg,
+        head_cfg: &head_cfg,
+        train,
+        valid,
+        groups,
+        out,
+        device: model.head.out_proj.weight.val().device(),
+        total,
+        per_epoch: (n / cfg.batch_size).max(1),
+        base_seconds: run_state.state.seconds,
+        run_state,
+        started: Instant::now(),
+        window: (Instant::now(), 0),
+        order_epoch: usize::MAX,
+        order: Vec::new(),
+        last_valid: None,
     };
-    Ok((model, report_out))
+    while run.run_state.state.step < total {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        model = run.step(model, report)?;
+        run.validate_if_due(&model, report)?;
+        run.checkpoint_if_due(&model, stop, report)?;
+    }
+    run.finish(model)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use burn::prelude::*;
 use gnn_coder_model::{BertConfig, GnnCoderModel, GraphConfig, HeadConfig, TextTokenizer};
-use gnn_coder_train::cache::CacheText;
+use gnn_coder_train::cache::{CacheInputs, CacheText};
 use gnn_coder_train::trainer::{encode_cache, epoch_order, grouped_order};
 use gnn_coder_train::{Event, PairCaches, StateCache, TrainConfig, TrainError, train};
 
@@ -94,12 +94,33 @@ fn caches(
         })
         .collect();
     let plain = bert.transformer.valid();
-    let qc = StateCache::build(&plain, tok, &q, split, true, 2, 8, "tiny", &|_, _| {}).unwrap();
+    let qc = StateCache::build(inputs(&plain, tok, &q, split, true), 8).unwrap();
     // As the CLI builds them: codes skip the final layer when every layer is fine-tuned.
-    let cc =
-        StateCache::build(&plain, tok, &c, split, split > 0, 2, 8, "tiny", &|_, _| {}).unwrap();
+    let cc = StateCache::build(inputs(&plain, tok, &c, split, split > 0), 8).unwrap();
     (qc, cc)
 }
+
+/// Cache inputs with 2 workers, the "tiny" tag and no progress.
+fn inputs<'a>(
+    model: &'a gnn_coder_model::BertModel,
+    tokenizer: &'a TextTokenizer,
+    texts: &'a [CacheText<'a>],
+    split: usize,
+    top: bool,
+) -> CacheInputs<'a> {
+    CacheInputs {
+        model,
+        tokenizer,
+        texts,
+        split,
+        top,
+        workers: 2,
+        model_tag: "tiny",
+        progress: &no_progress,
+    }
+}
+
+fn no_progress(_done: usize, _total: usize) {}
 
 fn model(device: &Device) -> GnnCoderModel {
     GnnCoderModel::new(&tiny_bert(), &tiny_head(), device).unwrap()
@@ -292,34 +313,12 @@ fn cache_states_match_burn_and_hash_texts() {
             kind_offset: 0,
         })
         .collect();
-    let cache = StateCache::build(
-        &m.transformer,
-        &tok,
-        &items,
-        1,
-        true,
-        2,
-        2,
-        "tiny",
-        &|_, _| {},
-    )
-    .unwrap();
+    let cache = StateCache::build(inputs(&m.transformer, &tok, &items, 1, true), 2).unwrap();
     assert_ne!(cache.items[0].hash, 0);
     assert_eq!(cache.items[0].hash, cache.items[2].hash);
     assert_ne!(cache.items[0].hash, cache.items[1].hash);
     // Split 0 without final-layer states: the embeddings' output alone.
-    let embeddings = StateCache::build(
-        &m.transformer,
-        &tok,
-        &items,
-        0,
-        false,
-        2,
-        2,
-        "tiny",
-        &|_, _| {},
-    )
-    .unwrap();
+    let embeddings = StateCache::build(inputs(&m.transformer, &tok, &items, 0, false), 2).unwrap();
     assert!(!embeddings.meta.has_top);
     assert!(embeddings.top(0).is_empty());
     let device = Device::flex();
