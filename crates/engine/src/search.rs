@@ -300,9 +300,12 @@ fn highlight_terms(query: &str) -> Vec<String> {
 fn match_ranges(unit: &UnitRecord, terms: &[String]) -> Vec<MatchRange> {
     let mut merged: Vec<(usize, usize)> = Vec::new();
     if !terms.is_empty() {
-        // Tokens come in text order (an identifier before its sub-words), so ranges merge as
-        // they come.
-        for t in gnn_coder_index::tokenizer::analyze_spans(&unit.code) {
+        // The stemmer keeps a word's first character, so only tokens starting like a term can
+        // stem to it: the rest are not stemmed at all. Tokens come in text order (an
+        // identifier before its sub-words), so ranges merge as they come.
+        let firsts: Vec<char> = terms.iter().filter_map(|t| t.chars().next()).collect();
+        let could_match = |w: &str| w.chars().next().is_some_and(|c| firsts.contains(&c));
+        for t in gnn_coder_index::tokenizer::analyze_spans_where(&unit.code, could_match) {
             if !terms.contains(&t.text) {
                 continue;
             }

@@ -20,7 +20,9 @@
 //! and [`analyze_spans`] with byte offsets (for highlighting what BM25 matched).
 
 use gnn_coder_store::words::{CodeToken, code_tokens};
-use tantivy::tokenizer::{Language, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
+use tantivy::tokenizer::{
+    Language, RawTokenizer, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
 
 pub use gnn_coder_store::words::MAX_TOKEN_LEN;
 
@@ -54,6 +56,34 @@ pub fn analyze_spans(text: &str) -> Vec<CodeToken> {
         });
     }
     out
+}
+
+/// [`analyze_spans`] of only the tokens whose unstemmed, lower-cased text `keep` accepts: for
+/// those, the same terms and byte ranges; the rest are never stemmed (highlighting asks for the
+/// few tokens that can be a query's term, and stemming every word of a unit is most of the
+/// cost).
+pub fn analyze_spans_where(text: &str, keep: impl Fn(&str) -> bool) -> Vec<CodeToken> {
+    // The analyzer's stemming step alone: each token is stemmed on its own, as in the index.
+    let mut stemmer = TextAnalyzer::builder(RawTokenizer::default())
+        .filter(Stemmer::new(Language::English))
+        .build();
+    code_tokens(text)
+        .into_iter()
+        .filter(|t| keep(&t.text))
+        .map(|t| {
+            let mut stream = stemmer.token_stream(&t.text);
+            let text = if stream.advance() {
+                stream.token().text.clone()
+            } else {
+                String::new()
+            };
+            CodeToken {
+                text,
+                from: t.from,
+                to: t.to,
+            }
+        })
+        .collect()
 }
 
 /// The tokenizer part of [`code_analyzer`] (without stemming): [`code_tokens`] as tantivy
@@ -113,6 +143,18 @@ impl TokenStream for CodeTokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_where_equal_the_full_analysis() {
+        let text = "def parse_http_header(raw):\n    # Parses HTTPServer v2 headers, studies flies\n    \
+                    return ParsedHeaders(raw).lying_dying_tying(skies, café_naïve)";
+        assert_eq!(analyze_spans_where(text, |_| true), analyze_spans(text));
+        let only_p: Vec<CodeToken> = analyze_spans(text)
+            .into_iter()
+            .filter(|t| text[t.from..t.to].to_lowercase().starts_with('p'))
+            .collect();
+        assert_eq!(analyze_spans_where(text, |w| w.starts_with('p')), only_p);
+    }
 
     fn raw(text: &str) -> Vec<String> {
         let mut t = CodeTokenizer;
