@@ -205,7 +205,7 @@ impl Backend {
     /// Answers searches in input order. A local backend checks every request before it answers
     /// any (a bad one fails with `query ID: bad query` before any output) and embeds all their
     /// queries in one batch; a server answers a few at a time.
-    pub fn search_all<I: std::fmt::Display + Clone + Send + 'static>(
+    pub fn search_all<I: std::fmt::Display + Send + 'static>(
         &self,
         requests: Vec<(I, SearchRequest)>,
         mut answer: impl FnMut(&I, Vec<Found>) -> Result<()>,

@@ -205,7 +205,6 @@ pub fn run(args: SearchArgs) -> Result<()> {
 }
 
 /// A query's id from the batch file, shown in messages as JSON.
-#[derive(Clone)]
 struct Id(serde_json::Value);
 
 impl std::fmt::Display for Id {

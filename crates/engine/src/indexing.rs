@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobSetBuilder};
 use gnn_coder_model::UnitInput;
 use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, FileEntry, FileWrite, RepoInfo, UnitKey, UnitRecord,
@@ -62,7 +62,7 @@ impl IndexOptions {
     /// before it opens (or creates) an index: the root exists ([`EngineError::NotFound`]
     /// otherwise) and is a directory, resolved once to its canonical path; the repository
     /// name (given, or the root directory's name) is 1 to 200 printable characters; the
-    /// languages are known; the exclude globs compile (once, kept on the result);
+    /// languages are known; the exclude globs compile;
     /// `commit_every` and `max_file_size` are at least 1. Messages are those of
     /// [`Engine::index_repository`], which runs this on unchecked options.
     pub fn validate(&self) -> Result<ValidIndexOptions> {
@@ -79,7 +79,7 @@ impl IndexOptions {
             Language::by_name(lang)
                 .map_err(|_| EngineError::InvalidArgument(format!("unknown language {lang:?}")))?;
         }
-        let exclude = compile_excludes(&self.exclude)?;
+        check_excludes(&self.exclude)?;
         if self.commit_every == 0 {
             return Err(EngineError::InvalidArgument(
                 "commit_every must be at least 1".into(),
@@ -94,7 +94,6 @@ impl IndexOptions {
             root_str: root.to_string_lossy().into_owned(),
             root,
             name,
-            exclude,
             options: self.clone(),
         })
     }
@@ -117,8 +116,9 @@ fn resolve_root(root: &Path) -> Result<PathBuf> {
     })
 }
 
-/// The exclude globs as one matcher; the first bad one is named.
-fn compile_excludes(globs: &[String]) -> Result<GlobSet> {
+/// Refuses the first exclude glob that does not compile, by name. (The walk compiles them
+/// into its own matcher, together with the glob that keeps an index inside the root out.)
+fn check_excludes(globs: &[String]) -> Result<()> {
     let mut set = GlobSetBuilder::new();
     for glob in globs {
         set.add(Glob::new(glob).map_err(|e| {
@@ -126,6 +126,7 @@ fn compile_excludes(globs: &[String]) -> Result<GlobSet> {
         })?);
     }
     set.build()
+        .map(|_| ())
         .map_err(|e| EngineError::InvalidArgument(format!("bad exclude globs: {e}")))
 }
 
@@ -137,7 +138,6 @@ pub struct ValidIndexOptions {
     root: PathBuf,
     root_str: String,
     name: String,
-    exclude: GlobSet,
 }
 
 impl ValidIndexOptions {
@@ -154,11 +154,6 @@ impl ValidIndexOptions {
     /// The repository name: the one given, or the root directory's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The exclude globs, compiled.
-    pub fn exclude(&self) -> &GlobSet {
-        &self.exclude
     }
 }
 

@@ -511,11 +511,6 @@ impl PreparedSearch {
 }
 
 impl Engine {
-    /// The limits requests are checked against.
-    pub fn limits(&self) -> &RequestLimits {
-        &self.options.limits
-    }
-
     fn mode_of(&self, requested: Option<Mode>) -> Result<Mode> {
         let mode = requested.unwrap_or(if self.store.embedding().is_some() {
             Mode::Hybrid
@@ -530,12 +525,13 @@ impl Engine {
         Ok(mode)
     }
 
-    /// Refuses repository names the index does not hold.
-    fn check_repositories(&self, reader: &dyn StoreReader, names: &[String]) -> Result<()> {
+    /// Refuses repository names the index does not hold (a search without repository filters
+    /// opens no snapshot here).
+    fn check_repositories(&self, names: &[String]) -> Result<()> {
         if names.is_empty() {
             return Ok(());
         }
-        let known = reader.repositories()?;
+        let known = self.store.reader()?.repositories()?;
         for r in names {
             if !known.iter().any(|k| &k.name == r) {
                 return Err(EngineError::NotFound(format!(
@@ -552,7 +548,7 @@ impl Engine {
     pub fn prepare(&self, req: &SearchRequest) -> Result<PreparedSearch> {
         let filters = req.validate(&self.options.limits)?;
         let mode = self.mode_of(req.mode)?;
-        self.check_repositories(self.store.reader()?.as_ref(), &req.repositories)?;
+        self.check_repositories(&req.repositories)?;
         Ok(PreparedSearch {
             request: req.clone(),
             mode,
@@ -691,7 +687,7 @@ impl Engine {
         }
         let mut filters = req.validate(&self.options.limits)?;
         let reader = self.store.reader()?;
-        self.check_repositories(reader.as_ref(), &req.repositories)?;
+        self.check_repositories(&req.repositories)?;
         let (origin, vector, text) = match &req.target {
             SimilarTarget::Unit {
                 repository,

@@ -242,7 +242,13 @@ impl Service {
         if !r.name.is_empty() {
             opts.name = Some(r.name.clone());
         }
-        if r.max_file_size > 0 && r.max_file_size <= MAX_FILE_SIZE {
+        if r.max_file_size > MAX_FILE_SIZE {
+            return Err(Status::invalid_argument(format!(
+                "max_file_size {} is over this server's limit of {MAX_FILE_SIZE} bytes",
+                r.max_file_size
+            )));
+        }
+        if r.max_file_size > 0 {
             opts.max_file_size = r.max_file_size;
         }
         opts.languages = r.languages.clone();
@@ -275,12 +281,6 @@ impl Service {
             } else {
                 outside()
             });
-        }
-        if r.max_file_size > MAX_FILE_SIZE {
-            return Err(Status::invalid_argument(format!(
-                "max_file_size {} is over this server's limit of {MAX_FILE_SIZE} bytes",
-                r.max_file_size
-            )));
         }
         Ok(valid)
     }
