@@ -1,0 +1,191 @@
+//! Shared helpers of the end-to-end tests that run `gnn-coder serve`: the server process, the
+//! fixture, index streams. Each test binary uses what it needs.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gnn_coder_service::client::{self, Client, ClientOptions};
+use gnn_coder_service::proto as pb;
+use pb::index_event::Event;
+use tonic::Code;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gnn-coder");
+
+pub fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/polyglot")
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A running `gnn-coder serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(index: &Path, extra: &[&str]) -> Server {
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("server.log");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--index"])
+            .arg(index)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start gnn-coder serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the server did not start:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let url = line
+            .strip_prefix("gnn-coder: serving on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server {
+            child,
+            url,
+            log,
+            _logdir: logdir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn addr(&self) -> String {
+        self.url.split("://").nth(1).unwrap().to_string()
+    }
+
+    pub async fn client(&self) -> Client {
+        self.client_with(ClientOptions::default()).await
+    }
+
+    pub async fn client_with(&self, opts: ClientOptions) -> Client {
+        client::connect(&self.url, &opts).await.expect("connect")
+    }
+
+    /// SIGTERM, then the exit status (killed after 60 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!("the server did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn index_request(root: &Path, name: &str) -> pb::IndexRepositoryRequest {
+    pb::IndexRepositoryRequest {
+        root: root.canonicalize().unwrap().to_string_lossy().into_owned(),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// Runs an index stream to its end: (events, summary).
+pub async fn index(
+    client: &mut Client,
+    req: pb::IndexRepositoryRequest,
+) -> (Vec<Event>, pb::IndexSummary) {
+    let mut stream = client
+        .index_repository(req)
+        .await
+        .expect("index accepted")
+        .into_inner();
+    let mut events = Vec::new();
+    let mut summary = None;
+    while let Some(e) = stream.message().await.expect("index stream") {
+        match e.event.unwrap() {
+            Event::Summary(s) => summary = Some(s),
+            other => events.push(other),
+        }
+    }
+    (events, summary.expect("a summary last"))
+}
+
+pub fn search(query: &str) -> pb::SearchRequest {
+    pb::SearchRequest {
+        query: query.into(),
+        top_k: 5,
+        ..Default::default()
+    }
+}
+
+pub async fn code_of<T: std::fmt::Debug>(f: impl Future<Output = Result<T, tonic::Status>>) -> Code {
+    match f.await {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => s.code(),
+    }
+}
+
+/// A repository of many small Python files (lexical indexing takes seconds).
+pub fn big_repo(dir: &Path, files: usize) {
+    for i in 0..files {
+        let sub = dir.join(format!("pkg{}", i / 500));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(
+            sub.join(format!("mod{i}.py")),
+            format!(
+                "def handler_{i}(request):\n    return route_{i}(request) + {i}\n\n\
+                 def route_{i}(request):\n    return len(request) * {i}\n\n\
+                 class Widget{i}:\n    def render(self):\n        return 'widget {i}'\n"
+            ),
+        )
+        .unwrap();
+    }
+}
+
