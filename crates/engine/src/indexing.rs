@@ -246,6 +246,9 @@ pub struct IndexSummary {
 /// small enough for lively progress.
 pub const CHUNK_UNITS: usize = 256;
 
+/// Files per write batch at most (fewer when `commit_every` asks for an earlier commit).
+const BATCH_FILES: usize = 256;
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -311,7 +314,9 @@ fn relative_inside(root: &Path, inner: &Path) -> Option<String> {
 /// Embeds code units `(code, graph, language)` as an index run does: chunks of
 /// [`CHUNK_UNITS`], one worker per core, each running the model on one thread (no
 /// synchronization inside a batch); rows come back in input order. `progress` gets the number
-/// of units each finished chunk held.
+/// of units of each finished model batch (a few dozen units), and `cancel` is checked there
+/// too: a cancel stops every worker before its next model batch, so a cancelled run embeds
+/// at most one batch per worker after it, and returns [`EngineError::Cancelled`].
 pub fn embed_units(
     embedder: &gnn_coder_model::Embedder,
     units: &[(&str, Option<&gnn_coder_syntax::AstGraph>, &str)],
@@ -339,13 +344,18 @@ pub fn embed_units(
                         .iter()
                         .map(|(code, graph, lang)| UnitInput::new(code, *graph, lang))
                         .collect();
-                    match embedder.embed_units_with(&inputs, 1) {
+                    let after_batch = |n: usize| {
+                        progress(n);
+                        !cancel.is_cancelled()
+                    };
+                    match embedder.embed_units_until(&inputs, 1, &after_batch) {
                         Ok(rows) => {
                             if let Ok(mut r) = results.lock() {
                                 r[i] = Some(rows);
                             }
-                            progress(chunk.len());
                         }
+                        // Cancelled between two model batches: `cancel.check` below says so.
+                        Err(gnn_coder_model::ModelError::Stopped) => break,
                         Err(e) => {
                             if let Ok(mut f) = failure.lock() {
                                 f.get_or_insert(e.into());
@@ -483,7 +493,10 @@ impl Batcher<'_> {
             self.cancel.check()?;
             units += file.units.len();
             batch.push(file);
-            if units >= batch_units || batch.len() >= 256 {
+            // A batch ends at its size bounds, or where the requested commit cadence falls:
+            // `commit_every` below one batch is honoured, not rounded up to a batch.
+            let commit_due = self.since_commit + batch.len() >= self.commit_every;
+            if units >= batch_units || batch.len() >= BATCH_FILES || commit_due {
                 self.flush(&mut batch)?;
                 units = 0;
             }

@@ -327,12 +327,12 @@ impl Embedder {
     pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
         let encs = self.tokenize(queries)?;
         let Some(k) = &self.kernels else {
-            return self.run_batches(&encs, |_, ids, mask| {
+            return self.run_batches(&encs, &|_| true, |_, ids, mask| {
                 Ok(self.model.forward_query(ids, mask))
             });
         };
         let threads = all_threads();
-        self.run_ragged(&encs, threads, |_, states| {
+        self.run_ragged(&encs, threads, &|_| true, |_, states| {
             let n = states.len();
             let seq = states.mean_pool();
             let mut out = vec![0f32; n * k.query_proj.out_dim()];
@@ -355,6 +355,19 @@ impl Embedder {
         units: &[UnitInput<'_>],
         threads: usize,
     ) -> Result<Vec<Vec<f32>>> {
+        self.embed_units_until(units, threads, &|_| true)
+    }
+
+    /// [`embed_units_with`](Self::embed_units_with) that calls `after_batch(n)` after each
+    /// transformer batch (of `n` units, at most [`EmbedderOptions::batch_size`]): a caller
+    /// reports progress there, and stops the work by returning `false`, which ends the call
+    /// with [`ModelError::Stopped`] before the next batch starts.
+    pub fn embed_units_until(
+        &self,
+        units: &[UnitInput<'_>],
+        threads: usize,
+        after_batch: &dyn Fn(usize) -> bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let texts: Vec<&str> = units.iter().map(|u| u.code).collect();
         let encs = self.tokenize(&texts)?;
         let use_graphs = self.graphs_enabled();
@@ -373,7 +386,7 @@ impl Embedder {
                 .collect()
         };
         let Some(k) = &self.kernels else {
-            return self.run_batches(&encs, |idx, ids, mask| {
+            return self.run_batches(&encs, after_batch, |idx, ids, mask| {
                 let graphs = match use_graphs {
                     true => Some(GraphBatch::build(
                         &graph_inputs(idx),
@@ -386,7 +399,7 @@ impl Embedder {
             });
         };
         let threads = threads.max(1);
-        self.run_ragged(&encs, threads, |idx, states| {
+        self.run_ragged(&encs, threads, after_batch, |idx, states| {
             let graphs = match use_graphs {
                 true => Some(GraphBatch::build_ragged(
                     &graph_inputs(idx),
@@ -405,14 +418,14 @@ impl Embedder {
     pub fn embed_sentences(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let encs = self.tokenize(texts)?;
         if self.kernels.is_none() {
-            return self.run_batches(&encs, |_, ids, mask| {
+            return self.run_batches(&encs, &|_| true, |_, ids, mask| {
                 let states = self.model.transformer.forward(ids, mask.clone());
                 let v = BertModel::mean_pool(states, mask);
                 let norm = v.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
                 Ok(v / norm)
             });
         }
-        self.run_ragged(&encs, all_threads(), |_, states| {
+        self.run_ragged(&encs, all_threads(), &|_| true, |_, states| {
             Ok(cpu::normalize_rows(states.mean_pool(), states.dim))
         })
     }
@@ -420,7 +433,13 @@ impl Embedder {
     /// Like [`run_batches`](Self::run_batches) on the packed kernels: sorted by length, cut
     /// into batches, each encoded without padding; `f(original indices, states)` returns one
     /// vector per text.
-    fn run_ragged<F>(&self, encs: &[Encoded], threads: usize, f: F) -> Result<Vec<Vec<f32>>>
+    fn run_ragged<F>(
+        &self,
+        encs: &[Encoded],
+        threads: usize,
+        after_batch: &dyn Fn(usize) -> bool,
+        f: F,
+    ) -> Result<Vec<Vec<f32>>>
     where
         F: Fn(&[usize], &cpu::States) -> Result<Vec<Vec<f32>>>,
     {
@@ -440,13 +459,21 @@ impl Embedder {
             for (&i, row) in chunk.iter().zip(rows) {
                 out[i] = row;
             }
+            if !after_batch(chunk.len()) {
+                return Err(ModelError::Stopped);
+            }
         }
         Ok(out)
     }
 
     /// Sort by token length, cut into batches of `batch_size`, pad each to its longest member,
     /// run `f(original indices, ids [B, L], mask [B, L])`, and put the rows back in input order.
-    fn run_batches<F>(&self, encs: &[Encoded], f: F) -> Result<Vec<Vec<f32>>>
+    fn run_batches<F>(
+        &self,
+        encs: &[Encoded],
+        after_batch: &dyn Fn(usize) -> bool,
+        f: F,
+    ) -> Result<Vec<Vec<f32>>>
     where
         F: Fn(&[usize], Tensor<2, Int>, Tensor<2>) -> Result<Tensor<2>>,
     {
@@ -462,6 +489,9 @@ impl Embedder {
                 .map_err(|e| ModelError::Tensor(format!("{e:?}")))?;
             for (row, &i) in chunk.iter().enumerate() {
                 out[i] = flat[row * dim..(row + 1) * dim].to_vec();
+            }
+            if !after_batch(chunk.len()) {
+                return Err(ModelError::Stopped);
             }
         }
         Ok(out)

@@ -68,6 +68,10 @@ pub enum ModelError {
 
     #[error("tensor read-back failed: {0}")]
     Tensor(String),
+
+    /// The caller asked to stop between batches (a cancelled index run).
+    #[error("stopped by the caller")]
+    Stopped,
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
