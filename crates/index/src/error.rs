@@ -9,7 +9,17 @@ use std::path::Path;
 use gnn_coder_store::StoreError;
 
 pub(crate) fn tantivy_err(dir: &Path) -> impl Fn(tantivy::TantivyError) -> StoreError + '_ {
-    move |e| match e {
+    move |e| {
+        // A full disk keeps its cause (and kind) wherever tantivy wrapped the I/O error.
+        if let Some(full) = StoreError::no_space_in(dir, &e) {
+            return full;
+        }
+        tantivy_err_kind(dir, e)
+    }
+}
+
+fn tantivy_err_kind(dir: &Path, e: tantivy::TantivyError) -> StoreError {
+    match e {
         tantivy::TantivyError::LockFailure(..) => StoreError::Locked {
             path: dir.to_path_buf(),
             pid: "?".into(),
@@ -17,6 +27,12 @@ pub(crate) fn tantivy_err(dir: &Path) -> impl Fn(tantivy::TantivyError) -> Store
         tantivy::TantivyError::IoError(io) => StoreError::Io {
             path: dir.to_path_buf(),
             source: std::io::Error::new(io.kind(), io.to_string()),
+        },
+        tantivy::TantivyError::OpenWriteError(
+            tantivy::directory::error::OpenWriteError::IoError { io_error, filepath },
+        ) => StoreError::Io {
+            path: dir.join(filepath),
+            source: std::io::Error::new(io_error.kind(), io_error.to_string()),
         },
         other => StoreError::Backend {
             message: other.to_string(),

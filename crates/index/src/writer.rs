@@ -44,11 +44,28 @@ impl EmbeddedWriter {
         })
     }
 
-    fn add(&self, doc: TantivyDocument) -> Result<()> {
-        self.w()?
-            .add_document(doc)
-            .map(|_| ())
-            .map_err(tantivy_err(&self.dir))
+    fn add(&mut self, doc: TantivyDocument) -> Result<()> {
+        match self.w()?.add_document(doc) {
+            Ok(_) => Ok(()),
+            Err(e @ tantivy::TantivyError::ErrorInThread(_)) => Err(self.worker_failure(e)),
+            Err(e) => Err(tantivy_err(&self.dir)(e)),
+        }
+    }
+
+    /// The cause of a dead indexing worker (tantivy says only "an index writer was killed"):
+    /// preparing a commit joins the workers and returns the first one's error (a full disk,
+    /// most likely), before anything is committed. The writer is unusable either way.
+    fn worker_failure(&mut self, killed: tantivy::TantivyError) -> StoreError {
+        let Some(mut writer) = self.writer.take() else {
+            return tantivy_err(&self.dir)(killed);
+        };
+        match writer.prepare_commit() {
+            Err(cause) => tantivy_err(&self.dir)(cause),
+            Ok(prepared) => {
+                let _ = prepared.abort();
+                tantivy_err(&self.dir)(killed)
+            }
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub fn status(err: &EngineError) -> Status {
         },
         ErrorKind::Incompatible | ErrorKind::ModelMissing => Status::failed_precondition(msg),
         ErrorKind::Unavailable => Status::unavailable(msg),
+        // The server's disk is full: a resource, not a failing backend to retry at once.
+        ErrorKind::NoSpace => Status::resource_exhausted(msg),
         ErrorKind::Cancelled => Status::cancelled(msg),
         ErrorKind::Internal => Status::internal(msg),
     }
