@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
+        // Decode errors are INVALID_ARGUMENT, not tonic-prost's INTERNAL (src/codec.rs).
+        .codec_path("crate::codec::WireCodec")
         .file_descriptor_set_path(out.join("gnn_coder_v1_descriptor.bin"))
         .compile_with_config(config, &[file], &[proto_root])?;
     Ok(())

@@ -9,9 +9,37 @@ use tonic::Status;
 
 use crate::proto as pb;
 
-/// The status code and message of an engine error.
+/// Longest status message the server sends, in bytes. A message that quotes client input (a
+/// path, a name, a glob) would otherwise grow with it, and a `grpc-message` over the client's
+/// header limit fails the call with a transport error instead of its status.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// `message` cut to at most [`MAX_STATUS_MESSAGE`] bytes, on a character boundary, saying how
+/// long it was.
+pub fn bounded_message(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_STATUS_MESSAGE {
+        return message.into();
+    }
+    let suffix = format!("…({} bytes)", message.len());
+    let mut end = MAX_STATUS_MESSAGE.saturating_sub(suffix.len());
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &message[..end]).into()
+}
+
+/// `status` with its message bounded ([`bounded_message`]); every status the service sends
+/// passes here.
+pub fn bounded(status: Status) -> Status {
+    if status.message().len() <= MAX_STATUS_MESSAGE {
+        return status;
+    }
+    Status::new(status.code(), bounded_message(status.message()))
+}
+
+/// The status code and (bounded) message of an engine error.
 pub fn status(err: &EngineError) -> Status {
-    let msg = err.to_string();
+    let msg = bounded_message(&err.to_string()).into_owned();
     match err.kind() {
         ErrorKind::NotFound => Status::not_found(msg),
         ErrorKind::InvalidArgument => Status::invalid_argument(msg),
@@ -450,6 +478,28 @@ pub fn stats_from_wire(s: &pb::Stats) -> (StoreStats, Option<gnn_coder_engine::E
             trained: s.trained,
         }),
     )
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        assert_eq!(bounded_message("short"), "short");
+        let long = format!("bad path {}", "é".repeat(60_000));
+        let cut = bounded_message(&long);
+        assert!(cut.len() <= MAX_STATUS_MESSAGE, "{}", cut.len());
+        assert!(cut.starts_with("bad path éé"));
+        assert!(cut.ends_with(&format!("…({} bytes)", long.len())), "{cut}");
+        let s = bounded(Status::invalid_argument(long));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(s.message().len() <= MAX_STATUS_MESSAGE);
+        let e = EngineError::NotFound(format!("no repository {:?}", "r".repeat(100_000)));
+        let s = status(&e);
+        assert_eq!(s.code(), tonic::Code::NotFound);
+        assert!(s.message().len() <= MAX_STATUS_MESSAGE);
+    }
 }
 
 #[cfg(test)]

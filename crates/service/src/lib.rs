@@ -37,6 +37,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod codec;
 pub mod convert;
 mod metrics;
 mod server;

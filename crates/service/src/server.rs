@@ -181,7 +181,7 @@ impl Service {
             Ok(_) => Code::Ok,
             Err(s) => s.code(),
         });
-        result.map(Response::new)
+        result.map(Response::new).map_err(convert::bounded)
     }
 
     /// Runs engine work on a blocking thread with a token that is cancelled if this future is
@@ -371,7 +371,7 @@ impl CodeSearch for Service {
             Ok(o) => o,
             Err(s) => {
                 obs.code = Some(s.code());
-                return Err(s);
+                return Err(convert::bounded(s));
             }
         };
         let interval = Duration::from_millis(match r.progress_interval_ms {
@@ -450,7 +450,7 @@ impl CodeSearch for Service {
                     };
                     warn!(error = %e, "index job failed");
                     let code = status.code();
-                    let _ = tx.blocking_send(Err(status));
+                    let _ = tx.blocking_send(Err(convert::bounded(status)));
                     code
                 }
             };
