@@ -50,9 +50,14 @@ impl ServerFlags {
     /// Connects to the server.
     pub async fn connect(&self) -> Result<Client> {
         let url = self.url();
-        client::connect(url, &self.options()?)
-            .await
-            .with_context(|| format!("is `gnn-coder serve` running at {url}?"))
+        match client::connect(url, &self.options()?).await {
+            Ok(c) => Ok(c),
+            // The transport's innermost cause, with what to do about it.
+            Err(client::ClientError::Connect { source, .. }) => {
+                Err(crate::advice::advise_connect(url, &source))
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot connect to {url}")),
+        }
     }
 }
 
