@@ -378,3 +378,96 @@ async fn a_full_disk_is_resource_exhausted() {
     );
     drop(server);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Class 4: `--commit-every` below one internal batch, through a kill -9.
+
+/// The pretrained model of the checkout, if fetched (`scripts/fetch-model.sh`). CI fetches it,
+/// so there a missing model fails the test instead of skipping it.
+fn model_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run scripts/fetch-model.sh before the tests"
+    );
+    eprintln!("skipping: no model at {}", dir.display());
+    None
+}
+
+#[test]
+fn commit_every_survives_a_kill_mid_run() {
+    let Some(model) = model_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    // 200 files (under one internal batch of 256 files or 2,048 units) of 8 units: embedding
+    // them takes a while.
+    big_repo(&root, 200);
+    for i in 0..200 {
+        let p = root.join("pkg0").join(format!("mod{i}.py"));
+        let mut text = fs::read_to_string(&p).unwrap();
+        for j in 0..4 {
+            text.push_str(&format!(
+                "\ndef extra_{i}_{j}(items):\n    return sorted(items)[{j}:{i}]\n"
+            ));
+        }
+        fs::write(&p, text).unwrap();
+    }
+    let idx = tmp.path().join("idx");
+    let index = |extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("index")
+            .arg(&root)
+            .arg("--index")
+            .arg(&idx)
+            .arg("--model-dir")
+            .arg(&model)
+            .args(["--commit-every", "10", "--quiet"])
+            .args(extra);
+        cmd
+    };
+    let mut run = index(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first commit to become searchable while the run is still going.
+    let started = std::time::Instant::now();
+    let mut committed_while_running = false;
+    while run.try_wait().unwrap().is_none() && started.elapsed().as_secs() < 300 {
+        let out = Command::new(BIN)
+            .args(["search", "handler request", "--mode", "lexical", "--json", "--index"])
+            .arg(&idx)
+            .output()
+            .unwrap();
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("handler_") {
+            committed_while_running = run.try_wait().unwrap().is_none();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = run.kill(); // SIGKILL
+    let _ = run.wait();
+    assert!(
+        committed_while_running,
+        "a commit is searchable before the run ends"
+    );
+    let out = index(&["--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["files"], 200, "{summary}");
+    let unchanged = summary["files_unchanged"].as_u64().unwrap();
+    assert!(
+        unchanged >= 10,
+        "the files committed before the kill are not read again: {summary}"
+    );
+    // Before: one commit, after every file was embedded (200 files are less than a batch), so
+    // the first searchable commit held all of them and the kill came too late to matter.
+    assert!(
+        unchanged < 200 && summary["embeddings_computed"].as_u64().unwrap() > 0,
+        "the first commit came early (after 10 files), so the kill left work for the rerun: \
+         {summary}"
+    );
+}
