@@ -22,10 +22,12 @@
 //! creates) an index, so a bad option leaves nothing behind, and hands the
 //! [`ValidIndexOptions`] to [`Engine::index_repository`]. Parsing (a thread pool) overlaps
 //! embedding (one worker per core); memory holds one batch, not the repository, and each
-//! parsed file carries its content hash to the write. The cancellation token is checked by the
-//! walk before every file, by the batch loop, by the embedding workers between chunks, and by
-//! the commit; a cancelled run leaves the last commit in place and the next run picks up where
-//! it stopped, since files committed so far are unchanged by then. Progress flows out as
+//! parsed file carries its content hash to the write. A batch also ends where
+//! `commit_every` falls, so a commit every N files holds for N below one batch. The
+//! cancellation token is checked by the walk before every file, by the batch loop, by the
+//! embedding workers after every model batch (a few dozen units), and by the commit; a
+//! cancelled run leaves the last commit in place and the next run picks up where it stopped,
+//! since files committed so far are unchanged by then. Progress flows out as
 //! [`IndexEvent`]s to a callback.
 //!
 //! ## Search, as data flows
