@@ -59,9 +59,11 @@ pub fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
 /// name them; tonic says only "transport error").
 pub fn transport_hint(url: &str, causes: &[String]) -> &'static str {
     let any = |needles: &[&str]| {
-        causes
-            .iter()
-            .any(|c| needles.iter().any(|n| c.to_lowercase().contains(&n.to_lowercase())))
+        causes.iter().any(|c| {
+            needles
+                .iter()
+                .any(|n| c.to_lowercase().contains(&n.to_lowercase()))
+        })
     };
     let https = url.starts_with("https://");
     if any(&["CaUsedAsEndEntity"]) {

@@ -79,9 +79,15 @@ fn a_run_stopped_after_a_commit_keeps_it_and_the_next_run_skips_it() {
             cancel.cancel();
         }
     };
-    let err = engine.index_repository(&opts, &on_event, &cancel).unwrap_err();
+    let err = engine
+        .index_repository(&opts, &on_event, &cancel)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
-    assert_eq!(first.load(Ordering::SeqCst), 10, "the first commit holds 10 files");
+    assert_eq!(
+        first.load(Ordering::SeqCst),
+        10,
+        "the first commit holds 10 files"
+    );
     let s = engine
         .index_repository(&opts, &|_| {}, &CancellationToken::new())
         .unwrap();
@@ -154,9 +160,14 @@ fn a_cancel_reaches_the_embedding_loop() {
     };
     let opts = IndexOptions::new(&root).named("r");
     let started = std::time::Instant::now();
-    let err = engine.index_repository(&opts, &on_event, &cancel).unwrap_err();
+    let err = engine
+        .index_repository(&opts, &on_event, &cancel)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
-    let (at, most) = (at_cancel.load(Ordering::SeqCst), most.load(Ordering::SeqCst));
+    let (at, most) = (
+        at_cancel.load(Ordering::SeqCst),
+        most.load(Ordering::SeqCst),
+    );
     assert!(at != u64::MAX, "embedding started");
     eprintln!("cancelled at {at} units embedded; {most} when the run stopped ({workers} workers)");
     // Before: progress (and the token) came per chunk of 256 units, and every worker finished

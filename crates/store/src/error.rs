@@ -177,7 +177,10 @@ mod tests {
             source: std::io::Error::from_raw_os_error(28),
         };
         assert_eq!(full.kind(), ErrorKind::NoSpace);
-        assert!(full.to_string().contains("No space left on device"), "{full}");
+        assert!(
+            full.to_string().contains("No space left on device"),
+            "{full}"
+        );
         let other = StoreError::Io {
             path: "idx".into(),
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
@@ -199,7 +202,8 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::NoSpace);
         assert!(StoreError::no_space_in("idx", &Wrapper(other_io())).is_none());
         // Only the words are left (tantivy's internal errors).
-        let words = std::io::Error::other("Internal error: 'No space left on device (os error 28)'");
+        let words =
+            std::io::Error::other("Internal error: 'No space left on device (os error 28)'");
         let e = StoreError::no_space_in("idx", &Wrapper(words)).expect("found");
         assert_eq!(e.kind(), ErrorKind::NoSpace);
     }

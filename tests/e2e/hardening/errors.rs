@@ -42,7 +42,11 @@ async fn long_client_input_comes_back_as_a_short_status() {
     big_repo(&root, 3);
     let server = Server::start(
         &tmp.path().join("idx"),
-        &["--lexical-only", "--allow-root", tmp.path().to_str().unwrap()],
+        &[
+            "--lexical-only",
+            "--allow-root",
+            tmp.path().to_str().unwrap(),
+        ],
     );
     let mut c = server.client().await;
     super::support::index(&mut c, index_request(&root, "r")).await;
@@ -115,7 +119,11 @@ async fn a_malformed_message_is_invalid_argument() {
     let mut grpc = tonic::client::Grpc::new(channel);
     // A length-delimited field 1 (the query) that claims 255 bytes and holds 2; a varint that
     // never ends; a group that is never closed.
-    let bodies: [&[u8]; 3] = [&[0x0a, 0xff, 0x01, b'a', b'b'], &[0x10, 0xff, 0xff, 0xff], &[0x0b]];
+    let bodies: [&[u8]; 3] = [
+        &[0x0a, 0xff, 0x01, b'a', b'b'],
+        &[0x10, 0xff, 0xff, 0xff],
+        &[0x0b],
+    ];
     for (method, body) in [
         ("Search", bodies[0]),
         ("Search", bodies[1]),
@@ -228,12 +236,19 @@ fn tls_failures_name_the_cause() {
         .arg(&ca)
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     // A CA that did not sign the server's certificate.
     let e = repos_fails(&https, Some(&other_ca));
     assert!(e.contains("UnknownIssuer"), "the cause is named: {e}");
-    assert!(e.contains("not signed by the CA given with --tls-ca"), "{e}");
+    assert!(
+        e.contains("not signed by the CA given with --tls-ca"),
+        "{e}"
+    );
 
     // Plain text to a TLS server.
     let e = repos_fails(&http, None);
@@ -286,7 +301,10 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -353,7 +371,11 @@ async fn a_full_disk_is_resource_exhausted() {
     wordy_repo(&root);
     let server = Server::start(
         &disk.path().join("idx"),
-        &["--lexical-only", "--allow-root", tmp.path().to_str().unwrap()],
+        &[
+            "--lexical-only",
+            "--allow-root",
+            tmp.path().to_str().unwrap(),
+        ],
     );
     let mut c = server.client().await;
     let mut req = index_request(&root, "r");
@@ -438,7 +460,14 @@ fn commit_every_survives_a_kill_mid_run() {
     let mut committed_while_running = false;
     while run.try_wait().unwrap().is_none() && started.elapsed().as_secs() < 300 {
         let out = Command::new(BIN)
-            .args(["search", "handler request", "--mode", "lexical", "--json", "--index"])
+            .args([
+                "search",
+                "handler request",
+                "--mode",
+                "lexical",
+                "--json",
+                "--index",
+            ])
             .arg(&idx)
             .output()
             .unwrap();
@@ -455,7 +484,11 @@ fn commit_every_survives_a_kill_mid_run() {
         "a commit is searchable before the run ends"
     );
     let out = index(&["--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["files"], 200, "{summary}");
     let unchanged = summary["files_unchanged"].as_u64().unwrap();
