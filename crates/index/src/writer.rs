@@ -59,13 +59,24 @@ impl EmbeddedWriter {
         let Some(mut writer) = self.writer.take() else {
             return tantivy_err(&self.dir)(killed);
         };
-        match writer.prepare_commit() {
+        let err = match writer.prepare_commit() {
             Err(cause) => tantivy_err(&self.dir)(cause),
             Ok(prepared) => {
                 let _ = prepared.abort();
                 tantivy_err(&self.dir)(killed)
             }
+        };
+        if err.kind() == gnn_coder_store::ErrorKind::NoSpace {
+            return err;
         }
+        // A healthy worker joined first can hide the failed one's cause behind "killed" again:
+        // a small write tells a full disk from the rest.
+        let probe = self.dir.join(".gnn-coder-space-probe");
+        let full = std::fs::write(&probe, [0u8; 64 << 10])
+            .err()
+            .and_then(|e| StoreError::no_space_in(&self.dir, &e));
+        let _ = std::fs::remove_file(&probe);
+        full.unwrap_or(err)
     }
 }
 

@@ -500,6 +500,17 @@ mod bounded_tests {
         assert_eq!(s.code(), tonic::Code::NotFound);
         assert!(s.message().len() <= MAX_STATUS_MESSAGE);
     }
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted() {
+        let e = EngineError::Store(gnn_coder_engine::StoreError::Io {
+            path: "idx".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        let s = status(&e);
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert!(s.message().contains("No space left on device"), "{s:?}");
+    }
 }
 
 #[cfg(test)]
