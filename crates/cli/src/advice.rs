@@ -96,6 +96,13 @@ pub fn advise_connect(url: &str, err: &(dyn std::error::Error + 'static)) -> any
     anyhow::anyhow!("cannot connect to {url}: {cause}; {hint}")
 }
 
+/// Whether a RESOURCE_EXHAUSTED says the server's disk is full (the service keeps the OS's
+/// words), which no retry fixes, rather than that it is busy.
+pub fn server_disk_full(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::ResourceExhausted
+        && (s.message().contains("No space left") || s.message().contains("os error 28"))
+}
+
 /// A gRPC status as an error for people.
 pub fn advise_status(s: tonic::Status) -> anyhow::Error {
     use tonic::Code;
@@ -117,7 +124,7 @@ pub fn advise_status(s: tonic::Status) -> anyhow::Error {
             Some("give the server's token with --token-file FILE or $GNN_CODER_TOKEN")
         }
         Code::PermissionDenied => Some("the server indexes only below its --allow-root paths"),
-        Code::ResourceExhausted if s.message().contains("No space left") => {
+        Code::ResourceExhausted if server_disk_full(&s) => {
             Some("the server's disk is full; free space on it and retry")
         }
         Code::ResourceExhausted => Some("the server is busy; retry in a moment"),

@@ -398,8 +398,11 @@ async fn remote_index(
     let mut stream = loop {
         match client.index_repository(request.clone()).await {
             Ok(s) => break s.into_inner(),
+            // Busy: retry. A full disk is not retried.
             Err(s)
-                if s.code() == tonic::Code::ResourceExhausted && wait < Duration::from_secs(60) =>
+                if s.code() == tonic::Code::ResourceExhausted
+                    && !crate::advice::server_disk_full(&s)
+                    && wait < Duration::from_secs(60) =>
             {
                 tokio::time::sleep(wait).await;
                 wait *= 2;

@@ -398,6 +398,26 @@ async fn a_full_disk_is_resource_exhausted() {
         outcome.message().contains("No space left on device"),
         "{outcome:?}"
     );
+    // The command-line client says so, at once: a full disk is not retried as a busy server.
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .arg("index")
+        .arg(&root)
+        .args([
+            "--name",
+            "r",
+            "--commit-every",
+            "100000",
+            "--server",
+            &server.url,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    eprintln!("{stderr}");
+    assert!(stderr.contains("disk is full"), "{stderr}");
+    assert!(started.elapsed().as_secs() < 30, "no retries: {stderr}");
     drop(server);
 }
 
