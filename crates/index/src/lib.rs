@@ -66,6 +66,7 @@
 mod ann;
 mod error;
 mod filter;
+mod integrity;
 mod lexical;
 mod lock;
 mod manifest;
