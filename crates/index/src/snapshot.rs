@@ -80,6 +80,32 @@ impl Snapshot {
             .map_err(backend)
     }
 
+    /// The bytes of `repository`'s files in this commit; `None` for an index whose
+    /// `file_bytes` is not a fast field (made before it was).
+    fn bytes_in(&self, repository: &str) -> Result<Option<u64>> {
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, self.term(self.fields.doc_type, DOC_FILE)),
+            (Occur::Must, self.term(self.fields.repo, repository)),
+        ]);
+        let segments = self.searcher.segment_readers();
+        let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
+        let mut total = 0u64;
+        for addr in self.docs_of(&q)? {
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let seg = &segments[addr.segment_ord as usize];
+                    match seg.fast_fields().u64("file_bytes") {
+                        Ok(col) => e.insert(col),
+                        Err(_) => return Ok(None),
+                    }
+                }
+            };
+            total = total.saturating_add(col.first(addr.doc_id).unwrap_or(0));
+        }
+        Ok(Some(total))
+    }
+
     pub(crate) fn seg_cols(&self) -> Result<&[SegCols]> {
         self.seg_cols
             .get_or_init(|| {
@@ -203,6 +229,9 @@ impl Snapshot {
             // concurrent updates and interrupted runs cannot make them drift.
             info.files = self.count_in(DOC_FILE, &info.name)?;
             info.units = self.count_in(DOC_UNIT, &info.name)?;
+            if let Some(bytes) = self.bytes_in(&info.name)? {
+                info.bytes = bytes;
+            }
             out.push(info);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
