@@ -28,11 +28,11 @@ fn sources(dir: &Path, out: &mut Vec<String>) {
         let name = p.file_name().unwrap_or_default().to_string_lossy();
         if p.is_dir() && name != "target" && !name.starts_with('.') {
             sources(&p, out);
-        } else if name.ends_with(".rs") || name.ends_with(".py") {
-            if let Ok(text) = std::fs::read_to_string(&p) {
-                let lines: Vec<&str> = text.lines().collect();
-                out.extend(lines.chunks(30).map(|c| c.join("\n")));
-            }
+        } else if (name.ends_with(".rs") || name.ends_with(".py"))
+            && let Ok(text) = std::fs::read_to_string(&p)
+        {
+            let lines: Vec<&str> = text.lines().collect();
+            out.extend(lines.chunks(30).map(|c| c.join("\n")));
         }
     }
 }
