@@ -72,7 +72,7 @@ fn build(dir: &Path) {
     );
 }
 
-fn search_args<'a>(index: &'a Path, semantic: bool) -> Vec<&'a str> {
+fn search_args(index: &Path, semantic: bool) -> Vec<&str> {
     let mut a = vec!["search", "--index", s(index), "--json", "-k", "5"];
     if !semantic {
         a.extend(["--mode", "lexical"]);
@@ -84,7 +84,7 @@ fn search_args<'a>(index: &'a Path, semantic: bool) -> Vec<&'a str> {
 /// The message of a refusal: says damaged, names the file, says how to repair.
 fn check_refusal(case: &str, out: &Output, file: &str, failures: &mut Vec<String>) {
     let err = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(101) || err.contains("panicked") && !err.contains("damaged") {
+    if out.status.code() == Some(101) || (err.contains("panicked") && !err.contains("damaged")) {
         failures.push(format!("{case}: panicked: {err}"));
     } else if !(err.contains("damaged") && err.contains("--rebuild") && err.contains(file)) {
         failures.push(format!("{case}: unclear refusal: {err}"));
