@@ -146,21 +146,21 @@ fn main() {
     };
     // Warm the page cache.
     open();
-    let checked: Vec<f64> = (0..7).map(|_| open().0).collect();
+    let checked: Vec<f64> = (0..15).map(|_| open().0).collect();
     let sums = dir.join("checksums.json");
     let aside = dir.join("checksums.json.aside");
     std::fs::rename(&sums, &aside).unwrap();
-    let unchecked: Vec<f64> = (0..7).map(|_| open().0).collect();
+    let unchecked: Vec<f64> = (0..15).map(|_| open().0).collect();
     std::fs::rename(&aside, &sums).unwrap();
     println!(
-        "open + first snapshot, median of 7 (warm cache): {:.1} ms with every checksum verified; \
+        "open + first snapshot, median of 15 (warm cache): {:.1} ms with every checksum verified; \
          {:.1} ms with the vector rows unchecked (lexical footers still verified)",
         median(checked),
         median(unchecked)
     );
     // The lexical part alone: tantivy's own full validation.
     let index = tantivy::Index::open_in_dir(dir.join("lexical")).unwrap();
-    let t: Vec<f64> = (0..7)
+    let t: Vec<f64> = (0..15)
         .map(|_| {
             let t = Instant::now();
             assert!(index.validate_checksum().unwrap().is_empty());
@@ -171,7 +171,7 @@ fn main() {
     // A second snapshot in the same process: nothing new to verify.
     let store = EmbeddedStore::open(&dir).unwrap();
     store.reader().unwrap();
-    let t: Vec<f64> = (0..7)
+    let t: Vec<f64> = (0..15)
         .map(|_| {
             let t = Instant::now();
             let _ = store.snapshot().unwrap();
@@ -182,9 +182,23 @@ fn main() {
         "a later snapshot in the same process (nothing committed since): {:.2} ms",
         median(t)
     );
+    // Counts derived from the commit's documents (10,000 files, 100,000 units).
+    let snap = store.snapshot().unwrap();
+    let t: Vec<f64> = (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            let repos = gnn_coder_store::StoreReader::repositories(snap.as_ref()).unwrap();
+            std::hint::black_box(repos);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    println!(
+        "repositories() with counts from the documents: {:.2} ms",
+        median(t)
+    );
     // The raw cost of the rows' checksums: CRC-32 over the file, read through a fresh map.
     let rows = dir.join("vectors/rows.i8");
-    let t: Vec<f64> = (0..7)
+    let t: Vec<f64> = (0..15)
         .map(|_| {
             let t = Instant::now();
             let f = std::fs::File::open(&rows).unwrap();
@@ -197,7 +211,7 @@ fn main() {
         .collect();
     println!("CRC-32 of rows.i8 through a fresh map: {:.1} ms", median(t));
     let bytes = std::fs::read(&rows).unwrap();
-    let t: Vec<f64> = (0..7)
+    let t: Vec<f64> = (0..15)
         .map(|_| {
             let t = Instant::now();
             std::hint::black_box(crc32fast::hash(&bytes));
