@@ -210,8 +210,14 @@ impl RowWriter {
                 .get(..want_rows as usize)
                 .ok_or_else(|| damaged(&rows_path, "it changed size while it was opened"))?;
             if let Some(s) = sums {
-                verify_blocks(&rows_path, bytes, s.block_bytes, &s.rows_crc32, 0)?;
-                verify_blocks(&keys_path, &keys, s.block_bytes, &s.keys_crc32, 0)?;
+                // The recorded prefix (documents of a writer that did not record checksums may
+                // name rows past it: those are checked for length only).
+                let (r, k) = (s.rows as usize * rb, s.rows as usize * KEY_BYTES);
+                let (Some(rows), Some(keys)) = (bytes.get(..r), keys.get(..k)) else {
+                    return Err(damaged(&rows_path, "it is shorter than the committed rows"));
+                };
+                verify_blocks(&rows_path, rows, s.block_bytes, &s.rows_crc32, 0)?;
+                verify_blocks(&keys_path, keys, s.block_bytes, &s.keys_crc32, 0)?;
             }
             (BlockSums::of(bytes), BlockSums::of(&keys))
         };
