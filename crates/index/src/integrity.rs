@@ -18,8 +18,9 @@
 //!   damaged one is not an error but a slower search: readers scan exactly and the next writer
 //!   deletes and rebuilds it from the rows.
 //!
-//! An index written before this file existed opens with the length checks only; its next
-//! commit writes `checksums.json`, so from then on it is fully checked.
+//! An index written before this file existed opens with the length checks and a scan of the
+//! rows' scales (a zeroed row has scale 0, which `quantize` never writes); its next commit
+//! writes `checksums.json`, so from then on it is fully checked.
 
 use std::fs;
 use std::io::Write;

@@ -73,9 +73,10 @@
 //! own thread pool, where a panic aborts the process; a writer opens only after every segment
 //! file passed its checksum.)
 //!
-//! An index written before `checksums.json` existed opens with the length checks only (rows
-//! its documents name must exist; a writer never cuts rows a document names) and its next
-//! commit records the checksums. A repository's file, unit and byte counts are read from the
+//! An index written before `checksums.json` existed opens with the length checks (rows its
+//! documents name must exist; a writer never cuts rows a document names) and a check that
+//! every row has a scale `quantize` can write (zeroed rows have none), and its next commit
+//! records the checksums. A repository's file, unit and byte counts are read from the
 //! commit's documents, so they always match what is searchable.
 //!
 //! ## Search

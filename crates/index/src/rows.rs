@@ -305,6 +305,16 @@ impl RowWriter {
     }
 }
 
+/// What a process verified of `rows.i8` already (the file only grows; verified parts never
+/// change).
+#[derive(Debug, Default)]
+pub(crate) struct RowsVerified {
+    /// Full checksum blocks verified.
+    pub(crate) blocks: usize,
+    /// Rows whose scale was checked (indexes without checksums).
+    pub(crate) scanned: u32,
+}
+
 /// The readers' side: `rows.i8` memory-mapped.
 pub(crate) struct RowReader {
     map: Option<memmap2::Mmap>,
@@ -314,14 +324,16 @@ pub(crate) struct RowReader {
 
 impl RowReader {
     /// Maps `rows.i8`, verifying it against `sums` (the last commit's record): it must hold the
-    /// recorded rows, and their blocks from `verified` on must match their checksums. Returns
-    /// the reader and the number of full blocks now verified.
+    /// recorded rows, and their blocks not verified yet must match their checksums. Without a
+    /// record (an index written before them), every row's scale must be one `quantize` can
+    /// write (finite, positive: a zeroed row has scale 0). `verified` is what this process
+    /// checked before, updated.
     pub(crate) fn open(
         index_dir: &Path,
         dim: usize,
         sums: Option<&Checksums>,
-        verified: usize,
-    ) -> Result<(RowReader, usize)> {
+        verified: &mut RowsVerified,
+    ) -> Result<RowReader> {
         let path = index_dir.join(VECTORS_DIR).join(ROWS_FILE);
         let rb = row_bytes(dim);
         let recorded = sums.map_or(0, |s| s.rows);
@@ -333,7 +345,7 @@ impl RowReader {
         let file = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && recorded == 0 => {
-                return Ok((empty, 0));
+                return Ok(empty);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(damaged(
@@ -346,28 +358,39 @@ impl RowReader {
         let len = file.metadata().map_err(StoreError::io(&path))?.len();
         short(&path, len, recorded, rb)?;
         if len == 0 {
-            return Ok((empty, 0));
+            return Ok(empty);
         }
         // SAFETY: the file only grows, and only rows below the length mapped here are read; a
         // writer cuts only a torn tail beyond every committed row (module docs).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(&path))?;
-        let mut verified = verified;
+        let count = (map.len() / rb) as u32;
         if let Some(s) = sums {
             let end = recorded as usize * rb;
             let bytes = map
                 .get(..end)
                 .ok_or_else(|| damaged(&path, "it shrank while it was opened"))?;
-            verified = verify_blocks(&path, bytes, s.block_bytes, &s.rows_crc32, verified)?;
+            verified.blocks =
+                verify_blocks(&path, bytes, s.block_bytes, &s.rows_crc32, verified.blocks)?;
+        } else {
+            for row in verified.scanned..count {
+                let at = row as usize * rb;
+                let scale = map
+                    .get(at..at + 4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                if !scale.is_some_and(|s| s.is_finite() && s > 0.0) {
+                    return Err(damaged(
+                        &path,
+                        format!("row {row} has no valid scale (bytes {at}..{})", at + rb),
+                    ));
+                }
+            }
+            verified.scanned = verified.scanned.max(count);
         }
-        let count = (map.len() / rb) as u32;
-        Ok((
-            RowReader {
-                map: Some(map),
-                dim,
-                count,
-            },
-            verified,
-        ))
+        Ok(RowReader {
+            map: Some(map),
+            dim,
+            count,
+        })
     }
 
     pub(crate) fn count(&self) -> u32 {
@@ -449,7 +472,7 @@ mod tests {
         assert_eq!(w.durable_rows(), 2);
         assert_eq!(w.lookup(&UnitKey([2; 16])), Some(1));
         assert_eq!(w.lookup(&UnitKey([7; 16])), None);
-        let (r, _) = RowReader::open(tmp.path(), 4, None, 0).unwrap();
+        let r = RowReader::open(tmp.path(), 4, None, &mut RowsVerified::default()).unwrap();
         assert_eq!(r.count(), 2);
         assert!((r.dot(1, &[0.0, 1.0, 0.0, 0.0]).unwrap() - 1.0).abs() < 1e-6);
         assert!(r.dot(2, &[0.0; 4]).is_none());

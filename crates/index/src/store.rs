@@ -19,7 +19,7 @@ use crate::error::{backend, guard, poisoned, tantivy_err};
 use crate::integrity::{CHECKSUMS_FILE, Checksums, damaged};
 use crate::lock::WriterLock;
 use crate::manifest::{MANIFEST_FILE, Manifest, sync_dir};
-use crate::rows::{RowReader, RowWriter, VECTORS_DIR};
+use crate::rows::{RowReader, RowWriter, RowsVerified, VECTORS_DIR};
 use crate::schema::Fields;
 use crate::snapshot::Snapshot;
 use crate::tokenizer::{CODE_TOKENIZER, code_analyzer};
@@ -54,8 +54,8 @@ pub struct EmbeddedStore {
 struct Verified {
     /// tantivy files, relative to `lexical/`.
     lexical: HashSet<PathBuf>,
-    /// Full 1 MiB blocks of `rows.i8`.
-    row_blocks: usize,
+    /// Of `rows.i8`.
+    rows: RowsVerified,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -250,10 +250,7 @@ impl EmbeddedStore {
         check_dim(&self.dir, sums.as_ref(), dim)?;
         let rows = {
             let mut verified = self.verified.lock().map_err(|_| poisoned())?;
-            let (rows, blocks) =
-                RowReader::open(&self.dir, dim, sums.as_ref(), verified.row_blocks)?;
-            verified.row_blocks = blocks;
-            rows
+            RowReader::open(&self.dir, dim, sums.as_ref(), &mut verified.rows)?
         };
         let named = guard(
             &self.dir,

@@ -21,7 +21,7 @@ use crate::ann::AnnState;
 use crate::error::tantivy_err;
 use crate::integrity::Checksums;
 use crate::lock::WriterLock;
-use crate::rows::{RowReader, RowWriter};
+use crate::rows::{RowReader, RowWriter, RowsVerified};
 use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key, repo_key};
 
 /// The writer of an [`EmbeddedStore`]; holds `writer.lock` until dropped. Dropping it without
@@ -233,7 +233,8 @@ impl EmbeddedWriter {
         let Some(dim) = self.dim else {
             return Ok(false);
         };
-        let (reader, _) = RowReader::open(&self.dir, dim, None, 0)?;
+        // The writer verified the rows when it opened them and wrote the rest itself.
+        let reader = RowReader::open(&self.dir, dim, None, &mut RowsVerified::default())?;
         crate::ann::build_and_save(&self.dir, &reader, durable, cancel)?;
         Ok(true)
     }

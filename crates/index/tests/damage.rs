@@ -521,8 +521,9 @@ fn a_damaged_approximate_index_is_rebuilt_by_the_next_writer() {
     assert_eq!(ann(&dir), rows, "rebuilt");
 }
 
-/// An index written before `checksums.json` existed still opens (length checks only): rows its
-/// documents name must exist. Its next commit records checksums.
+/// An index written before `checksums.json` existed still opens: rows its documents name must
+/// exist and every row must have a scale `quantize` can write (a zeroed row has none). Its
+/// next commit records checksums.
 #[test]
 fn an_index_without_checksums_opens_with_length_checks() {
     let tmp = tempfile::tempdir().unwrap();
@@ -532,14 +533,18 @@ fn an_index_without_checksums_opens_with_length_checks() {
     fs::remove_file(pristine.join("checksums.json")).unwrap();
     assert_eq!(answers(&pristine).unwrap(), reference);
 
-    for how in [Damage::Empty, Damage::Half] {
+    for how in [Damage::Empty, Damage::Half, Damage::Zeros] {
         let dir = tmp.path().join(format!("{how:?}"));
         copy_dir(&pristine, &dir);
         damage(&dir.join("vectors/rows.i8"), how);
         let err = answers(&dir).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Damaged, "{err}");
         assert!(err.to_string().contains("rows.i8"), "{err}");
-        // A writer must not cut the rows to what is left of the keys either.
+        // A writer must not cut the rows to what is left of the keys either. (Zeroed keys of
+        // such an index are not detected: they only make the cache miss.)
+        if matches!(how, Damage::Zeros) {
+            continue;
+        }
         let dir = tmp.path().join(format!("keys-{how:?}"));
         copy_dir(&pristine, &dir);
         damage(&dir.join("vectors/keys.bin"), how);
