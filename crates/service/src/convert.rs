@@ -23,6 +23,8 @@ pub fn status(err: &EngineError) -> Status {
         },
         ErrorKind::Incompatible | ErrorKind::ModelMissing => Status::failed_precondition(msg),
         ErrorKind::Unavailable => Status::unavailable(msg),
+        // A damaged index: the data cannot be read as it was written.
+        ErrorKind::Damaged => Status::data_loss(msg),
         ErrorKind::Cancelled => Status::cancelled(msg),
         ErrorKind::Internal => Status::internal(msg),
     }
