@@ -317,6 +317,38 @@ impl RepoRoot {
     }
 }
 
+/// Reads a regular file by path (links followed: for files outside any repository, such as a
+/// worktree's git directory), at most `max` bytes, without blocking on a FIFO or reading a
+/// device: what [`RepoRoot::read_file`] checks, for a path.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(
+            (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32,
+        );
+    }
+    let file = options.open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ReadError::NotFound,
+        _ => ReadError::Io(e),
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    if meta.len() > max {
+        return Err(ReadError::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -390,6 +422,11 @@ mod tests {
         let root = RepoRoot::open(&dir).unwrap();
         assert!(matches!(
             root.read_file(Path::new("pipe.py"), 100),
+            Err(ReadError::NotAFile)
+        ));
+        assert!(matches!(read_regular(&fifo, 100), Err(ReadError::NotAFile)));
+        assert!(matches!(
+            read_regular(Path::new("/dev/zero"), 100),
             Err(ReadError::NotAFile)
         ));
     }
