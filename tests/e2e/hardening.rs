@@ -4,3 +4,7 @@
 //! silent wrong result.
 
 mod support;
+
+#[cfg(target_os = "linux")]
+#[path = "hardening/symlinks.rs"]
+mod symlinks;

@@ -14,8 +14,8 @@ use gnn_coder_store::{
     UnitWrite,
 };
 use gnn_coder_syntax::{
-    Language, ParsedFile, RepoRoot, SkipReason, WalkHooks, WalkOptions, WalkSummary,
-    encode_path, encode_rel_path, walk_repo_with, walk_root_with,
+    Language, ParsedFile, RepoRoot, SkipReason, WalkHooks, WalkOptions, WalkSummary, encode_path,
+    encode_rel_path, walk_repo_with, walk_root_with,
 };
 use serde::Serialize;
 use sha2::Digest;

@@ -171,14 +171,7 @@ impl Engine {
         let mut old = self.indexed_entries(repository, &cleaned)?;
         let from_disk = updates.iter().any(|u| !u.deleted && u.contents.is_none());
         let root = self.open_root(repository, &info.root, from_disk)?;
-        let mut planned = self.plan_all(
-            &root,
-            updates,
-            &cleaned,
-            graphs,
-            &old,
-            cancel,
-        )?;
+        let mut planned = self.plan_all(&root, updates, &cleaned, graphs, &old, cancel)?;
         self.expand_directories(repository, &mut planned, &cleaned, &mut old, cancel)?;
 
         let mut summary = UpdateSummary {

@@ -7,8 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use gnn_coder_engine::{
-    CancellationToken, Engine, EngineOptions, FileOutcome, FileUpdate, IndexOptions,
-    SearchRequest,
+    CancellationToken, Engine, EngineOptions, FileOutcome, FileUpdate, IndexOptions, SearchRequest,
 };
 
 const SECRET: &str = "topsecret_escape_marker";
@@ -149,7 +148,10 @@ mod races {
         let swaps = swapper.stop();
         assert!(swaps > 100 && runs > 10, "{swaps} swaps, {runs} runs");
         // Both sides of the race were seen: the real file and the link.
-        assert!(indexed > 0 && refused > 0, "{indexed} indexed, {refused} refused");
+        assert!(
+            indexed > 0 && refused > 0,
+            "{indexed} indexed, {refused} refused"
+        );
     }
 
     #[test]
@@ -175,7 +177,9 @@ mod races {
         std::os::unix::fs::symlink(&outside, allowed.join("swap_link")).unwrap();
         let engine = Engine::open_or_create(&base.join("idx"), lexical(), false).unwrap();
         let first = IndexOptions::new(allowed.join("repo")).named("r");
-        engine.index_repository(&first, &|_| {}, &CancellationToken::new()).unwrap();
+        engine
+            .index_repository(&first, &|_| {}, &CancellationToken::new())
+            .unwrap();
         let swapper = Swapper::start(allowed.join("repo"), allowed.join("swap_link"));
         let cancel = CancellationToken::new();
         let started = Instant::now();
@@ -199,7 +203,10 @@ mod races {
         }
         let swaps = swapper.stop();
         assert!(swaps > 100 && runs > 10, "{swaps} swaps, {runs} runs");
-        assert!(indexed > 0 && refused > 0, "{indexed} indexed, {refused} refused");
+        assert!(
+            indexed > 0 && refused > 0,
+            "{indexed} indexed, {refused} refused"
+        );
     }
 
     /// A subdirectory exchanged with a link while the walk runs.
@@ -246,7 +253,11 @@ fn names_that_are_not_utf8_stay_distinct() {
         return; // a file system that refuses such names
     }
     fs::write(&fe, "def beta_in_fe():\n    return 2\n").unwrap();
-    fs::write(repo.join("back\\slash.py"), "def gamma_backslash():\n    return 3\n").unwrap();
+    fs::write(
+        repo.join("back\\slash.py"),
+        "def gamma_backslash():\n    return 3\n",
+    )
+    .unwrap();
     let engine = Engine::open_or_create(&tmp.path().join("idx"), lexical(), false).unwrap();
     let index = || {
         engine
@@ -273,7 +284,12 @@ fn names_that_are_not_utf8_stay_distinct() {
 
     let s = index();
     assert_eq!(
-        (s.files_added, s.files_changed, s.files_removed, s.files_unchanged),
+        (
+            s.files_added,
+            s.files_changed,
+            s.files_removed,
+            s.files_unchanged
+        ),
         (0, 0, 0, 3),
         "a refresh sees no change: {s:?}"
     );
@@ -300,7 +316,10 @@ fn names_that_are_not_utf8_stay_distinct() {
     }
     assert_eq!(path_of("alpha_changed"), "bad\\xffname.py");
     assert_eq!(path_of("beta_changed"), "bad\\xfename.py");
-    assert_eq!(update("back\\\\slash.py").files[0].outcome, FileOutcome::Unchanged);
+    assert_eq!(
+        update("back\\\\slash.py").files[0].outcome,
+        FileOutcome::Unchanged
+    );
     // The lossy name is no file: nothing indexed goes.
     let s = update("bad\u{fffd}name.py");
     assert_eq!(s.units_removed, 0, "{s:?}");

@@ -81,7 +81,10 @@ pub fn decode_bytes(text: &str) -> Option<Cow<'_, [u8]>> {
             }
             Some(b'x') => {
                 let hex = text.get(i + 2..i + 4)?;
-                if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                if !hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
                     return None;
                 }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
@@ -176,7 +179,9 @@ mod tests {
 
     #[test]
     fn only_canonical_text_decodes() {
-        for bad in ["a\\", "a\\n", "a\\x6", "a\\x61", "a\\x2fb", "a\\x00", "a\\xFF", "\\xzz"] {
+        for bad in [
+            "a\\", "a\\n", "a\\x6", "a\\x61", "a\\x2fb", "a\\x00", "a\\xFF", "\\xzz",
+        ] {
             assert!(decode_bytes(bad).is_none(), "{bad:?} decoded");
         }
         assert_eq!(decode_bytes("\\xff\\\\").unwrap().as_ref(), b"\xff\\");

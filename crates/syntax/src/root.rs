@@ -257,7 +257,9 @@ impl RepoRoot {
         if size > max {
             return Err(ReadError::TooLarge(size));
         }
-        let cap = usize::try_from(size.min(max)).unwrap_or(0).saturating_add(1);
+        let cap = usize::try_from(size.min(max))
+            .unwrap_or(0)
+            .saturating_add(1);
         let mut bytes = Vec::with_capacity(cap);
         file.take(max.saturating_add(1))
             .read_to_end(&mut bytes)
@@ -370,7 +372,10 @@ mod tests {
 
         let root = RepoRoot::open(&repo).unwrap();
         assert_eq!(root.path(), repo);
-        assert_eq!(root.read_file(Path::new("src/a.py"), 100).unwrap(), b"inside");
+        assert_eq!(
+            root.read_file(Path::new("src/a.py"), 100).unwrap(),
+            b"inside"
+        );
         for (rel, want) in [
             ("link.py", "symlink"),
             ("inner_link.py", "symlink"),
@@ -383,13 +388,13 @@ mod tests {
             ("./src/a.py", "bad path"),
         ] {
             let got = root.read_file(Path::new(rel), 100);
-            let ok = match (&got, want) {
-                (Err(ReadError::Symlink), "symlink") => true,
-                (Err(ReadError::NotAFile), "not a file") => true,
-                (Err(ReadError::NotFound), "not found") => true,
-                (Err(ReadError::BadPath), "bad path") => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (&got, want),
+                (Err(ReadError::Symlink), "symlink")
+                    | (Err(ReadError::NotAFile), "not a file")
+                    | (Err(ReadError::NotFound), "not found")
+                    | (Err(ReadError::BadPath), "bad path")
+            );
             assert!(ok, "{rel}: {got:?}, want {want}");
         }
         assert!(matches!(
@@ -407,7 +412,10 @@ mod tests {
             RepoRoot::open(&base.join("nope")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
-        assert_eq!(RepoRoot::resolve(&base.join("repo_link")).unwrap().path(), repo);
+        assert_eq!(
+            RepoRoot::resolve(&base.join("repo_link")).unwrap().path(),
+            repo
+        );
     }
 
     #[test]
