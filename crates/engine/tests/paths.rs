@@ -216,6 +216,10 @@ mod races {
         let files: Vec<String> = (0..60).map(|i| format!("sub/m{i}.py")).collect();
         let names: Vec<&str> = files.iter().map(String::as_str).collect();
         let (base, repo, outside) = layout(tmp.path(), &names);
+        // Names only the outside has, some of them skipped by name alone.
+        for n in ["py", "min.js", "pyc"] {
+            write(&outside.join(format!("sub/{SECRET}.{n}")), &secret_code());
+        }
         std::os::unix::fs::symlink(outside.join("sub"), repo.join("swap_link")).unwrap();
         let engine = Engine::open_or_create(&base.join("idx"), lexical(), false).unwrap();
         let swapper = Swapper::start(repo.join("sub"), repo.join("swap_link"));
@@ -226,10 +230,17 @@ mod races {
         while started.elapsed() < RACE {
             runs += 1;
             let opts = IndexOptions::new(&repo).named("r");
-            if let Ok(s) = engine.index_repository(&opts, &|_| {}, &cancel) {
+            let events = std::sync::Mutex::new(Vec::new());
+            let on_event = |e: &gnn_coder_engine::IndexEvent| {
+                events.lock().unwrap().push(format!("{e:?}"));
+            };
+            if let Ok(s) = engine.index_repository(&opts, &on_event, &cancel) {
                 files_seen += s.files;
             }
             assert!(!escaped(&engine), "escaped on run {runs}");
+            for e in events.into_inner().unwrap() {
+                assert!(!e.contains(SECRET), "an outside name on run {runs}: {e}");
+            }
         }
         let swaps = swapper.stop();
         assert!(swaps > 100 && runs > 5, "{swaps} swaps, {runs} runs");

@@ -151,6 +151,11 @@ mod sys {
         openat(dir, name, FILE, Mode::empty()).map_err(|e| classify(dir, name, e))
     }
 
+    /// Whether `name` is an entry of `dir` (not following it).
+    pub(super) fn exists(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+        statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
+
     /// `(is a regular file, size)` of an open file.
     pub(super) fn regular_size(fd: &OwnedFd) -> io::Result<(bool, u64)> {
         let st = rustix::fs::fstat(fd.as_fd())?;
@@ -268,6 +273,45 @@ impl RepoRoot {
             return Err(ReadError::TooLarge(bytes.len() as u64));
         }
         Ok(bytes)
+    }
+
+    /// Whether something (of any type; a link is not followed) is at `rel` below the held
+    /// directory, reached through real directories only. A walk reports a path by name only
+    /// when it is there: a name listed through a directory swapped for a link is not.
+    pub fn contains(&self, rel: &Path) -> bool {
+        let Some(names) = plain_names(rel) else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd;
+            let Some((last, dirs)) = names.split_last() else {
+                return false;
+            };
+            let mut held: Option<std::os::fd::OwnedFd> = None;
+            for name in dirs {
+                let at = held.as_ref().map_or(self.dir.as_fd(), |d| d.as_fd());
+                match sys::open_dir(at, name) {
+                    Ok(d) => held = Some(d),
+                    Err(_) => return false,
+                }
+            }
+            let at = held.as_ref().map_or(self.dir.as_fd(), |d| d.as_fd());
+            sys::exists(at, last)
+        }
+        #[cfg(not(unix))]
+        {
+            let mut here = self.path.clone();
+            for (i, name) in names.iter().enumerate() {
+                here.push(name);
+                match std::fs::symlink_metadata(&here) {
+                    Ok(m) if m.file_type().is_symlink() && i + 1 < names.len() => return false,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+            true
+        }
     }
 
     #[cfg(unix)]
@@ -401,6 +445,9 @@ mod tests {
             root.read_file(Path::new("src/a.py"), 3),
             Err(ReadError::TooLarge(6))
         ));
+        assert!(root.contains(Path::new("src/a.py")) && root.contains(Path::new("link.py")));
+        assert!(!root.contains(Path::new("linkdir/secret.py")));
+        assert!(!root.contains(Path::new("src/missing.py")));
 
         // A root with a link on the way is refused; so is a non-canonical or relative one.
         symlink(&repo, base.join("repo_link")).unwrap();

@@ -178,7 +178,9 @@ pub struct WalkSummary {
     pub files_with_errors: usize,
     /// Count per reason (including [`SkipReason::UnsupportedLanguage`]).
     pub skip_counts: BTreeMap<SkipReason, usize>,
-    /// Every skipped path except unsupported-language files, sorted by path.
+    /// Every skipped path except unsupported-language files, sorted by path; only paths that
+    /// are in the walked tree when the walk ends (a name listed through a directory swapped
+    /// for a link, or a file that vanished during the walk, is in `skip_counts` only).
     pub skipped: Vec<SkippedFile>,
     /// Files read but not parsed because [`WalkHooks::parse_file`] said so.
     pub files_unchanged: usize,
@@ -686,6 +688,12 @@ fn walk_from(
         *summary.skip_counts.entry(s.reason).or_default() += 1;
     }
     summary.skipped.extend(file_skips);
+    // Names are listed by path, so a directory swapped for a link during discovery lists the
+    // names of wherever it leads; those are counted but not named. A skipped path is named
+    // only when it is in the held tree (a file that vanished meanwhile is counted only too).
+    summary.skipped.retain(|s| {
+        s.path.is_empty() || decode_rel_path(&s.path).is_some_and(|rel| held.contains(&rel))
+    });
     summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     summary.files_parsed = parsed.into_inner();
     summary.bytes_parsed = bytes_done.into_inner();
