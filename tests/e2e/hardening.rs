@@ -8,3 +8,7 @@ mod support;
 #[cfg(target_os = "linux")]
 #[path = "hardening/symlinks.rs"]
 mod symlinks;
+
+#[cfg(unix)]
+#[path = "hardening/names.rs"]
+mod names;
