@@ -21,6 +21,17 @@
 //! Symbolic links inside a repository are never followed, not even ones that stay inside it: a
 //! link is reported as such ([`ReadError::Symlink`]) and skipped.
 //!
+//! Names do not leak either: a walk lists names by path, so while a directory is swapped for
+//! a link it may list the names of wherever the link leads; it reads none of them (they are
+//! opened through the handle), and it names a skipped file in its report only when
+//! [`RepoRoot::contains`] finds it in the held tree.
+//!
+//! Not covered: a process that may write inside an allowed root and *move* an outside directory
+//! into it (a rename, not a link) has put that directory inside the root; no path-based policy
+//! can tell. Reads of `.git` metadata for the HEAD commit go by path and follow links (a
+//! worktree's git directory lives elsewhere by design) but yield only a checked commit id
+//! ([`read_regular`] keeps them bounded and off FIFOs and devices).
+//!
 //! # Design
 //!
 //! The handle is an `O_DIRECTORY` file descriptor (on Linux `O_PATH`, which needs no read
