@@ -146,6 +146,7 @@ mod races {
             assert!(!escaped(&engine), "escaped on run {runs}: {s:?}");
         }
         let swaps = swapper.stop();
+        eprintln!("{target}: {swaps} swaps, {runs} runs, {indexed} read, {refused} refused");
         assert!(swaps > 100 && runs > 10, "{swaps} swaps, {runs} runs");
         // Both sides of the race were seen: the real file and the link.
         assert!(
@@ -202,6 +203,7 @@ mod races {
             assert!(!escaped(&engine), "escaped on run {runs}");
         }
         let swaps = swapper.stop();
+        eprintln!("root: {swaps} swaps, {runs} runs, {indexed} indexed, {refused} refused");
         assert!(swaps > 100 && runs > 10, "{swaps} swaps, {runs} runs");
         assert!(
             indexed > 0 && refused > 0,
@@ -243,6 +245,7 @@ mod races {
             }
         }
         let swaps = swapper.stop();
+        eprintln!("walk: {swaps} swaps, {runs} runs, {files_seen} files read in all");
         assert!(swaps > 100 && runs > 5, "{swaps} swaps, {runs} runs");
         assert!(files_seen > 0, "the walk never read the real directory");
     }
