@@ -295,6 +295,12 @@ fn names_that_are_not_utf8_stay_distinct() {
     assert_eq!(path_of("alpha_in_ff"), "bad\\xffname.py");
     assert_eq!(path_of("beta_in_fe"), "bad\\xfename.py");
     assert_eq!(path_of("gamma_backslash"), "back\\\\slash.py");
+    // A path glob matches the text, `\\` for its backslash.
+    let mut req = SearchRequest::new("alpha_in_ff beta_in_fe", 5);
+    req.path_globs = vec!["bad\\\\xff*".into()];
+    let hits = engine.search(&req).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].unit.symbol, "alpha_in_ff");
 
     let s = index();
     assert_eq!(

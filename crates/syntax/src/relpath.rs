@@ -15,6 +15,9 @@
 //! `a`, `\x2f` for `/`, `\x00`), any other escape and a lone backslash are refused, so one file
 //! has exactly one text and no text smuggles a separator or a NUL into a name.
 //!
+//! Path globs of a search match this text; `\` escapes in a glob, so a glob matches a byte
+//! `\xff` of a name as `\\xff`.
+//!
 //! On other platforms (file names are Unicode there, and `\` is a separator on Windows) the
 //! text is the name itself.
 
