@@ -7,3 +7,11 @@ mod support;
 
 #[path = "hardening/damage.rs"]
 mod damage;
+
+#[cfg(target_os = "linux")]
+#[path = "hardening/symlinks.rs"]
+mod symlinks;
+
+#[cfg(unix)]
+#[path = "hardening/names.rs"]
+mod names;
