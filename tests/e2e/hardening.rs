@@ -5,5 +5,16 @@
 
 mod support;
 
+#[path = "hardening/damage.rs"]
+mod damage;
+
 #[path = "hardening/errors.rs"]
 mod errors;
+
+#[cfg(target_os = "linux")]
+#[path = "hardening/symlinks.rs"]
+mod symlinks;
+
+#[cfg(unix)]
+#[path = "hardening/names.rs"]
+mod names;

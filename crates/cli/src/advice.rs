@@ -130,6 +130,9 @@ pub fn advise_status(s: tonic::Status) -> anyhow::Error {
         Code::ResourceExhausted => Some("the server is busy; retry in a moment"),
         Code::Unavailable => Some("is the server running (and is it http:// or https://)?"),
         Code::Aborted => Some("another job works on that repository; retry when it is done"),
+        Code::DataLoss => Some(
+            "the server's index is damaged: stop the server and rebuild the index with `gnn-coder index ROOT --index DIR --rebuild`",
+        ),
         _ => None,
     };
     let base = format!("server answered {:?}: {}", s.code(), s.message());

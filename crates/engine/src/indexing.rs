@@ -14,7 +14,8 @@ use gnn_coder_store::{
     UnitWrite,
 };
 use gnn_coder_syntax::{
-    Language, ParsedFile, SkipReason, WalkHooks, WalkOptions, WalkSummary, walk_repo_with,
+    Language, ParsedFile, RepoRoot, SkipReason, WalkHooks, WalkOptions, WalkSummary, encode_path,
+    encode_rel_path, walk_repo_with, walk_root_with,
 };
 use serde::Serialize;
 use sha2::Digest;
@@ -60,7 +61,9 @@ impl IndexOptions {
 
     /// Checks every option without writing anything, so a front end can refuse a bad request
     /// before it opens (or creates) an index: the root exists ([`EngineError::NotFound`]
-    /// otherwise) and is a directory, resolved once to its canonical path; the repository
+    /// otherwise) and is a directory, resolved once to its canonical path and held open there
+    /// ([`RepoRoot`]: the run reads every file through that handle, so nothing done to the
+    /// path afterwards can make it read elsewhere); the repository
     /// name (given, or the root directory's name) is 1 to 200 printable characters; the
     /// languages are known; the exclude globs compile;
     /// `commit_every` and `max_file_size` are at least 1. Messages are those of
@@ -70,6 +73,7 @@ impl IndexOptions {
         let name = match &self.name {
             Some(n) => n.clone(),
             None => root
+                .path()
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "root".to_string()),
@@ -91,7 +95,7 @@ impl IndexOptions {
             ));
         }
         Ok(ValidIndexOptions {
-            root_str: root.to_string_lossy().into_owned(),
+            root_str: encode_path(root.path()).into_owned(),
             root,
             name,
             options: self.clone(),
@@ -99,8 +103,9 @@ impl IndexOptions {
     }
 }
 
-/// An index root that exists and is a directory, resolved to its canonical path.
-fn resolve_root(root: &Path) -> Result<PathBuf> {
+/// An index root that exists and is a directory, resolved once to its canonical path and
+/// opened there without following links.
+fn resolve_root(root: &Path) -> Result<RepoRoot> {
     if !root.is_dir() {
         return Err(if root.exists() {
             EngineError::InvalidArgument(format!("{} is not a directory", root.display()))
@@ -111,8 +116,12 @@ fn resolve_root(root: &Path) -> Result<PathBuf> {
             ))
         });
     }
-    root.canonicalize().map_err(|e| {
-        EngineError::InvalidArgument(format!("cannot resolve {}: {e}", root.display()))
+    RepoRoot::resolve(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => EngineError::NotFound(format!(
+            "{} is not a directory (it does not exist): {e}",
+            root.display()
+        )),
+        _ => EngineError::InvalidArgument(format!("cannot open {}: {e}", root.display())),
     })
 }
 
@@ -131,11 +140,11 @@ fn check_excludes(globs: &[String]) -> Result<()> {
 }
 
 /// [`IndexOptions`] that passed [`IndexOptions::validate`] (the only way to make one), so an
-/// index run never checks or resolves them again.
+/// index run never checks or resolves them again: the root is held open ([`RepoRoot`]).
 #[derive(Debug, Clone)]
 pub struct ValidIndexOptions {
     options: IndexOptions,
-    root: PathBuf,
+    root: RepoRoot,
     root_str: String,
     name: String,
 }
@@ -146,8 +155,15 @@ impl ValidIndexOptions {
         &self.options
     }
 
-    /// The root, canonical (what the repository record holds).
+    /// The root, canonical: the path its handle was opened from (the repository record holds
+    /// its exact text). A policy check of the root must check this path, not resolve the
+    /// given one again.
     pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The held root every file of the run is read through.
+    pub fn repo_root(&self) -> &RepoRoot {
         &self.root
     }
 
@@ -303,12 +319,8 @@ pub(crate) fn check_repo_name(name: &str) -> Result<()> {
 fn relative_inside(root: &Path, inner: &Path) -> Option<String> {
     let parent = inner.parent()?.canonicalize().ok()?;
     let inner = parent.join(inner.file_name()?);
-    let rel = inner.strip_prefix(root).ok()?;
-    let parts: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("/"))
+    let rel = encode_rel_path(inner.strip_prefix(root).ok()?);
+    (!rel.is_empty()).then_some(rel)
 }
 
 /// Embeds code units `(code, graph, language)` as an index run does: chunks of
@@ -661,7 +673,7 @@ struct Walked {
 /// are not parsed and come back as unchanged; the others carry their hash through the channel.
 /// A failed write stops the walk; a cancel stops both.
 fn walk_and_write(
-    root: &Path,
+    root: &RepoRoot,
     walk: &WalkOptions,
     old: &HashMap<String, FileEntry>,
     batcher: &mut Batcher<'_>,
@@ -698,7 +710,7 @@ fn walk_and_write(
         let (tx, rx) = mpsc::sync_channel::<ParsedFile>(64);
         let walker = scope.spawn(|| {
             let tx = tx;
-            walk_repo_with(root, walk, &hooks, &|f| {
+            walk_root_with(root, walk, &hooks, &|f| {
                 let _ = tx.send(f);
             })
         });
@@ -819,7 +831,7 @@ impl Engine {
         let (model, model_id) = self.write_model()?;
         let previous = self.previous_state(&options)?;
         let writer = self.lease_writer()?;
-        let head = crate::git::head_commit(&options.root);
+        let head = crate::git::head_commit(options.root());
         if previous.repo.is_none() {
             // Listed at once, so a run that dies early still shows in `repos`.
             writer.with(|w| {
@@ -904,8 +916,9 @@ impl Engine {
         model: Option<&LoadedModel>,
     ) -> WalkOptions {
         let mut walk = walk_options(&options.options, crate::threads(self.options.threads));
-        if let Some(rel) = relative_inside(&options.root, &self.dir) {
-            walk.exclude_globs.push(format!("{rel}/**"));
+        if let Some(rel) = relative_inside(options.root(), &self.dir) {
+            walk.exclude_globs
+                .push(format!("{}/**", globset::escape(&rel)));
         }
         walk.extract.graphs = model.is_some_and(|m| m.embedder.graphs_enabled());
         walk

@@ -2,26 +2,34 @@
 //! file-system watcher's changes.
 //!
 //! ```text
-//! paths (+ optional contents) → refuse bad paths (absolute, `..`, NUL) → per file:
+//! paths (+ optional contents) → refuse bad paths (absolute, `..`, NUL, not canonical text)
+//!   → open the repository's root once, held (only when a file is read from disk) → per file:
 //!   deleted or gone from disk → delete (nothing indexed at it: a removed directory, delete
 //!   every file indexed below it) │ path the walk would skip (hidden, ignored, no
-//!   language) → skip, and drop what was indexed │ symlink → skip (never followed) │ read or
-//!   take the buffer → content checks → same hash as indexed → unchanged │ parse
+//!   language) → skip, and drop what was indexed │ symlink on the way → skip (never
+//!   followed) │ read through the held root or take the buffer → content checks → same
+//!   hash as indexed → unchanged │ parse
 //! → the index run's batch step (cached vectors, embed the misses) → repository counts → commit
 //! ```
+//!
+//! Paths are the exact text of file names ([`gnn_coder_syntax::relpath`]): a name that is not
+//! UTF-8 is written with `\xHH` escapes (and a backslash as `\\`), as the index and search
+//! results show it; the text is decoded back to the name's bytes to open the file. Files are
+//! read through a [`RepoRoot`] opened from the repository's recorded canonical root, so a
+//! path component swapped for a symbolic link cannot make an update read outside the root.
 //!
 //! The result is what a full refresh would have made of the same bytes, so a later
 //! `index_repository` finds these files unchanged (or re-reads them from disk when a buffer
 //! was never saved). The commit makes them visible to the next search.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use gnn_coder_store::{CancellationToken, FileEntry};
 use gnn_coder_syntax::{
-    ExtractOptions, Language, ParsedFile, SkipReason, WalkOptions, check_source, extract_file,
-    path_skip_reason,
+    ExtractOptions, Language, ParsedFile, ReadError, RepoRoot, SkipReason, WalkOptions,
+    check_source, decode_path, decode_rel_path, extract_file, path_skip_reason, read_skip,
 };
 use serde::Serialize;
 
@@ -82,13 +90,20 @@ pub struct UpdateSummary {
 }
 
 /// A root-relative path as given by a client, checked and normalized (`./a//b` → `a/b`).
+/// It is the exact text of the name ([`gnn_coder_syntax::relpath`]): a backslash may only
+/// start `\\` (a backslash) or `\xHH` (a byte that is not UTF-8).
 pub(crate) fn clean_relative_path(path: &str) -> Result<String> {
     let bad = |why: &str| EngineError::InvalidArgument(format!("bad path {path:?}: {why}"));
     if path.is_empty() {
         return Err(bad("empty"));
     }
-    if path.len() > 4096 || path.contains('\0') || path.contains('\\') {
-        return Err(bad("too long, or a NUL or backslash in it"));
+    if path.len() > 4096 || path.contains('\0') {
+        return Err(bad("too long, or a NUL in it"));
+    }
+    if decode_rel_path(path).is_none() {
+        return Err(bad(
+            "a backslash may only start `\\\\` (a backslash) or `\\xHH` (a byte that is not UTF-8)",
+        ));
     }
     if path.starts_with('/') || Path::new(path).is_absolute() {
         return Err(bad("absolute; give it relative to the repository root"));
@@ -154,14 +169,9 @@ impl Engine {
         let (model, model_id) = self.write_model()?;
         let graphs = model.as_ref().is_some_and(|m| m.embedder.graphs_enabled());
         let mut old = self.indexed_entries(repository, &cleaned)?;
-        let mut planned = self.plan_all(
-            Path::new(&info.root),
-            updates,
-            &cleaned,
-            graphs,
-            &old,
-            cancel,
-        )?;
+        let from_disk = updates.iter().any(|u| !u.deleted && u.contents.is_none());
+        let root = self.open_root(repository, &info.root, from_disk)?;
+        let mut planned = self.plan_all(&root, updates, &cleaned, graphs, &old, cancel)?;
         self.expand_directories(repository, &mut planned, &cleaned, &mut old, cancel)?;
 
         let mut summary = UpdateSummary {
@@ -231,10 +241,33 @@ impl Engine {
         Ok(old)
     }
 
+    /// The repository's root for reading files: its recorded canonical root, opened once
+    /// without following links ([`RepoRoot::open`]), when `read` (some file is read from
+    /// disk). `held` is `None` when nothing is read or the root is gone (every file read from
+    /// it is then gone too).
+    fn open_root(&self, repository: &str, root: &str, read: bool) -> Result<UpdateRoot> {
+        let path = decode_path(root).unwrap_or_else(|| PathBuf::from(root));
+        if !read {
+            return Ok(UpdateRoot { path, held: None });
+        }
+        match RepoRoot::open(&path) {
+            Ok(held) => Ok(UpdateRoot {
+                path,
+                held: Some(held),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(UpdateRoot { path, held: None })
+            }
+            Err(e) => Err(EngineError::InvalidArgument(format!(
+                "the root of {repository:?} cannot be opened ({e}); index it again"
+            ))),
+        }
+    }
+
     /// Plans each named path once, as its last update says (later changes of a path win).
     fn plan_all(
         &self,
-        root: &Path,
+        root: &UpdateRoot,
         updates: &[FileUpdate],
         cleaned: &[String],
         graphs: bool,
@@ -366,7 +399,7 @@ impl Engine {
 
     fn plan(
         &self,
-        root: &Path,
+        root: &UpdateRoot,
         path: &str,
         update: &FileUpdate,
         walk: &WalkOptions,
@@ -376,11 +409,15 @@ impl Engine {
         if update.deleted {
             return Plan::Remove;
         }
-        if let Some(reason) = path_skip_reason(root, path, walk) {
+        if let Some(reason) = path_skip_reason(&root.path, path, walk) {
             return Plan::Skip(reason.as_str().to_string(), None);
         }
+        // Checked by `clean_relative_path`.
+        let Some(rel) = decode_rel_path(path) else {
+            return Plan::Skip(SkipReason::Unreadable.as_str().into(), None);
+        };
         // The index's own directory is never indexed.
-        if root.join(path).starts_with(&self.dir) {
+        if root.path.join(&rel).starts_with(&self.dir) {
             return Plan::Skip(
                 SkipReason::ExcludedDir.as_str().into(),
                 Some("the index itself".into()),
@@ -388,7 +425,7 @@ impl Engine {
         }
         let bytes = match &update.contents {
             Some(b) => b.clone(),
-            None => match read_inside(root, path, walk.max_file_size) {
+            None => match root.read(&rel, walk.max_file_size) {
                 Ok(Some(b)) => b,
                 Ok(None) => return Plan::Remove,
                 Err((reason, detail)) => return Plan::Skip(reason, detail),
@@ -423,47 +460,40 @@ fn last_updates(cleaned: &[String]) -> HashMap<&str, usize> {
         .collect()
 }
 
-/// Reads `root/rel` without following a symbolic link anywhere on the way (a link could lead
-/// out of the repository). `Ok(None)`: the file does not exist (deleted).
-fn read_inside(
-    root: &Path,
-    rel: &str,
-    max: u64,
-) -> std::result::Result<Option<Vec<u8>>, (String, Option<String>)> {
-    let mut here = root.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for part in &parts {
-        here.push(part);
-        match std::fs::symlink_metadata(&here) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err((
-                    "symbolic link".into(),
-                    Some("links are not followed".into()),
-                ));
+/// The root of an update: its recorded path (for the path-based skip rules), and the handle
+/// files are read through.
+struct UpdateRoot {
+    path: PathBuf,
+    held: Option<RepoRoot>,
+}
+
+impl UpdateRoot {
+    /// Reads `rel` through the held root, following no link anywhere on the way (a link could
+    /// lead out of the repository). `Ok(None)`: the file does not exist (deleted).
+    fn read(
+        &self,
+        rel: &Path,
+        max: u64,
+    ) -> std::result::Result<Option<Vec<u8>>, (String, Option<String>)> {
+        let Some(held) = &self.held else {
+            return Ok(None);
+        };
+        match held.read_file(rel, max) {
+            Ok(b) => Ok(Some(b)),
+            Err(ReadError::NotFound) => Ok(None),
+            Err(ReadError::Symlink) => Err((
+                "symbolic link".into(),
+                Some("links are not followed".into()),
+            )),
+            Err(ReadError::NotAFile) => Err((
+                SkipReason::Unreadable.as_str().into(),
+                Some("not a regular file".into()),
+            )),
+            Err(e) => {
+                let (reason, detail) = read_skip(e);
+                Err((reason.as_str().into(), detail))
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err((SkipReason::Unreadable.as_str().into(), Some(e.to_string()))),
         }
-    }
-    let meta = std::fs::metadata(&here)
-        .map_err(|e| (SkipReason::Unreadable.as_str().into(), Some(e.to_string())))?;
-    if !meta.is_file() {
-        return Err((
-            SkipReason::Unreadable.as_str().into(),
-            Some("not a regular file".into()),
-        ));
-    }
-    if meta.len() > max {
-        return Err((
-            SkipReason::TooLarge.as_str().into(),
-            Some(format!("{} bytes", meta.len())),
-        ));
-    }
-    match std::fs::read(&here) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err((SkipReason::Unreadable.as_str().into(), Some(e.to_string()))),
     }
 }
 
@@ -482,8 +512,17 @@ mod tests {
             "a\0b",
             ".",
             "a\\b",
+            "a\\x61.py",
+            "a\\x2fb.py",
+            "a\\x00.py",
         ] {
             assert!(clean_relative_path(bad).is_err(), "{bad:?} accepted");
         }
+        // The exact text of names that are not UTF-8, or hold a backslash.
+        assert_eq!(
+            clean_relative_path("./d/bad\\xffname.py").unwrap(),
+            "d/bad\\xffname.py"
+        );
+        assert_eq!(clean_relative_path("a\\\\b.py").unwrap(), "a\\\\b.py");
     }
 }

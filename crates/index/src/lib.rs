@@ -9,6 +9,7 @@
 //! ```text
 //! DIR/
 //!   gnn-coder.json     the manifest: format version, the model of the vectors
+//!   checksums.json     committed vector rows and CRC-32s of the files tantivy does not checksum
 //!   .gitignore         `*`: an index inside a repository ignores itself
 //!   writer.lock        flock'ed by the one writer, holding its PID
 //!   lexical/           one tantivy index: unit, file and repository documents
@@ -37,6 +38,47 @@
 //! place). An index of another format version is refused with
 //! [`StoreError::IncompatibleVersion`](gnn_coder_store::StoreError) instead of being misread.
 //!
+//! ## A damaged index fails loudly
+//!
+//! The guarantee: a file of the index that is truncated, zeroed or has any byte changed gives
+//! [`StoreError::Damaged`](gnn_coder_store::StoreError) (kind `Damaged`: DATA_LOSS on the
+//! wire, "rebuild with `--rebuild`" in the CLI) naming the file, or, where the damage cannot
+//! change an answer, the undamaged index's exact answers; never a panic and never a silently
+//! different answer. `tests/damage.rs` checks this for every file of an index and four kinds
+//! of damage (truncated, halved, zeroed, flipped bytes), before and after a write.
+//!
+//! What is verified, and when (the `integrity` module documents the record):
+//!
+//! | file | check | when |
+//! |---|---|---|
+//! | `gnn-coder.json` | parses, known version; CRC-32 recorded in `checksums.json` | every open |
+//! | `checksums.json` | parses, known version | every snapshot and writer |
+//! | `lexical/*` segment files | tantivy's footer CRC-32 over the whole file | once per file per process, before tantivy reads it |
+//! | `lexical/meta.json` | parses; names only files that pass their checksum | every snapshot |
+//! | `vectors/rows.i8` | length covers every committed row and every row a document names; CRC-32 per 1 MiB block | blocks once per process |
+//! | `vectors/keys.bin` | length and CRC-32 per block | when a writer opens |
+//! | `vectors/ann-*.bin` | its own header and payload CRC-32s | on load: damaged means exact search, and the next writer rebuilds it |
+//!
+//! Measured on a 100,000-unit index (56 MB lexical, 40 MB vectors, warm page cache, a loaded
+//! 2-core machine; `examples/open_cost.rs`): opening and taking the first snapshot costs about
+//! 42 ms, of which about 26 ms are tantivy's CRCs and 11 ms the rows' (tantivy's open and
+//! reader alone, unverified: 0.5 ms; the rest is the counts a first request reads). A process
+//! pays that once; later snapshots pay only for new segments and
+//! appended blocks (0.17 ms when nothing changed). Counting a repository's files, units and
+//! bytes from the documents costs 1.4 ms at that size.
+//!
+//! Damage that keeps a file's checksum valid (a forged footer) reaches tantivy's parsers, which
+//! panic on some of it: every call into tantivy runs under `catch_unwind`, and tantivy's own
+//! corruption errors are mapped to `Damaged` too. (tantivy's writer applies deletes in its
+//! own thread pool, where a panic aborts the process; a writer opens only after every segment
+//! file passed its checksum.)
+//!
+//! An index written before `checksums.json` existed opens with the length checks (rows its
+//! documents name must exist; a writer never cuts rows a document names) and a check that
+//! every row has a scale `quantize` can write (zeroed rows have none), and its next commit
+//! records the checksums. A repository's file, unit and byte counts are read from the
+//! commit's documents, so they always match what is searchable.
+//!
 //! ## Search
 //!
 //! The lexical leg is BM25 over a code-aware tokenization ([`tokenizer`]) of the unit's name,
@@ -60,12 +102,14 @@
 //! | `topk` | the vector leg: exact scan, the ANN walk, the bounded top-k heap |
 //! | `filter` | request filters resolved per segment on term ordinals |
 //! | `rows`, `ann` | the int8 vector rows and the approximate index over them |
-//! | `manifest`, `lock`, `error` | the format marker, the writer lock, error mapping |
+//! | `manifest`, `lock`, `error` | the format marker, the writer lock, error mapping (and panics) |
+//! | `integrity` | `checksums.json`: what is verified at open |
 //! | [`tokenizer`] | the code-aware analysis of the lexical leg |
 
 mod ann;
 mod error;
 mod filter;
+mod integrity;
 mod lexical;
 mod lock;
 mod manifest;

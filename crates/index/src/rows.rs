@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 use gnn_coder_store::{Result, StoreError, UnitKey};
 
+use crate::integrity::{BLOCK_BYTES, BlockSums, CHECKSUMS_FILE, Checksums, damaged, verify_blocks};
+
 pub(crate) const VECTORS_DIR: &str = "vectors";
 const KEYS_FILE: &str = "keys.bin";
 const ROWS_FILE: &str = "rows.i8";
@@ -112,10 +114,34 @@ pub(crate) struct RowWriter {
     pending_keys: Vec<u8>,
     pending_rows: Vec<u8>,
     map: HashMap<UnitKey, u32>,
+    /// Block checksums of the durable rows and keys.
+    row_sums: BlockSums,
+    key_sums: BlockSums,
+}
+
+/// Refuses a row file holding fewer than `rows` rows of `unit` bytes.
+fn short(path: &Path, len: u64, rows: u32, unit: usize) -> Result<()> {
+    let want = u64::from(rows) * unit as u64;
+    if len < want {
+        return Err(damaged(
+            path,
+            format!("it has {len} bytes but the committed index needs {want} ({rows} rows)"),
+        ));
+    }
+    Ok(())
 }
 
 impl RowWriter {
-    pub(crate) fn open(index_dir: &Path, dim: usize) -> Result<RowWriter> {
+    /// Opens the row files of `index_dir` for appending. `sums` is the last commit's record
+    /// (`None` for an index written before checksums were recorded); `named` the number of
+    /// rows the committed documents need (one past the highest row they name). Refuses files
+    /// shorter than either, or failing their checksums, and cuts only a tail no commit names.
+    pub(crate) fn open(
+        index_dir: &Path,
+        dim: usize,
+        sums: Option<&Checksums>,
+        named: u32,
+    ) -> Result<RowWriter> {
         let dir = index_dir.join(VECTORS_DIR);
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         let keys_path = dir.join(KEYS_FILE);
@@ -139,30 +165,64 @@ impl RowWriter {
             .metadata()
             .map_err(StoreError::io(&rows_path))?
             .len();
-        let complete = (keys.len() / KEY_BYTES).min((rows_len / row_bytes(dim) as u64) as usize);
+        let rb = row_bytes(dim);
+        let complete = (keys.len() / KEY_BYTES).min((rows_len / rb as u64) as usize);
         let complete = u32::try_from(complete).map_err(|_| StoreError::Damaged {
             path: dir.clone(),
             reason: "more than 2^32 vector rows".into(),
         })?;
-        // Cut torn or unpaired tails (only ever rows no committed document names).
-        let want_keys = complete as u64 * KEY_BYTES as u64;
-        let want_rows = complete as u64 * row_bytes(dim) as u64;
+        if let Some(s) = sums
+            && s.dim != Some(dim)
+        {
+            return Err(damaged(
+                &index_dir.join(CHECKSUMS_FILE),
+                format!("it records dimension {:?}, the manifest {dim}", s.dim),
+            ));
+        }
+        // Rows a commit relies on: the recorded count, or (before checksums) the named ones.
+        let needed = sums.map_or(named, |s| s.rows.max(named));
+        short(&keys_path, keys.len() as u64, needed, KEY_BYTES)?;
+        short(&rows_path, rows_len, needed, rb)?;
+        // With a record, rows past it were never committed (written before a crash): cut them
+        // too, they have no checksum.
+        let cut = if sums.is_some() { needed } else { complete };
+        let want_keys = cut as u64 * KEY_BYTES as u64;
+        let want_rows = cut as u64 * rb as u64;
         if keys.len() as u64 != want_keys {
             keys_file
                 .set_len(want_keys)
                 .map_err(StoreError::io(&keys_path))?;
+            keys.truncate(want_keys as usize);
         }
         if rows_len != want_rows {
             rows_file
                 .set_len(want_rows)
                 .map_err(StoreError::io(&rows_path))?;
         }
-        let mut map = HashMap::with_capacity(complete as usize);
-        for (row, k) in keys
-            .chunks_exact(KEY_BYTES)
-            .take(complete as usize)
-            .enumerate()
-        {
+        let (row_sums, key_sums) = if want_rows == 0 {
+            (BlockSums::default(), BlockSums::default())
+        } else {
+            // SAFETY: this process holds the writer lock; nobody else writes the file, and it
+            // is only read within the length just set.
+            let map =
+                unsafe { memmap2::Mmap::map(&rows_file) }.map_err(StoreError::io(&rows_path))?;
+            let bytes = map
+                .get(..want_rows as usize)
+                .ok_or_else(|| damaged(&rows_path, "it changed size while it was opened"))?;
+            if let Some(s) = sums {
+                // The recorded prefix (documents of a writer that did not record checksums may
+                // name rows past it: those are checked for length only).
+                let (r, k) = (s.rows as usize * rb, s.rows as usize * KEY_BYTES);
+                let (Some(rows), Some(keys)) = (bytes.get(..r), keys.get(..k)) else {
+                    return Err(damaged(&rows_path, "it is shorter than the committed rows"));
+                };
+                verify_blocks(&rows_path, rows, s.block_bytes, &s.rows_crc32, 0)?;
+                verify_blocks(&keys_path, keys, s.block_bytes, &s.keys_crc32, 0)?;
+            }
+            (BlockSums::of(bytes), BlockSums::of(&keys))
+        };
+        let mut map = HashMap::with_capacity(cut as usize);
+        for (row, k) in keys.chunks_exact(KEY_BYTES).take(cut as usize).enumerate() {
             let mut key = [0u8; KEY_BYTES];
             key.copy_from_slice(k);
             map.entry(UnitKey(key)).or_insert(row as u32);
@@ -170,11 +230,25 @@ impl RowWriter {
         Ok(RowWriter {
             dir,
             dim,
-            durable: complete,
+            durable: cut,
             pending_keys: Vec::new(),
             pending_rows: Vec::new(),
             map,
+            row_sums,
+            key_sums,
         })
+    }
+
+    /// The record of the durable rows, for `checksums.json` (`base` holds the manifest's).
+    pub(crate) fn checksums(&self, base: &Checksums) -> Checksums {
+        Checksums {
+            dim: Some(self.dim),
+            rows: self.durable,
+            block_bytes: BLOCK_BYTES,
+            rows_crc32: self.row_sums.all(),
+            keys_crc32: self.key_sums.all(),
+            ..base.clone()
+        }
     }
 
     pub(crate) fn lookup(&self, key: &UnitKey) -> Option<u32> {
@@ -218,6 +292,8 @@ impl RowWriter {
             f.sync_data().map_err(StoreError::io(&path))?;
         }
         self.durable += (self.pending_keys.len() / KEY_BYTES) as u32;
+        self.row_sums.extend(&self.pending_rows);
+        self.key_sums.extend(&self.pending_keys);
         self.pending_keys.clear();
         self.pending_rows.clear();
         Ok(())
@@ -229,6 +305,16 @@ impl RowWriter {
     }
 }
 
+/// What a process verified of `rows.i8` already (the file only grows; verified parts never
+/// change).
+#[derive(Debug, Default)]
+pub(crate) struct RowsVerified {
+    /// Full checksum blocks verified.
+    pub(crate) blocks: usize,
+    /// Rows whose scale was checked (indexes without checksums).
+    pub(crate) scanned: u32,
+}
+
 /// The readers' side: `rows.i8` memory-mapped.
 pub(crate) struct RowReader {
     map: Option<memmap2::Mmap>,
@@ -237,31 +323,69 @@ pub(crate) struct RowReader {
 }
 
 impl RowReader {
-    pub(crate) fn open(index_dir: &Path, dim: usize) -> Result<RowReader> {
+    /// Maps `rows.i8`, verifying it against `sums` (the last commit's record): it must hold the
+    /// recorded rows, and their blocks not verified yet must match their checksums. Without a
+    /// record (an index written before them), every row's scale must be one `quantize` can
+    /// write (finite, positive: a zeroed row has scale 0). `verified` is what this process
+    /// checked before, updated.
+    pub(crate) fn open(
+        index_dir: &Path,
+        dim: usize,
+        sums: Option<&Checksums>,
+        verified: &mut RowsVerified,
+    ) -> Result<RowReader> {
         let path = index_dir.join(VECTORS_DIR).join(ROWS_FILE);
+        let rb = row_bytes(dim);
+        let recorded = sums.map_or(0, |s| s.rows);
+        let empty = RowReader {
+            map: None,
+            dim,
+            count: 0,
+        };
         let file = match fs::File::open(&path) {
             Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && recorded == 0 => {
+                return Ok(empty);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(RowReader {
-                    map: None,
-                    dim,
-                    count: 0,
-                });
+                return Err(damaged(
+                    &path,
+                    format!("it is missing ({recorded} rows were committed)"),
+                ));
             }
             Err(e) => return Err(StoreError::io(&path)(e)),
         };
         let len = file.metadata().map_err(StoreError::io(&path))?.len();
+        short(&path, len, recorded, rb)?;
         if len == 0 {
-            return Ok(RowReader {
-                map: None,
-                dim,
-                count: 0,
-            });
+            return Ok(empty);
         }
         // SAFETY: the file only grows, and only rows below the length mapped here are read; a
         // writer cuts only a torn tail beyond every committed row (module docs).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(&path))?;
-        let count = (map.len() / row_bytes(dim)) as u32;
+        let count = (map.len() / rb) as u32;
+        if let Some(s) = sums {
+            let end = recorded as usize * rb;
+            let bytes = map
+                .get(..end)
+                .ok_or_else(|| damaged(&path, "it shrank while it was opened"))?;
+            verified.blocks =
+                verify_blocks(&path, bytes, s.block_bytes, &s.rows_crc32, verified.blocks)?;
+        } else {
+            for row in verified.scanned..count {
+                let at = row as usize * rb;
+                let scale = map
+                    .get(at..at + 4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                if !scale.is_some_and(|s| s.is_finite() && s > 0.0) {
+                    return Err(damaged(
+                        &path,
+                        format!("row {row} has no valid scale (bytes {at}..{})", at + rb),
+                    ));
+                }
+            }
+            verified.scanned = verified.scanned.max(count);
+        }
         Ok(RowReader {
             map: Some(map),
             dim,
@@ -316,7 +440,7 @@ mod tests {
     #[test]
     fn torn_tails_are_cut_and_keys_map_to_rows() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut w = RowWriter::open(tmp.path(), 4).unwrap();
+        let mut w = RowWriter::open(tmp.path(), 4, None, 0).unwrap();
         let a = w.insert(UnitKey([1; 16]), &[1.0, 0.0, 0.0, 0.0]).unwrap();
         let b = w.insert(UnitKey([2; 16]), &[0.0, 1.0, 0.0, 0.0]).unwrap();
         assert_eq!((a, b), (0, 1));
@@ -344,11 +468,11 @@ mod tests {
             .unwrap()
             .write_all(&[7; 16])
             .unwrap();
-        let w = RowWriter::open(tmp.path(), 4).unwrap();
+        let w = RowWriter::open(tmp.path(), 4, None, 2).unwrap();
         assert_eq!(w.durable_rows(), 2);
         assert_eq!(w.lookup(&UnitKey([2; 16])), Some(1));
         assert_eq!(w.lookup(&UnitKey([7; 16])), None);
-        let r = RowReader::open(tmp.path(), 4).unwrap();
+        let r = RowReader::open(tmp.path(), 4, None, &mut RowsVerified::default()).unwrap();
         assert_eq!(r.count(), 2);
         assert!((r.dot(1, &[0.0, 1.0, 0.0, 0.0]).unwrap() - 1.0).abs() < 1e-6);
         assert!(r.dot(2, &[0.0; 4]).is_none());

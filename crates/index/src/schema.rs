@@ -111,7 +111,9 @@ impl Fields {
         b.add_u64_field("row", INDEXED | STORED | FAST);
         b.add_text_field("file_hash", STORED);
         b.add_u64_field("file_units", STORED);
-        b.add_u64_field("file_bytes", STORED);
+        // Fast, so that a repository's bytes are summed from its committed files (indexes made
+        // before it was fast keep the bytes their last run recorded).
+        b.add_u64_field("file_bytes", STORED | FAST);
         b.add_text_field("repo_json", STORED);
         b.build()
     }

@@ -29,7 +29,7 @@ use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use crate::ann::AnnState;
-use crate::error::backend;
+use crate::error::{backend, guard};
 use crate::filter::SegCols;
 use crate::rows::RowReader;
 use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key};
@@ -63,6 +63,49 @@ pub(crate) fn address(id: UnitId) -> DocAddress {
 }
 
 impl Snapshot {
+    /// Runs a read, turning a panic inside tantivy into [`StoreError::Damaged`].
+    fn guarded<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        guard(&self.dir, Some(self.searcher.index()), what, f)
+    }
+
+    /// Documents of type `doc_type` of `repository` in this commit.
+    fn count_in(&self, doc_type: &str, repository: &str) -> Result<u64> {
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, self.term(self.fields.doc_type, doc_type)),
+            (Occur::Must, self.term(self.fields.repo, repository)),
+        ]);
+        self.searcher
+            .search(&q, &Count)
+            .map(|n| n as u64)
+            .map_err(backend)
+    }
+
+    /// The bytes of `repository`'s files in this commit; `None` for an index whose
+    /// `file_bytes` is not a fast field (made before it was).
+    fn bytes_in(&self, repository: &str) -> Result<Option<u64>> {
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, self.term(self.fields.doc_type, DOC_FILE)),
+            (Occur::Must, self.term(self.fields.repo, repository)),
+        ]);
+        let segments = self.searcher.segment_readers();
+        let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
+        let mut total = 0u64;
+        for addr in self.docs_of(&q)? {
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let seg = &segments[addr.segment_ord as usize];
+                    match seg.fast_fields().u64("file_bytes") {
+                        Ok(col) => e.insert(col),
+                        Err(_) => return Ok(None),
+                    }
+                }
+            };
+            total = total.saturating_add(col.first(addr.doc_id).unwrap_or(0));
+        }
+        Ok(Some(total))
+    }
+
     pub(crate) fn seg_cols(&self) -> Result<&[SegCols]> {
         self.seg_cols
             .get_or_init(|| {
@@ -170,24 +213,32 @@ impl Snapshot {
     }
 }
 
-impl StoreReader for Snapshot {
-    fn repositories(&self) -> Result<Vec<RepoInfo>> {
+impl Snapshot {
+    fn repositories_unguarded(&self) -> Result<Vec<RepoInfo>> {
         let docs = self.docs_of(self.term(self.fields.doc_type, DOC_REPO).as_ref())?;
         let mut out = Vec::with_capacity(docs.len());
         for addr in docs {
             let doc = self.stored(addr)?;
             let json = Self::str_of(&doc, self.fields.repo_json);
-            let info: RepoInfo = serde_json::from_str(&json).map_err(|e| StoreError::Damaged {
-                path: self.dir.clone(),
-                reason: format!("a repository record is not valid: {e}"),
-            })?;
+            let mut info: RepoInfo =
+                serde_json::from_str(&json).map_err(|e| StoreError::Damaged {
+                    path: self.dir.clone(),
+                    reason: format!("a repository record is not valid: {e}"),
+                })?;
+            // The counts are those of the documents of this commit, whatever the record says:
+            // concurrent updates and interrupted runs cannot make them drift.
+            info.files = self.count_in(DOC_FILE, &info.name)?;
+            info.units = self.count_in(DOC_UNIT, &info.name)?;
+            if let Some(bytes) = self.bytes_in(&info.name)? {
+                info.bytes = bytes;
+            }
             out.push(info);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
-    fn files(&self, repository: &str) -> Result<Vec<FileEntry>> {
+    fn files_unguarded(&self, repository: &str) -> Result<Vec<FileEntry>> {
         let f = &self.fields;
         let q = BooleanQuery::new(vec![
             (Occur::Must, self.term(f.doc_type, DOC_FILE)),
@@ -207,7 +258,7 @@ impl StoreReader for Snapshot {
         Ok(out)
     }
 
-    fn file(&self, repository: &str, path: &str) -> Result<Option<FileEntry>> {
+    fn file_unguarded(&self, repository: &str, path: &str) -> Result<Option<FileEntry>> {
         let f = &self.fields;
         let q = BooleanQuery::new(vec![
             (Occur::Must, self.term(f.doc_type, DOC_FILE)),
@@ -225,15 +276,15 @@ impl StoreReader for Snapshot {
         }))
     }
 
-    fn lexical(&self, q: &LexicalQuery) -> Result<Vec<(UnitId, f32)>> {
+    fn lexical_unguarded(&self, q: &LexicalQuery) -> Result<Vec<(UnitId, f32)>> {
         self.lexical_search(q)
     }
 
-    fn vector(&self, q: &VectorQuery) -> Result<Vec<(UnitId, f32)>> {
+    fn vector_unguarded(&self, q: &VectorQuery) -> Result<Vec<(UnitId, f32)>> {
         self.vector_search(q)
     }
 
-    fn units(&self, ids: &[UnitId]) -> Result<Vec<StoredUnit>> {
+    fn units_unguarded(&self, ids: &[UnitId]) -> Result<Vec<StoredUnit>> {
         let mut out = Vec::with_capacity(ids.len());
         let segments = self.searcher.segment_readers();
         for &id in ids {
@@ -256,7 +307,7 @@ impl StoreReader for Snapshot {
         Ok(out)
     }
 
-    fn units_of_file(&self, repository: &str, path: &str) -> Result<Vec<StoredUnit>> {
+    fn units_of_file_unguarded(&self, repository: &str, path: &str) -> Result<Vec<StoredUnit>> {
         let f = &self.fields;
         let q = BooleanQuery::new(vec![
             (Occur::Must, self.term(f.doc_type, DOC_UNIT)),
@@ -271,7 +322,7 @@ impl StoreReader for Snapshot {
         Ok(out)
     }
 
-    fn unit_vector(&self, id: UnitId) -> Result<Option<Vec<f32>>> {
+    fn unit_vector_unguarded(&self, id: UnitId) -> Result<Option<Vec<f32>>> {
         let Some(rows) = &self.rows else {
             return Err(StoreError::NoVectors {
                 path: self.dir.clone(),
@@ -286,7 +337,7 @@ impl StoreReader for Snapshot {
         Ok(col.first(addr.doc_id).and_then(|r| rows.vector(r as u32)))
     }
 
-    fn vector_scores(&self, ids: &[UnitId], query: &[f32]) -> Result<Vec<Option<f32>>> {
+    fn vector_scores_unguarded(&self, ids: &[UnitId], query: &[f32]) -> Result<Vec<Option<f32>>> {
         let rows = self.check_vector(query)?;
         let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
         let segments = self.searcher.segment_readers();
@@ -314,7 +365,7 @@ impl StoreReader for Snapshot {
         Ok(out)
     }
 
-    fn stats(&self) -> Result<StoreStats> {
+    fn stats_unguarded(&self) -> Result<StoreStats> {
         let f = &self.fields;
         let count = |t: &str| -> Result<u64> {
             self.searcher
@@ -330,6 +381,52 @@ impl StoreReader for Snapshot {
             ann_vectors: self.ann.as_ref().map_or(0, |a| u64::from(a.covered)),
             bytes_on_disk: dir_bytes(&self.dir),
         })
+    }
+}
+
+impl StoreReader for Snapshot {
+    fn repositories(&self) -> Result<Vec<RepoInfo>> {
+        self.guarded("reading the repositories", || self.repositories_unguarded())
+    }
+
+    fn files(&self, repository: &str) -> Result<Vec<FileEntry>> {
+        self.guarded("reading the files", || self.files_unguarded(repository))
+    }
+
+    fn file(&self, repository: &str, path: &str) -> Result<Option<FileEntry>> {
+        self.guarded("reading a file record", || {
+            self.file_unguarded(repository, path)
+        })
+    }
+
+    fn lexical(&self, q: &LexicalQuery) -> Result<Vec<(UnitId, f32)>> {
+        self.guarded("a lexical search", || self.lexical_unguarded(q))
+    }
+
+    fn vector(&self, q: &VectorQuery) -> Result<Vec<(UnitId, f32)>> {
+        self.guarded("a vector search", || self.vector_unguarded(q))
+    }
+
+    fn units(&self, ids: &[UnitId]) -> Result<Vec<StoredUnit>> {
+        self.guarded("reading units", || self.units_unguarded(ids))
+    }
+
+    fn units_of_file(&self, repository: &str, path: &str) -> Result<Vec<StoredUnit>> {
+        self.guarded("reading the units of a file", || {
+            self.units_of_file_unguarded(repository, path)
+        })
+    }
+
+    fn unit_vector(&self, id: UnitId) -> Result<Option<Vec<f32>>> {
+        self.guarded("reading a vector", || self.unit_vector_unguarded(id))
+    }
+
+    fn vector_scores(&self, ids: &[UnitId], query: &[f32]) -> Result<Vec<Option<f32>>> {
+        self.guarded("scoring units", || self.vector_scores_unguarded(ids, query))
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        self.guarded("counting", || self.stats_unguarded())
     }
 }
 

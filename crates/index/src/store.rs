@@ -6,24 +6,26 @@
 //! [`crate::snapshot`]). A snapshot is reused while nothing was committed, and the approximate
 //! index is loaded once per file, so taking a reader per request is cheap.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gnn_coder_store::{EmbeddingInfo, Result, Store, StoreError, StoreReader, StoreWriter};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher};
 
 use crate::ann::AnnState;
-use crate::error::{poisoned, tantivy_err};
+use crate::error::{backend, guard, poisoned, tantivy_err};
+use crate::integrity::{CHECKSUMS_FILE, Checksums, damaged};
 use crate::lock::WriterLock;
 use crate::manifest::{MANIFEST_FILE, Manifest, sync_dir};
-use crate::rows::{RowReader, RowWriter};
+use crate::rows::{RowReader, RowWriter, RowsVerified, VECTORS_DIR};
 use crate::schema::Fields;
 use crate::snapshot::Snapshot;
 use crate::tokenizer::{CODE_TOKENIZER, code_analyzer};
 use crate::writer::EmbeddedWriter;
 
-const LEXICAL_DIR: &str = "lexical";
+pub(crate) const LEXICAL_DIR: &str = "lexical";
 /// Memory given to tantivy's writer (split across its threads).
 const WRITER_MEMORY: usize = 128 << 20;
 
@@ -43,6 +45,17 @@ pub struct EmbeddedStore {
     /// Rows from which the approximate index is built, and filtered candidates above which a
     /// search uses it ([`EmbeddedStore::set_ann_min_rows`]).
     ann_min_rows: u32,
+    /// What this process has verified already ([`crate::integrity`]).
+    verified: Mutex<Verified>,
+}
+
+/// Files and blocks whose checksums this process has verified (they never change).
+#[derive(Default)]
+struct Verified {
+    /// tantivy files, relative to `lexical/`.
+    lexical: HashSet<PathBuf>,
+    /// Of `rows.i8`.
+    rows: RowsVerified,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -64,13 +77,20 @@ impl EmbeddedStore {
                 reason: format!("its {LEXICAL_DIR}/ directory is missing"),
             });
         }
-        let index = Index::open_in_dir(&lexical).map_err(|e| StoreError::Damaged {
-            path: dir.to_path_buf(),
-            reason: format!("the lexical index cannot be opened: {e}"),
+        let index = guard(dir, None, "opening the lexical index", || {
+            Index::open_in_dir(&lexical).map_err(|e| StoreError::Damaged {
+                path: lexical.clone(),
+                reason: format!("the lexical index cannot be opened: {e}"),
+            })
         })?;
         index.tokenizers().register(CODE_TOKENIZER, code_analyzer());
         let fields = Fields::from_schema(&index.schema(), dir)?;
-        let reader = open_reader(&index, dir)?;
+        // Every segment file is checked before tantivy parses it.
+        let mut verified = Verified::default();
+        verify_lexical(&index, dir, &mut verified.lexical)?;
+        let reader = guard(dir, Some(&index), "opening the lexical index", || {
+            open_reader(&index, dir)
+        })?;
         Ok(EmbeddedStore {
             dir: dir.to_path_buf(),
             manifest,
@@ -81,6 +101,7 @@ impl EmbeddedStore {
             ann: Mutex::new(None),
             threads: 1,
             ann_min_rows: crate::ann::min_rows_from_env(),
+            verified: Mutex::new(verified),
         })
     }
 
@@ -167,9 +188,18 @@ impl EmbeddedStore {
     pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
         // Another process may have committed: reload, retrying while its garbage collection
         // races the read of the new segment list.
+        {
+            let mut verified = self.verified.lock().map_err(|_| poisoned())?;
+            verify_lexical(&self.index, &self.dir, &mut verified.lexical)?;
+        }
         let mut last = None;
         for _ in 0..5 {
-            match self.reader.reload() {
+            match guard(
+                &self.dir,
+                Some(&self.index),
+                "reloading the lexical index",
+                || Ok(self.reader.reload()),
+            )? {
                 Ok(()) => {
                     last = None;
                     break;
@@ -191,7 +221,7 @@ impl EmbeddedStore {
             return Ok(s.clone());
         }
         let rows = match &self.manifest.embedding {
-            Some(e) => Some(Arc::new(RowReader::open(&self.dir, e.dim)?)),
+            Some(e) => Some(Arc::new(self.open_rows(e.dim, &searcher)?)),
             None => None,
         };
         let ann = match &rows {
@@ -213,6 +243,34 @@ impl EmbeddedStore {
         Ok(snapshot)
     }
 
+    /// The vector rows, verified against the last commit's checksums, and holding every row the
+    /// snapshot's documents name.
+    fn open_rows(&self, dim: usize, searcher: &Searcher) -> Result<RowReader> {
+        let sums = Checksums::load(&self.dir)?;
+        check_dim(&self.dir, sums.as_ref(), dim)?;
+        let rows = {
+            let mut verified = self.verified.lock().map_err(|_| poisoned())?;
+            RowReader::open(&self.dir, dim, sums.as_ref(), &mut verified.rows)?
+        };
+        let named = guard(
+            &self.dir,
+            Some(&self.index),
+            "reading the row column",
+            || max_named_row(&self.dir, searcher),
+        )?;
+        if named > rows.count() {
+            return Err(damaged(
+                &self.dir.join(VECTORS_DIR).join("rows.i8"),
+                format!(
+                    "it holds {} rows but the index names row {}",
+                    rows.count(),
+                    named - 1
+                ),
+            ));
+        }
+        Ok(rows)
+    }
+
     /// The newest approximate index usable with `rows` rows on disk.
     fn ann_state(&self, rows: u32) -> Result<Option<Arc<AnnState>>> {
         let mut slot = self.ann.lock().map_err(|_| poisoned())?;
@@ -231,9 +289,77 @@ impl EmbeddedStore {
                 *slot = Some(state.clone());
                 Ok(Some(state))
             }
-            // A damaged approximate index is only a slower search: scan exactly.
-            Err(_) => Ok(None),
+            // A damaged approximate index is only a slower search: scan exactly (the next
+            // writer rebuilds it).
+            Err(e) => {
+                tracing::warn!("{e}; searching without the approximate index until it is rebuilt");
+                Ok(None)
+            }
         }
+    }
+}
+
+/// Verifies the footer checksum of every file of the committed segments not verified yet.
+fn verify_lexical(index: &Index, dir: &Path, done: &mut HashSet<PathBuf>) -> Result<()> {
+    let lexical = dir.join(LEXICAL_DIR);
+    let metas = guard(dir, None, "reading the lexical index's meta.json", || {
+        index.load_metas().map_err(|e| {
+            damaged(
+                &lexical.join("meta.json"),
+                format!("it cannot be read: {e}"),
+            )
+        })
+    })?;
+    let mut files: Vec<PathBuf> = metas.list_segment_files().into_iter().collect();
+    files.sort();
+    for rel in files {
+        if done.contains(&rel) {
+            continue;
+        }
+        let path = lexical.join(&rel);
+        // Components a segment does not have are listed too.
+        if !path.exists() {
+            continue;
+        }
+        match guard(dir, None, "verifying a checksum", || {
+            Ok(index.directory().validate_checksum(&rel))
+        })? {
+            Ok(true) => {
+                done.insert(rel);
+            }
+            Ok(false) => {
+                return Err(damaged(&path, "it does not match its checksum"));
+            }
+            Err(tantivy::directory::error::OpenReadError::FileDoesNotExist(_)) => {}
+            Err(e) => return Err(damaged(&path, e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// One past the highest vector row the documents of `searcher` name (0 when none).
+pub(crate) fn max_named_row(dir: &Path, searcher: &Searcher) -> Result<u32> {
+    let mut named = 0u64;
+    for seg in searcher.segment_readers() {
+        let col = seg.fast_fields().u64("row").map_err(backend)?;
+        if col.values.num_vals() > 0 {
+            named = named.max(col.max_value().saturating_add(1));
+        }
+    }
+    u32::try_from(named).map_err(|_| StoreError::Damaged {
+        path: dir.join(LEXICAL_DIR),
+        reason: format!("a document names vector row {}", named - 1),
+    })
+}
+
+/// The checksums record and the manifest agree on the vectors' dimension.
+fn check_dim(dir: &Path, sums: Option<&Checksums>, dim: usize) -> Result<()> {
+    match sums {
+        Some(s) if s.dim != Some(dim) && !(s.dim.is_none() && s.rows == 0) => Err(damaged(
+            &dir.join(CHECKSUMS_FILE),
+            format!("it records dimension {:?}, the manifest {dim}", s.dim),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -279,9 +405,10 @@ fn create(dir: &Path, embedding: Option<EmbeddingInfo>) -> Result<()> {
             .create_in_dir(tmp.join(LEXICAL_DIR))
             .map_err(tantivy_err(&tmp))?;
         if let Some(e) = &embedding {
-            RowWriter::open(&tmp, e.dim)?;
+            RowWriter::open(&tmp, e.dim, None, 0)?;
         }
         Manifest::new(embedding.clone()).store(&tmp)?;
+        Checksums::new(&tmp, embedding.as_ref().map(|e| e.dim))?.store(&tmp)?;
         Ok(())
     };
     if let Err(e) = build() {
@@ -322,22 +449,52 @@ impl EmbeddedStore {
     /// The concrete writer.
     pub fn embedded_writer(&self) -> Result<EmbeddedWriter> {
         let lock = WriterLock::acquire(&self.dir)?;
+        // The writer merges segments: every one it may read is verified first.
+        {
+            let mut verified = self.verified.lock().map_err(|_| poisoned())?;
+            verify_lexical(&self.index, &self.dir, &mut verified.lexical)?;
+        }
         let threads = self.threads;
-        let writer: IndexWriter = self
-            .index
-            .writer_with_num_threads(threads, WRITER_MEMORY.max(threads * (20 << 20)))
-            .map_err(tantivy_err(&self.dir))?;
-        // A writer killed mid-commit leaves files no commit names (a delete bitset, a segment);
-        // their names would collide with the ones this writer is about to write.
-        writer
-            .garbage_collect_files()
-            .wait()
-            .map_err(tantivy_err(&self.dir))?;
-        let rows = match &self.manifest.embedding {
-            Some(e) => Some(RowWriter::open(&self.dir, e.dim)?),
+        let writer: IndexWriter =
+            guard(&self.dir, Some(&self.index), "opening the writer", || {
+                let writer: IndexWriter = self
+                    .index
+                    .writer_with_num_threads(threads, WRITER_MEMORY.max(threads * (20 << 20)))
+                    .map_err(tantivy_err(&self.dir))?;
+                // A writer killed mid-commit leaves files no commit names (a delete bitset, a
+                // segment); their names would collide with the ones this writer is about to write.
+                writer
+                    .garbage_collect_files()
+                    .wait()
+                    .map_err(tantivy_err(&self.dir))?;
+                Ok(writer)
+            })?;
+        let sums = Checksums::load(&self.dir)?;
+        let dim = self.manifest.embedding.as_ref().map(|e| e.dim);
+        let rows = match dim {
+            Some(dim) => {
+                check_dim(&self.dir, sums.as_ref(), dim)?;
+                let named = guard(
+                    &self.dir,
+                    Some(&self.index),
+                    "reading the row column",
+                    || {
+                        let reader = open_reader(&self.index, &self.dir)?;
+                        max_named_row(&self.dir, &reader.searcher())
+                    },
+                )?;
+                Some(RowWriter::open(&self.dir, dim, sums.as_ref(), named)?)
+            }
             None => None,
         };
+        let base = match &sums {
+            Some(s) => s.clone(),
+            None => Checksums::new(&self.dir, dim)?,
+        };
         Ok(EmbeddedWriter {
+            sums_base: base,
+            sums_written: sums,
+            ann_checked: None,
             dir: self.dir.clone(),
             fields: self.fields,
             dim: self.manifest.embedding.as_ref().map(|e| e.dim),

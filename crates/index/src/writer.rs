@@ -17,9 +17,11 @@ use gnn_coder_store::{
 };
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
+use crate::ann::AnnState;
 use crate::error::tantivy_err;
+use crate::integrity::Checksums;
 use crate::lock::WriterLock;
-use crate::rows::{RowReader, RowWriter};
+use crate::rows::{RowReader, RowWriter, RowsVerified};
 use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key, repo_key};
 
 /// The writer of an [`EmbeddedStore`]; holds `writer.lock` until dropped. Dropping it without
@@ -34,6 +36,12 @@ pub struct EmbeddedWriter {
     pub(crate) rows: Option<RowWriter>,
     /// Rows from which the approximate index is built (the store's option).
     pub(crate) ann_min_rows: u32,
+    /// The manifest's part of `checksums.json`.
+    pub(crate) sums_base: Checksums,
+    /// The record on disk (`None` before the first one of an index that predates them).
+    pub(crate) sums_written: Option<Checksums>,
+    /// The approximate index file this writer verified.
+    pub(crate) ann_checked: Option<PathBuf>,
     pub(crate) _lock: WriterLock,
 }
 
@@ -196,6 +204,15 @@ impl StoreWriter for EmbeddedWriter {
         if let Some(rows) = self.rows.as_mut() {
             rows.sync()?;
         }
+        // Then their checksums, before any document naming them is visible.
+        let sums = match &self.rows {
+            Some(rows) => rows.checksums(&self.sums_base),
+            None => self.sums_base.clone(),
+        };
+        if self.sums_written.as_ref() != Some(&sums) {
+            sums.store(&self.dir)?;
+            self.sums_written = Some(sums);
+        }
         let dir = self.dir.clone();
         let writer = self.writer.as_mut().ok_or_else(|| StoreError::Backend {
             message: "the index writer failed earlier".into(),
@@ -221,14 +238,31 @@ impl EmbeddedWriter {
             return Ok(false);
         };
         let durable = rows.durable_rows();
-        let covered = crate::ann::newest(&self.dir, durable).map_or(0, |(c, _)| c);
+        let mut covered = 0;
+        if let Some((c, path)) = crate::ann::newest(&self.dir, durable) {
+            covered = c;
+            // A damaged approximate index is rebuilt from the rows (checked once per file).
+            if self.ann_checked.as_ref() != Some(&path)
+                && !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows)
+            {
+                match AnnState::load(&path) {
+                    Ok(_) => self.ann_checked = Some(path),
+                    Err(e) => {
+                        tracing::warn!("{e}; rebuilding the approximate index from the rows");
+                        let _ = std::fs::remove_file(&path);
+                        covered = 0;
+                    }
+                }
+            }
+        }
         if !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows) {
             return Ok(false);
         }
         let Some(dim) = self.dim else {
             return Ok(false);
         };
-        let reader = RowReader::open(&self.dir, dim)?;
+        // The writer verified the rows when it opened them and wrote the rest itself.
+        let reader = RowReader::open(&self.dir, dim, None, &mut RowsVerified::default())?;
         crate::ann::build_and_save(&self.dir, &reader, durable, cancel)?;
         Ok(true)
     }

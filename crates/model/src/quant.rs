@@ -81,7 +81,14 @@ pub fn read_raw(path: &Path) -> Result<RawFile> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_raw(&bytes).map_err(|m| bad(path, m))
+    RawFile::parse(&bytes, path)
+}
+
+impl RawFile {
+    /// [`read_raw`] of bytes already in memory; `path` names the file in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<RawFile> {
+        parse_raw(bytes).map_err(|m| bad(path, m))
+    }
 }
 
 fn parse_raw(bytes: &[u8]) -> std::result::Result<RawFile, String> {

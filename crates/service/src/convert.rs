@@ -53,6 +53,8 @@ pub fn status(err: &EngineError) -> Status {
         ErrorKind::Unavailable => Status::unavailable(msg),
         // The server's disk is full: a resource, not a failing backend to retry at once.
         ErrorKind::NoSpace => Status::resource_exhausted(msg),
+        // A damaged index: the data cannot be read as it was written.
+        ErrorKind::Damaged => Status::data_loss(msg),
         ErrorKind::Cancelled => Status::cancelled(msg),
         ErrorKind::Internal => Status::internal(msg),
     }

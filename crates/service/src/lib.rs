@@ -24,8 +24,11 @@
 //!
 //! ## Indexing as a stream
 //!
-//! `IndexRepository` checks the root against the allowed roots (after resolving symlinks, so a
-//! link cannot lead out), takes an index-job permit, and streams the engine's events: progress
+//! `IndexRepository` resolves the root once to its canonical path and holds it open as a
+//! directory handle (`gnn_coder_syntax::RepoRoot`), checks *that* path against the allowed
+//! roots, and reads every file through the handle without following links, so neither a link
+//! nor a path component swapped for one while the job runs can lead out; `UpdateFiles` opens
+//! the repository's recorded root the same way. It then takes an index-job permit, and streams the engine's events: progress
 //! (throttled), skipped files with reasons, commits, and the summary last. A client that hangs
 //! up cancels the run at its last commit; so does SIGTERM.
 //!

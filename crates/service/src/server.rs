@@ -233,9 +233,10 @@ impl Service {
         Ok(p)
     }
 
-    /// The options of an index request, validated once by the engine (which resolves the root)
-    /// and checked against the allowed roots on that canonical root. Nothing is said about a
-    /// path outside them, not even whether it exists.
+    /// The options of an index request, validated once by the engine (which resolves the root
+    /// once and holds it open: the run reads every file through that handle) and checked
+    /// against the allowed roots on the path the handle was opened from, never resolved again.
+    /// Nothing is said about a path outside them, not even whether it exists.
     fn index_options(&self, r: &pb::IndexRepositoryRequest) -> Result<ValidIndexOptions, Status> {
         let p = self.check_root(&r.root)?;
         let mut opts = IndexOptions::new(p);
@@ -426,7 +427,7 @@ impl CodeSearch for Service {
                         .embedded(summary.embeddings_computed, summary.embed_seconds);
                     state.metrics.indexed(summary.units_written);
                     if let Some(w) = &state.watcher {
-                        w.watch(Path::new(&summary.root));
+                        w.watch(&repo_root_path(&summary.root));
                     }
                     info!(
                         repository = %summary.repository,
@@ -501,8 +502,11 @@ impl CodeSearch for Service {
             self.blocking(move |engine, cancel| {
                 if from_disk {
                     // Reading files needs the same permission as indexing the root.
+                    // The engine opens the recorded canonical root without following links,
+                    // so the check is on the path it reads from.
                     let info = engine.repository(&name)?;
-                    if !allowed.iter().any(|a| Path::new(&info.root).starts_with(a)) {
+                    let root = repo_root_path(&info.root);
+                    if !allowed.iter().any(|a| root.starts_with(a)) {
                         return Err(Status::permission_denied(format!(
                             "the root of {name:?} ({}) is outside the roots this server may read; send the contents",
                             info.root
@@ -594,7 +598,7 @@ impl CodeSearch for Service {
             self.blocking(move |engine, cancel| {
                 let info = engine.remove_repository(&name, cancel)?;
                 if let Some(w) = &state.watcher {
-                    w.unwatch(Path::new(&info.root));
+                    w.unwatch(&repo_root_path(&info.root));
                 }
                 info!(repository = %name, "repository removed");
                 Ok(convert::repository(&info))
@@ -769,7 +773,7 @@ fn start_watcher(
     let w = Watcher::start(engine.clone(), metrics.clone(), shutdown.clone())
         .map_err(|e| ServeError::Config(format!("cannot watch files: {e}")))?;
     for repo in engine.repositories()? {
-        let root = PathBuf::from(&repo.root);
+        let root = repo_root_path(&repo.root);
         if allowed.iter().any(|a| root.starts_with(a)) {
             w.watch(&root);
         } else {
@@ -889,4 +893,9 @@ async fn run_server(
             Ok(())
         }
     }
+}
+
+/// The path of a repository's recorded root (its exact text, `gnn_coder_syntax::relpath`).
+pub(crate) fn repo_root_path(root: &str) -> PathBuf {
+    gnn_coder_syntax::decode_path(root).unwrap_or_else(|| PathBuf::from(root))
 }

@@ -135,24 +135,22 @@ fn apply(engine: &Engine, metrics: &Metrics, paths: &BTreeSet<PathBuf>, stop: &C
     let mut per_repo: BTreeMap<String, Vec<FileUpdate>> = BTreeMap::new();
     for path in paths {
         // The repository with the longest root containing the path.
-        let Some(repo) = repos
+        let Some((repo, root)) = repos
             .iter()
-            .filter(|r| path.starts_with(&r.root))
-            .max_by_key(|r| r.root.len())
+            .map(|r| (r, crate::server::repo_root_path(&r.root)))
+            .filter(|(_, root)| path.starts_with(root))
+            .max_by_key(|(r, _)| r.root.len())
         else {
             continue;
         };
-        let Ok(rel) = path.strip_prefix(&repo.root) else {
+        let Ok(rel) = path.strip_prefix(&root) else {
             continue;
         };
-        let rel: Vec<String> = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
+        // The exact text of the name, as the walk records it.
+        let rel = gnn_coder_syntax::encode_rel_path(rel);
         if rel.is_empty() {
             continue;
         }
-        let rel = rel.join("/");
         let updates = per_repo.entry(repo.name.clone()).or_default();
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => continue,

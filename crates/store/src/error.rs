@@ -11,8 +11,11 @@ pub enum ErrorKind {
     /// Another writer holds the index.
     Locked,
     /// The index exists but cannot be used as asked (other format version, other model,
-    /// no vectors, damaged files).
+    /// no vectors).
     Incompatible,
+    /// A file of the index is damaged (truncated, overwritten, failing its checksum): the
+    /// index must be rebuilt. Never a silent wrong answer.
+    Damaged,
     /// The model files are missing.
     ModelMissing,
     /// A backend (database, disk) is unreachable or failing for now.
@@ -43,7 +46,8 @@ pub enum StoreError {
         expected: u32,
     },
 
-    #[error("index at {path} is damaged: {reason}")]
+    /// `path` is the damaged file where it is known, else the index directory.
+    #[error("the index is damaged: {path}: {reason}")]
     Damaged { path: PathBuf, reason: String },
 
     #[error("index at {path} is locked by PID {pid} (another gnn-coder is writing to it)")]
@@ -83,8 +87,8 @@ impl StoreError {
             StoreError::NotAnIndex { .. } | StoreError::InvalidArgument { .. } => {
                 ErrorKind::InvalidArgument
             }
+            StoreError::Damaged { .. } => ErrorKind::Damaged,
             StoreError::IncompatibleVersion { .. }
-            | StoreError::Damaged { .. }
             | StoreError::NoVectors { .. }
             | StoreError::DimensionMismatch { .. } => ErrorKind::Incompatible,
             StoreError::Locked { .. } => ErrorKind::Locked,

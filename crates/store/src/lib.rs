@@ -130,6 +130,9 @@ pub struct RepoInfo {
     pub head: Option<String>,
     /// Seconds since the Unix epoch of the last completed index run.
     pub indexed_unix: u64,
+    /// Files, units and bytes as committed. Readers derive them from the committed documents
+    /// (the embedded store does), so they never drift from what is searchable; a writer's
+    /// values are only a fallback.
     pub files: u64,
     pub units: u64,
     pub bytes: u64,

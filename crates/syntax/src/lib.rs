@@ -62,6 +62,11 @@
 //! [`SkipReason`]s in the [`WalkSummary`], never errors; [`SyntaxError`] is reserved for bad
 //! arguments and broken embedded data.
 //!
+//! **Reading stays inside the root.** A walk holds the repository root open as a directory
+//! handle ([`RepoRoot`]) and reads every file relative to it, component by component, following
+//! no symbolic link; the guarantee and its design are in [`root`]. File names are kept exact,
+//! also when they are not UTF-8 ([`relpath`]).
+//!
 //! **Walking** uses the `ignore` crate (`.gitignore`, `.ignore`, `.git/info/exclude`, hidden
 //! files), prunes dependency/build directories ([`DEFAULT_EXCLUDED_DIRS`], virtualenvs), and skips
 //! files that are too large (default 1 MiB), binary (NUL byte in the first 8 KiB), minified
@@ -77,6 +82,8 @@ mod error;
 mod extract;
 mod graph;
 mod language;
+pub mod relpath;
+pub mod root;
 mod text;
 mod types;
 mod walk;
@@ -86,8 +93,11 @@ pub use error::{Result, SyntaxError};
 pub use extract::{ExtractOptions, ParsedFile, extract_file};
 pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
+pub use relpath::{decode_path, decode_rel_path, encode_path, encode_rel_path};
+pub use root::{ReadError, RepoRoot, read_regular};
 pub use types::*;
 pub use walk::{
     DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkHooks, WalkOptions,
-    WalkSummary, check_source, extract_repo, path_skip_reason, walk_repo, walk_repo_with,
+    WalkSummary, check_source, extract_repo, path_skip_reason, read_skip, walk_repo,
+    walk_repo_with, walk_root_with,
 };

@@ -1,4 +1,10 @@
 //! Repository walking: file discovery with the `ignore` crate, filtering, parallel extraction.
+//!
+//! Discovery lists *names* (by path, with the `ignore` crate); every file is then read through
+//! the walk's held [`RepoRoot`], relative to the root directory's handle, following no
+//! symbolic link (see [`crate::root`]): a directory swapped for a link during the walk cannot
+//! make the walk read outside the root. Symbolic links are never followed. Paths are reported
+//! in their exact text form ([`crate::relpath`]), so names that are not UTF-8 stay distinct.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +17,8 @@ use rayon::prelude::*;
 use crate::error::{Result, SyntaxError};
 use crate::extract::{ExtractOptions, ParsedFile, extract_file};
 use crate::language::Language;
+use crate::relpath::{decode_rel_path, encode_os, encode_rel_path};
+use crate::root::{ReadError, RepoRoot};
 
 /// Directory names skipped by default: dependency caches, vendored code, build output.
 /// (Python virtualenvs of any name are recognised by their `pyvenv.cfg`, see
@@ -52,8 +60,6 @@ pub struct WalkOptions {
     pub respect_ignore_files: bool,
     /// Skip hidden files and directories (`.git`, `.cache`, ...). Default true.
     pub skip_hidden: bool,
-    /// Follow symbolic links. Default false.
-    pub follow_links: bool,
     /// Directory names never descended into. Default [`DEFAULT_EXCLUDED_DIRS`].
     pub excluded_dirs: Vec<String>,
     /// Skip Python virtualenvs of any name (directories containing `pyvenv.cfg`). Default true.
@@ -77,7 +83,6 @@ impl Default for WalkOptions {
             max_avg_line_len: 500,
             respect_ignore_files: true,
             skip_hidden: true,
-            follow_links: false,
             excluded_dirs: DEFAULT_EXCLUDED_DIRS
                 .iter()
                 .map(|s| s.to_string())
@@ -109,7 +114,7 @@ pub enum SkipReason {
     Minified,
     /// Marked as generated code.
     Generated,
-    /// Could not be read (permissions, vanished, broken symlink, ...).
+    /// Could not be read (permissions, vanished, a symbolic link, not a regular file, ...).
     Unreadable,
     /// tree-sitter could not produce a tree.
     ParseFailed,
@@ -173,7 +178,9 @@ pub struct WalkSummary {
     pub files_with_errors: usize,
     /// Count per reason (including [`SkipReason::UnsupportedLanguage`]).
     pub skip_counts: BTreeMap<SkipReason, usize>,
-    /// Every skipped path except unsupported-language files, sorted by path.
+    /// Every skipped path except unsupported-language files, sorted by path; only paths that
+    /// are in the walked tree when the walk ends (a name listed through a directory swapped
+    /// for a link, or a file that vanished during the walk, is in `skip_counts` only).
     pub skipped: Vec<SkippedFile>,
     /// Files read but not parsed because [`WalkHooks::parse_file`] said so.
     pub files_unchanged: usize,
@@ -184,13 +191,9 @@ pub struct WalkSummary {
 /// One parsed file as handed to the sink.
 pub type FileResult = ParsedFile;
 
+/// The exact text of `path` relative to `root` ([`crate::relpath`]).
 fn rel_path(root: &Path, path: &Path) -> String {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    let s: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    s.join("/")
+    encode_rel_path(path.strip_prefix(root).unwrap_or(path))
 }
 
 fn build_globs(patterns: &[String]) -> Result<GlobSet> {
@@ -209,13 +212,17 @@ fn build_globs(patterns: &[String]) -> Result<GlobSet> {
 }
 
 struct Candidate {
-    path: PathBuf,
+    /// Relative to the walk's [`RepoRoot`], the name's own bytes (what is opened).
+    open: PathBuf,
+    /// Relative to the walk's start, as text (what is reported).
     rel: String,
     lang: &'static Language,
 }
 
-/// Discovers the files to parse under `root`; records skips.
+/// Discovers the files to parse under `root` (the walk's start: the held root, or a file in
+/// it); records skips. Only names: nothing is read here but ignore files.
 fn discover(
+    base: &RepoRoot,
     root: &Path,
     opts: &WalkOptions,
     skipped: &mut Vec<SkippedFile>,
@@ -228,7 +235,7 @@ fn discover(
     let mut builder = ignore::WalkBuilder::new(root);
     builder
         .hidden(opts.skip_hidden)
-        .follow_links(opts.follow_links)
+        .follow_links(false)
         .git_ignore(opts.respect_ignore_files)
         .git_global(opts.respect_ignore_files)
         .git_exclude(opts.respect_ignore_files)
@@ -286,10 +293,13 @@ fn discover(
         let path = entry.into_path();
         let rel = if path == root {
             path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| encode_os(n).into_owned())
                 .unwrap_or_default()
         } else {
             rel_path(root, &path)
+        };
+        let Ok(open) = path.strip_prefix(base.path()).map(Path::to_path_buf) else {
+            continue;
         };
         if !globs.is_empty() && globs.is_match(&rel) {
             *counts.entry(SkipReason::ExcludedGlob).or_default() += 1;
@@ -319,7 +329,7 @@ fn discover(
             });
             continue;
         }
-        out.push(Candidate { path, rel, lang });
+        out.push(Candidate { open, rel, lang });
     }
     if let Ok(dirs) = dir_skips.lock() {
         for d in dirs.iter() {
@@ -340,24 +350,26 @@ fn discover(
     Ok(out)
 }
 
-/// Reads a candidate and applies the content checks. `Err` = skip.
+/// Reads a candidate through the held root (no link followed, size bounded) and applies the
+/// content checks. `Err` = skip.
 fn read_checked(
+    root: &RepoRoot,
     c: &Candidate,
     opts: &WalkOptions,
 ) -> std::result::Result<Vec<u8>, (SkipReason, Option<String>)> {
-    let meta =
-        std::fs::metadata(&c.path).map_err(|e| (SkipReason::Unreadable, Some(e.to_string())))?;
-    if meta.len() > opts.max_file_size {
-        return Err((SkipReason::TooLarge, Some(format!("{} bytes", meta.len()))));
-    }
-    let bytes =
-        std::fs::read(&c.path).map_err(|e| (SkipReason::Unreadable, Some(e.to_string())))?;
-    // The file may have grown since `metadata`.
-    if bytes.len() as u64 > opts.max_file_size {
-        return Err((SkipReason::TooLarge, Some(format!("{} bytes", bytes.len()))));
-    }
+    let bytes = root
+        .read_file(&c.open, opts.max_file_size)
+        .map_err(read_skip)?;
     check_content(&bytes, opts)?;
     Ok(bytes)
+}
+
+/// The skip reason of a failed [`RepoRoot::read_file`].
+pub fn read_skip(e: ReadError) -> (SkipReason, Option<String>) {
+    match e {
+        ReadError::TooLarge(n) => (SkipReason::TooLarge, Some(format!("{n} bytes"))),
+        e => (SkipReason::Unreadable, Some(e.to_string())),
+    }
 }
 
 /// Why a walk with `opts` would not index the file `rel` (`/`-separated, relative to `root`)
@@ -365,9 +377,19 @@ fn read_checked(
 /// file (`.gitignore`, `.ignore` of `root` and the directories below it, `.git/info/exclude`),
 /// a minified name, no language. `None` when it would read it. For callers that learn of one
 /// changed file (a file-system watcher, an editor) and must treat it as a full walk would.
+///
+/// `rel` is the exact text of the path ([`crate::relpath`]); a text that is not canonical is
+/// [`SkipReason::Unreadable`].
 pub fn path_skip_reason(root: &Path, rel: &str, opts: &WalkOptions) -> Option<SkipReason> {
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     let (file, dirs) = parts.split_last()?;
+    let Some(rel_os) = decode_rel_path(rel) else {
+        return Some(SkipReason::Unreadable);
+    };
+    let os_dirs: Vec<&std::ffi::OsStr> = rel_os
+        .parent()
+        .map(|p| p.iter().collect())
+        .unwrap_or_default();
     for d in dirs {
         if opts.excluded_dirs.iter().any(|x| x == d) {
             return Some(SkipReason::ExcludedDir);
@@ -381,7 +403,7 @@ pub fn path_skip_reason(root: &Path, rel: &str, opts: &WalkOptions) -> Option<Sk
     }
     if opts.skip_virtualenvs {
         let mut dir = root.to_path_buf();
-        for d in dirs {
+        for d in &os_dirs {
             dir.push(d);
             if dir.join("pyvenv.cfg").is_file() {
                 return Some(SkipReason::ExcludedDir);
@@ -395,7 +417,7 @@ pub fn path_skip_reason(root: &Path, rel: &str, opts: &WalkOptions) -> Option<Sk
             Err(_) => return Some(SkipReason::ExcludedGlob),
         }
     }
-    let full = root.join(rel);
+    let full = root.join(&rel_os);
     if opts.respect_ignore_files {
         // Deeper ignore files take precedence, as git's do.
         let mut ignored = false;
@@ -421,7 +443,7 @@ pub fn path_skip_reason(root: &Path, rel: &str, opts: &WalkOptions) -> Option<Sk
         };
         check(root, &[root.join(".git/info/exclude")]);
         check(root, &[root.join(".gitignore"), root.join(".ignore")]);
-        for d in dirs {
+        for d in &os_dirs {
             dir.push(d);
             check(&dir, &[dir.join(".gitignore"), dir.join(".ignore")]);
         }
@@ -527,16 +549,63 @@ impl Default for WalkHooks<'_> {
     }
 }
 
-/// [`walk_repo`] with a content filter and cancellation.
+/// [`walk_repo`] with a content filter and cancellation. `root` (a directory, or one file) is
+/// resolved once and held ([`RepoRoot::resolve`]); see [`walk_root_with`].
 pub fn walk_repo_with(
     root: &Path,
     opts: &WalkOptions,
     hooks: &WalkHooks<'_>,
     sink: &(dyn Fn(FileResult) + Sync),
 ) -> Result<WalkSummary> {
+    let io_err = |source: std::io::Error| SyntaxError::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let canonical = root.canonicalize().map_err(io_err)?;
+    if canonical.is_dir() {
+        let held = RepoRoot::open(&canonical).map_err(io_err)?;
+        return walk_from(&held, held.path(), opts, hooks, sink);
+    }
+    // One file: its directory is held, the walk starts at the file.
+    let parent = canonical.parent().ok_or_else(|| {
+        io_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a directory or a file in one",
+        ))
+    })?;
+    let held = RepoRoot::open(parent).map_err(io_err)?;
+    walk_from(&held, &canonical, opts, hooks, sink)
+}
+
+/// Walks the held root `root`: names are discovered below [`RepoRoot::path`], every file is
+/// read through the handle (see the module docs). Otherwise as [`walk_repo_with`].
+pub fn walk_root_with(
+    root: &RepoRoot,
+    opts: &WalkOptions,
+    hooks: &WalkHooks<'_>,
+    sink: &(dyn Fn(FileResult) + Sync),
+) -> Result<WalkSummary> {
+    walk_from(root, root.path(), opts, hooks, sink)
+}
+
+/// Walks from `start` (the held root's path, or a path below it).
+fn walk_from(
+    held: &RepoRoot,
+    start: &Path,
+    opts: &WalkOptions,
+    hooks: &WalkHooks<'_>,
+    sink: &(dyn Fn(FileResult) + Sync),
+) -> Result<WalkSummary> {
+    let root = start;
     let progress = hooks.progress;
     let mut summary = WalkSummary::default();
-    let candidates = discover(root, opts, &mut summary.skipped, &mut summary.skip_counts)?;
+    let candidates = discover(
+        held,
+        root,
+        opts,
+        &mut summary.skipped,
+        &mut summary.skip_counts,
+    )?;
     let total = candidates.len();
     let files_done = AtomicUsize::new(0);
     let bytes_done = AtomicU64::new(0);
@@ -558,7 +627,7 @@ pub fn walk_repo_with(
                 return;
             }
             let mut skip_parse = false;
-            let outcome = read_checked(c, opts).and_then(|bytes| {
+            let outcome = read_checked(held, c, opts).and_then(|bytes| {
                 let Some(content_hash) = (hooks.parse_file)(&c.rel, &bytes) else {
                     skip_parse = true;
                     return Err((SkipReason::ParseFailed, None));
@@ -619,6 +688,12 @@ pub fn walk_repo_with(
         *summary.skip_counts.entry(s.reason).or_default() += 1;
     }
     summary.skipped.extend(file_skips);
+    // Names are listed by path, so a directory swapped for a link during discovery lists the
+    // names of wherever it leads; those are counted but not named. A skipped path is named
+    // only when it is in the held tree (a file that vanished meanwhile is counted only too).
+    summary.skipped.retain(|s| {
+        s.path.is_empty() || decode_rel_path(&s.path).is_some_and(|rel| held.contains(&rel))
+    });
     summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     summary.files_parsed = parsed.into_inner();
     summary.bytes_parsed = bytes_done.into_inner();

@@ -165,7 +165,9 @@ pub fn search(query: &str) -> pb::SearchRequest {
     }
 }
 
-pub async fn code_of<T: std::fmt::Debug>(f: impl Future<Output = Result<T, tonic::Status>>) -> Code {
+pub async fn code_of<T: std::fmt::Debug>(
+    f: impl Future<Output = Result<T, tonic::Status>>,
+) -> Code {
     match f.await {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(s) => s.code(),
@@ -188,4 +190,3 @@ pub fn big_repo(dir: &Path, files: usize) {
         .unwrap();
     }
 }
-
