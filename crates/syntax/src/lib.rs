@@ -83,7 +83,10 @@ mod walk;
 
 pub use config::{DocStyle, LanguageConfig};
 pub use error::{Result, SyntaxError};
-pub use extract::{ExtractOptions, ParsedFile, extract_file};
+pub use extract::{
+    ELIDED_HEADER_MAX, ELISION_MARK, ExtractOptions, MAX_TEXT_FACTOR, MAX_UNIT_DEPTH, MAX_UNITS,
+    ParsedFile, QUERY_WORK_ALLOWANCE, QUERY_WORK_PER_BYTE, TEXT_ALLOWANCE, extract_file,
+};
 pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
 pub use types::*;
