@@ -4,3 +4,6 @@
 //! silent wrong result.
 
 mod support;
+
+#[path = "hardening/hostile.rs"]
+mod hostile;

@@ -23,6 +23,19 @@ fn try_parse(lang: &str, path: &str, src: &str) -> Result<ParsedFile, SyntaxErro
     )
 }
 
+/// The error refusing a file; a failure names the counts, not the (huge) units.
+#[track_caller]
+fn refused(lang: &str, path: &str, src: &str) -> SyntaxError {
+    match try_parse(lang, path, src) {
+        Err(e) => e,
+        Ok(p) => panic!(
+            "{lang} {path}: accepted with {} units holding {} bytes of text",
+            p.units.len(),
+            text_bytes(&p)
+        ),
+    }
+}
+
 /// Bytes of code the units of a file hold.
 fn code_bytes(p: &ParsedFile) -> usize {
     p.units.iter().map(|u| u.code.len()).sum()
@@ -206,7 +219,7 @@ fn nesting_beyond_the_limit_is_refused() {
         let p = try_parse(lang, ok.0, &ok.1).unwrap_or_else(|e| panic!("{lang}: {e}"));
         assert!(p.units.len() > levels * units_per_level(lang), "{lang}");
         let over = nested(lang, MAX_UNIT_DEPTH / units_per_level(lang) + 1);
-        let e = try_parse(lang, over.0, &over.1).unwrap_err();
+        let e = refused(lang, over.0, &over.1);
         assert!(e.to_string().contains("nested more than"), "{lang}: {e}");
         let depth = if *lang == "python" { 700 } else { 5_000 };
         let (path, src) = nested(lang, depth);
@@ -236,7 +249,7 @@ fn unit_count_and_text_are_bounded() {
     };
     let p = try_parse("rust", "many.rs", &many(MAX_UNITS)).unwrap();
     assert_eq!(p.units.len(), MAX_UNITS);
-    let e = try_parse("rust", "many.rs", &many(MAX_UNITS + 1)).unwrap_err();
+    let e = refused("rust", "many.rs", &many(MAX_UNITS + 1));
     assert!(matches!(e, SyntaxError::TooComplex { .. }), "{e}");
 
     // 60 nested functions around 100 KB: every one would copy the 100 KB.
@@ -247,7 +260,7 @@ fn unit_count_and_text_are_bounded() {
     }
     src.push_str(&body);
     src.push_str(&"}\n".repeat(60));
-    let e = try_parse("rust", "wide.rs", &src).unwrap_err();
+    let e = refused("rust", "wide.rs", &src);
     assert!(matches!(e, SyntaxError::TooComplex { .. }), "{e}");
     assert!(e.to_string().contains("bytes of text"), "{e}");
     // Eight levels fit: real closures nest like that.
@@ -373,7 +386,7 @@ fn deep_expressions_do_not_overflow() {
                     // Each statement keeps a match of the query's statement patterns in
                     // progress over its whole subtree: quadratic, so refused by the query's
                     // work budget (before, 32,000 levels took 33 seconds).
-                    let e = try_parse(lang, path, &src).unwrap_err();
+                    let e = refused(lang, path, &src);
                     assert!(e.to_string().contains("steps per byte"), "{e}");
                     continue;
                 }
