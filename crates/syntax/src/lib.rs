@@ -62,6 +62,15 @@
 //! [`SkipReason`]s in the [`WalkSummary`], never errors; [`SyntaxError`] is reserved for bad
 //! arguments and broken embedded data.
 //!
+//! **Bounded work.** A file costs work and memory linear in its size whatever its shape: one
+//! parse, one query run under a work budget ([`QUERY_WORK_PER_BYTE`]), one cursor pass over the
+//! nodes that hold definitions (tree-sitter's `parent()` and `prev_sibling()` restart from the
+//! root and are not used), and units whose text is bounded: a container does not copy the
+//! containers nested in it ([`CodeUnit::code`]). A file beyond [`MAX_UNIT_DEPTH`],
+//! [`MAX_UNITS`] or [`MAX_TEXT_FACTOR`] is refused whole ([`SyntaxError::TooComplex`],
+//! [`SkipReason::TooComplex`]); the bounds sit well above real code (measured on 12,702 files,
+//! none refused). Lines count `\n`, `\r\n` and a lone `\r` alike.
+//!
 //! **Walking** uses the `ignore` crate (`.gitignore`, `.ignore`, `.git/info/exclude`, hidden
 //! files), prunes dependency/build directories ([`DEFAULT_EXCLUDED_DIRS`], virtualenvs), and skips
 //! files that are too large (default 1 MiB), binary (NUL byte in the first 8 KiB), minified
@@ -89,6 +98,7 @@ pub use extract::{
 };
 pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
+pub use text::split_lines;
 pub use types::*;
 pub use walk::{
     DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkHooks, WalkOptions,
