@@ -93,8 +93,9 @@ pub struct CodeUnit {
     /// interface, impl, module) does not copy the containers nested in it (directly or inside
     /// its methods): each is replaced by its definition line (at most
     /// [`ELIDED_HEADER_MAX`](crate::ELIDED_HEADER_MAX) bytes) and
-    /// [`ELISION_MARK`](crate::ELISION_MARK), so `mod a { mod b { fn f() {} } }` gives `a` the
-    /// text `mod a { mod b { …\n}` while `b` and `f` hold their own. A container's methods stay
+    /// [`ELISION_MARK`](crate::ELISION_MARK): for `mod a {⏎ mod b {⏎ fn f() {}⏎ }⏎ }` (`⏎` a
+    /// line break) `a` holds `mod a {⏎ mod b { …⏎ }` while `b` and `f` hold their own text
+    /// (the definition line is cut at the nested unit's end). A container's methods stay
     /// in its text. Hence every byte of a file lies in at most its innermost container and the
     /// functions around it, and a deeply nested file costs linear, not quadratic, text. Offsets
     /// into a container's `code` match the file only up to its first elision.

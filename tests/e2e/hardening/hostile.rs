@@ -140,3 +140,98 @@ fn a_hostile_file_is_skipped_and_its_neighbours_indexed() {
     assert_eq!(top["start_line"], 5, "{out}");
     assert_eq!(top["end_line"], 6, "{out}");
 }
+
+/// The server: an 83 KB `UpdateFiles` buffer of nested modules took the 120 s request timeout
+/// and raised the server from 247 MB to 1.2 GB. It is now skipped as too complex at once, and
+/// a `\r` buffer in the same request is indexed on its right lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_update_files_buffer_is_refused_at_once() {
+    use super::support::{Server, index, index_request, search};
+    use gnn_coder_service::proto as pb;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("widget.rs"),
+        "pub fn parse_widget_header(x: u32) -> u32 {\n    x + 1\n}\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &tmp.path().join("idx"),
+        &[
+            "--lexical-only",
+            "--allow-root",
+            tmp.path().to_str().unwrap(),
+        ],
+    );
+    let mut c = server.client().await;
+    index(&mut c, index_request(&repo, "r")).await;
+
+    let nest = nested_modules(6_000);
+    assert!(nest.len() > 80_000);
+    let t = Instant::now();
+    let up = c
+        .update_files(pb::UpdateFilesRequest {
+            repository: "r".into(),
+            changes: vec![
+                pb::FileChange {
+                    path: "nest.rs".into(),
+                    contents: Some(nest.into_bytes()),
+                    deleted: false,
+                },
+                pb::FileChange {
+                    path: "mac.py".into(),
+                    contents: Some(
+                        b"import os\r\r\rclass Reader:\r    def read_legacy_records(self, path):\r        return open(path).read()\r"
+                            .to_vec(),
+                    ),
+                    deleted: false,
+                },
+            ],
+        })
+        .await
+        .expect("UpdateFiles answers")
+        .into_inner();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(60), "UpdateFiles took {took:?}");
+    let nest = &up.files[0];
+    assert_eq!(
+        (
+            nest.path.as_str(),
+            nest.outcome.as_str(),
+            nest.reason.as_str()
+        ),
+        ("nest.rs", "skipped", "too complex"),
+        "{up:?}"
+    );
+    assert!(nest.detail.contains("nested more than 64 deep"), "{up:?}");
+    assert_eq!(up.files[1].outcome, "indexed", "{up:?}");
+
+    let found = c
+        .search(pb::SearchRequest {
+            mode: pb::Mode::Lexical as i32,
+            ..search("read legacy records")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let top = &found.hits[0];
+    assert_eq!(
+        (top.path.as_str(), top.start_line, top.end_line),
+        ("mac.py", 5, 6)
+    );
+    assert_eq!(
+        top.snippet[0], "def read_legacy_records(self, path):",
+        "{top:?}"
+    );
+    let widget = c
+        .search(pb::SearchRequest {
+            mode: pb::Mode::Lexical as i32,
+            ..search("parse widget header")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(widget.hits[0].path, "widget.rs");
+}
