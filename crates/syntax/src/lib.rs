@@ -94,7 +94,8 @@ pub use config::{DocStyle, LanguageConfig};
 pub use error::{Result, SyntaxError};
 pub use extract::{
     ELIDED_HEADER_MAX, ELISION_MARK, ExtractOptions, MAX_TEXT_FACTOR, MAX_UNIT_DEPTH, MAX_UNITS,
-    ParsedFile, QUERY_WORK_ALLOWANCE, QUERY_WORK_PER_BYTE, TEXT_ALLOWANCE, extract_file,
+    ParsedFile, QUERY_WORK_ALLOWANCE, QUERY_WORK_PER_BYTE, TEXT_ALLOWANCE, TIME_BUDGET_BASE,
+    TIME_BUDGET_PER_BYTE, extract_file,
 };
 pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};

@@ -402,6 +402,17 @@ fn deep_expressions_do_not_overflow() {
     handle.join().expect("deep nesting panicked or overflowed");
 }
 
+/// Inputs that cost tree-sitter more than linear work it does not count: 150,000 unclosed `{(`
+/// (one flat error node: the query scans the tokens after each token; before, 70 seconds for
+/// 300 KB) are refused by the time budget. The assertion is on the outcome, not the time.
+#[test]
+fn flat_error_nodes_are_refused_by_the_time_budget() {
+    let src = format!("fn f() {{ {}", "{(".repeat(150_000));
+    let e = refused("rust", "unbal.rs", &src);
+    assert!(matches!(e, SyntaxError::TooComplex { .. }), "{e}");
+    assert!(e.to_string().contains("took more than"), "{e}");
+}
+
 /// The same file with `\n`, `\r\n` and lone `\r` line endings gives the same units on the same
 /// lines (tree-sitter's rows count only `\n`: every unit of a `\r` file was at line 1).
 #[test]
