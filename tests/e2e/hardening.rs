@@ -18,3 +18,6 @@ mod symlinks;
 #[cfg(unix)]
 #[path = "hardening/names.rs"]
 mod names;
+
+#[path = "hardening/hostile.rs"]
+mod hostile;

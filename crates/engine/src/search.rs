@@ -320,14 +320,24 @@ fn match_ranges(unit: &UnitRecord, terms: &[String]) -> Vec<MatchRange> {
             }
         }
     }
+    // A container's text elides the containers nested in it (`gnn_coder_syntax::ELISION_MARK`):
+    // its offsets match the file only before the first elision.
+    if !UnitKind::parse(&unit.kind).is_some_and(UnitKind::is_callable)
+        && let Some(cut) = unit.code.find(gnn_coder_syntax::ELISION_MARK)
+    {
+        merged.retain(|&(_, e)| e <= cut);
+    }
+    let code = unit.code.as_bytes();
     let mut line = unit.start_line;
     let mut pos = 0;
     merged
         .into_iter()
         .map(|(s, e)| {
-            line += unit.code.as_bytes()[pos..s]
-                .iter()
-                .filter(|&&b| b == b'\n')
+            // Line breaks are `\n`, `\r\n` or a lone `\r`, as the units' lines count them.
+            line += (pos..s)
+                .filter(|&i| {
+                    code[i] == b'\n' || (code[i] == b'\r' && code.get(i + 1) != Some(&b'\n'))
+                })
                 .count() as u64;
             pos = s;
             MatchRange {
@@ -343,9 +353,7 @@ fn match_ranges(unit: &UnitRecord, terms: &[String]) -> Vec<MatchRange> {
 /// cut at 100 characters.
 pub fn snippet(unit: &UnitRecord, lines: usize) -> Vec<String> {
     let skip = unit.def_line.saturating_sub(unit.start_line) as usize;
-    let taken: Vec<&str> = unit
-        .code
-        .lines()
+    let taken: Vec<&str> = gnn_coder_syntax::split_lines(&unit.code)
         .skip(skip)
         .filter(|l| !l.trim().is_empty())
         .take(lines)
@@ -1003,5 +1011,39 @@ mod tests {
         let mut u = unit("a.py", "f", "@cache\ndef f(x):\n\n        return x\n");
         u.def_line = 11;
         assert_eq!(snippet(&u, 3), vec!["def f(x):", "    return x"]);
+    }
+
+    /// `\r` and `\r\n` end lines as `\n` does, in snippets and highlights (issue 22).
+    #[test]
+    fn cr_line_endings_in_snippets_and_highlights() {
+        for br in ["\n", "\r\n", "\r"] {
+            let code = ["def read(path):", "    x = 1", "    return parse(path)", ""].join(br);
+            let u = unit("a.py", "read", &code);
+            assert_eq!(
+                snippet(&u, 3),
+                vec!["def read(path):", "    x = 1", "    return parse(path)"],
+                "{br:?}"
+            );
+            let m = match_ranges(&u, &highlight_terms("parse"));
+            assert_eq!(m.len(), 1, "{br:?}");
+            assert_eq!(m[0].line, 12, "{br:?}");
+        }
+    }
+
+    /// A container's text elides nested containers: highlights stop at the first elision,
+    /// where its offsets stop matching the file.
+    #[test]
+    fn container_highlights_stop_at_an_elision() {
+        let code = format!(
+            "class Outer:\n    def parse(self): pass\n    class Inner:{}\n    def parse_more(self): pass",
+            gnn_coder_syntax::ELISION_MARK
+        );
+        let mut u = unit("a.py", "Outer", &code);
+        u.kind = "class".into();
+        let m = match_ranges(&u, &highlight_terms("parse"));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].line, 11);
+        u.kind = "function".into();
+        assert_eq!(match_ranges(&u, &highlight_terms("parse")).len(), 2);
     }
 }

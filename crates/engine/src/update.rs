@@ -446,7 +446,7 @@ impl Engine {
                 content_hash: hash,
                 ..file
             }),
-            Err(e) => Plan::Skip(SkipReason::ParseFailed.as_str().into(), Some(e.to_string())),
+            Err(e) => Plan::Skip(e.skip_reason().as_str().into(), Some(e.to_string())),
         }
     }
 }

@@ -37,6 +37,12 @@ pub enum SyntaxError {
     #[error("`{path}` is too large to parse ({size} bytes)")]
     TooLarge { path: String, size: usize },
 
+    /// The file is beyond a bound on the work one file may cost (nesting depth, number of
+    /// units, text of its units; see [`crate::MAX_UNIT_DEPTH`]). A walk skips it with
+    /// [`crate::SkipReason::TooComplex`].
+    #[error("`{path}` is too complex to index: {reason}")]
+    TooComplex { path: String, reason: String },
+
     /// An I/O error on a path given by the caller (e.g. the walk root).
     #[error("I/O error on `{path}`: {source}")]
     Io {
@@ -52,6 +58,17 @@ pub enum SyntaxError {
     /// The parallel walk could not be set up (e.g. thread pool creation failed).
     #[error("walk failed: {0}")]
     Walk(String),
+}
+
+impl SyntaxError {
+    /// Why a walk skips a file that failed with this error.
+    pub fn skip_reason(&self) -> crate::SkipReason {
+        match self {
+            SyntaxError::TooComplex { .. } => crate::SkipReason::TooComplex,
+            SyntaxError::TooLarge { .. } => crate::SkipReason::TooLarge,
+            _ => crate::SkipReason::ParseFailed,
+        }
+    }
 }
 
 pub type Result<T, E = SyntaxError> = std::result::Result<T, E>;

@@ -313,6 +313,15 @@ impl Language {
 
     /// Parses `source` with this grammar (a thread-local parser is reused).
     pub fn parse(&self, source: &[u8]) -> Result<tree_sitter::Tree> {
+        self.parse_until(source, None)
+    }
+
+    /// [`Language::parse`] that gives up at `deadline` ([`SyntaxError::Parse`]).
+    pub fn parse_until(
+        &self,
+        source: &[u8],
+        deadline: Option<std::time::Instant>,
+    ) -> Result<tree_sitter::Tree> {
         thread_local! {
             static PARSER: std::cell::RefCell<tree_sitter::Parser> = std::cell::RefCell::new(tree_sitter::Parser::new());
         }
@@ -324,7 +333,25 @@ impl Language {
                     language: self.config.name.clone(),
                     message: e.to_string(),
                 })?;
-            let tree = parser.parse(source, None);
+            let tree = match deadline {
+                None => parser.parse(source, None),
+                Some(deadline) => {
+                    // tree-sitter calls back every 100 parse operations.
+                    let mut check = |_: &tree_sitter::ParseState| {
+                        if std::time::Instant::now() > deadline {
+                            std::ops::ControlFlow::Break(())
+                        } else {
+                            std::ops::ControlFlow::Continue(())
+                        }
+                    };
+                    let options = tree_sitter::ParseOptions::new().progress_callback(&mut check);
+                    parser.parse_with_options(
+                        &mut |i, _| source.get(i..).unwrap_or_default(),
+                        None,
+                        Some(options),
+                    )
+                }
+            };
             // A parser with no tree keeps partial state; reset it for the next file.
             if tree.is_none() {
                 parser.reset();

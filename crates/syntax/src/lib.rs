@@ -67,6 +67,15 @@
 //! no symbolic link; the guarantee and its design are in [`root`]. File names are kept exact,
 //! also when they are not UTF-8 ([`relpath`]).
 //!
+//! **Bounded work.** A file costs work and memory linear in its size whatever its shape: one
+//! parse, one query run under a work budget ([`QUERY_WORK_PER_BYTE`]), one cursor pass over the
+//! nodes that hold definitions (tree-sitter's `parent()` and `prev_sibling()` restart from the
+//! root and are not used), and units whose text is bounded: a container does not copy the
+//! containers nested in it ([`CodeUnit::code`]). A file beyond [`MAX_UNIT_DEPTH`],
+//! [`MAX_UNITS`] or [`MAX_TEXT_FACTOR`] is refused whole ([`SyntaxError::TooComplex`],
+//! [`SkipReason::TooComplex`]); the bounds sit well above real code (measured on 12,702 files,
+//! none refused). Lines count `\n`, `\r\n` and a lone `\r` alike.
+//!
 //! **Walking** uses the `ignore` crate (`.gitignore`, `.ignore`, `.git/info/exclude`, hidden
 //! files), prunes dependency/build directories ([`DEFAULT_EXCLUDED_DIRS`], virtualenvs), and skips
 //! files that are too large (default 1 MiB), binary (NUL byte in the first 8 KiB), minified
@@ -90,11 +99,16 @@ mod walk;
 
 pub use config::{DocStyle, LanguageConfig};
 pub use error::{Result, SyntaxError};
-pub use extract::{ExtractOptions, ParsedFile, extract_file};
+pub use extract::{
+    ELIDED_HEADER_MAX, ELISION_MARK, ExtractOptions, MAX_TEXT_FACTOR, MAX_UNIT_DEPTH, MAX_UNITS,
+    ParsedFile, QUERY_WORK_ALLOWANCE, QUERY_WORK_PER_BYTE, TEXT_ALLOWANCE, TIME_BUDGET_BASE,
+    TIME_BUDGET_PER_BYTE, extract_file,
+};
 pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
 pub use relpath::{decode_path, decode_rel_path, encode_path, encode_rel_path};
 pub use root::{ReadError, RepoRoot, read_regular};
+pub use text::split_lines;
 pub use types::*;
 pub use walk::{
     DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkHooks, WalkOptions,

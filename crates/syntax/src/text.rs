@@ -1,8 +1,89 @@
-//! Text helpers: doc-comment cleanup, dedenting, type-name normalisation.
+//! Text helpers: line numbers, doc-comment cleanup, dedenting, type-name normalisation.
+
+/// Line numbers of a source from byte offsets. A line ends at `\n`, `\r\n` or a lone `\r`
+/// (old Mac files): tree-sitter's rows count only `\n`, so a file with `\r` endings would be
+/// one line to it.
+pub struct Lines {
+    /// Byte offset where each line starts; `starts[0] == 0`.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Lines {
+    pub fn new(source: &[u8]) -> Lines {
+        let mut starts = vec![0];
+        let mut i = 0;
+        while i < source.len() {
+            match source[i] {
+                b'\n' => starts.push(i + 1),
+                b'\r' if source.get(i + 1) == Some(&b'\n') => {
+                    starts.push(i + 2);
+                    i += 1;
+                }
+                b'\r' => starts.push(i + 1),
+                _ => {}
+            }
+            i += 1;
+        }
+        Lines {
+            starts,
+            len: source.len(),
+        }
+    }
+
+    /// 0-based line of the byte at `byte` (the line of its line break for a break).
+    pub fn row(&self, byte: usize) -> usize {
+        self.starts
+            .partition_point(|&s| s <= byte)
+            .saturating_sub(1)
+    }
+
+    /// 0-based line of the last byte of `start..end`: the line of `end`, or the one before
+    /// when `end` starts a line after `start`'s (the span ends with its line break).
+    pub fn last_row(&self, start: usize, end: usize) -> usize {
+        let row = self.row(end);
+        if row > self.row(start) && self.starts.get(row) == Some(&end) {
+            row - 1
+        } else {
+            row
+        }
+    }
+
+    /// Byte range of 0-based line `row` of `source`, without its line break.
+    pub fn line_range(&self, row: usize, source: &[u8]) -> (usize, usize) {
+        let start = self.starts.get(row).copied().unwrap_or(self.len);
+        let mut end = self.starts.get(row + 1).copied().unwrap_or(self.len);
+        for b in [b'\n', b'\r'] {
+            if end > start && source.get(end - 1) == Some(&b) {
+                end -= 1;
+            }
+        }
+        (start, end)
+    }
+}
+
+/// Splits text into lines at `\n`, `\r\n` and a lone `\r` (`str::lines` keeps a lone `\r`).
+pub fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match t.find(['\n', '\r']) {
+            Some(i) => {
+                let skip = if t[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&t[i + skip..]).filter(|r| !r.is_empty());
+                Some(&t[..i])
+            }
+            None => {
+                rest = None;
+                (!t.is_empty()).then_some(t)
+            }
+        }
+    })
+}
 
 /// Removes the common leading whitespace of all non-blank lines, and leading/trailing blank lines.
 pub fn dedent(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().map(|l| l.trim_end()).collect();
+    let lines: Vec<&str> = split_lines(text).map(|l| l.trim_end()).collect();
     let margin = lines
         .iter()
         .filter(|l| !l.trim().is_empty())
@@ -31,7 +112,7 @@ fn trim_blank_lines(lines: &[&str]) -> String {
 /// Python's `inspect.cleandoc`: the first line is stripped, the others dedented together.
 pub fn cleandoc(text: &str) -> String {
     let text = text.replace('\t', "        ");
-    let lines: Vec<&str> = text.lines().map(|l| l.trim_end()).collect();
+    let lines: Vec<&str> = split_lines(&text).map(|l| l.trim_end()).collect();
     let Some((first, rest)) = lines.split_first() else {
         return String::new();
     };
@@ -66,7 +147,7 @@ pub fn strip_comment(text: &str, markers: &[String]) -> String {
         let body = body.strip_suffix("*/").unwrap_or(body);
         let body = body.trim_start_matches(['*', '!']);
         let mut lines = Vec::new();
-        for (i, line) in body.lines().enumerate() {
+        for (i, line) in split_lines(body).enumerate() {
             let t = line.trim_start();
             // ` * text` continuation lines lose their star.
             let line = if i > 0 && t.starts_with('*') {
@@ -90,7 +171,7 @@ pub fn strip_comment(text: &str, markers: &[String]) -> String {
         };
     }
     let mut out = String::new();
-    for line in text.lines() {
+    for line in split_lines(text) {
         let t = line.trim_start();
         let stripped = markers
             .iter()

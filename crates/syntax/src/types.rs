@@ -88,6 +88,17 @@ pub struct CodeUnit {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub doc_spans: Vec<(usize, usize)>,
     /// Source text of the span (lossy UTF-8), docstring included as written in the file.
+    ///
+    /// Functions and methods hold their whole span. A container (class, struct, enum, trait,
+    /// interface, impl, module) does not copy the containers nested in it (directly or inside
+    /// its methods): each is replaced by its definition line (at most
+    /// [`ELIDED_HEADER_MAX`](crate::ELIDED_HEADER_MAX) bytes) and
+    /// [`ELISION_MARK`](crate::ELISION_MARK): for `mod a {⏎ mod b {⏎ fn f() {}⏎ }⏎ }` (`⏎` a
+    /// line break) `a` holds `mod a {⏎ mod b { …⏎ }` while `b` and `f` hold their own text
+    /// (the definition line is cut at the nested unit's end). A container's methods stay
+    /// in its text. Hence every byte of a file lies in at most its innermost container and the
+    /// functions around it, and a deeply nested file costs linear, not quadratic, text. Offsets
+    /// into a container's `code` match the file only up to its first elision.
     pub code: String,
 }
 
@@ -98,7 +109,9 @@ pub struct CodeUnit {
 pub struct AstGraph {
     /// Node-kind id in the language's vocabulary (`grammars/<lang>/node-kinds.txt`); 0 = unknown.
     pub kinds: Vec<u16>,
-    /// Byte span of each node relative to the unit's `start_byte`.
+    /// Byte span of each node in the unit's [`code`](CodeUnit::code): relative to its
+    /// `start_byte`, except that in a container's text a node after an elided nested container
+    /// moves with the text, and one inside it sits where the elided header starts.
     pub spans: Vec<(u32, u32)>,
     /// Number of children of each node in the collapsed tree (before the node cap is applied).
     pub child_counts: Vec<u32>,

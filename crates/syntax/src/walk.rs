@@ -118,6 +118,9 @@ pub enum SkipReason {
     Unreadable,
     /// tree-sitter could not produce a tree.
     ParseFailed,
+    /// Beyond a bound on the work one file may cost: definitions nested too deep, too many
+    /// units, or units holding too much text (see [`crate::MAX_UNIT_DEPTH`]).
+    TooComplex,
 }
 
 impl SkipReason {
@@ -132,6 +135,7 @@ impl SkipReason {
             SkipReason::Generated => "generated",
             SkipReason::Unreadable => "unreadable",
             SkipReason::ParseFailed => "parse failed",
+            SkipReason::TooComplex => "too complex",
         }
     }
 }
@@ -485,7 +489,13 @@ fn check_content(
         return Err((SkipReason::Binary, Some("NUL byte".into())));
     }
     if bytes.len() >= 1024 {
-        let lines = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+        // A line break is `\n`, `\r\n` or a lone `\r` (old Mac files are not one long line).
+        let lines = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+            .count()
+            + 1;
         let avg = bytes.len() / lines;
         if avg > opts.max_avg_line_len {
             return Err((
@@ -637,7 +647,7 @@ fn walk_from(
                         content_hash,
                         ..file
                     })
-                    .map_err(|e| (SkipReason::ParseFailed, Some(e.to_string())))
+                    .map_err(|e| (e.skip_reason(), Some(e.to_string())))
             });
             let (nbytes, nunits) = match outcome {
                 Err(_) if skip_parse => {

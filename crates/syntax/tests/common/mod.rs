@@ -94,3 +94,51 @@ pub fn check(
         );
     }
 }
+
+/// The text `u` should hold (see `CodeUnit::code`): its span; in a container, every container
+/// nested in it (the outermost ones) replaced by its definition line and the elision mark.
+pub fn expected_code(p: &ParsedFile, u: &CodeUnit, src: &str) -> String {
+    let span = &src[u.start_byte..u.end_byte];
+    if u.kind.is_callable() {
+        return span.to_string();
+    }
+    let mut nested: Vec<&CodeUnit> = p
+        .units
+        .iter()
+        .filter(|n| {
+            !n.kind.is_callable()
+                && !std::ptr::eq(*n, u)
+                && u.start_byte <= n.start_byte
+                && n.end_byte <= u.end_byte
+                && (n.start_byte, n.end_byte) != (u.start_byte, u.end_byte)
+        })
+        .collect();
+    nested.sort_by_key(|n| n.start_byte);
+    let mut out = String::new();
+    let mut pos = u.start_byte;
+    for n in nested {
+        if n.start_byte < pos {
+            continue; // inside one already elided
+        }
+        out.push_str(&src[pos..n.start_byte]);
+        let line_start = src[..n.start_byte].rfind('\n').map_or(0, |i| i + 1);
+        let def_start = src
+            .match_indices('\n')
+            .map(|(i, _)| i + 1)
+            .nth(n.def_line.saturating_sub(2))
+            .filter(|_| n.def_line > 1)
+            .unwrap_or(0)
+            .max(line_start)
+            .max(n.start_byte);
+        let def_end = src[def_start..]
+            .find('\n')
+            .map_or(src.len(), |i| def_start + i)
+            .min(n.end_byte)
+            .min(def_start + gnn_coder_syntax::ELIDED_HEADER_MAX);
+        out.push_str(&src[def_start..def_end]);
+        out.push_str(gnn_coder_syntax::ELISION_MARK);
+        pos = n.end_byte;
+    }
+    out.push_str(&src[pos..u.end_byte]);
+    out
+}
