@@ -128,6 +128,7 @@ fn engine() -> &'static (tempfile::TempDir, Engine) {
 fn check_status(err: &gnn_coder_engine::EngineError) {
     let s = convert::status(err);
     assert_ne!(s.code(), tonic::Code::Ok);
+    assert!(s.message().len() <= convert::MAX_STATUS_MESSAGE, "{}", s.message());
 }
 
 proptest! {
@@ -168,10 +169,10 @@ proptest! {
         });
         let msg = pb::SimilarRequest { target, top_k, filters, snippet_lines: 3 };
         let Some(msg) = damaged(msg, &edits, cut) else { return Ok(()) };
-        if let Ok(req) = convert::similar_request(&msg) {
-            if let Err(e) = engine().1.similar(&req) {
-                check_status(&e);
-            }
+        if let Ok(req) = convert::similar_request(&msg)
+            && let Err(e) = engine().1.similar(&req)
+        {
+            check_status(&e);
         }
     }
 
