@@ -9,6 +9,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+mod support;
+use support::model_dir;
+
 const BIN: &str = env!("CARGO_BIN_EXE_gnn-coder");
 
 /// Languages of the fixture: (language, directory holding its files, unit count).
@@ -1039,24 +1042,6 @@ fn a_repository_of_bad_files() {
 
 // ---------------------------------------------------------------------------------------------
 // Semantic and hybrid search with the real pretrained model.
-
-/// The pretrained model of the checkout, if fetched (`scripts/fetch-model.sh`). CI fetches it,
-/// so there a missing model fails the test instead of skipping it.
-fn model_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
-    if dir.join("model.safetensors").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run scripts/fetch-model.sh before the tests"
-    );
-    eprintln!(
-        "skipping: no model at {} (run scripts/fetch-model.sh)",
-        dir.display()
-    );
-    None
-}
 
 #[test]
 fn semantic_and_hybrid_search_with_the_model() {

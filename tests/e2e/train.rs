@@ -3,27 +3,14 @@
 //! the trained weights load in `index`/`search`; bad input gives messages, not panics.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gnn-coder");
+mod support;
+use support::model_dir;
 
-fn model_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
-    if dir.join("model.safetensors").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run scripts/fetch-model.sh before the tests"
-    );
-    eprintln!(
-        "skipping: no model at {} (run scripts/fetch-model.sh)",
-        dir.display()
-    );
-    None
-}
+const BIN: &str = env!("CARGO_BIN_EXE_gnn-coder");
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -128,7 +128,11 @@ fn engine() -> &'static (tempfile::TempDir, Engine) {
 fn check_status(err: &gnn_coder_engine::EngineError) {
     let s = convert::status(err);
     assert_ne!(s.code(), tonic::Code::Ok);
-    assert!(s.message().len() <= convert::MAX_STATUS_MESSAGE, "{}", s.message());
+    assert!(
+        s.message().len() <= convert::MAX_STATUS_MESSAGE,
+        "{}",
+        s.message()
+    );
 }
 
 proptest! {

@@ -11,7 +11,7 @@ use gnn_coder_service::codec::RawCodec;
 use gnn_coder_service::proto as pb;
 use tonic::Code;
 
-use super::support::{BIN, Server, big_repo, index_request, search};
+use super::support::{BIN, Server, big_repo, index_request, model_dir, search};
 
 /// Longest status message the server sends (`convert::MAX_STATUS_MESSAGE`).
 const MAX_MESSAGE: usize = 1024;
@@ -40,14 +40,7 @@ async fn long_client_input_comes_back_as_a_short_status() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("repo");
     big_repo(&root, 3);
-    let server = Server::start(
-        &tmp.path().join("idx"),
-        &[
-            "--lexical-only",
-            "--allow-root",
-            tmp.path().to_str().unwrap(),
-        ],
-    );
+    let server = Server::lexical(tmp.path());
     let mut c = server.client().await;
     super::support::index(&mut c, index_request(&root, "r")).await;
     let long = "x".repeat(100_000);
@@ -423,21 +416,6 @@ async fn a_full_disk_is_resource_exhausted() {
 
 // ---------------------------------------------------------------------------------------------
 // Class 4: `--commit-every` below one internal batch, through a kill -9.
-
-/// The pretrained model of the checkout, if fetched (`scripts/fetch-model.sh`). CI fetches it,
-/// so there a missing model fails the test instead of skipping it.
-fn model_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
-    if dir.join("model.safetensors").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run scripts/fetch-model.sh before the tests"
-    );
-    eprintln!("skipping: no model at {}", dir.display());
-    None
-}
 
 #[test]
 fn commit_every_survives_a_kill_mid_run() {

@@ -157,14 +157,7 @@ async fn a_hostile_update_files_buffer_is_refused_at_once() {
         "pub fn parse_widget_header(x: u32) -> u32 {\n    x + 1\n}\n",
     )
     .unwrap();
-    let server = Server::start(
-        &tmp.path().join("idx"),
-        &[
-            "--lexical-only",
-            "--allow-root",
-            tmp.path().to_str().unwrap(),
-        ],
-    );
+    let server = Server::lexical(tmp.path());
     let mut c = server.client().await;
     index(&mut c, index_request(&repo, "r")).await;
 

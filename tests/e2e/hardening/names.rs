@@ -54,14 +54,7 @@ async fn names_that_are_not_utf8_stay_exact_through_the_server() {
         return; // a file system that refuses such names
     }
     fs::write(&fe, "def beta_in_fe():\n    return 2\n").unwrap();
-    let server = Server::start(
-        &tmp.path().join("idx"),
-        &[
-            "--lexical-only",
-            "--allow-root",
-            tmp.path().to_str().unwrap(),
-        ],
-    );
+    let server = Server::lexical(tmp.path());
     let mut c = server.client().await;
     let (_, s) = index(&mut c, index_request(&repo, "r")).await;
     assert_eq!((s.files, s.units), (2, 2), "{s:?}");

@@ -84,6 +84,12 @@ impl Server {
         }
     }
 
+    /// A lexical-only server whose index is `DIR/idx` and which may index anything below `DIR`.
+    pub fn lexical(dir: &Path) -> Server {
+        let allow = dir.to_str().expect("a UTF-8 temporary directory");
+        Server::start(&dir.join("idx"), &["--lexical-only", "--allow-root", allow])
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -189,4 +195,22 @@ pub fn big_repo(dir: &Path, files: usize) {
         )
         .unwrap();
     }
+}
+
+/// The pretrained model of the checkout, if fetched (`scripts/fetch-model.sh`). CI fetches it,
+/// so there a missing model fails the test instead of skipping it.
+pub fn model_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run scripts/fetch-model.sh before the tests"
+    );
+    eprintln!(
+        "skipping: no model at {} (run scripts/fetch-model.sh)",
+        dir.display()
+    );
+    None
 }
