@@ -496,6 +496,61 @@ fn human_output() {
     assert_eq!(none.trim(), "no results");
 }
 
+/// A reader that goes away (`gnn-coder ... | head -1`) ends every command quietly with success,
+/// as grep does: no "Broken pipe" message, no panic, exit status 0.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries = tmp.path().join("queries.jsonl");
+    let lines: String = (0..400)
+        .map(|i| format!("{{\"id\": {i}, \"query\": \"parse a size {i}\"}}\n"))
+        .collect();
+    fs::write(&queries, lines).unwrap();
+    let index = shared_index();
+    let commands: [&[&str]; 5] = [
+        &["languages"],
+        &["repos", "--index", index],
+        &["info", "--index", index],
+        &[
+            "search",
+            "--index",
+            index,
+            "--mode",
+            "lexical",
+            "parse size",
+        ],
+        &[
+            "search",
+            "--index",
+            index,
+            "--mode",
+            "lexical",
+            "--json",
+            "--top-k",
+            "50",
+            "--queries",
+            s(&queries),
+        ],
+    ];
+    for args in commands {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the first line is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(
+            !stderr.contains("Broken pipe") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn batch_queries() {
     let tmp = tempfile::tempdir().unwrap();

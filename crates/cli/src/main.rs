@@ -97,6 +97,7 @@ fn tune_allocator() {}
 
 fn main() -> ExitCode {
     tune_allocator();
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Index(args) => index_cmd::run(args),
@@ -115,11 +116,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // A closed stdout (`gnn-coder search ... | head`) is not an error worth a message.
-            if err
-                .chain()
-                .filter_map(|e| e.downcast_ref::<std::io::Error>())
-                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            {
+            if err.chain().any(is_broken_pipe) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err}");
@@ -129,6 +126,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error is a write to a closed pipe, however it was wrapped (an I/O error, or
+/// serde_json's, which keeps only the kind of the I/O error under it).
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
+    e.downcast_ref::<std::io::Error>().map(|e| e.kind()) == pipe
+        || e.downcast_ref::<serde_json::Error>()
+            .and_then(|e| e.io_error_kind())
+            == pipe
+}
+
+/// `println!` to a stdout whose reader has gone (`gnn-coder repos | head -1`) panics in the
+/// standard library; like grep, end quietly with success instead. Any other panic is reported
+/// as before.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("os error 32") {
+            std::process::exit(0);
+        }
+        report(info)
+    }));
 }
 
 fn languages() -> Result<()> {
