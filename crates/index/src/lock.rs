@@ -1,7 +1,9 @@
 //! The writer lock: `DIR/writer.lock`, held with an exclusive `flock` for as long as a writer
 //! lives and holding the writer's PID. The kernel drops the lock when its process dies, however
 //! it dies, so a stale lock file of a killed writer never blocks the next one; the PID is only
-//! there to say who holds a live lock.
+//! there to say who holds a live lock. A writer that ends cleanly empties the file before it lets
+//! go, so no dead PID is left behind; the file itself stays (unlinking a lock file that another
+//! process may have opened would let two writers hold locks on two different files).
 
 use std::fs;
 use std::io::{Read, Seek, Write};
@@ -11,12 +13,20 @@ use gnn_coder_store::{Result, StoreError};
 
 pub(crate) const LOCK_FILE: &str = "writer.lock";
 
-/// A held writer lock; released on drop.
+/// A held writer lock; released on drop, its PID cleared.
 #[derive(Debug)]
 pub(crate) struct WriterLock {
-    _file: fs::File,
+    file: fs::File,
     #[allow(dead_code)]
     path: PathBuf,
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        // Still locked here: nobody else writes the file meanwhile. A failure only leaves the
+        // PID, which the next holder replaces.
+        let _ = self.file.set_len(0);
+    }
 }
 
 impl WriterLock {
@@ -54,6 +64,6 @@ impl WriterLock {
             f.flush()
         };
         write(&mut file).map_err(StoreError::io(&path))?;
-        Ok(WriterLock { _file: file, path })
+        Ok(WriterLock { file, path })
     }
 }

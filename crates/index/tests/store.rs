@@ -385,11 +385,13 @@ fn one_writer_at_a_time_and_stale_locks_recover() {
     // The lock file of a dead process (no flock held) does not block.
     fs::write(dir.join("writer.lock"), "999999999\n").unwrap();
     let w = other.writer().expect("stale lock recovered");
-    drop(w);
     assert_eq!(
         fs::read_to_string(dir.join("writer.lock")).unwrap().trim(),
         std::process::id().to_string()
     );
+    // A writer that ends cleanly leaves no PID behind.
+    drop(w);
+    assert_eq!(fs::read_to_string(dir.join("writer.lock")).unwrap(), "");
 }
 
 #[test]
