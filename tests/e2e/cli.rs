@@ -1121,6 +1121,38 @@ fn semantic_and_hybrid_search_with_the_model() {
         stderr.contains("untrained"),
         "the untrained head must be said: {stderr}"
     );
+    // A refresh with nothing changed says so, not "embedded 0 units (0 units/s)".
+    let again = run(&[
+        "index",
+        s(&root),
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+        "--weights",
+        "none",
+    ]);
+    let again = text(&again.stderr);
+    assert!(
+        again.contains("nothing new to embed") && !again.contains("units/s"),
+        "{again}"
+    );
+    // A second writer is refused as locked, without talk of a run that never began.
+    let held = fs::File::open(idx.join("writer.lock")).unwrap();
+    held.lock().unwrap();
+    let locked = fails(&[
+        "index",
+        s(&root),
+        "--index",
+        s(&idx),
+        "--model-dir",
+        s(&model),
+        "--weights",
+        "none",
+    ]);
+    assert!(locked.contains("locked"), "{locked}");
+    assert!(!locked.contains("keeps its last commit"), "{locked}");
+    drop(held);
     let info = ok(&["info", "--index", s(&idx)]);
     assert!(info.contains("(384 dims)"), "{info}");
 

@@ -659,7 +659,13 @@ async fn tls_and_tokens() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--auth-token-file"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--auth-token-file"), "{err}");
+    // It never started, and says so.
+    assert!(
+        err.contains("did not start") && !err.contains("stopped"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

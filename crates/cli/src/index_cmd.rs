@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -113,8 +114,12 @@ pub fn run(args: IndexArgs) -> Result<()> {
 
     let bar = progress_bar(args.quiet || args.json);
     let skipped: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new());
+    let started = AtomicBool::new(false);
     let on_event = |e: &IndexEvent| match e {
-        IndexEvent::Progress(p) => show_progress(&bar, p),
+        IndexEvent::Progress(p) => {
+            started.store(true, Ordering::Relaxed);
+            show_progress(&bar, p)
+        }
         IndexEvent::Skipped {
             path,
             reason,
@@ -129,7 +134,13 @@ pub fn run(args: IndexArgs) -> Result<()> {
     let cancel = CancellationToken::new();
     let result = backend.index(&opts, checked.as_ref(), &on_event, &cancel);
     bar.finish_and_clear();
-    let summary = result.context("indexing failed; the index keeps its last commit")?;
+    // Only a run that got going has a "last commit" worth mentioning; a refusal up front (a
+    // locked index, a bad option) is said as it is.
+    let summary = if started.load(Ordering::Relaxed) {
+        result.context("indexing failed; the index keeps its last commit")?
+    } else {
+        result?
+    };
     let skipped = skipped.into_inner().unwrap_or_default();
     report(&args, &summary, skipped, &backend.location())
 }
@@ -164,14 +175,22 @@ fn report(
     );
     match &s.embedding {
         Some(info) => {
-            eprintln!(
-                "embedded {} units ({} reused from the cache) with {} in {:.1}s ({:.0} units/s)",
-                s.embeddings_computed,
-                s.embeddings_reused,
-                info.model,
-                s.embed_seconds,
-                s.embeddings_computed as f64 / s.embed_seconds.max(1e-9)
-            );
+            if s.embeddings_computed == 0 {
+                let reused = match s.embeddings_reused {
+                    0 => String::new(),
+                    n => format!(": {n} units' vectors reused from the cache"),
+                };
+                eprintln!("nothing new to embed with {}{reused}", info.model);
+            } else {
+                eprintln!(
+                    "embedded {} units ({} reused from the cache) with {} in {:.1}s ({:.0} units/s)",
+                    s.embeddings_computed,
+                    s.embeddings_reused,
+                    info.model,
+                    s.embed_seconds,
+                    s.embeddings_computed as f64 / s.embed_seconds.max(1e-9)
+                );
+            }
             if !info.trained {
                 eprintln!(
                     "note: the GNN-Coder head is untrained; semantic scores come from the \

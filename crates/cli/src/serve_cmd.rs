@@ -140,25 +140,33 @@ pub fn run(args: ServeArgs) -> Result<()> {
     } else {
         "http"
     };
-    rt.block_on(gnn_coder_service::serve(
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let result = rt.block_on(gnn_coder_service::serve(
         config,
         |addr| {
+            started.store(true, std::sync::atomic::Ordering::Relaxed);
             // One line on stdout for scripts and tests that start the server on port 0.
             println!("gnn-coder: serving on {scheme}://{addr}");
             let _ = std::io::stdout().flush();
         },
         shutdown_signal(),
-    ))
-    .map_err(|e| match &e {
-        gnn_coder_service::ServeError::Unprotected(_) => {
-            anyhow::anyhow!(
-                "{e}; give --auth-token-file FILE (and --tls-cert/--tls-key), or \
+    ));
+    let context = if started.load(std::sync::atomic::Ordering::Relaxed) {
+        "the server stopped with an error"
+    } else {
+        "the server did not start"
+    };
+    result
+        .map_err(|e| match &e {
+            gnn_coder_service::ServeError::Unprotected(_) => {
+                anyhow::anyhow!(
+                    "{e}; give --auth-token-file FILE (and --tls-cert/--tls-key), or \
                  --allow-unauthenticated-remote if every host that can connect is trusted"
-            )
-        }
-        _ => anyhow::Error::new(e),
-    })
-    .context("the server stopped with an error")?;
+                )
+            }
+            _ => anyhow::Error::new(e),
+        })
+        .context(context)?;
     Ok(())
 }
 
