@@ -525,7 +525,10 @@ async fn bad_requests_get_precise_codes() {
     let second = code_of(c.index_repository(index_request(&root, "poly"))).await;
     assert_eq!(second, Code::ResourceExhausted);
     drop(first);
-    assert!(server.log().contains("index job"), "{}", server.log());
+    let log = server.log();
+    assert!(log.contains("index job"), "{log}");
+    // A log that goes to a file is plain text: no terminal colours.
+    assert!(!log.contains('\u{1b}'), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
