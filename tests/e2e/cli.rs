@@ -1378,6 +1378,28 @@ fn similar_code_and_incremental_embedding_with_the_model() {
         ("python/copied.py", "edit_cost"),
         "{out}"
     );
+    // The same unit named as a file on disk: an absolute path, or one relative to the current
+    // directory, inside the indexed repository.
+    let absolute = format!("{}:{line}", root.join("python/text_utils.py").display());
+    let from_cwd = format!("text_utils.py:{line}");
+    for (cwd, target) in [(tmp.path(), &absolute), (&root.join("python"), &from_cwd)] {
+        let args = [
+            "similar",
+            target,
+            "--index",
+            s(&idx),
+            "--model-dir",
+            s(&model),
+            "--json",
+        ];
+        let again = json(ok_in(cwd, &args).trim());
+        assert_eq!(
+            field(&again["origin"], "symbol"),
+            "levenshtein_distance",
+            "{again}"
+        );
+        assert_eq!(again["results"][0], out["results"][0], "{again}");
+    }
     // From a snippet on stdin.
     let mut child = std::process::Command::new(BIN)
         .args([
@@ -1487,6 +1509,8 @@ fn similar_code_and_incremental_embedding_with_the_model() {
         err.contains("no vectors") && err.contains("--rebuild"),
         "{err}"
     );
+    // `similar` has no --mode: the advice does not offer it one.
+    assert!(!err.contains("or use --mode lexical"), "{err}");
 }
 
 /// Several repositories in one index from the command line: names, listing, filtering,

@@ -14,7 +14,7 @@ pub fn advise(err: EngineError) -> anyhow::Error {
             Some("rebuild it with `gnn-coder index ROOT --rebuild`")
         }
         E::Store(S::NoVectors { .. }) => Some(
-            "rebuild it with `gnn-coder index ROOT --rebuild` after scripts/fetch-model.sh, or use --mode lexical",
+            "rebuild it with `gnn-coder index ROOT --rebuild` after scripts/fetch-model.sh (`gnn-coder search --mode lexical` needs no vectors)",
         ),
         E::Store(S::Locked { .. }) => Some("wait for that process to finish, or stop it"),
         E::Incompatible(_) => Some(

@@ -2,12 +2,13 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use gnn_coder_engine::{
-    FieldBoosts, KindFilter, Mode, SearchRequest, SimilarRequest, SimilarTarget, UnitRecord,
+    FieldBoosts, KindFilter, Mode, RepoInfo, SearchRequest, SimilarRequest, SimilarTarget,
+    UnitRecord,
 };
 use serde::Serialize;
 
@@ -215,7 +216,9 @@ impl std::fmt::Display for Id {
 
 #[derive(Args)]
 pub struct SimilarArgs {
-    /// PATH:LINE of a unit in the index (root-relative path), or `-` for a snippet on stdin.
+    /// PATH:LINE of a unit in the index, or `-` for a snippet on stdin. PATH is relative to
+    /// the repository's root, or a file on disk (absolute, or relative to the current
+    /// directory) inside an indexed repository.
     target: String,
     /// Language of the snippet on stdin.
     #[arg(long = "lang")]
@@ -229,6 +232,7 @@ pub struct SimilarArgs {
     /// Index directory (default: the nearest .gnn-coder above the current directory).
     #[arg(long)]
     index: Option<PathBuf>,
+    /// How many similar units to show.
     #[arg(short = 'k', long = "top-k", default_value_t = 10)]
     top_k: usize,
     /// Which units to return (as `search --kind`; default: all).
@@ -239,10 +243,27 @@ pub struct SimilarArgs {
     path: Vec<String>,
     #[command(flatten)]
     model: ModelFlags,
+    /// One JSON object on stdout: the unit itself (`origin`) and the `results`.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     server: ServerFlags,
+}
+
+/// A PATH a person typed that names a file on disk (absolute, or relative to the current
+/// directory) inside an indexed repository: that repository and the root-relative path. `None`
+/// when it names no such file; the path is then taken as root-relative, as given.
+fn on_disk(path: &str, repositories: &[RepoInfo]) -> Option<(String, String)> {
+    let file = std::env::current_dir()
+        .ok()?
+        .join(path)
+        .canonicalize()
+        .ok()?;
+    repositories.iter().find_map(|r| {
+        let root = gnn_coder_syntax::decode_path(&r.root)?;
+        let rel = file.strip_prefix(&root).ok()?;
+        Some((r.name.clone(), gnn_coder_syntax::encode_rel_path(rel)))
+    })
 }
 
 pub fn similar(args: SimilarArgs) -> Result<()> {
@@ -270,11 +291,35 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
             line,
         }
     };
+    let backend = Backend::open(args.index.clone(), &args.server, &args.model)?;
+    let repositories = backend.repositories()?;
+    let target = match target {
+        SimilarTarget::Unit {
+            repository,
+            path,
+            line,
+        } if repository.is_none() || Path::new(&path).is_absolute() => {
+            match on_disk(&path, &repositories) {
+                Some((repo, rel)) if repository.as_ref().is_none_or(|r| *r == repo) => {
+                    SimilarTarget::Unit {
+                        repository: Some(repo),
+                        path: rel,
+                        line,
+                    }
+                }
+                _ => SimilarTarget::Unit {
+                    repository,
+                    path,
+                    line,
+                },
+            }
+        }
+        other => other,
+    };
     let mut req = SimilarRequest::new(target, args.top_k);
     req.kinds = kinds;
     req.repositories = args.repositories.clone();
     req.path_globs = args.path.clone();
-    let backend = Backend::open(args.index.clone(), &args.server, &args.model)?;
     let (origin, hits) = backend.similar(&req)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -295,7 +340,8 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
                 u.path, u.start_line, u.end_line, u.symbol
             )?;
         }
-        print_human(&mut out, &shown(&hits), true)?;
+        // As `search` does: the repository in front of a hit only when there are several.
+        print_human(&mut out, &shown(&hits), repositories.len() > 1)?;
     }
     out.flush()?;
     Ok(())
