@@ -1153,6 +1153,29 @@ fn semantic_and_hybrid_search_with_the_model() {
     assert!(locked.contains("locked"), "{locked}");
     assert!(!locked.contains("keeps its last commit"), "{locked}");
     drop(held);
+    // Switching kinds of index: each way says exactly what to run.
+    let err = fails(&["index", s(&root), "--index", s(&idx), "--lexical-only"]);
+    assert!(
+        err.contains("drop --lexical-only") && err.contains("--rebuild"),
+        "{err}"
+    );
+    let lex = tmp.path().join("lexical-then-vectors");
+    ok(&["index", s(&root), "--index", s(&lex), "--lexical-only"]);
+    let model_args = ["--model-dir", s(&model), "--weights", "none"];
+    let refresh = run(&[&["index", s(&root), "--index", s(&lex)][..], &model_args].concat());
+    let note = text(&refresh.stderr);
+    assert!(refresh.status.success(), "{note}");
+    assert!(
+        note.contains("lexical-only") && note.contains("add --rebuild"),
+        "{note}"
+    );
+    let rebuilt = [
+        &["index", s(&root), "--index", s(&lex), "--rebuild"][..],
+        &model_args,
+    ]
+    .concat();
+    ok(&rebuilt);
+    assert!(ok(&["info", "--index", s(&lex)]).contains("(384 dims)"));
     let info = ok(&["info", "--index", s(&idx)]);
     assert!(info.contains("(384 dims)"), "{info}");
 

@@ -32,6 +32,9 @@ pub fn advise(err: EngineError) -> anyhow::Error {
         E::InvalidArgument(m) if m.starts_with("unknown language") => {
             Some("`gnn-coder languages` lists them")
         }
+        E::InvalidArgument(m) if m.ends_with("cannot be refreshed lexical-only") => Some(
+            "drop --lexical-only to refresh it with vectors, or add --rebuild to make a lexical-only index in its place",
+        ),
         _ => None,
     };
     match hint {

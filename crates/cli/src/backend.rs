@@ -167,6 +167,12 @@ impl Backend {
             eprintln!(
                 "warning: {w}\nwarning: building a lexical-only index (run scripts/fetch-model.sh for vectors)"
             );
+        } else if engine.could_have_vectors() {
+            eprintln!(
+                "note: the index at {} is lexical-only (it was built without a model); a model is \
+                 there now: add --rebuild to index with vectors (semantic and hybrid search)",
+                dir.display()
+            );
         }
         Ok(Backend::Local(engine))
     }

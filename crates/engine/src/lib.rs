@@ -198,6 +198,7 @@ impl Engine {
             busy: Mutex::default(),
         };
         if engine.options.lexical_only && engine.store.embedding().is_some() {
+            // (The CLI advises: drop --lexical-only, or --rebuild to make it lexical-only.)
             return Err(EngineError::InvalidArgument(format!(
                 "the index at {} holds vectors; it cannot be refreshed lexical-only",
                 dir.display()
@@ -248,6 +249,16 @@ impl Engine {
     /// Why the index is lexical-only although a model was wanted, if that is the case.
     pub fn model_warning(&self) -> Option<&str> {
         self.warning.as_deref()
+    }
+
+    /// Whether the index is lexical-only (built without a model) although a model can be found
+    /// now and lexical-only was not asked for: vectors come only with a rebuild, since every
+    /// unit of every repository in it would need one.
+    pub fn could_have_vectors(&self) -> bool {
+        self.manifest.is_some()
+            && self.store.embedding().is_none()
+            && !self.options.lexical_only
+            && gnn_coder_model::find_model_dir(self.options.model.model_dir.as_deref()).is_ok()
     }
 
     /// The model matching the index's vectors, loaded on first use.
