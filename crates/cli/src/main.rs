@@ -48,6 +48,12 @@ enum Command {
     /// Index a list of repositories (JSON lines: name, root), locally or through a server.
     Jobs(jobs_cmd::JobsArgs),
     /// Search an index with a question, or answer a file of queries (--queries).
+    ///
+    /// Scores rank the hits of one query; they are not comparable across queries. Lexical:
+    /// BM25 (unbounded, higher is a closer word match). Semantic: cosine similarity of the
+    /// query's and the unit's vectors (-1..1). Hybrid (the default with vectors): both scaled
+    /// to 0..1 within this query's candidates and weighted (--dense-weight), so the top hit is
+    /// near 1 even when it is a poor match.
     Search(search_cmd::SearchArgs),
     /// Find code similar to a unit (PATH:LINE) or to a snippet on stdin (--lang).
     Similar(search_cmd::SimilarArgs),
