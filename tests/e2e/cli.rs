@@ -496,6 +496,15 @@ fn human_output() {
     assert_eq!(none.trim(), "no results");
 }
 
+/// The phases named by `index`'s plain-text progress lines (`[  1.2s] embed: ...`), in order.
+fn progress_phases(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix('[')?.split_once("s] ")?.1.split_once(':'))
+        .map(|(phase, _)| phase.to_string())
+        .collect()
+}
+
 /// A reader that goes away (`gnn-coder ... | head -1`) ends every command quietly with success,
 /// as grep does: no "Broken pipe" message, no panic, exit status 0.
 #[test]
@@ -1117,6 +1126,13 @@ fn semantic_and_hybrid_search_with_the_model() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("embedded 46 units"), "{stderr}");
+    // Not a terminal: progress comes as plain lines naming the phase, in order.
+    let phases = progress_phases(&stderr);
+    let at = |p: &str| phases.iter().position(|x| x == p);
+    assert!(
+        at("embed").is_some() && at("embed") < at("write"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("untrained"),
         "the untrained head must be said: {stderr}"
@@ -1160,7 +1176,9 @@ fn semantic_and_hybrid_search_with_the_model() {
         "{err}"
     );
     let lex = tmp.path().join("lexical-then-vectors");
-    ok(&["index", s(&root), "--index", s(&lex), "--lexical-only"]);
+    let lexical = run(&["index", s(&root), "--index", s(&lex), "--lexical-only"]);
+    let phases = progress_phases(&text(&lexical.stderr));
+    assert!(phases.contains(&"write".to_string()) && !phases.contains(&"embed".to_string()));
     let model_args = ["--model-dir", s(&model), "--weights", "none"];
     let refresh = run(&[&["index", s(&root), "--index", s(&lex)][..], &model_args].concat());
     let note = text(&refresh.stderr);

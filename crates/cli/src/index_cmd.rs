@@ -4,12 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use gnn_coder_engine::{CancellationToken, EngineOptions, IndexEvent, IndexOptions};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::DEFAULT_INDEX_DIR;
@@ -17,6 +15,7 @@ use crate::advice::advise;
 use crate::backend::{Backend, refuse_with_server};
 use crate::flags::ModelFlags;
 use crate::flags::{human_bytes, parse_size};
+use crate::progress::Progress;
 use crate::remote::ServerFlags;
 
 #[derive(Args)]
@@ -112,13 +111,20 @@ pub fn run(args: IndexArgs) -> Result<()> {
     };
     let backend = Backend::open_for_writing(Some(index_dir), &args.server, options, args.rebuild)?;
 
-    let bar = progress_bar(args.quiet || args.json);
+    // Whether the run embeds: the local index says so; a server is asked once (a failure only
+    // costs the embed phase its name).
+    let vectors = match backend.local_embedding() {
+        Some(_) => true,
+        None if remote => backend.stats().is_ok_and(|s| s.embedding.is_some()),
+        None => false,
+    };
+    let progress = Progress::new(args.quiet || args.json, vectors);
     let skipped: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new());
     let started = AtomicBool::new(false);
     let on_event = |e: &IndexEvent| match e {
         IndexEvent::Progress(p) => {
             started.store(true, Ordering::Relaxed);
-            show_progress(&bar, p)
+            progress.update(p)
         }
         IndexEvent::Skipped {
             path,
@@ -133,7 +139,7 @@ pub fn run(args: IndexArgs) -> Result<()> {
     };
     let cancel = CancellationToken::new();
     let result = backend.index(&opts, checked.as_ref(), &on_event, &cancel);
-    bar.finish_and_clear();
+    progress.finish();
     // Only a run that got going has a "last commit" worth mentioning; a refusal up front (a
     // locked index, a bad option) is said as it is.
     let summary = if started.load(Ordering::Relaxed) {
@@ -231,30 +237,4 @@ fn report(
     }
     eprintln!("index: {index}");
     Ok(())
-}
-
-/// Draws one progress event (local or from a server).
-fn show_progress(bar: &ProgressBar, p: &gnn_coder_engine::IndexProgress) {
-    if bar.length() != Some(p.files_total) {
-        bar.set_length(p.files_total);
-    }
-    bar.set_position(p.files_done);
-    bar.set_message(format!(
-        "{} units, {} embedded, {} reused, {} unchanged files",
-        p.units, p.embeddings_computed, p.embeddings_reused, p.files_unchanged
-    ));
-}
-
-fn progress_bar(hidden: bool) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
-    if hidden {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}) {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }

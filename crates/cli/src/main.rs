@@ -10,6 +10,7 @@ mod eval_cmd;
 mod flags;
 mod index_cmd;
 mod jobs_cmd;
+mod progress;
 mod remote;
 mod repos_cmd;
 mod search_cmd;
