@@ -1113,16 +1113,16 @@ fn semantic_and_hybrid_search_with_the_model() {
     let tmp = tempfile::tempdir().unwrap();
     let idx = tmp.path().join("idx");
     let root = fixture();
-    let out = run(&[
-        "index",
-        s(&root),
-        "--index",
-        s(&idx),
-        "--model-dir",
-        s(&model),
-        "--weights",
-        "none",
-    ]);
+    let model_args = ["--model-dir", s(&model), "--weights", "none"];
+    // `index ROOT --index DIR` with the model and `extra` flags.
+    let index_with_model = |dir: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["index", s(&root), "--index", s(dir)];
+        args.extend_from_slice(&model_args);
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    };
+    let run_owned = |args: Vec<String>| run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_owned(index_with_model(&idx, &[]));
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("embedded 46 units"), "{stderr}");
@@ -1138,17 +1138,7 @@ fn semantic_and_hybrid_search_with_the_model() {
         "the untrained head must be said: {stderr}"
     );
     // A refresh with nothing changed says so, not "embedded 0 units (0 units/s)".
-    let again = run(&[
-        "index",
-        s(&root),
-        "--index",
-        s(&idx),
-        "--model-dir",
-        s(&model),
-        "--weights",
-        "none",
-    ]);
-    let again = text(&again.stderr);
+    let again = text(&run_owned(index_with_model(&idx, &[])).stderr);
     assert!(
         again.contains("nothing new to embed") && !again.contains("units/s"),
         "{again}"
@@ -1156,18 +1146,14 @@ fn semantic_and_hybrid_search_with_the_model() {
     // A second writer is refused as locked, without talk of a run that never began.
     let held = fs::File::open(idx.join("writer.lock")).unwrap();
     held.lock().unwrap();
-    let locked = fails(&[
-        "index",
-        s(&root),
-        "--index",
-        s(&idx),
-        "--model-dir",
-        s(&model),
-        "--weights",
-        "none",
-    ]);
-    assert!(locked.contains("locked"), "{locked}");
-    assert!(!locked.contains("keeps its last commit"), "{locked}");
+    let locked = run_owned(index_with_model(&idx, &[]));
+    let locked_err = text(&locked.stderr);
+    assert!(!locked.status.success(), "{locked_err}");
+    assert!(locked_err.contains("locked"), "{locked_err}");
+    assert!(
+        !locked_err.contains("keeps its last commit"),
+        "{locked_err}"
+    );
     drop(held);
     // Switching kinds of index: each way says exactly what to run.
     let err = fails(&["index", s(&root), "--index", s(&idx), "--lexical-only"]);
@@ -1179,20 +1165,18 @@ fn semantic_and_hybrid_search_with_the_model() {
     let lexical = run(&["index", s(&root), "--index", s(&lex), "--lexical-only"]);
     let phases = progress_phases(&text(&lexical.stderr));
     assert!(phases.contains(&"write".to_string()) && !phases.contains(&"embed".to_string()));
-    let model_args = ["--model-dir", s(&model), "--weights", "none"];
-    let refresh = run(&[&["index", s(&root), "--index", s(&lex)][..], &model_args].concat());
+    let refresh = run_owned(index_with_model(&lex, &[]));
     let note = text(&refresh.stderr);
     assert!(refresh.status.success(), "{note}");
     assert!(
         note.contains("lexical-only") && note.contains("add --rebuild"),
         "{note}"
     );
-    let rebuilt = [
-        &["index", s(&root), "--index", s(&lex), "--rebuild"][..],
-        &model_args,
-    ]
-    .concat();
-    ok(&rebuilt);
+    assert!(
+        run_owned(index_with_model(&lex, &["--rebuild"]))
+            .status
+            .success()
+    );
     assert!(ok(&["info", "--index", s(&lex)]).contains("(384 dims)"));
     let info = ok(&["info", "--index", s(&idx)]);
     assert!(info.contains("(384 dims)"), "{info}");
