@@ -533,27 +533,9 @@ async fn bad_requests_get_precise_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_tokens() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let tmp = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let (cert, key, ca_file, tokens) = (
-        tmp.path().join("cert.pem"),
-        tmp.path().join("key.pem"),
-        tmp.path().join("ca.pem"),
-        tmp.path().join("tokens"),
-    );
-    fs::write(&cert, leaf.pem()).unwrap();
-    fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    fs::write(&ca_file, ca.pem()).unwrap();
+    let (ca_file, _, cert, key) = certificates(tmp.path(), "server");
+    let tokens = tmp.path().join("tokens");
     let token = "s3cret-token-0123456789abcdef";
     fs::write(&tokens, format!("# clients\n{token}\n")).unwrap();
     let root = tmp.path().join("polyglot");

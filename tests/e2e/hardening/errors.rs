@@ -3,7 +3,7 @@
 //! cause, and a full disk says so.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use gnn_coder_service::client::{self, ClientOptions};
@@ -11,7 +11,7 @@ use gnn_coder_service::codec::RawCodec;
 use gnn_coder_service::proto as pb;
 use tonic::Code;
 
-use super::support::{BIN, Server, big_repo, index_request, model_dir, search};
+use super::support::{BIN, Server, big_repo, certificates, index_request, model_dir, search};
 
 /// Longest status message the server sends (`convert::MAX_STATUS_MESSAGE`).
 const MAX_MESSAGE: usize = 1024;
@@ -152,38 +152,6 @@ async fn a_malformed_message_is_invalid_argument() {
 
 // ---------------------------------------------------------------------------------------------
 // TLS failures through the command line.
-
-/// A CA and a server certificate (for `localhost`) it signed, as PEM files in `dir`:
-/// (ca cert, ca key, server cert, server key).
-fn certificates(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let mut ca_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // Each CA its own name, so a client looks one up as the issuer only if it is.
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("gnn-coder test CA {tag}"));
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let ca_key_pem = ca_key.serialize_pem();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let files = (
-        dir.join(format!("{tag}-ca.pem")),
-        dir.join(format!("{tag}-ca.key")),
-        dir.join(format!("{tag}-cert.pem")),
-        dir.join(format!("{tag}-cert.key")),
-    );
-    fs::write(&files.0, ca.pem()).unwrap();
-    fs::write(&files.1, ca_key_pem).unwrap();
-    fs::write(&files.2, leaf.pem()).unwrap();
-    fs::write(&files.3, leaf_key.serialize_pem()).unwrap();
-    files
-}
 
 /// `gnn-coder repos --server URL [--tls-ca CA]`, which must fail; its stderr.
 fn repos_fails(url: &str, ca: Option<&Path>) -> String {

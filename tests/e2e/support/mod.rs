@@ -214,3 +214,35 @@ pub fn model_dir() -> Option<PathBuf> {
     );
     None
 }
+
+/// A CA and a server certificate (for `localhost`) it signed, as PEM files in `dir`:
+/// (ca cert, ca key, server cert, server key).
+pub fn certificates(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Each CA its own name, so a client looks one up as the issuer only if it is.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("gnn-coder test CA {tag}"));
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let files = (
+        dir.join(format!("{tag}-ca.pem")),
+        dir.join(format!("{tag}-ca.key")),
+        dir.join(format!("{tag}-cert.pem")),
+        dir.join(format!("{tag}-cert.key")),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, ca_key_pem).unwrap();
+    std::fs::write(&files.2, leaf.pem()).unwrap();
+    std::fs::write(&files.3, leaf_key.serialize_pem()).unwrap();
+    files
+}
