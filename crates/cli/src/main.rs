@@ -28,7 +28,8 @@ pub use gnn_coder_engine::DEFAULT_INDEX_DIR;
 #[derive(Parser)]
 #[command(
     name = "gnn-coder",
-    version,
+    version = version_line(),
+    long_version = long_version(),
     about = "Code search that understands plain-English questions",
     long_about = "Index a repository's functions with tree-sitter, then find them with \
                   plain-English or identifier queries.\n\n\
@@ -66,10 +67,38 @@ enum Command {
     Info(repos_cmd::InfoArgs),
     /// List the supported languages and their file extensions.
     Languages,
+    /// Print the license notice of the model built into this binary (all-MiniLM-L6-v2's
+    /// Apache License 2.0).
+    Notice,
     /// Train GNN-Coder weights on (docstring, code) pairs, or on your own repositories.
     Train(train_cmd::TrainArgs),
     /// Measure retrieval quality (MRR@10, R@1, R@10, MAM) of weights on pairs or a benchmark.
     Eval(eval_cmd::EvalArgs),
+}
+
+/// `gnn-coder -V`: the version and the commit built.
+fn version_line() -> &'static str {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("GNN_CODER_COMMIT"),
+        ")"
+    )
+}
+
+/// `gnn-coder --version`: also the model built in, which an index records, and its license.
+fn long_version() -> &'static str {
+    let sum = gnn_coder_model::BUNDLED_HEAD_SHA256;
+    let text = format!(
+        "{}\nmodel: gnn-coder {} (built in; indexes name it \
+         all-MiniLM-L6-v2+gnn-coder-head(trained:{})),\n       \
+         fine-tuned from all-MiniLM-L6-v2 (sentence-transformers, Apache License 2.0; \
+         `gnn-coder notice`)",
+        version_line(),
+        gnn_coder_model::BUNDLED_VERSION,
+        &sum[..12],
+    );
+    Box::leak(text.into_boxed_str())
 }
 
 /// burn's CPU backend allocates a fresh buffer for every tensor op; with glibc's defaults every
@@ -116,6 +145,10 @@ fn main() -> ExitCode {
         Command::Remove(args) => repos_cmd::remove(args),
         Command::Info(args) => repos_cmd::info(args),
         Command::Languages => languages(),
+        Command::Notice => {
+            print!("{}", gnn_coder_model::bundled_notice());
+            Ok(())
+        }
         Command::Train(args) => train_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
     };

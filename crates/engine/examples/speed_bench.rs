@@ -188,7 +188,7 @@ fn main() -> Res<()> {
         .computes
         .iter()
         .map(|&compute| {
-            let mut opts = EmbedderOptions::new(&model_dir);
+            let mut opts = EmbedderOptions::new(model_dir.as_path());
             opts.compute = compute;
             Embedder::load(&opts)
         })
@@ -196,8 +196,8 @@ fn main() -> Res<()> {
 
     let mut embedders = Vec::new();
     for &compute in &args.computes {
-        let mut opts = EmbedderOptions::new(&model_dir);
-        opts.weights_dir = weights.clone();
+        let mut opts = EmbedderOptions::new(model_dir.as_path());
+        opts.weights = weights.clone().map(Into::into);
         opts.compute = compute;
         let e = Embedder::load(&opts)?;
         e.embed_sentences(&texts[..texts.len().min(32)])?; // warm-up

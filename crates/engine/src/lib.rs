@@ -177,7 +177,9 @@ impl Engine {
                     Some(info)
                 }
                 Err(e)
-                    if e.kind() == ErrorKind::ModelMissing && options.model.model_dir.is_none() =>
+                    if e.kind() == ErrorKind::ModelMissing
+                        && options.model.model_dir.is_none()
+                        && options.model.weights.is_none() =>
                 {
                     warning = Some(e.to_string());
                     None
@@ -258,7 +260,7 @@ impl Engine {
         self.manifest.is_some()
             && self.store.embedding().is_none()
             && !self.options.lexical_only
-            && gnn_coder_model::find_model_dir(self.options.model.model_dir.as_deref()).is_ok()
+            && gnn_coder_model::resolve_model(&self.options.model).is_ok()
     }
 
     /// The model matching the index's vectors, loaded on first use.

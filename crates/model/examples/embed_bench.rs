@@ -162,11 +162,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let mut opts = EmbedderOptions::new(default_model_dir());
-    if !opts.model_dir.is_dir() {
-        opts.model_dir =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    let mut model_dir = default_model_dir();
+    if !model_dir.is_dir() {
+        model_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
     }
+    let mut opts = EmbedderOptions::new(model_dir);
     opts.batch_size = batch;
     opts.max_tokens = max_tokens;
     let t0 = Instant::now();

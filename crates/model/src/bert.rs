@@ -91,11 +91,16 @@ impl Default for BertConfig {
 impl BertConfig {
     /// Read a Hugging Face `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: BertConfig = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// [`from_file`](Self::from_file) of bytes in memory; `path` names them in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let cfg: BertConfig = serde_json::from_slice(bytes).map_err(|source| ModelError::Json {
             path: path.to_path_buf(),
             source,
         })?;
@@ -373,20 +378,59 @@ pub fn load_bert_weights(model: &mut BertModel, path: &Path) -> Result<LoadRepor
             path: path.to_path_buf(),
         });
     }
-    let mut store = SafetensorsStore::from_file(path)
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_bert_bytes(model, &bytes, path, false)
+}
+
+/// [`load_bert_weights`] of a file in memory (`path` names it in errors), which may hold int8
+/// tensors with their scales (see [`crate::quant`]). With `embeddings_only`, the file holds the
+/// embedding tables alone (`files::EMBEDDINGS_FILE`) and the encoder layers are left for
+/// fine-tuned weights to fill: every embedding tensor must be applied, and no layer may be.
+pub fn load_bert_bytes(
+    model: &mut BertModel,
+    bytes: &[u8],
+    path: &Path,
+    embeddings_only: bool,
+) -> Result<LoadReport> {
+    let raw = crate::quant::RawFile::parse(bytes, path)?;
+    // `position_ids` (an integer buffer the encoder does not use) is dropped before the int8
+    // tensors are widened, which accepts floats only.
+    let mut raw = raw;
+    let mut unused: Vec<String> = raw
+        .tensors
+        .keys()
+        .filter(|k| k.ends_with("position_ids"))
+        .cloned()
+        .collect();
+    for k in &unused {
+        raw.tensors.remove(k);
+    }
+    let raw = raw.dequantize(path)?;
+    let mut store = SafetensorsStore::from_bytes(Some(raw.to_bytes()))
         .with_from_adapter(PyTorchToBurnAdapter)
         // Checkpoints saved from `BertForX` carry a `bert.` prefix.
         .with_key_remapping(r"^bert\.", "")
         .with_key_remapping(r"\.LayerNorm\.", ".layer_norm.")
         .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
         .allow_partial(true);
+    if embeddings_only {
+        store = store.with_regex(r"^embeddings\.");
+    }
     let result = model
         .load_from(&mut store)
         .map_err(|e| ModelError::Weights {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    let missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
+    let missing: Vec<String> = result
+        .missing
+        .iter()
+        .map(|(p, _)| p.clone())
+        .filter(|p| !embeddings_only || p.starts_with("embeddings."))
+        .collect();
     let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
     if !missing.is_empty() || !errors.is_empty() {
         return Err(ModelError::IncompleteWeights {
@@ -396,10 +440,11 @@ pub fn load_bert_weights(model: &mut BertModel, path: &Path) -> Result<LoadRepor
             errors,
         });
     }
+    unused.extend(result.unused.iter().cloned());
     Ok(LoadReport {
         path: path.to_path_buf(),
         applied: result.applied.len(),
         missing,
-        unused: result.unused.clone(),
+        unused,
     })
 }

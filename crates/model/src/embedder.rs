@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use gnn_coder_syntax::AstGraph;
 
-use crate::bert::{BertConfig, BertModel, LoadReport, load_bert_weights};
+use crate::bert::{BertConfig, BertModel, LoadReport, load_bert_bytes};
 use crate::cpu::{self, PackedLinear, Precision};
 use crate::error::{ModelError, Result};
+use crate::files::{EMBEDDINGS_FILE, ModelFiles};
 use crate::graph::{GraphBatch, GraphInput};
-use crate::model::{GnnCoderModel, HEAD_CONFIG_FILE, HeadConfig, read_head_config};
+use crate::model::{GnnCoderModel, HEAD_CONFIG_FILE, HeadConfig, read_head_config_from};
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// Files of the pretrained model directory (see `scripts/fetch-model.sh`).
@@ -108,12 +109,14 @@ impl std::str::FromStr for Compute {
 
 #[derive(Debug, Clone)]
 pub struct EmbedderOptions {
-    /// Pretrained transformer directory (`model.safetensors`, `config.json`, `tokenizer.json`).
-    pub model_dir: PathBuf,
+    /// The pretrained transformer (`config.json`, `tokenizer.json`, and `model.safetensors` or,
+    /// when the weights fine-tune every layer, `embeddings.safetensors`): a directory or the
+    /// built-in copy.
+    pub model: ModelFiles,
     /// Our trained weights (`head.json`, `head.safetensors`, optional
     /// `transformer.safetensors`); `None` = untrained head built from `head`.
-    pub weights_dir: Option<PathBuf>,
-    /// Head configuration when `weights_dir` is `None`.
+    pub weights: Option<ModelFiles>,
+    /// Head configuration when `weights` is `None`.
     pub head: HeadConfig,
     /// Token limit including `[CLS]`/`[SEP]`; longer texts keep their head (for code units:
     /// the signature and docstring, which come first).
@@ -126,10 +129,10 @@ pub struct EmbedderOptions {
 }
 
 impl EmbedderOptions {
-    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(model: impl Into<ModelFiles>) -> Self {
         Self {
-            model_dir: model_dir.into(),
-            weights_dir: None,
+            model: model.into(),
+            weights: None,
             head: HeadConfig::default(),
             max_tokens: 256,
             batch_size: 32,
@@ -198,19 +201,25 @@ impl Embedder {
     }
 
     pub fn load_on(options: &EmbedderOptions, device: Device) -> Result<Self> {
-        check_model_dir(&options.model_dir)?;
         if options.batch_size == 0 {
             return Err(ModelError::Config("batch_size must be at least 1".into()));
         }
-        let bert = BertConfig::from_file(&options.model_dir.join(MODEL_CONFIG_FILE))?;
+        let files = &options.model;
+        let bert = BertConfig::from_bytes(
+            &files.read(MODEL_CONFIG_FILE)?,
+            &files.path(MODEL_CONFIG_FILE),
+        )?;
         let max_tokens = options.max_tokens.min(bert.max_position_embeddings);
-        let tokenizer =
-            TextTokenizer::from_file(&options.model_dir.join(TOKENIZER_FILE), max_tokens)?;
-        let head_config = match &options.weights_dir {
-            Some(dir) if dir.join(HEAD_CONFIG_FILE).is_file() => read_head_config(dir)?,
-            Some(dir) => {
+        let tokenizer = TextTokenizer::from_bytes(
+            &files.read(TOKENIZER_FILE)?,
+            &files.path(TOKENIZER_FILE),
+            max_tokens,
+        )?;
+        let head_config = match &options.weights {
+            Some(w) if w.has(HEAD_CONFIG_FILE) => read_head_config_from(w)?,
+            Some(w) => {
                 return Err(ModelError::MissingModelFile {
-                    path: dir.join(HEAD_CONFIG_FILE),
+                    path: w.path(HEAD_CONFIG_FILE),
                 });
             }
             None => {
@@ -220,11 +229,29 @@ impl Embedder {
             }
         };
         let mut model = GnnCoderModel::new(&bert, &head_config, &device)?;
-        let load_report = load_bert_weights(
+        // The whole pretrained model, or its embeddings alone when the trained weights replace
+        // every encoder layer (the built-in model).
+        let every_layer_tuned =
+            options.weights.is_some() && head_config.tuned_layers >= bert.num_hidden_layers;
+        let (name, expected, embeddings_only) = if files.has(MODEL_WEIGHTS_FILE) {
+            (MODEL_WEIGHTS_FILE, bert.num_weight_tensors(), false)
+        } else if every_layer_tuned && files.has(EMBEDDINGS_FILE) {
+            (
+                EMBEDDINGS_FILE,
+                bert.num_weight_tensors() - 16 * bert.num_hidden_layers,
+                true,
+            )
+        } else {
+            return Err(ModelError::MissingModelFile {
+                path: files.path(MODEL_WEIGHTS_FILE),
+            });
+        };
+        let load_report = load_bert_bytes(
             &mut model.transformer,
-            &options.model_dir.join(MODEL_WEIGHTS_FILE),
+            &files.read(name)?,
+            &files.path(name),
+            embeddings_only,
         )?;
-        let expected = bert.num_weight_tensors();
         if load_report.applied != expected {
             return Err(ModelError::Weights {
                 path: load_report.path.clone(),
@@ -234,8 +261,8 @@ impl Embedder {
                 ),
             });
         }
-        let trained = match &options.weights_dir {
-            Some(dir) => model.load_saved(dir, &head_config)?,
+        let trained = match &options.weights {
+            Some(w) => model.load_saved_from(w, &head_config)?,
             None => false,
         };
         let kernels = match options.compute.precision() {

@@ -84,27 +84,31 @@ pub mod bert;
 pub mod cpu;
 mod embedder;
 pub mod error;
+pub mod files;
 pub mod graph;
 pub mod model;
 pub mod quant;
 pub mod tokenize;
 pub mod weights;
 
-pub use bert::{BertConfig, BertModel, LoadReport, load_bert_weights};
+pub use bert::{BertConfig, BertModel, LoadReport, load_bert_bytes, load_bert_weights};
 pub use embedder::{
     Compute, Embedder, EmbedderOptions, GraphUse, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE,
     TOKENIZER_FILE, UnitInput, check_model_dir, default_device, default_model_dir, pad_batch,
 };
 pub use error::{ModelError, Result};
+pub use files::{
+    BUNDLED_HEAD_SHA256, BUNDLED_VERSION, EMBEDDINGS_FILE, ModelFiles, bundled_notice,
+};
 pub use graph::{GraphBatch, GraphConfig, GraphEncoder, GraphInput};
 pub use model::{
     GnnCoderHead, GnnCoderModel, HeadConfig, TRANSFORMER_WEIGHTS_FILE, read_head_config,
-    read_safetensors_dtypes, read_safetensors_metadata,
+    read_head_config_from, read_safetensors_dtypes, read_safetensors_metadata,
 };
 pub use tokenize::{Encoded, TextTokenizer};
 pub use weights::{
-    ModelChoice, ModelIdentity, find_model_dir, load_embedder, resolve_weights, sha256_hex,
-    verify_checksums, write_checksums,
+    ModelChoice, ModelIdentity, ResolvedModel, find_model_dir, load_embedder, resolve_model,
+    resolve_weights, sha256_hex, verify_checksums, write_checksums,
 };
 
 /// Languages with a slot in the shared node-kind embedding table, in slot order.

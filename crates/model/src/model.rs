@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::{BertConfig, BertModel};
 use crate::error::{ModelError, Result};
+use crate::files::ModelFiles;
 use crate::graph::{GraphBatch, GraphConfig, GraphEncoder};
 
 /// File names inside a trained-weights directory.
@@ -309,10 +310,15 @@ impl GnnCoderModel {
     /// built from the same `head.json`: `tuned_layers` is read from `config`). Returns whether
     /// the weights are marked trained.
     pub fn load_saved(&mut self, dir: &Path, config: &HeadConfig) -> Result<bool> {
-        let head_path = dir.join(HEAD_WEIGHTS_FILE);
-        let meta = read_safetensors_metadata(&head_path)?;
-        let trained = meta.get(META_TRAINED).is_some_and(|v| v == "true");
-        load_complete(&mut self.head, &head_path, None)?;
+        self.load_saved_from(&ModelFiles::Dir(dir.to_path_buf()), config)
+    }
+
+    /// [`load_saved`](Self::load_saved) from a directory or the built-in weights.
+    pub fn load_saved_from(&mut self, files: &ModelFiles, config: &HeadConfig) -> Result<bool> {
+        let head_path = files.path(HEAD_WEIGHTS_FILE);
+        let head = read_weights(files, HEAD_WEIGHTS_FILE)?;
+        let trained = head.metadata.get(META_TRAINED).is_some_and(|v| v == "true");
+        load_complete(&mut self.head, head, &head_path, None)?;
         if config.tuned_layers > 0 {
             let n = self.transformer.num_layers();
             if config.tuned_layers > n {
@@ -321,9 +327,10 @@ impl GnnCoderModel {
                     config.tuned_layers
                 )));
             }
-            let tpath = dir.join(TRANSFORMER_WEIGHTS_FILE);
+            let tpath = files.path(TRANSFORMER_WEIGHTS_FILE);
             let re = tuned_layers_regex(n, config.tuned_layers);
-            let applied = load_complete(&mut self.transformer, &tpath, Some(&re))?;
+            let raw = read_weights(files, TRANSFORMER_WEIGHTS_FILE)?;
+            let applied = load_complete(&mut self.transformer, raw, &tpath, Some(&re))?;
             let per_layer = 16;
             if applied != per_layer * config.tuned_layers {
                 return Err(ModelError::Weights {
@@ -338,6 +345,18 @@ impl GnnCoderModel {
         }
         Ok(trained)
     }
+}
+
+/// A weights file of `files`, read and checked (a missing file is named).
+fn read_weights(files: &ModelFiles, name: &str) -> Result<crate::quant::RawFile> {
+    let path = files.path(name);
+    if !files.has(name) {
+        return Err(ModelError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+        });
+    }
+    crate::quant::RawFile::parse(&files.read(name)?, &path)
 }
 
 /// Parameter-path pattern of the top `k` of `n` encoder layers.
@@ -356,13 +375,15 @@ impl burn::module::ModuleVisitor for ForceInit {
 
 /// Read `head.json` from a trained-weights directory.
 pub fn read_head_config(dir: &Path) -> Result<HeadConfig> {
-    let path = dir.join(HEAD_CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    read_head_config_from(&ModelFiles::Dir(dir.to_path_buf()))
+}
+
+/// [`read_head_config`] from a directory or the built-in weights.
+pub fn read_head_config_from(files: &ModelFiles) -> Result<HeadConfig> {
+    let path = files.path(HEAD_CONFIG_FILE);
+    let bytes = files.read(HEAD_CONFIG_FILE)?;
     let cfg: HeadConfig =
-        serde_json::from_str(&text).map_err(|source| ModelError::Json { path, source })?;
+        serde_json::from_slice(&bytes).map_err(|source| ModelError::Json { path, source })?;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -375,18 +396,12 @@ pub fn read_head_config(dir: &Path) -> Result<HeadConfig> {
 /// Returns the number of tensors applied.
 fn load_complete<M: ModuleSnapshot>(
     module: &mut M,
+    raw: crate::quant::RawFile,
     path: &Path,
     filter: Option<&str>,
 ) -> Result<usize> {
-    if !path.is_file() {
-        return Err(ModelError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
-        });
-    }
-    // The file is read once; int8 tensors (see `quant`) become f32 here, and any other
-    // non-float dtype is refused.
-    let raw = crate::quant::read_raw(path)?.dequantize(path)?;
+    // int8 tensors (see `quant`) become f32 here, and any other non-float dtype is refused.
+    let raw = raw.dequantize(path)?;
     let mut store = SafetensorsStore::from_bytes(Some(raw.to_bytes()))
         .allow_partial(true)
         .with_from_adapter(FloatCastAdapter::to(burn::tensor::DType::F32));

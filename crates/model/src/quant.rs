@@ -203,7 +203,7 @@ impl RawTensor {
         }
     }
 
-    fn is_float(&self) -> bool {
+    pub fn is_float(&self) -> bool {
         matches!(self.dtype.as_str(), "F16" | "BF16" | "F32" | "F64")
     }
 }
@@ -405,6 +405,31 @@ pub fn quantize_file(
                 path: src.to_path_buf(),
                 source,
             })?;
+    let (out, mut report) = quantize_raw(file, min_elements, max_relative_error);
+    report.bytes_before = bytes_before;
+    report.bytes_after = write_atomically(&out, dst)?;
+    Ok(report)
+}
+
+/// Writes `file` to `dst` through a temporary file and a rename; returns the bytes written.
+pub fn write_atomically(file: &RawFile, dst: &Path) -> Result<u64> {
+    let bytes = file.to_bytes();
+    let tmp = dst.with_extension("safetensors.tmp");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, dst).map_err(io(dst))?;
+    Ok(bytes.len() as u64)
+}
+
+/// [`quantize_file`] in memory (the report's byte counts are left at 0).
+pub fn quantize_raw(
+    file: RawFile,
+    min_elements: usize,
+    max_relative_error: f64,
+) -> (RawFile, QuantReport) {
     let mut out = RawFile {
         tensors: BTreeMap::new(),
         metadata: file.metadata.clone(),
@@ -453,15 +478,7 @@ pub fn quantize_file(
         );
         quantized += 1;
     }
-    let bytes = out.to_bytes();
-    let tmp = dst.with_extension("safetensors.tmp");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, dst).map_err(io(dst))?;
-    Ok(QuantReport {
+    let report = QuantReport {
         quantized,
         kept,
         relative_rms_error: if energy > 0.0 {
@@ -469,9 +486,10 @@ pub fn quantize_file(
         } else {
             0.0
         },
-        bytes_before,
-        bytes_after: bytes.len() as u64,
-    })
+        bytes_before: 0,
+        bytes_after: 0,
+    };
+    (out, report)
 }
 
 #[cfg(test)]

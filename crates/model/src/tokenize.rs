@@ -58,6 +58,15 @@ impl TextTokenizer {
                 path: path.to_path_buf(),
             });
         }
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, path, max_len)
+    }
+
+    /// [`from_file`](Self::from_file) of a `tokenizer.json` in memory; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, max_len: usize) -> Result<Self> {
         if max_len < 2 {
             return Err(ModelError::Config(format!(
                 "max token length {max_len} leaves no room for [CLS]/[SEP]"
@@ -67,7 +76,7 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             message,
         };
-        let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| err(e.to_string()))?;
         inner.with_padding(None::<PaddingParams>);
         inner
             .with_truncation(Some(TruncationParams {

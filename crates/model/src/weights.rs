@@ -9,22 +9,28 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-use crate::embedder::{Embedder, EmbedderOptions, check_model_dir};
+use crate::embedder::{
+    Embedder, EmbedderOptions, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, TOKENIZER_FILE,
+    check_model_dir,
+};
 use crate::error::{ModelError, Result};
+use crate::files::{BUNDLED_HEAD_SHA256, EMBEDDINGS_FILE, ModelFiles};
 use crate::model::{HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE, TRANSFORMER_WEIGHTS_FILE};
 
 /// The shipped weights directory, relative to the checkout, and the checksum file name.
 pub const SHIPPED_WEIGHTS: &str = "weights/gnn-coder";
 pub const CHECKSUMS_FILE: &str = "SHA256SUMS";
+/// The license notice shipped with weights that carry parts of the pretrained model.
+pub const NOTICE_FILE: &str = "NOTICE";
 
 /// Which model to load: the pretrained directory and the trained weights.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelChoice {
-    /// `--model-dir`; `None`: `$GNN_CODER_MODEL_DIR`, `./models/all-MiniLM-L6-v2`, or the
-    /// checkout's `models/` folder.
+    /// `--model-dir`; `None`: `$GNN_CODER_MODEL_DIR`, else the built-in copy (see
+    /// [`resolve_model`]).
     pub model_dir: Option<PathBuf>,
-    /// `--weights`; `None`: `$GNN_CODER_WEIGHTS` or the shipped weights; `Some("none")`: the
-    /// zero-shot transformer.
+    /// `--weights`; `None`: `$GNN_CODER_WEIGHTS` or the weights built into the binary;
+    /// `Some("none")`: the zero-shot transformer.
     pub weights: Option<PathBuf>,
 }
 
@@ -145,6 +151,10 @@ pub fn write_checksums(dir: &Path) -> Result<()> {
         HEAD_CONFIG_FILE,
         HEAD_WEIGHTS_FILE,
         TRANSFORMER_WEIGHTS_FILE,
+        EMBEDDINGS_FILE,
+        MODEL_CONFIG_FILE,
+        TOKENIZER_FILE,
+        NOTICE_FILE,
     ] {
         let p = dir.join(f);
         if p.is_file() {
@@ -155,24 +165,104 @@ pub fn write_checksums(dir: &Path) -> Result<()> {
     std::fs::write(&path, out).map_err(|source| ModelError::Io { path, source })
 }
 
-/// Loads the embedder of `choice`: the pretrained transformer plus the resolved weights.
+/// The files a [`ModelChoice`] comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedModel {
+    /// The pretrained transformer's files.
+    pub model: ModelFiles,
+    /// The trained weights; `None` for the zero-shot transformer (`--weights none`).
+    pub weights: Option<ModelFiles>,
+}
+
+/// Whether `files` hold a usable pretrained transformer: the configuration, the tokenizer and
+/// the whole model or (for weights that replace every layer) its embeddings.
+fn has_transformer(files: &ModelFiles, embeddings_will_do: bool) -> bool {
+    files.has(MODEL_CONFIG_FILE)
+        && files.has(TOKENIZER_FILE)
+        && (files.has(MODEL_WEIGHTS_FILE) || (embeddings_will_do && files.has(EMBEDDINGS_FILE)))
+}
+
+/// Which files `choice` means, without loading them.
+///
+/// Weights: `--weights DIR` (or `$GNN_CODER_WEIGHTS`), checked against its `SHA256SUMS`;
+/// `none` for the zero-shot transformer; by default the weights built into the binary. There
+/// is no silent fall-back to an untrained head: only `none` asks for one.
+///
+/// Transformer: `--model-dir DIR` (or `$GNN_CODER_MODEL_DIR`); else, with the built-in weights,
+/// the built-in copy; else a weights directory that carries the transformer's files itself,
+/// then `models/all-MiniLM-L6-v2` of the working directory or of the checkout this binary was
+/// built from, then (for weights that fine-tune every layer) the built-in embeddings and
+/// tokenizer. The zero-shot transformer needs the whole pretrained model
+/// (`scripts/fetch-model.sh`); without it this is [`ModelError::ModelNotFound`].
+pub fn resolve_model(choice: &ModelChoice) -> Result<ResolvedModel> {
+    let weights_flag = choice
+        .weights
+        .clone()
+        .or_else(|| std::env::var_os("GNN_CODER_WEIGHTS").map(PathBuf::from));
+    let weights = match weights_flag {
+        Some(dir) if dir.as_os_str() == "none" => None,
+        Some(dir) => {
+            if !dir.join(HEAD_CONFIG_FILE).is_file() {
+                return Err(ModelError::NotWeights { path: dir });
+            }
+            verify_checksums(&dir)?;
+            Some(ModelFiles::Dir(dir))
+        }
+        None => Some(ModelFiles::Bundled),
+    };
+    let model_flag = choice
+        .model_dir
+        .clone()
+        .or_else(|| std::env::var_os("GNN_CODER_MODEL_DIR").map(PathBuf::from));
+    let model = if let Some(dir) = model_flag {
+        if !has_transformer(&ModelFiles::Dir(dir.clone()), weights.is_some()) {
+            check_model_dir(&dir)?;
+        }
+        ModelFiles::Dir(dir)
+    } else {
+        match &weights {
+            Some(ModelFiles::Bundled) => ModelFiles::Bundled,
+            Some(w) if has_transformer(w, true) => w.clone(),
+            _ => {
+                let candidates = model_dir_candidates(None);
+                match candidates.iter().find(|d| check_model_dir(d).is_ok()) {
+                    Some(dir) => ModelFiles::Dir(dir.clone()),
+                    None if weights.is_some() => ModelFiles::Bundled,
+                    None => return Err(ModelError::ModelNotFound { tried: candidates }),
+                }
+            }
+        }
+    };
+    Ok(ResolvedModel { model, weights })
+}
+
+/// Loads the embedder of `choice` (see [`resolve_model`]): the pretrained transformer plus the
+/// trained weights.
 pub fn load_embedder(choice: &ModelChoice) -> Result<(Embedder, ModelIdentity)> {
-    let dir = find_model_dir(choice.model_dir.as_deref())?;
-    let weights = resolve_weights(choice.weights.as_deref())?;
-    let mut opts = EmbedderOptions::new(&dir);
-    opts.weights_dir = weights.clone();
+    let resolved = resolve_model(choice)?;
+    let mut opts = EmbedderOptions::new(resolved.model.clone());
+    opts.weights = resolved.weights.clone();
     opts.compute = crate::embedder::Compute::from_env()?;
     let embedder = Embedder::load(&opts)?;
-    let identity = identity(&embedder, weights.as_deref())?;
+    let identity = identity_of(&embedder, resolved.weights.as_ref())?;
     Ok((embedder, identity))
 }
 
-/// The identity of `embedder` loaded with `weights`: trained weights are named by the checksum
-/// of their head, so an index and a query model that differ are told apart.
+/// The identity of `embedder` loaded with `weights` (a directory): trained weights are named by
+/// the checksum of their head, so an index and a query model that differ are told apart.
 pub fn identity(embedder: &Embedder, weights: Option<&Path>) -> Result<ModelIdentity> {
+    identity_of(embedder, weights.map(ModelFiles::from).as_ref())
+}
+
+/// [`identity`] for weights from a directory or built in (the same weights get the same name
+/// either way, so an index built with the checkout's weights is searched by the binary's).
+pub fn identity_of(embedder: &Embedder, weights: Option<&ModelFiles>) -> Result<ModelIdentity> {
     let head = match weights {
         Some(w) if embedder.is_trained() => {
-            let sum = sha256_hex(&w.join(HEAD_WEIGHTS_FILE))?;
+            let sum = match w {
+                ModelFiles::Bundled => BUNDLED_HEAD_SHA256.to_string(),
+                ModelFiles::Dir(dir) => sha256_hex(&dir.join(HEAD_WEIGHTS_FILE))?,
+            };
             format!("trained:{}", &sum[..sum.len().min(12)])
         }
         _ => "untrained".to_string(),

@@ -30,7 +30,7 @@ fn embedder_with(graph: GraphUse, compute: Compute, weights: Option<PathBuf>) ->
     let mut opts = EmbedderOptions::new(dir);
     opts.graph = graph;
     opts.compute = compute;
-    opts.weights_dir = weights;
+    opts.weights = weights.map(Into::into);
     Some(Embedder::load(&opts).expect("load model"))
 }
 

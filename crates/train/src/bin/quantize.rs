@@ -3,14 +3,24 @@
 //! `head.json`, `head.safetensors`, `transformer.safetensors` (when `IN` has one) and a new
 //! `SHA256SUMS`; `OUT` may be `IN` (each file is replaced atomically). The weights are checked
 //! by loading them before anything is written.
+//!
+//! With `--embeddings-from MODEL_DIR` (the pretrained all-MiniLM-L6-v2), `OUT` also gets what
+//! the fine-tuned layers still need of it, so that `OUT` is a whole model by itself (what the
+//! binary carries built in, see `gnn_coder_model::files`): `embeddings.safetensors` (the
+//! embedding tables, the large ones as int8 by the same rule), `config.json` and
+//! `tokenizer.json`. Only weights that fine-tune every layer can do without the rest.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use gnn_coder_model::EMBEDDINGS_FILE;
 use gnn_coder_model::TRANSFORMER_WEIGHTS_FILE;
 use gnn_coder_model::model::{HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE};
-use gnn_coder_model::quant::{DEFAULT_MAX_RELATIVE_ERROR, DEFAULT_MIN_ELEMENTS, quantize_file};
+use gnn_coder_model::quant::{
+    DEFAULT_MAX_RELATIVE_ERROR, DEFAULT_MIN_ELEMENTS, quantize_file, quantize_raw, read_raw,
+    write_atomically,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Store trained GNN-Coder weights as int8 matrices with f32 scales")]
@@ -25,6 +35,10 @@ struct Args {
     /// Matrices that int8 would store with a larger relative RMS error keep their dtype.
     #[arg(long, default_value_t = DEFAULT_MAX_RELATIVE_ERROR)]
     max_relative_error: f64,
+    /// Also store the pretrained model's embedding tables, configuration and tokenizer from
+    /// this directory (weights that fine-tune every layer then need nothing else).
+    #[arg(long, value_name = "MODEL_DIR")]
+    embeddings_from: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -66,6 +80,29 @@ fn main() -> Result<()> {
             report.kept,
             report.relative_rms_error
         );
+    }
+    if let Some(model) = &args.embeddings_from {
+        gnn_coder_model::check_model_dir(model)?;
+        let src = model.join(gnn_coder_model::MODEL_WEIGHTS_FILE);
+        let mut raw = read_raw(&src)?;
+        raw.tensors
+            .retain(|name, t| name.starts_with("embeddings.") && t.is_float());
+        raw.metadata.clear();
+        let (out, report) = quantize_raw(raw, args.min_elements, args.max_relative_error);
+        let dst = args.output.join(EMBEDDINGS_FILE);
+        let bytes = write_atomically(&out, &dst)?;
+        println!(
+            "{EMBEDDINGS_FILE}: {bytes} bytes; {} matrices int8, {} tensors kept; relative RMS \
+             error {:.5}",
+            report.quantized, report.kept, report.relative_rms_error
+        );
+        for file in [
+            gnn_coder_model::MODEL_CONFIG_FILE,
+            gnn_coder_model::TOKENIZER_FILE,
+        ] {
+            std::fs::copy(model.join(file), args.output.join(file))
+                .with_context(|| format!("cannot copy {file}"))?;
+        }
     }
     gnn_coder_model::write_checksums(&args.output)?;
     Ok(())
