@@ -1350,6 +1350,107 @@ fn shipped_weights_are_used_by_default() {
     assert!(err.contains("--weights"), "{err}");
 }
 
+/// The binary carries its model: copied away from the checkout and run with no model flags or
+/// variables, it builds vectors with the shipped weights (the same name as an index built from
+/// the checkout's files, so either searches the other), and names commit and model in
+/// `--version`. A zero-shot model it cannot find is an error, never an untrained stand-in.
+#[test]
+fn the_binary_carries_its_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("gnn-coder");
+    fs::copy(BIN, &bin).unwrap();
+    let away = tmp.path().join("elsewhere");
+    fs::create_dir(&away).unwrap();
+    let run_away = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .args(args)
+            .current_dir(&away)
+            .env_remove("GNN_CODER_MODEL_DIR")
+            .env_remove("GNN_CODER_WEIGHTS")
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok_, version, _) = run_away(&["--version"]);
+    assert!(ok_, "{version}");
+    assert!(
+        version.contains("(commit ") && version.contains("model: gnn-coder v2.1"),
+        "{version}"
+    );
+    assert!(version.contains("Apache License 2.0"), "{version}");
+    let (ok_, notice, _) = run_away(&["notice"]);
+    assert!(ok_ && notice.contains("all-MiniLM-L6-v2"), "{notice}");
+
+    let idx = tmp.path().join("idx");
+    let root = fixture();
+    let (ok_, _, err) = run_away(&["index", s(&root), "--index", s(&idx)]);
+    assert!(ok_, "{err}");
+    assert!(
+        !err.contains("lexical-only") && !err.contains("untrained"),
+        "{err}"
+    );
+    let (_, info, _) = run_away(&["info", "--index", s(&idx)]);
+    assert!(info.contains("gnn-coder-head(trained:"), "{info}");
+    let (ok_, out, err) = run_away(&[
+        "search",
+        "--index",
+        s(&idx),
+        "--mode",
+        "semantic",
+        "--json",
+        "--lang",
+        "python",
+        "string similarity distance",
+    ]);
+    assert!(ok_, "{err}");
+    let hits = json(out.trim())["results"].as_array().unwrap().clone();
+    assert_eq!(
+        field(&hits[0], "symbol"),
+        "levenshtein_distance",
+        "{hits:#?}"
+    );
+
+    // An index built from the checkout's files is the same model to the copied binary.
+    if let Some(model) = model_dir() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/gnn-coder");
+        let idx2 = tmp.path().join("idx2");
+        ok(&[
+            "index",
+            s(&root),
+            "--index",
+            s(&idx2),
+            "--model-dir",
+            s(&model),
+            "--weights",
+            s(&shipped),
+        ]);
+        let (ok_, _, err) = run_away(&[
+            "search",
+            "--index",
+            s(&idx2),
+            "--mode",
+            "semantic",
+            "edit distance",
+        ]);
+        assert!(ok_, "{err}");
+    }
+
+    // The zero-shot model is asked for explicitly, and missing it is an error.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let (ok_, _, err) = run_away(&[
+        "index",
+        s(&root),
+        "--index",
+        s(&tmp.path().join("idx3")),
+        "--weights",
+        "none",
+        "--model-dir",
+        s(&empty),
+    ]);
+    assert!(!ok_ && err.contains("model.safetensors"), "{err}");
+}
+
 /// Code→code search finds a copy with renamed identifiers at rank 1, from a location or a
 /// snippet; a one-function edit re-embeds one function.
 #[test]

@@ -155,6 +155,48 @@ async fn index_search_similar_update_list_remove() {
         by_snippet.hits
     );
 
+    // `similar` through the command line: `--server` answers as the local index does, for a
+    // unit named PATH:LINE and for a snippet on stdin.
+    let similar_cli = |where_: &[&str], target: &str, stdin: &str| {
+        let mut child = Command::new(BIN)
+            .arg("similar")
+            .arg(target)
+            .args(where_)
+            .args(["--json", "-k", "3"])
+            .args(if target == "-" {
+                &["--lang", "python"][..]
+            } else {
+                &[]
+            })
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "similar {where_:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let unit = format!("{}:{}", top.path, top.start_line);
+    let remote = similar_cli(&["--server", &server.url], &unit, "");
+    let local = similar_cli(&["--index", index_dir.to_str().unwrap()], &unit, "");
+    assert_eq!(
+        remote["origin"]["symbol"], "levenshtein_distance",
+        "{remote}"
+    );
+    assert_eq!(remote, local);
+    let remote = similar_cli(&["--server", &server.url], "-", &code);
+    let hits = remote["results"].as_array().unwrap();
+    assert!(
+        !hits.is_empty() && hits.iter().all(|h| h["language"] == "python"),
+        "{remote}"
+    );
+
     // An unsaved buffer is searchable at once; so is a deletion.
     let buffer = "def frobnicate_quaternion_widget(q):\n    \"\"\"Rotate the widget.\"\"\"\n    return q * 2\n";
     let t = Instant::now();
