@@ -14,7 +14,7 @@ pub fn advise(err: EngineError) -> anyhow::Error {
             Some("rebuild it with `gnn-coder index ROOT --rebuild`")
         }
         E::Store(S::NoVectors { .. }) => Some(
-            "rebuild it with `gnn-coder index ROOT --rebuild` after scripts/fetch-model.sh (`gnn-coder search --mode lexical` needs no vectors)",
+            "rebuild it with `gnn-coder index ROOT --rebuild` to add vectors (the model is built in; `gnn-coder search --mode lexical` needs none)",
         ),
         E::Store(S::Locked { .. }) => Some("wait for that process to finish, or stop it"),
         E::Incompatible(_) => Some(
@@ -24,7 +24,7 @@ pub fn advise(err: EngineError) -> anyhow::Error {
             "the index's disk is full: free some space (or give --index a directory on another disk) and run it again",
         ),
         _ if err.kind() == ErrorKind::ModelMissing => Some(
-            "run scripts/fetch-model.sh in the gnn-coder checkout, or point --model-dir / GNN_CODER_MODEL_DIR at the model",
+            "the built-in model needs no files: leave out --model-dir and --weights (and $GNN_CODER_MODEL_DIR / $GNN_CODER_WEIGHTS); the zero-shot model (--weights none) needs all-MiniLM-L6-v2, which scripts/fetch-model.sh in the gnn-coder checkout fetches, at --model-dir",
         ),
         E::NotFound(m) if m.starts_with("no repository") => {
             Some("`gnn-coder repos` lists the indexed repositories")

