@@ -1290,70 +1290,11 @@ fn semantic_and_hybrid_search_with_the_model() {
     assert!(err.contains("fetch-model.sh"), "{err}");
 }
 
-/// The weights in `weights/gnn-coder/` are what a fresh checkout indexes and searches with.
-#[test]
-fn shipped_weights_are_used_by_default() {
-    let Some(model) = model_dir() else { return };
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/gnn-coder");
-    assert!(
-        shipped.join("head.json").is_file() && shipped.join("SHA256SUMS").is_file(),
-        "the trained weights must be committed"
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let idx = tmp.path().join("idx");
-    let root = fixture();
-    let out = run(&[
-        "index",
-        s(&root),
-        "--index",
-        s(&idx),
-        "--model-dir",
-        s(&model),
-    ]);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("untrained"), "{stderr}");
-    let info = ok(&["info", "--index", s(&idx)]);
-    assert!(info.contains("gnn-coder-head(trained:"), "{info}");
-    let out = ok(&[
-        "search",
-        "--index",
-        s(&idx),
-        "--model-dir",
-        s(&model),
-        "--mode",
-        "semantic",
-        "--json",
-        "--lang",
-        "python",
-        "string similarity distance",
-    ]);
-    let hits = json(out.trim())["results"].as_array().unwrap().clone();
-    assert_eq!(
-        field(&hits[0], "symbol"),
-        "levenshtein_distance",
-        "{hits:#?}"
-    );
-    // The zero-shot model is one flag away, and an index built with it says so.
-    let err = fails(&[
-        "search",
-        "--index",
-        s(&idx),
-        "--model-dir",
-        s(&model),
-        "--weights",
-        "none",
-        "--mode",
-        "semantic",
-        "edit distance",
-    ]);
-    assert!(err.contains("--weights"), "{err}");
-}
-
-/// The binary carries its model: copied away from the checkout and run with no model flags or
-/// variables, it builds vectors with the shipped weights (the same name as an index built from
-/// the checkout's files, so either searches the other), and names commit and model in
-/// `--version`. A zero-shot model it cannot find is an error, never an untrained stand-in.
+/// The binary carries its model (the committed `weights/gnn-coder`): copied away from the
+/// checkout and run with no model flags or variables, it builds vectors with the shipped
+/// weights (the same name as an index built from the checkout's files, so either searches the
+/// other), and names commit and model in `--version`. A zero-shot model it cannot find is an
+/// error, never an untrained stand-in.
 #[test]
 fn the_binary_carries_its_model() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1433,6 +1374,20 @@ fn the_binary_carries_its_model() {
             "edit distance",
         ]);
         assert!(ok_, "{err}");
+        // The zero-shot model is one flag away, and is refused on an index of the trained one.
+        let err = fails(&[
+            "search",
+            "--index",
+            s(&idx2),
+            "--model-dir",
+            s(&model),
+            "--weights",
+            "none",
+            "--mode",
+            "semantic",
+            "edit distance",
+        ]);
+        assert!(err.contains("--weights"), "{err}");
     }
 
     // The zero-shot model is asked for explicitly, and missing it is an error.
