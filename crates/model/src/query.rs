@@ -282,47 +282,50 @@ fn hf_to_burn(name: &str) -> Option<(String, bool)> {
 }
 
 /// Adds the tensors of `raw` that `map` names (`Some((burn name, transpose))`) to `out` as f32,
-/// int8 tensors dequantized with their scales. Only the chosen tensors are converted.
+/// int8 tensors dequantized with their scales as [`RawFile::dequantize`] does (the same
+/// values), but only the chosen tensors, and without its round trip through f32 bytes.
 fn add_tensors(
     out: &mut HashMap<String, Values>,
     raw: RawFile,
     path: &Path,
     map: impl Fn(&str) -> Option<(String, bool)>,
 ) -> Result<()> {
-    let mut chosen = RawFile {
-        metadata: Default::default(),
-        tensors: Default::default(),
-    };
-    let mut names = HashMap::new();
-    let mut tensors = raw.tensors;
-    let keys: Vec<String> = tensors.keys().cloned().collect();
-    for key in keys {
+    let tensors = raw.tensors;
+    if let Some(stray) = tensors.keys().find(|k| {
+        k.strip_suffix(SCALE_SUFFIX)
+            .is_some_and(|base| tensors.get(base).is_none_or(|t| t.dtype != "I8"))
+    }) {
+        return Err(ModelError::Weights {
+            path: path.to_path_buf(),
+            message: format!("tensor {stray:?} is a scale without its int8 tensor"),
+        });
+    }
+    for (key, t) in &tensors {
         if key.ends_with(SCALE_SUFFIX) {
             continue;
         }
-        let Some(target) = map(&key) else { continue };
-        let scale = format!("{key}{SCALE_SUFFIX}");
-        if let Some(s) = tensors.remove(&scale) {
-            chosen.tensors.insert(scale, s);
-        }
-        if let Some(t) = tensors.remove(&key) {
-            chosen.tensors.insert(key.clone(), t);
-        }
-        names.insert(key, target);
-    }
-    let chosen = chosen.dequantize(path)?;
-    for (key, t) in chosen.tensors {
-        let Some((burn, transpose)) = names.remove(&key) else {
+        let Some((burn, transpose)) = map(key) else {
             continue;
         };
-        let values = t.to_f32().ok_or_else(|| ModelError::Weights {
-            path: path.to_path_buf(),
-            message: format!("tensor {key:?} is not floating point"),
-        })?;
+        let values = if t.dtype == "I8" {
+            let scale_name = format!("{key}{SCALE_SUFFIX}");
+            let scale = tensors
+                .get(&scale_name)
+                .ok_or_else(|| ModelError::Weights {
+                    path: path.to_path_buf(),
+                    message: format!("int8 tensor {key:?} has no {scale_name:?}"),
+                })?;
+            t.dequantized(key, scale, path)?
+        } else {
+            t.to_f32().ok_or_else(|| ModelError::Weights {
+                path: path.to_path_buf(),
+                message: format!("tensor {key:?} is {}, not floating point", t.dtype),
+            })?
+        };
         let (shape, values) = match (transpose, &t.shape[..]) {
             (true, &[rows, cols]) => {
                 let mut tr = vec![0f32; values.len()];
-                for (r, row) in values.chunks_exact(cols).enumerate() {
+                for (r, row) in values.chunks_exact(cols.max(1)).enumerate() {
                     for (c, &v) in row.iter().enumerate() {
                         tr[c * rows + r] = v;
                     }
