@@ -237,6 +237,28 @@ impl RawTensor {
         {
             return Err(mismatch());
         }
+        let q = |b: &u8| f32::from(*b as i8);
+        // Matrices (every quantized tensor we write): scale per row, per column or per element,
+        // in loops the compiler vectorizes.
+        if let ([rows, cols], [sr, sc]) = (&shape[..], &scale.shape[..]) {
+            let (rows, cols) = (*rows, (*cols).max(1));
+            let mut out = Vec::with_capacity(self.data.len());
+            for (r, row) in self.data.chunks_exact(cols).enumerate().take(rows) {
+                match (*sr == 1, *sc == 1) {
+                    (_, true) => {
+                        let s = scales[if *sr == 1 { 0 } else { r }];
+                        out.extend(row.iter().map(|b| q(b) * s));
+                    }
+                    (true, false) => out.extend(row.iter().zip(&scales).map(|(b, s)| q(b) * s)),
+                    (false, false) => out.extend(
+                        row.iter()
+                            .zip(&scales[r * cols..(r + 1) * cols])
+                            .map(|(b, s)| q(b) * s),
+                    ),
+                }
+            }
+            return Ok(out);
+        }
         // Row-major strides of the scale, 0 along its size-1 dimensions.
         let rank = shape.len();
         let mut strides = vec![0usize; rank];
@@ -248,9 +270,9 @@ impl RawTensor {
         let mut idx = vec![0usize; rank];
         let mut at = 0usize;
         let mut out = Vec::with_capacity(self.data.len());
-        for &q in &self.data {
+        for b in &self.data {
             let s = scales.get(at).copied().ok_or_else(mismatch)?;
-            out.push(f32::from(q as i8) * s);
+            out.push(q(b) * s);
             for k in (0..rank).rev() {
                 idx[k] += 1;
                 at += strides[k];
