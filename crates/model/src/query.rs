@@ -4,7 +4,7 @@
 //! [`Embedder::load`](crate::Embedder::load) builds the whole trainable model in burn first
 //! (transformer and graph network, every parameter randomly initialised, then overwritten
 //! through burn's safetensors store) and only then packs the CPU kernels from it; for a CLI
-//! search that was ~0.9 s of its ~1 s. [`QueryEmbedder`] packs the same kernels
+//! search that was most of its time (table below). [`QueryEmbedder`] packs the same kernels
 //! ([`cpu::Encoder::from_tensors`], the query projection at f32) straight from the safetensors
 //! bytes: no burn module, no graph network, no random initialisation.
 //!
@@ -23,9 +23,17 @@
 //! caller loads the full [`Embedder`](crate::Embedder). `tests/query.rs` holds its vectors
 //! equal to the full embedder's and its identity to [`crate::weights::identity_of`]'s.
 //!
-//! Measured (`gnn-coder search "parse a config file" --index /work/eval/dev/index-bundle -k 3`,
-//! dev profile at opt-level 3, 2-core shared machine, median of 5): see the table in the
-//! commit that added this module; hybrid search went from 1.01 s to 0.25 s (lexical 0.06 s).
+//! Measured: `gnn-coder search "parse a config file" --index /work/eval/dev/index-bundle -k 3`
+//! (the built-in model, int8 kernels), dev profile (every crate at opt-level 3), a 2-core Intel
+//! Xeon shared with another build, `/usr/bin/time`, median of 5 runs (wall / max RSS):
+//!
+//! | search            | full model loaded | this loader      |
+//! |-------------------|-------------------|------------------|
+//! | hybrid (default)  | 0.78 s / 305 MB   | 0.20 s / 164 MB  |
+//! | `--mode lexical`  | 0.01 s / 27 MB    | 0.01 s / 27 MB   |
+//!
+//! (The first runs of the old binary varied 0.64-0.87 s with the machine's load.) What is left
+//! is mostly packing the layers at int8 and widening the 30k-row int8 word table to f32.
 
 use std::collections::HashMap;
 use std::path::Path;
