@@ -57,7 +57,7 @@ use std::sync::{Arc, Mutex};
 
 pub use error::{EngineError, ErrorKind, Result};
 pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE, Manifest};
-pub use gnn_coder_model::{Embedder, ModelChoice, ModelIdentity};
+pub use gnn_coder_model::{Embedder, ModelChoice, ModelIdentity, QueryEmbedder};
 pub use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, FieldBoosts, Filters, RepoInfo, Store, StoreError,
     StoreStats, UnitRecord,
@@ -95,12 +95,61 @@ pub struct LoadedModel {
     pub identity: ModelIdentity,
 }
 
+/// What [`Engine::query_model`] has loaded.
+#[derive(Default)]
+enum QuerySlot {
+    /// Nothing tried yet.
+    #[default]
+    Untried,
+    /// The light query-only model.
+    Light(Arc<QueryEmbedder>),
+    /// The light loader cannot serve this model choice: use the full model.
+    Full,
+}
+
+/// What embeds queries: the light query-only model (transformer and query projection alone,
+/// loaded in a fraction of the time) or the full model when that is loaded anyway.
+pub enum QueryModel {
+    Light(Arc<QueryEmbedder>),
+    Full(Arc<LoadedModel>),
+}
+
+impl std::fmt::Debug for QueryModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            QueryModel::Light(_) => "Light",
+            QueryModel::Full(_) => "Full",
+        };
+        f.debug_tuple(kind).field(&self.identity().model).finish()
+    }
+}
+
+impl QueryModel {
+    /// Query vectors (the same from either).
+    pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Ok(match self {
+            QueryModel::Light(q) => q.embed_queries(queries)?,
+            QueryModel::Full(m) => m.embedder.embed_queries(queries)?,
+        })
+    }
+
+    pub fn identity(&self) -> &ModelIdentity {
+        match self {
+            QueryModel::Light(q) => q.identity(),
+            QueryModel::Full(m) => &m.identity,
+        }
+    }
+}
+
 /// An opened index with the model it needs.
 pub struct Engine {
     store: Box<dyn Store>,
     dir: PathBuf,
     options: EngineOptions,
     model: Mutex<Option<Arc<LoadedModel>>>,
+    /// The query-only model searches load when the full one is not loaded (see
+    /// [`Engine::query_model`]).
+    query_model: Mutex<QuerySlot>,
     /// Why a new index was made lexical-only although a model was wanted.
     warning: Option<String>,
     /// The writer shared by running jobs (see [`writer`]).
@@ -150,6 +199,7 @@ impl Engine {
             dir: dir.to_path_buf(),
             options,
             model: Mutex::new(None),
+            query_model: Mutex::default(),
             warning: None,
             writer: Mutex::default(),
             busy: Mutex::default(),
@@ -195,6 +245,7 @@ impl Engine {
             dir: dir.to_path_buf(),
             options,
             model: Mutex::new(model),
+            query_model: Mutex::default(),
             warning,
             writer: Mutex::default(),
             busy: Mutex::default(),
@@ -217,6 +268,7 @@ impl Engine {
             dir,
             options,
             model: Mutex::new(None),
+            query_model: Mutex::default(),
             warning: None,
             writer: Mutex::default(),
             busy: Mutex::default(),
@@ -263,13 +315,67 @@ impl Engine {
             && gnn_coder_model::resolve_model(&self.options.model).is_ok()
     }
 
+    /// The index's model info, or the error of a lexical-only index.
+    fn vectors_info(&self) -> Result<&EmbeddingInfo> {
+        self.store.embedding().ok_or_else(|| {
+            EngineError::Store(gnn_coder_store::StoreError::NoVectors {
+                path: self.dir.clone(),
+            })
+        })
+    }
+
+    /// That `identity` is the model of the index's vectors.
+    fn check_identity(info: &EmbeddingInfo, identity: &ModelIdentity) -> Result<()> {
+        if identity.model != info.model || identity.dim != info.dim {
+            return Err(EngineError::Incompatible(format!(
+                "the index was embedded with {} but the current model is {}",
+                info.model, identity.model
+            )));
+        }
+        Ok(())
+    }
+
+    /// What embeds queries for the index, loaded on first use: the full model if it is loaded
+    /// already, else the light query-only one ([`QueryEmbedder`], which skips the graph network
+    /// and burn), else (a choice the light loader cannot serve, e.g. `--weights none` or
+    /// `GNN_CODER_COMPUTE=burn`) the full model. Checked against the index's vectors like
+    /// [`model`](Self::model).
+    pub fn query_model(&self) -> Result<QueryModel> {
+        let info = self.vectors_info()?;
+        let loaded = self
+            .model
+            .lock()
+            .map_err(|_| EngineError::Internal("a model loader panicked".into()))?
+            .clone();
+        if let Some(m) = loaded {
+            Engine::check_identity(info, &m.identity)?;
+            return Ok(QueryModel::Full(m));
+        }
+        let mut slot = self
+            .query_model
+            .lock()
+            .map_err(|_| EngineError::Internal("a model loader panicked".into()))?;
+        if matches!(*slot, QuerySlot::Untried) {
+            *slot = match gnn_coder_model::load_query_embedder(&self.options.model)? {
+                Some(q) => QuerySlot::Light(Arc::new(q)),
+                None => QuerySlot::Full,
+            };
+        }
+        match &*slot {
+            QuerySlot::Light(q) => {
+                Engine::check_identity(info, q.identity())?;
+                Ok(QueryModel::Light(q.clone()))
+            }
+            _ => {
+                drop(slot);
+                Ok(QueryModel::Full(self.model()?))
+            }
+        }
+    }
+
     /// The model matching the index's vectors, loaded on first use.
     pub fn model(&self) -> Result<Arc<LoadedModel>> {
-        let Some(info) = self.store.embedding() else {
-            return Err(EngineError::Store(gnn_coder_store::StoreError::NoVectors {
-                path: self.dir.clone(),
-            }));
-        };
+        let info = self.vectors_info()?;
         let mut slot = self
             .model
             .lock()
@@ -282,12 +388,7 @@ impl Engine {
                 m
             }
         };
-        if model.identity.model != info.model || model.identity.dim != info.dim {
-            return Err(EngineError::Incompatible(format!(
-                "the index was embedded with {} but the current model is {}",
-                info.model, model.identity.model
-            )));
-        }
+        Engine::check_identity(info, &model.identity)?;
         Ok(model)
     }
 

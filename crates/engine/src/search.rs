@@ -564,10 +564,10 @@ impl Engine {
         })
     }
 
-    /// Query vectors for `queries`, in one batch.
+    /// Query vectors for `queries`, in one batch (on the light query-only model unless the
+    /// full one is loaded already, see [`Engine::query_model`]).
     pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let model = self.model()?;
-        Ok(model.embedder.embed_queries(queries)?)
+        self.query_model()?.embed_queries(queries)
     }
 
     /// Answers one search.

@@ -358,15 +358,7 @@ impl Embedder {
                 Ok(self.model.forward_query(ids, mask))
             });
         };
-        let threads = all_threads();
-        self.run_ragged(&encs, threads, &|_| true, |_, states| {
-            let n = states.len();
-            let seq = states.mean_pool();
-            let mut out = vec![0f32; n * k.query_proj.out_dim()];
-            k.query_proj
-                .forward(&seq, n, &mut out, threads, &mut Vec::new());
-            Ok(cpu::normalize_rows(out, k.query_proj.out_dim()))
-        })
+        query_vectors(&k.encoder, &k.query_proj, self.options.batch_size, &encs)
     }
 
     /// Code-unit vectors (transformer + graph encoder -> fusion -> projection -> L2 norm), on
@@ -473,24 +465,14 @@ impl Embedder {
         let Some(k) = &self.kernels else {
             return Err(ModelError::Config("the CPU kernels are not loaded".into()));
         };
-        let mut order: Vec<usize> = (0..encs.len()).collect();
-        order.sort_by_key(|&i| encs[i].len());
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encs.len()];
-        for chunk in order.chunks(self.options.batch_size) {
-            let ids: Vec<&[u32]> = chunk.iter().map(|&i| encs[i].ids.as_slice()).collect();
-            let states = k.encoder.encode(&ids, threads)?;
-            let rows = f(chunk, &states)?;
-            if rows.len() != chunk.len() {
-                return Err(ModelError::Tensor("wrong number of vectors".into()));
-            }
-            for (&i, row) in chunk.iter().zip(rows) {
-                out[i] = row;
-            }
-            if !after_batch(chunk.len()) {
-                return Err(ModelError::Stopped);
-            }
-        }
-        Ok(out)
+        run_ragged(
+            &k.encoder,
+            self.options.batch_size,
+            encs,
+            threads,
+            after_batch,
+            f,
+        )
     }
 
     /// Sort by token length, cut into batches of `batch_size`, pad each to its longest member,
@@ -523,6 +505,68 @@ impl Embedder {
         }
         Ok(out)
     }
+}
+
+/// Query vectors on the packed kernels (transformer mean pool -> `query_proj` -> L2 norm), on
+/// every core: what [`Embedder::embed_queries`] and [`crate::QueryEmbedder`] compute.
+pub(crate) fn query_vectors(
+    encoder: &cpu::Encoder,
+    query_proj: &PackedLinear,
+    batch_size: usize,
+    encs: &[Encoded],
+) -> Result<Vec<Vec<f32>>> {
+    let threads = all_threads();
+    run_ragged(
+        encoder,
+        batch_size,
+        encs,
+        threads,
+        &|_| true,
+        |_, states| {
+            let n = states.len();
+            let seq = states.mean_pool();
+            let mut out = vec![0f32; n * query_proj.out_dim()];
+            query_proj.forward(&seq, n, &mut out, threads, &mut Vec::new());
+            Ok(cpu::normalize_rows(out, query_proj.out_dim()))
+        },
+    )
+}
+
+/// Sorted by length, cut into batches of `batch_size`, each encoded without padding;
+/// `f(original indices, states)` returns one vector per text; `after_batch(n)` returning false
+/// stops with [`ModelError::Stopped`].
+fn run_ragged<F>(
+    encoder: &cpu::Encoder,
+    batch_size: usize,
+    encs: &[Encoded],
+    threads: usize,
+    after_batch: &dyn Fn(usize) -> bool,
+    f: F,
+) -> Result<Vec<Vec<f32>>>
+where
+    F: Fn(&[usize], &cpu::States) -> Result<Vec<Vec<f32>>>,
+{
+    if batch_size == 0 {
+        return Err(ModelError::Config("batch_size must be at least 1".into()));
+    }
+    let mut order: Vec<usize> = (0..encs.len()).collect();
+    order.sort_by_key(|&i| encs[i].len());
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); encs.len()];
+    for chunk in order.chunks(batch_size) {
+        let ids: Vec<&[u32]> = chunk.iter().map(|&i| encs[i].ids.as_slice()).collect();
+        let states = encoder.encode(&ids, threads)?;
+        let rows = f(chunk, &states)?;
+        if rows.len() != chunk.len() {
+            return Err(ModelError::Tensor("wrong number of vectors".into()));
+        }
+        for (&i, row) in chunk.iter().zip(rows) {
+            out[i] = row;
+        }
+        if !after_batch(chunk.len()) {
+            return Err(ModelError::Stopped);
+        }
+    }
+    Ok(out)
 }
 
 /// Token ids and attention mask of `encs[rows]`, padded to the longest: ([B, L], [B, L]).

@@ -90,6 +90,7 @@ pub mod files;
 pub mod graph;
 pub mod model;
 pub mod quant;
+pub mod query;
 pub mod tokenize;
 pub mod weights;
 
@@ -107,10 +108,11 @@ pub use model::{
     GnnCoderHead, GnnCoderModel, HeadConfig, TRANSFORMER_WEIGHTS_FILE, read_head_config,
     read_head_config_from, read_safetensors_dtypes, read_safetensors_metadata,
 };
+pub use query::QueryEmbedder;
 pub use tokenize::{Encoded, TextTokenizer};
 pub use weights::{
-    ModelChoice, ModelIdentity, ResolvedModel, find_model_dir, load_embedder, resolve_model,
-    resolve_weights, sha256_hex, verify_checksums, write_checksums,
+    ModelChoice, ModelIdentity, ResolvedModel, find_model_dir, load_embedder, load_query_embedder,
+    name_weights, resolve_model, resolve_weights, sha256_hex, verify_checksums, write_checksums,
 };
 
 /// Languages with a slot in the shared node-kind embedding table, in slot order.

@@ -16,6 +16,7 @@ use crate::embedder::{
 use crate::error::{ModelError, Result};
 use crate::files::{BUNDLED_HEAD_SHA256, EMBEDDINGS_FILE, ModelFiles};
 use crate::model::{HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE, TRANSFORMER_WEIGHTS_FILE};
+use crate::query::QueryEmbedder;
 
 /// The shipped weights directory, relative to the checkout, and the checksum file name.
 pub const SHIPPED_WEIGHTS: &str = "weights/gnn-coder";
@@ -248,6 +249,20 @@ pub fn load_embedder(choice: &ModelChoice) -> Result<(Embedder, ModelIdentity)> 
     Ok((embedder, identity))
 }
 
+/// The light query-only model of `choice` (see [`crate::query`]), with its identity; `None`
+/// when it cannot serve the choice (`--weights none`, `GNN_CODER_COMPUTE=burn`), where the
+/// caller loads the full model with [`load_embedder`].
+pub fn load_query_embedder(choice: &ModelChoice) -> Result<Option<QueryEmbedder>> {
+    let resolved = resolve_model(choice)?;
+    let opts = EmbedderOptions::new(resolved.model.clone());
+    QueryEmbedder::load(
+        &resolved.model,
+        resolved.weights.as_ref(),
+        crate::embedder::Compute::from_env()?,
+        opts.max_tokens,
+    )
+}
+
 /// The identity of `embedder` loaded with `weights` (a directory): trained weights are named by
 /// the checksum of their head, so an index and a query model that differ are told apart.
 pub fn identity(embedder: &Embedder, weights: Option<&Path>) -> Result<ModelIdentity> {
@@ -257,19 +272,35 @@ pub fn identity(embedder: &Embedder, weights: Option<&Path>) -> Result<ModelIden
 /// [`identity`] for weights from a directory or built in (the same weights get the same name
 /// either way, so an index built with the checkout's weights is searched by the binary's).
 pub fn identity_of(embedder: &Embedder, weights: Option<&ModelFiles>) -> Result<ModelIdentity> {
-    let head = match weights {
-        Some(w) if embedder.is_trained() => {
-            let sum = match w {
-                ModelFiles::Bundled => BUNDLED_HEAD_SHA256.to_string(),
-                ModelFiles::Dir(dir) => sha256_hex(&dir.join(HEAD_WEIGHTS_FILE))?,
-            };
-            format!("trained:{}", &sum[..sum.len().min(12)])
-        }
-        _ => "untrained".to_string(),
+    let sum = match weights {
+        Some(w) if embedder.is_trained() => Some(head_sha256(w, None)?),
+        _ => None,
     };
-    Ok(ModelIdentity {
-        model: format!("all-MiniLM-L6-v2+gnn-coder-head({head})"),
-        dim: embedder.dim(),
-        trained: embedder.is_trained(),
+    Ok(name_weights(sum.as_deref(), embedder.dim()))
+}
+
+/// The SHA-256 (hex) of the `head.safetensors` of `weights`: the built-in one's is known at
+/// build time; a directory's is computed from `bytes` when the caller has read them already,
+/// else from the file.
+pub(crate) fn head_sha256(weights: &ModelFiles, bytes: Option<&[u8]>) -> Result<String> {
+    Ok(match (weights, bytes) {
+        (ModelFiles::Bundled, _) => BUNDLED_HEAD_SHA256.to_string(),
+        (ModelFiles::Dir(_), Some(b)) => format!("{:x}", sha2::Sha256::digest(b)),
+        (ModelFiles::Dir(dir), None) => sha256_hex(&dir.join(HEAD_WEIGHTS_FILE))?,
     })
+}
+
+/// The one place that names a model: trained weights by the checksum of their head
+/// (`trained_head_sha256`; `None` for an untrained head), so an index and a query model that
+/// differ are told apart.
+pub fn name_weights(trained_head_sha256: Option<&str>, dim: usize) -> ModelIdentity {
+    let head = match trained_head_sha256 {
+        Some(sum) => format!("trained:{}", &sum[..sum.len().min(12)]),
+        None => "untrained".to_string(),
+    };
+    ModelIdentity {
+        model: format!("all-MiniLM-L6-v2+gnn-coder-head({head})"),
+        dim,
+        trained: trained_head_sha256.is_some(),
+    }
 }

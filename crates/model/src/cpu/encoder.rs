@@ -1,5 +1,7 @@
 //! The MiniLM/BERT encoder's forward pass on ragged batches (no padding).
 
+use std::collections::HashMap;
+
 use burn::prelude::*;
 
 use super::gemm::{PackedLinear, Precision};
@@ -100,13 +102,59 @@ pub(crate) fn linear(l: &burn::nn::Linear, precision: Precision) -> Result<Packe
     PackedLinear::new(&w, b.as_deref(), k, n, precision).map_err(ModelError::Config)
 }
 
-fn norm(l: &burn::nn::LayerNorm) -> Result<Norm> {
-    let gamma = tensor_values(l.gamma.val())?;
-    let beta = match &l.beta {
-        Some(b) => tensor_values(b.val())?,
-        None => vec![0.0; gamma.len()],
-    };
-    Ok(Norm { gamma, beta })
+/// Fetches parameters by name as `(shape, values)` (see [`Encoder::from_tensors`]).
+type Fetch<'a> = dyn FnMut(&str) -> Result<(Vec<usize>, Vec<f32>)> + 'a;
+
+fn bad_tensor(name: &str, message: String) -> ModelError {
+    ModelError::Tensor(format!("{name}: {message}"))
+}
+
+/// A matrix: (rows, cols, values).
+fn matrix(tensor: &mut Fetch<'_>, name: &str) -> Result<(usize, usize, Vec<f32>)> {
+    let (shape, values) = tensor(name)?;
+    match shape[..] {
+        [r, c] if r.checked_mul(c) == Some(values.len()) => Ok((r, c, values)),
+        [n] if n == values.len() => Ok((1, n, values)),
+        _ => Err(bad_tensor(
+            name,
+            format!("shape {shape:?} is not a matrix or vector"),
+        )),
+    }
+}
+
+/// A vector of `len` values (stored `[len]`, `[1, len]` or `[len, 1]`).
+fn vector(tensor: &mut Fetch<'_>, name: &str, len: usize) -> Result<Vec<f32>> {
+    let (r, c, v) = matrix(tensor, name)?;
+    if r * c != len || (r != 1 && c != 1) {
+        return Err(bad_tensor(name, format!("[{r}, {c}] is not {len} values")));
+    }
+    Ok(v)
+}
+
+fn norm(tensor: &mut Fetch<'_>, prefix: &str, len: usize) -> Result<Norm> {
+    Ok(Norm {
+        gamma: vector(tensor, &format!("{prefix}.gamma"), len)?,
+        beta: vector(tensor, &format!("{prefix}.beta"), len)?,
+    })
+}
+
+/// (weight `[k, n]`, bias `[n]`, n) of the linear layer `prefix`; `n` = 0 takes any width.
+fn linear_values(
+    tensor: &mut Fetch<'_>,
+    prefix: &str,
+    k: usize,
+    n: usize,
+) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+    let wname = format!("{prefix}.weight");
+    let (r, c, w) = matrix(tensor, &wname)?;
+    if r != k || (n != 0 && c != n) {
+        return Err(bad_tensor(
+            &wname,
+            format!("[{r}, {c}], expected [{k}, {n}]"),
+        ));
+    }
+    let b = vector(tensor, &format!("{prefix}.bias"), c)?;
+    Ok((w, b, c))
 }
 
 thread_local! {
@@ -124,54 +172,162 @@ struct Scratch {
 }
 
 impl Encoder {
-    /// Copies and packs `model`'s weights (pretrained or fine-tuned, as loaded).
+    /// Copies and packs `model`'s weights (pretrained or fine-tuned, as loaded): the burn
+    /// module's parameters are handed to [`from_tensors`](Self::from_tensors) by their burn
+    /// names, so both loaders share one packing.
     pub fn from_burn(model: &BertModel, eps: f64, precision: Precision) -> Result<Encoder> {
+        let mut map: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+        let mut put = |name: String, t: Tensor<2>| -> Result<()> {
+            map.insert(name, (t.dims().to_vec(), tensor_values(t)?));
+            Ok(())
+        };
+        let vec = |t: Option<Tensor<1>>, len: usize| -> Result<Tensor<2>> {
+            Ok(match t {
+                Some(t) => t.unsqueeze::<2>(),
+                None => Tensor::zeros([1, len], &model.embeddings.word_embeddings.weight.device()),
+            })
+        };
         let emb = &model.embeddings;
-        let [vocab, dim] = emb.word_embeddings.weight.val().dims();
-        let [max_positions, _] = emb.position_embeddings.weight.val().dims();
-        let types = tensor_values(emb.token_type_embeddings.weight.val())?;
-        let mut layers = Vec::with_capacity(model.encoder.layer.len());
+        put(
+            "embeddings.word_embeddings.weight".into(),
+            emb.word_embeddings.weight.val(),
+        )?;
+        put(
+            "embeddings.position_embeddings.weight".into(),
+            emb.position_embeddings.weight.val(),
+        )?;
+        put(
+            "embeddings.token_type_embeddings.weight".into(),
+            emb.token_type_embeddings.weight.val(),
+        )?;
+        let put_norm = |put: &mut dyn FnMut(String, Tensor<2>) -> Result<()>,
+                        prefix: &str,
+                        l: &burn::nn::LayerNorm|
+         -> Result<()> {
+            let len = l.gamma.val().dims()[0];
+            put(format!("{prefix}.gamma"), l.gamma.val().unsqueeze::<2>())?;
+            put(
+                format!("{prefix}.beta"),
+                vec(l.beta.as_ref().map(|b| b.val()), len)?,
+            )
+        };
+        let put_linear = |put: &mut dyn FnMut(String, Tensor<2>) -> Result<()>,
+                          prefix: &str,
+                          l: &burn::nn::Linear|
+         -> Result<()> {
+            let n = l.weight.val().dims()[1];
+            put(format!("{prefix}.weight"), l.weight.val())?;
+            put(
+                format!("{prefix}.bias"),
+                vec(l.bias.as_ref().map(|b| b.val()), n)?,
+            )
+        };
+        put_norm(&mut put, "embeddings.layer_norm", &emb.layer_norm)?;
         let mut heads = 1;
-        let mut inter = 0;
-        for layer in &model.encoder.layer {
+        for (i, layer) in model.encoder.layer.iter().enumerate() {
+            let p = format!("encoder.layer.{i}");
             let att = &layer.attention.self_attn;
             heads = att.num_heads;
+            put_linear(
+                &mut put,
+                &format!("{p}.attention.self_attn.query"),
+                &att.query,
+            )?;
+            put_linear(&mut put, &format!("{p}.attention.self_attn.key"), &att.key)?;
+            put_linear(
+                &mut put,
+                &format!("{p}.attention.self_attn.value"),
+                &att.value,
+            )?;
+            put_linear(
+                &mut put,
+                &format!("{p}.attention.output.dense"),
+                &layer.attention.output.dense,
+            )?;
+            put_norm(
+                &mut put,
+                &format!("{p}.attention.output.layer_norm"),
+                &layer.attention.output.layer_norm,
+            )?;
+            put_linear(
+                &mut put,
+                &format!("{p}.intermediate.dense"),
+                &layer.intermediate.dense,
+            )?;
+            put_linear(&mut put, &format!("{p}.output.dense"), &layer.output.dense)?;
+            put_norm(
+                &mut put,
+                &format!("{p}.output.layer_norm"),
+                &layer.output.layer_norm,
+            )?;
+        }
+        let layers = model.encoder.layer.len();
+        Encoder::from_tensors(layers, heads, eps, precision, &mut |name| {
+            map.remove(name)
+                .ok_or_else(|| ModelError::Tensor(format!("no parameter {name}")))
+        })
+    }
+
+    /// Packs an encoder of `layers` layers and `heads` attention heads from its parameters,
+    /// fetched by their burn names (`embeddings.word_embeddings.weight`,
+    /// `encoder.layer.N.attention.self_attn.query.weight`, `...layer_norm.gamma`, ...) as
+    /// `(shape, values)`: linear weights in burn's `[in, out]` layout, row-major; every
+    /// parameter is asked for once. Shapes are checked, so a mis-mapped tensor is an error.
+    pub fn from_tensors(
+        layers: usize,
+        heads: usize,
+        eps: f64,
+        precision: Precision,
+        tensor: &mut Fetch<'_>,
+    ) -> Result<Encoder> {
+        let (vocab, dim, word) = matrix(tensor, "embeddings.word_embeddings.weight")?;
+        let (max_positions, pd, position) =
+            matrix(tensor, "embeddings.position_embeddings.weight")?;
+        let (types, td, token_type) = matrix(tensor, "embeddings.token_type_embeddings.weight")?;
+        if pd != dim || td != dim || types == 0 {
+            return Err(ModelError::Tensor(format!(
+                "embedding tables of widths {dim}, {pd} and {td} ({types} token types)"
+            )));
+        }
+        let embed_norm = norm(tensor, "embeddings.layer_norm", dim)?;
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            return Err(ModelError::Config(format!(
+                "{heads} attention heads do not divide {dim}"
+            )));
+        }
+        let mut inter = 0;
+        let mut packed = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let p = format!("encoder.layer.{i}");
+            let mut linear = |name: &str, k: usize, n: usize| {
+                linear_values(tensor, &format!("{p}.{name}"), k, n)
+            };
+            let (q, bq, _) = linear("attention.self_attn.query", dim, dim)?;
+            let (k, bk, _) = linear("attention.self_attn.key", dim, dim)?;
+            let (v, bv, _) = linear("attention.self_attn.value", dim, dim)?;
+            let (wo, bo, _) = linear("attention.output.dense", dim, dim)?;
+            let (wu, bu, n_inter) = linear("intermediate.dense", dim, 0)?;
+            let (wd, bd, _) = linear("output.dense", n_inter, dim)?;
             // Query, key and value as one [dim, 3 dim] matrix.
-            let (q, k, v) = (
-                tensor_values(att.query.weight.val())?,
-                tensor_values(att.key.weight.val())?,
-                tensor_values(att.value.weight.val())?,
-            );
             let mut w = Vec::with_capacity(3 * dim * dim);
             for row in 0..dim {
                 for m in [&q, &k, &v] {
                     w.extend_from_slice(&m[row * dim..(row + 1) * dim]);
                 }
             }
-            let mut b = Vec::with_capacity(3 * dim);
-            for l in [&att.query, &att.key, &att.value] {
-                match &l.bias {
-                    Some(x) => b.extend(tensor_values(x.val())?),
-                    None => b.extend(std::iter::repeat_n(0.0, dim)),
-                }
-            }
-            let qkv = PackedLinear::new(&w, Some(&b), dim, 3 * dim, precision)
-                .map_err(ModelError::Config)?;
-            let up = linear(&layer.intermediate.dense, precision)?;
-            inter = up.out_dim();
-            layers.push(Layer {
-                qkv,
-                attn_out: linear(&layer.attention.output.dense, precision)?,
-                norm1: norm(&layer.attention.output.layer_norm)?,
-                up,
-                down: linear(&layer.output.dense, precision)?,
-                norm2: norm(&layer.output.layer_norm)?,
+            let b: Vec<f32> = [bq, bk, bv].concat();
+            let pack = |w: &[f32], b: &[f32], k: usize, n: usize| {
+                PackedLinear::new(w, Some(b), k, n, precision).map_err(ModelError::Config)
+            };
+            inter = n_inter;
+            packed.push(Layer {
+                qkv: pack(&w, &b, dim, 3 * dim)?,
+                attn_out: pack(&wo, &bo, dim, dim)?,
+                norm1: norm(tensor, &format!("{p}.attention.output.layer_norm"), dim)?,
+                up: pack(&wu, &bu, dim, n_inter)?,
+                down: pack(&wd, &bd, n_inter, dim)?,
+                norm2: norm(tensor, &format!("{p}.output.layer_norm"), dim)?,
             });
-        }
-        if heads == 0 || !dim.is_multiple_of(heads) {
-            return Err(ModelError::Config(format!(
-                "{heads} attention heads do not divide {dim}"
-            )));
         }
         Ok(Encoder {
             precision,
@@ -181,11 +337,11 @@ impl Encoder {
             eps: eps as f32,
             vocab,
             max_positions,
-            word: tensor_values(emb.word_embeddings.weight.val())?,
-            position: tensor_values(emb.position_embeddings.weight.val())?,
-            token_type: types[..dim].to_vec(),
-            embed_norm: norm(&emb.layer_norm)?,
-            layers,
+            word,
+            position,
+            token_type: token_type[..dim].to_vec(),
+            embed_norm,
+            layers: packed,
         })
     }
 

@@ -5,7 +5,9 @@
 //! through general tensor ops: every batch is padded to its longest text, every op allocates,
 //! and a short query pays dispatch costs that dwarf its arithmetic. This module is a
 //! forward-only MiniLM encoder on plain slices, built once from the loaded burn module (so
-//! fine-tuned layers and the pretrained ones take the same path), with three habits:
+//! fine-tuned layers and the pretrained ones take the same path), or for query embedding alone
+//! straight from the weight files ([`crate::query`], [`Encoder::from_tensors`]), with three
+//! habits:
 //!
 //! * **No padding at all.** The texts of a batch are concatenated into one `[T, D]` matrix of
 //!   tokens; the linear layers run on all `T` rows at once and attention runs per text, on its
