@@ -10,6 +10,7 @@ mod eval_cmd;
 mod flags;
 mod index_cmd;
 mod jobs_cmd;
+mod mcp_cmd;
 mod progress;
 mod remote;
 mod repos_cmd;
@@ -57,6 +58,9 @@ enum Command {
     /// to 0..1 within this query's candidates and weighted (--dense-weight), so the top hit is
     /// near 1 even when it is a poor match.
     Search(search_cmd::SearchArgs),
+    /// Serve the index to coding agents over the Model Context Protocol (stdio, or HTTP with
+    /// --listen): tools search_code, find_similar, index_repository, refresh, index_status.
+    Mcp(mcp_cmd::McpArgs),
     /// Find code similar to a unit (PATH:LINE) or to a snippet on stdin (--lang).
     Similar(search_cmd::SimilarArgs),
     /// List the repositories of an index.
@@ -113,7 +117,13 @@ fn tune_allocator() {
     const TUNABLES: &str =
         "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295";
     let heavy = std::env::args_os().nth(1).is_some_and(|c| {
-        c == "train" || c == "eval" || c == "index" || c == "similar" || c == "serve" || c == "jobs"
+        c == "train"
+            || c == "eval"
+            || c == "index"
+            || c == "similar"
+            || c == "serve"
+            || c == "jobs"
+            || c == "mcp"
     });
     if !heavy || std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
@@ -141,6 +151,7 @@ fn main() -> ExitCode {
         Command::Jobs(args) => jobs_cmd::run(args),
         Command::Search(args) => search_cmd::run(args),
         Command::Similar(args) => search_cmd::similar(args),
+        Command::Mcp(args) => mcp_cmd::run(args),
         Command::Repos(args) => repos_cmd::repos(args),
         Command::Remove(args) => repos_cmd::remove(args),
         Command::Info(args) => repos_cmd::info(args),

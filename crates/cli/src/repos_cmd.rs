@@ -45,7 +45,7 @@ fn open(index: Option<PathBuf>, server: &ServerFlags) -> Result<Backend> {
     Backend::open(index, server, &ModelFlags::default())
 }
 
-fn when(unix: u64) -> String {
+pub(crate) fn when(unix: u64) -> String {
     if unix == 0 {
         return "in progress or interrupted".into();
     }

@@ -266,6 +266,33 @@ fn on_disk(path: &str, repositories: &[RepoInfo]) -> Option<(String, String)> {
     })
 }
 
+/// The unit at PATH:LINE as a person or an agent names it: PATH relative to the repository's
+/// root, or a file on disk (absolute, or relative to the current directory) inside an indexed
+/// repository, which then names the repository too.
+pub(crate) fn unit_target(
+    repository: Option<String>,
+    path: String,
+    line: u64,
+    repositories: &[RepoInfo],
+) -> SimilarTarget {
+    let path = path.trim_start_matches("./").to_string();
+    if (repository.is_none() || Path::new(&path).is_absolute())
+        && let Some((repo, rel)) = on_disk(&path, repositories)
+        && repository.as_ref().is_none_or(|r| *r == repo)
+    {
+        return SimilarTarget::Unit {
+            repository: Some(repo),
+            path: rel,
+            line,
+        };
+    }
+    SimilarTarget::Unit {
+        repository,
+        path,
+        line,
+    }
+}
+
 pub fn similar(args: SimilarArgs) -> Result<()> {
     let kinds = KindFilter::parse(&[args.kind.as_str()], KindFilter::All).map_err(advise)?;
     let target = if args.target == "-" {
@@ -287,7 +314,7 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
             .with_context(|| format!("{line:?} is not a line number"))?;
         SimilarTarget::Unit {
             repository: args.repository.clone(),
-            path: path.trim_start_matches("./").to_string(),
+            path: path.to_string(),
             line,
         }
     };
@@ -298,22 +325,7 @@ pub fn similar(args: SimilarArgs) -> Result<()> {
             repository,
             path,
             line,
-        } if repository.is_none() || Path::new(&path).is_absolute() => {
-            match on_disk(&path, &repositories) {
-                Some((repo, rel)) if repository.as_ref().is_none_or(|r| *r == repo) => {
-                    SimilarTarget::Unit {
-                        repository: Some(repo),
-                        path: rel,
-                        line,
-                    }
-                }
-                _ => SimilarTarget::Unit {
-                    repository,
-                    path,
-                    line,
-                },
-            }
-        }
+        } => unit_target(repository, path, line, &repositories),
         other => other,
     };
     let mut req = SimilarRequest::new(target, args.top_k);
