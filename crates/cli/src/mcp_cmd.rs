@@ -748,23 +748,16 @@ async fn serve_http(server: CodeSearchMcp, addr: SocketAddr, args: &McpArgs) -> 
         axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
             let check = check.clone();
             async move {
-                if check.enabled() {
-                    let header = req
-                        .headers()
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    let token = header
-                        .strip_prefix("Bearer ")
-                        .or_else(|| header.strip_prefix("bearer "))
-                        .unwrap_or("")
-                        .trim();
-                    if token.is_empty() || !check.accepts(token.as_bytes()) {
-                        return axum::response::IntoResponse::into_response((
-                            axum::http::StatusCode::UNAUTHORIZED,
-                            "missing or invalid bearer token (send `Authorization: Bearer <token>`)",
-                        ));
-                    }
+                let header = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !check.allows(header) {
+                    return axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        "missing or invalid bearer token (send `Authorization: Bearer <token>`)",
+                    ));
                 }
                 next.run(req).await
             }

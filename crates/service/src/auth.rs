@@ -79,21 +79,29 @@ impl Tokens {
             .fold(false, |ok, t| ok | constant_time_eq(t, token))
     }
 
+    /// Whether an `authorization` header's value (`Bearer TOKEN`; empty when absent) lets a
+    /// call in: always when no token is configured. Shared by every transport (gRPC here, the
+    /// MCP server's HTTP).
+    pub fn allows(&self, header: &str) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or("")
+            .trim();
+        !token.is_empty() && self.accepts(token.as_bytes())
+    }
+
     /// Checks a request's `authorization` header.
     pub fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        if !self.enabled() {
-            return Ok(());
-        }
         let header = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .unwrap_or("");
-        if !token.is_empty() && self.accepts(token.trim().as_bytes()) {
+        if self.allows(header) {
             Ok(())
         } else {
             Err(Status::unauthenticated(
@@ -132,6 +140,25 @@ mod tests {
             Err(TokenFileError::Short { .. })
         ));
         assert!(Tokens::from_file(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn header_values() {
+        assert!(Tokens::default().allows(""), "no tokens: every call");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokens");
+        std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
+        let t = Tokens::from_file(&p).unwrap();
+        assert!(t.allows("Bearer 0123456789abcdef0123"));
+        assert!(t.allows("bearer 0123456789abcdef0123 "));
+        for bad in [
+            "",
+            "Bearer ",
+            "0123456789abcdef0123",
+            "Bearer 0123456789abcdef012x",
+        ] {
+            assert!(!t.allows(bad), "{bad:?}");
+        }
     }
 
     #[test]
