@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use gnn_coder_engine::{
-    CancellationToken, EmbeddingInfo, Engine, EngineOptions, IndexEvent, IndexOptions,
+    CancellationToken, EmbeddingInfo, Engine, EngineOptions, FileUpdate, IndexEvent, IndexOptions,
     IndexSummary, PreparedSearch, RepoInfo, SearchHit, SearchRequest, SimilarRequest, StoreStats,
     ValidIndexOptions,
 };
@@ -349,6 +349,37 @@ impl Backend {
                 };
                 let resp = r.call(|mut c| async move { c.remove_repository(request).await })?;
                 Ok(convert::repository_from_wire(&resp))
+            }
+        }
+    }
+
+    /// Makes files searchable as given (unsaved contents, or the file on disk, or a deletion);
+    /// returns the units written.
+    pub fn update_files(
+        &self,
+        repository: &str,
+        updates: &[FileUpdate],
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        match self {
+            Backend::Local(engine) => Ok(engine
+                .update_files(repository, updates, cancel)
+                .map_err(advise)?
+                .units_written),
+            Backend::Remote(r) => {
+                let request = pb::UpdateFilesRequest {
+                    repository: repository.to_string(),
+                    changes: updates
+                        .iter()
+                        .map(|u| pb::FileChange {
+                            path: u.path.clone(),
+                            contents: u.contents.clone(),
+                            deleted: u.deleted,
+                        })
+                        .collect(),
+                };
+                let resp = r.call(|mut c| async move { c.update_files(request).await })?;
+                Ok(resp.units_written)
             }
         }
     }

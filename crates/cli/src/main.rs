@@ -10,6 +10,7 @@ mod eval_cmd;
 mod flags;
 mod index_cmd;
 mod jobs_cmd;
+mod lsp_cmd;
 mod mcp_cmd;
 mod progress;
 mod remote;
@@ -61,6 +62,9 @@ enum Command {
     /// Serve the index to coding agents over the Model Context Protocol (stdio, or HTTP with
     /// --listen): tools search_code, find_similar, index_repository, refresh, index_status.
     Mcp(mcp_cmd::McpArgs),
+    /// A language server over stdio: workspace symbols ranked by GNN-Coder (unsaved buffers
+    /// included) and "find similar code" (gnn-coder.similar).
+    Lsp(lsp_cmd::LspArgs),
     /// Find code similar to a unit (PATH:LINE) or to a snippet on stdin (--lang).
     Similar(search_cmd::SimilarArgs),
     /// List the repositories of an index.
@@ -124,6 +128,7 @@ fn tune_allocator() {
             || c == "serve"
             || c == "jobs"
             || c == "mcp"
+            || c == "lsp"
     });
     if !heavy || std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
@@ -152,6 +157,7 @@ fn main() -> ExitCode {
         Command::Search(args) => search_cmd::run(args),
         Command::Similar(args) => search_cmd::similar(args),
         Command::Mcp(args) => mcp_cmd::run(args),
+        Command::Lsp(args) => lsp_cmd::run(args),
         Command::Repos(args) => repos_cmd::repos(args),
         Command::Remove(args) => repos_cmd::remove(args),
         Command::Info(args) => repos_cmd::info(args),
