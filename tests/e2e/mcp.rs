@@ -133,22 +133,21 @@ fn check(v: &Value, semantic: bool) {
     }
 }
 
+/// Exactly README's agent configuration (`"command": "gnn-coder", "args": ["mcp"]`, started in
+/// the project): the index is made at `./.gnn-coder` and only the project may be indexed.
 #[test]
 fn python_client_over_stdio_on_a_local_index() {
     python_has_mcp();
     let tmp = tempfile::tempdir().unwrap();
     let root = repo(tmp.path());
-    let idx = tmp.path().join("idx");
-    let v = client(&[
-        "stdio",
-        root.to_str().unwrap(),
-        BIN,
-        "mcp",
-        "--index",
-        idx.to_str().unwrap(),
-    ]);
+    let v = client(&["stdio", root.to_str().unwrap(), BIN, "mcp"]);
     check(&v, true);
     assert!(v["progress"].as_u64().unwrap() >= 1, "progress: {v}");
+    assert!(
+        root.join(".gnn-coder").is_dir(),
+        "the index is made in the project"
+    );
+    assert!(s(&v, "status").contains(".gnn-coder"), "{v}");
 }
 
 #[test]
