@@ -117,14 +117,6 @@ impl ModelFiles {
             }
         }
     }
-
-    /// A short description for people: the directory, or "built in".
-    pub fn describe(&self) -> String {
-        match self {
-            ModelFiles::Dir(dir) => dir.display().to_string(),
-            ModelFiles::Bundled => format!("built in (gnn-coder {BUNDLED_VERSION})"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -263,14 +263,9 @@ pub fn load_query_embedder(choice: &ModelChoice) -> Result<Option<QueryEmbedder>
     )
 }
 
-/// The identity of `embedder` loaded with `weights` (a directory): trained weights are named by
-/// the checksum of their head, so an index and a query model that differ are told apart.
-pub fn identity(embedder: &Embedder, weights: Option<&Path>) -> Result<ModelIdentity> {
-    identity_of(embedder, weights.map(ModelFiles::from).as_ref())
-}
-
-/// [`identity`] for weights from a directory or built in (the same weights get the same name
-/// either way, so an index built with the checkout's weights is searched by the binary's).
+/// The identity of `embedder` loaded with `weights`, from a directory or built in: trained
+/// weights are named by the checksum of their head (the same weights get the same name either
+/// way, so an index built with the checkout's weights is searched by the binary's).
 pub fn identity_of(embedder: &Embedder, weights: Option<&ModelFiles>) -> Result<ModelIdentity> {
     let sum = match weights {
         Some(w) if embedder.is_trained() => Some(head_sha256(w, None)?),
