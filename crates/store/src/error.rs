@@ -78,6 +78,20 @@ pub enum StoreError {
 
     #[error("storage backend error: {message}")]
     Backend { message: String },
+
+    /// A remote backend (a database) cannot be reached or failed for now; `location` is where
+    /// it was asked for, with any password left out.
+    #[error("{location} is unavailable: {message}")]
+    Unavailable { location: String, message: String },
+
+    /// A remote backend's writer could not take one repository: another writer holds it.
+    #[error(
+        "repository {repository:?} in {location} is locked (another gnn-coder is writing to it)"
+    )]
+    RepositoryLocked {
+        location: String,
+        repository: String,
+    },
 }
 
 impl StoreError {
@@ -96,6 +110,8 @@ impl StoreError {
             StoreError::Io { source, .. } if is_no_space(source) => ErrorKind::NoSpace,
             StoreError::Io { .. } => ErrorKind::Unavailable,
             StoreError::Backend { .. } => ErrorKind::Internal,
+            StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+            StoreError::RepositoryLocked { .. } => ErrorKind::Locked,
         }
     }
 
