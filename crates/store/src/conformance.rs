@@ -1015,7 +1015,6 @@ pub mod cases {
         let s = r.stats().expect("stats");
         assert_eq!((s.repositories, s.files, s.units), (1, 3, 4));
         // The name can be used again.
-        drop(r);
         let mut w = store.writer().expect("writer");
         w.put_repository(&repo("beta")).expect("put");
         w.upsert_files("beta", beta_files()[1..].to_vec()).expect("upsert");
