@@ -53,8 +53,8 @@ use std::time::Duration;
 
 use crate::{
     CancellationToken, EmbeddingInfo, ErrorKind, FieldBoosts, FileEntry, FileWrite, Filters,
-    LexicalQuery, PathGlobs, RepoInfo, Result, Store, StoreReader, StoreWriter, StoredUnit,
-    UnitId, UnitKey, UnitRecord, UnitWrite, VectorQuery,
+    LexicalQuery, PathGlobs, RepoInfo, Result, Store, StoreReader, StoreWriter, StoredUnit, UnitId,
+    UnitKey, UnitRecord, UnitWrite, VectorQuery,
 };
 
 /// Dimension of the suite's vectors.
@@ -314,7 +314,10 @@ const BY_ANGLE: [&str; 7] = [
 ];
 
 fn angle_of(name: &str) -> f32 {
-    0.2 * BY_ANGLE.iter().position(|n| *n == name).expect("a corpus unit") as f32
+    0.2 * BY_ANGLE
+        .iter()
+        .position(|n| *n == name)
+        .expect("a corpus unit") as f32
 }
 
 /// Creates the harness's vector store and commits the standard corpus: `alpha` (3 files, 4
@@ -324,7 +327,8 @@ fn populated(h: &dyn Harness) -> Box<dyn Store> {
     assert_eq!(store.embedding(), Some(&embedding_info()));
     let mut w = store.writer().expect("a writer on a fresh store");
     w.put_repository(&repo("alpha")).expect("put alpha");
-    w.upsert_files("alpha", alpha_files()).expect("upsert alpha");
+    w.upsert_files("alpha", alpha_files())
+        .expect("upsert alpha");
     w.put_repository(&repo("beta")).expect("put beta");
     w.upsert_files("beta", beta_files()).expect("upsert beta");
     commit(w.as_mut());
@@ -374,10 +378,7 @@ fn stored(r: &dyn StoreReader, hits: &[(UnitId, f32)]) -> Vec<StoredUnit> {
 }
 
 fn names(r: &dyn StoreReader, hits: &[(UnitId, f32)]) -> Vec<String> {
-    stored(r, hits)
-        .into_iter()
-        .map(|u| u.record.name)
-        .collect()
+    stored(r, hits).into_iter().map(|u| u.record.name).collect()
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -405,7 +406,10 @@ fn assert_scores_descend(hits: &[(UnitId, f32)], what: &str) {
 }
 
 fn assert_close(a: f32, b: f32, what: &str) {
-    assert!((a - b).abs() <= EPS, "{what}: {a} is not within {EPS} of {b}");
+    assert!(
+        (a - b).abs() <= EPS,
+        "{what}: {a} is not within {EPS} of {b}"
+    );
 }
 
 fn assert_vector_close(got: &[f32], want: &[f32], what: &str) {
@@ -473,7 +477,10 @@ fn check_filtered_leg(
     }
     let one = run(filters.clone(), 1);
     match expected.first() {
-        None => assert!(one.is_empty(), "{what}: {filters:?} passes nothing: {one:?}"),
+        None => assert!(
+            one.is_empty(),
+            "{what}: {filters:?} passes nothing: {one:?}"
+        ),
         Some(best) => {
             assert_eq!(one.len(), 1, "{what}: {filters:?} with limit 1: {one:?}");
             let s = score_in_all(one[0].0).expect("the limit-1 hit is a hit of the query");
@@ -546,7 +553,14 @@ fn assert_second_writer_refused(store: &dyn Store, repository: &str, what: &str)
                     "python",
                     "hash-intruder",
                     10,
-                    &[u("intruder", "function", "def intruder(): pass", 1, 900, 0.3)],
+                    &[u(
+                        "intruder",
+                        "function",
+                        "def intruder(): pass",
+                        1,
+                        900,
+                        0.3,
+                    )],
                 )],
             );
             match r {
@@ -587,40 +601,69 @@ pub mod cases {
             (3, 4, 260),
             "alpha's counts derive from its committed files and units"
         );
-        assert_eq!((repos[1].files, repos[1].units, repos[1].bytes), (2, 3, 130));
+        assert_eq!(
+            (repos[1].files, repos[1].units, repos[1].bytes),
+            (2, 3, 130)
+        );
 
         let mut files = r.files("alpha").expect("files");
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let written: Vec<FileEntry> = alpha_files().into_iter().map(|f| f.file).collect();
         assert_eq!(files, written);
-        assert!(r.files("nope").expect("files of an unknown repository").is_empty());
+        assert!(
+            r.files("nope")
+                .expect("files of an unknown repository")
+                .is_empty()
+        );
         assert_eq!(
             r.file("alpha", "src/size.rs").expect("file"),
             Some(written[1].clone())
         );
         assert_eq!(r.file("alpha", "src/none.rs").expect("file"), None);
-        assert_eq!(r.file("beta", "src/size.rs").expect("file"), None, "file is per repository");
+        assert_eq!(
+            r.file("beta", "src/size.rs").expect("file"),
+            None,
+            "file is per repository"
+        );
 
         // Records round-trip; units_of_file is in source order whatever the write order.
-        let http = r.units_of_file("alpha", "src/http.py").expect("units_of_file");
+        let http = r
+            .units_of_file("alpha", "src/http.py")
+            .expect("units_of_file");
         let want: Vec<UnitRecord> = alpha_http().units.into_iter().map(|u| u.record).collect();
         assert_eq!(
             http.iter().map(|u| u.record.clone()).collect::<Vec<_>>(),
             want
         );
         assert!(http.iter().all(|u| u.repository == "alpha"));
-        let parse = r.units_of_file("beta", "lib/parse.go").expect("units_of_file");
+        let parse = r
+            .units_of_file("beta", "lib/parse.go")
+            .expect("units_of_file");
         assert_eq!(
-            parse.iter().map(|u| u.record.name.as_str()).collect::<Vec<_>>(),
+            parse
+                .iter()
+                .map(|u| u.record.name.as_str())
+                .collect::<Vec<_>>(),
             ["parse_config", "Render"],
             "units_of_file must give source order"
         );
-        assert!(r.units_of_file("alpha", "lib/parse.go").expect("units_of_file").is_empty());
+        assert!(
+            r.units_of_file("alpha", "lib/parse.go")
+                .expect("units_of_file")
+                .is_empty()
+        );
 
         let s = r.stats().expect("stats");
         assert_eq!((s.repositories, s.files, s.units), (2, 5, 7));
         assert_eq!(s.vectors, 7, "one vector per distinct key");
         assert!(s.ann_vectors <= s.vectors);
+
+        // Maintenance never changes what searches find.
+        let before = view(r.as_ref());
+        let mut w = store.writer().expect("writer");
+        w.maintain(&CancellationToken::new()).expect("maintain");
+        drop(w);
+        assert_eq!(view(store.reader().expect("reader").as_ref()), before);
     }
 
     /// `units` answers in the order asked and skips unknown ids.
@@ -641,7 +684,9 @@ pub mod cases {
         let mut want: Vec<String> = BY_ANGLE.iter().map(|s| s.to_string()).collect();
         want.reverse();
         assert_eq!(
-            got.iter().map(|u| u.record.name.clone()).collect::<Vec<_>>(),
+            got.iter()
+                .map(|u| u.record.name.clone())
+                .collect::<Vec<_>>(),
             want
         );
         assert!(r.units(&[]).expect("no ids").is_empty());
@@ -713,7 +758,10 @@ pub mod cases {
         assert_eq!(names(r.as_ref(), &limited), ["tokenize"]);
         // Identifier words: `render page` finds render_page.
         let words = lex(r.as_ref(), "render page", Filters::default(), 10);
-        assert_eq!(names(r.as_ref(), &words).first().map(String::as_str), Some("render_page"));
+        assert_eq!(
+            names(r.as_ref(), &words).first().map(String::as_str),
+            Some("render_page")
+        );
         for empty in ["", "   ", "()", "{ } ;"] {
             assert!(
                 lex(r.as_ref(), empty, Filters::default(), 10).is_empty(),
@@ -738,9 +786,15 @@ pub mod cases {
             for (hit, name) in all.iter().zip(BY_ANGLE) {
                 assert_close(hit.1, angle_of(name).cos(), name);
             }
-            let top3 = r.vector(&vec_q(&q, Filters::default(), 3, exact)).expect("vector");
+            let top3 = r
+                .vector(&vec_q(&q, Filters::default(), 3, exact))
+                .expect("vector");
             assert_eq!(names(r.as_ref(), &top3), BY_ANGLE[..3]);
-            assert!(r.vector(&vec_q(&q, Filters::default(), 0, exact)).expect("limit 0").is_empty());
+            assert!(
+                r.vector(&vec_q(&q, Filters::default(), 0, exact))
+                    .expect("limit 0")
+                    .is_empty()
+            );
         }
         // Another direction, another order.
         let back = dense(r.as_ref(), 1.2, Filters::default(), 2);
@@ -756,7 +810,11 @@ pub mod cases {
             .vector_scores(&[fmt, UnitId(u64::MAX), header], &q)
             .expect("vector_scores");
         assert_eq!(scores.len(), 3);
-        assert_close(scores[0].expect("format_value has a vector"), 1.2f32.cos(), "score");
+        assert_close(
+            scores[0].expect("format_value has a vector"),
+            1.2f32.cos(),
+            "score",
+        );
         assert_eq!(scores[1], None, "an unknown unit has no score");
         assert_close(scores[2].expect("parse_header has a vector"), 1.0, "score");
         assert!(r.vector_scores(&[], &q).expect("no ids").is_empty());
@@ -772,25 +830,76 @@ pub mod cases {
         let r = r.as_ref();
         let header = id_of(r, "alpha", "src/http.py", "parse_header");
         let cases: Vec<(Filters, Option<&str>)> = vec![
-            (Filters { languages: vec!["go".into()], ..Filters::default() }, Some("parse_config")),
             (
-                Filters { languages: vec!["go".into(), "rust".into()], ..Filters::default() },
-                Some("parse_size"),
-            ),
-            (Filters { kinds: vec!["class".into()], ..Filters::default() }, Some("HeaderParser")),
-            (Filters { kinds: vec!["method".into()], ..Filters::default() }, Some("Render")),
-            (
-                Filters { repositories: vec!["beta".into()], ..Filters::default() },
+                Filters {
+                    languages: vec!["go".into()],
+                    ..Filters::default()
+                },
                 Some("parse_config"),
             ),
-            (Filters { repositories: vec!["nope".into()], ..Filters::default() }, None),
-            (Filters { path_globs: globs(&["**/*.rs"]), ..Filters::default() }, Some("parse_size")),
             (
-                Filters { path_globs: globs(&["tests/**", "lib/util.go"]), ..Filters::default() },
+                Filters {
+                    languages: vec!["go".into(), "rust".into()],
+                    ..Filters::default()
+                },
+                Some("parse_size"),
+            ),
+            (
+                Filters {
+                    kinds: vec!["class".into()],
+                    ..Filters::default()
+                },
+                Some("HeaderParser"),
+            ),
+            (
+                Filters {
+                    kinds: vec!["method".into()],
+                    ..Filters::default()
+                },
+                Some("Render"),
+            ),
+            (
+                Filters {
+                    repositories: vec!["beta".into()],
+                    ..Filters::default()
+                },
+                Some("parse_config"),
+            ),
+            (
+                Filters {
+                    repositories: vec!["nope".into()],
+                    ..Filters::default()
+                },
+                None,
+            ),
+            (
+                Filters {
+                    path_globs: globs(&["**/*.rs"]),
+                    ..Filters::default()
+                },
+                Some("parse_size"),
+            ),
+            (
+                Filters {
+                    path_globs: globs(&["tests/**", "lib/util.go"]),
+                    ..Filters::default()
+                },
                 Some("test_parse_header"),
             ),
-            (Filters { path_globs: globs(&["lib/util.go"]), ..Filters::default() }, Some("format_value")),
-            (Filters { exclude_units: vec![header], ..Filters::default() }, Some("HeaderParser")),
+            (
+                Filters {
+                    path_globs: globs(&["lib/util.go"]),
+                    ..Filters::default()
+                },
+                Some("format_value"),
+            ),
+            (
+                Filters {
+                    exclude_units: vec![header],
+                    ..Filters::default()
+                },
+                Some("HeaderParser"),
+            ),
             (
                 Filters {
                     languages: vec!["python".into()],
@@ -810,15 +919,22 @@ pub mod cases {
             ),
         ];
         let lex_all = lex(r, "parse", Filters::default(), 100);
-        assert!(lex_all.len() >= 5, "`parse` matches most of the corpus: {lex_all:?}");
-        let dense_all = dense(r, 0.0, Filters::default(), 100);
+        assert!(
+            lex_all.len() >= 5,
+            "`parse` matches most of the corpus: {lex_all:?}"
+        );
+        let dense_all = r
+            .vector(&vec_q(&vector_at(0.0), Filters::default(), 100, true))
+            .expect("vector");
+        assert_eq!(dense_all.len(), 7);
         for (filters, best) in &cases {
             check_filtered_leg(r, "lexical", &lex_all, filters, &|f, limit| {
                 lex(r, "parse", f, limit)
             });
             for exact in [false, true] {
                 check_filtered_leg(r, "vector", &dense_all, filters, &|f, limit| {
-                    r.vector(&vec_q(&vector_at(0.0), f, limit, exact)).expect("vector")
+                    r.vector(&vec_q(&vector_at(0.0), f, limit, exact))
+                        .expect("vector")
                 });
             }
             let one = dense(r, 0.0, filters.clone(), 1);
@@ -848,8 +964,11 @@ pub mod cases {
                 )
             })
             .collect();
-        w.upsert_files("noise", vec![file("vendor/noise.py", "python", "hn", 9000, &noise)])
-            .expect("upsert noise");
+        w.upsert_files(
+            "noise",
+            vec![file("vendor/noise.py", "python", "hn", 9000, &noise)],
+        )
+        .expect("upsert noise");
         w.upsert_files(
             "target",
             vec![file(
@@ -874,26 +993,67 @@ pub mod cases {
         let r = r.as_ref();
         let target = id_of(r, "target", "src/target.rs", "parse_target");
         let lex_all = lex(r, "parse", Filters::default(), 400);
-        let rank = lex_all.iter().position(|h| h.0 == target).expect("the target matches");
-        assert!(rank >= 250, "precondition: 250 noise units outrank the target lexically (rank {rank})");
-        let dense_all = dense(r, 0.0, Filters::default(), 400);
-        assert_eq!(dense_all.last().map(|h| h.0), Some(target), "precondition: the target is last");
-        let noise_ids: Vec<UnitId> = dense_all.iter().map(|h| h.0).filter(|id| *id != target).collect();
+        let rank = lex_all
+            .iter()
+            .position(|h| h.0 == target)
+            .expect("the target matches");
+        assert!(
+            rank >= 250,
+            "precondition: 250 noise units outrank the target lexically (rank {rank})"
+        );
+        let dense_all = r
+            .vector(&vec_q(&vector_at(0.0), Filters::default(), 400, true))
+            .expect("vector");
+        assert_eq!(
+            dense_all.last().map(|h| h.0),
+            Some(target),
+            "precondition: the target is last"
+        );
+        let noise_ids: Vec<UnitId> = dense_all
+            .iter()
+            .map(|h| h.0)
+            .filter(|id| *id != target)
+            .collect();
         assert_eq!(noise_ids.len(), 300);
         let filters = [
-            Filters { languages: vec!["rust".into()], ..Filters::default() },
-            Filters { kinds: vec!["class".into()], ..Filters::default() },
-            Filters { repositories: vec!["target".into()], ..Filters::default() },
-            Filters { path_globs: globs(&["src/**"]), ..Filters::default() },
-            Filters { exclude_units: noise_ids, ..Filters::default() },
+            Filters {
+                languages: vec!["rust".into()],
+                ..Filters::default()
+            },
+            Filters {
+                kinds: vec!["class".into()],
+                ..Filters::default()
+            },
+            Filters {
+                repositories: vec!["target".into()],
+                ..Filters::default()
+            },
+            Filters {
+                path_globs: globs(&["src/**"]),
+                ..Filters::default()
+            },
+            Filters {
+                exclude_units: noise_ids,
+                ..Filters::default()
+            },
         ];
         for f in filters {
             for limit in [1, 3] {
                 let l = lex(r, "parse", f.clone(), limit);
-                assert_eq!(l.iter().map(|h| h.0).collect::<Vec<_>>(), [target], "lexical {f:?} limit {limit}");
+                assert_eq!(
+                    l.iter().map(|h| h.0).collect::<Vec<_>>(),
+                    [target],
+                    "lexical {f:?} limit {limit}"
+                );
                 for exact in [false, true] {
-                    let d = r.vector(&vec_q(&vector_at(0.0), f.clone(), limit, exact)).expect("vector");
-                    assert_eq!(d.iter().map(|h| h.0).collect::<Vec<_>>(), [target], "vector {f:?} limit {limit} exact {exact}");
+                    let d = r
+                        .vector(&vec_q(&vector_at(0.0), f.clone(), limit, exact))
+                        .expect("vector");
+                    assert_eq!(
+                        d.iter().map(|h| h.0).collect::<Vec<_>>(),
+                        [target],
+                        "vector {f:?} limit {limit} exact {exact}"
+                    );
                 }
             }
         }
@@ -905,10 +1065,20 @@ pub mod cases {
         let store = populated(h);
         {
             let r = store.reader().expect("reader");
-            assert_eq!(names(r.as_ref(), &lex(r.as_ref(), "feed", Filters::default(), 10)), ["HeaderParser"]);
+            assert_eq!(
+                names(r.as_ref(), &lex(r.as_ref(), "feed", Filters::default(), 10)),
+                ["HeaderParser"]
+            );
         }
         let mut w = store.writer().expect("writer");
-        let mut header = u("parse_header", "function", "def parse_header(line):\n    return line.split(':')", 1, 1, 0.0);
+        let mut header = u(
+            "parse_header",
+            "function",
+            "def parse_header(line):\n    return line.split(':')",
+            1,
+            1,
+            0.0,
+        );
         header.angle = None; // known key: reuses the cached vector
         w.upsert_files(
             "alpha",
@@ -918,7 +1088,14 @@ pub mod cases {
                 "hash-http-2",
                 200,
                 &[
-                    u("parse_trailer", "function", "def parse_trailer(line):\n    return line.strip()", 20, 20, 0.1),
+                    u(
+                        "parse_trailer",
+                        "function",
+                        "def parse_trailer(line):\n    return line.strip()",
+                        20,
+                        20,
+                        0.1,
+                    ),
                     header,
                 ],
             )],
@@ -938,12 +1115,25 @@ pub mod cases {
         );
         assert_eq!(
             r.file("alpha", "src/http.py").expect("file"),
-            Some(FileEntry { path: "src/http.py".into(), hash: "hash-http-2".into(), units: 2, bytes: 200 })
+            Some(FileEntry {
+                path: "src/http.py".into(),
+                hash: "hash-http-2".into(),
+                units: 2,
+                bytes: 200
+            })
         );
-        assert!(lex(r, "feed", Filters::default(), 10).is_empty(), "the removed unit is gone from the lexical leg");
-        let all = r.vector(&vec_q(&vector_at(0.0), Filters::default(), 100, true)).expect("vector");
+        assert!(
+            lex(r, "feed", Filters::default(), 10).is_empty(),
+            "the removed unit is gone from the lexical leg"
+        );
+        let all = r
+            .vector(&vec_q(&vector_at(0.0), Filters::default(), 100, true))
+            .expect("vector");
         let all_names = names(r, &all);
-        assert!(!all_names.contains(&"HeaderParser".to_string()), "the removed unit is gone from the vector leg");
+        assert!(
+            !all_names.contains(&"HeaderParser".to_string()),
+            "the removed unit is gone from the vector leg"
+        );
         assert_eq!(all_names.len(), 7);
         assert_eq!(&all_names[..2], ["parse_header", "parse_trailer"]);
         assert_eq!(
@@ -952,8 +1142,17 @@ pub mod cases {
             "the old copy of a re-upserted unit is gone"
         );
         let header = id_of(r, "alpha", "src/http.py", "parse_header");
-        assert_vector_close(&r.unit_vector(header).expect("unit_vector").expect("stored"), &vector_at(0.0), "cached vector");
-        let alpha = r.repositories().expect("repositories").into_iter().find(|i| i.name == "alpha").expect("alpha");
+        assert_vector_close(
+            &r.unit_vector(header).expect("unit_vector").expect("stored"),
+            &vector_at(0.0),
+            "cached vector",
+        );
+        let alpha = r
+            .repositories()
+            .expect("repositories")
+            .into_iter()
+            .find(|i| i.name == "alpha")
+            .expect("alpha");
         assert_eq!((alpha.files, alpha.units, alpha.bytes), (3, 4, 340));
         let s = r.stats().expect("stats");
         assert_eq!((s.repositories, s.files, s.units), (2, 5, 7));
@@ -964,26 +1163,60 @@ pub mod cases {
     pub fn delete_files(h: &dyn Harness) {
         let store = populated(h);
         let mut w = store.writer().expect("writer");
-        w.delete_files("alpha", &["src/size.rs".to_string(), "no/such/file.rs".to_string()])
-            .expect("delete_files");
+        w.delete_files(
+            "alpha",
+            &["src/size.rs".to_string(), "no/such/file.rs".to_string()],
+        )
+        .expect("delete_files");
         // A path of another repository is not touched.
-        w.delete_files("beta", &["src/http.py".to_string()]).expect("delete_files");
+        w.delete_files("beta", &["src/http.py".to_string()])
+            .expect("delete_files");
         commit(w.as_mut());
         drop(w);
         let r = store.reader().expect("reader");
         let r = r.as_ref();
-        let mut paths: Vec<String> = r.files("alpha").expect("files").into_iter().map(|f| f.path).collect();
+        let mut paths: Vec<String> = r
+            .files("alpha")
+            .expect("files")
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         paths.sort();
         assert_eq!(paths, ["src/http.py", "tests/test_http.py"]);
         assert_eq!(r.file("alpha", "src/size.rs").expect("file"), None);
-        assert!(r.units_of_file("alpha", "src/size.rs").expect("units_of_file").is_empty());
-        assert_eq!(r.units_of_file("alpha", "src/http.py").expect("units_of_file").len(), 2);
-        assert!(!names(r, &lex(r, "parse size", Filters::default(), 50)).contains(&"parse_size".to_string()));
+        assert!(
+            r.units_of_file("alpha", "src/size.rs")
+                .expect("units_of_file")
+                .is_empty()
+        );
+        assert_eq!(
+            r.units_of_file("alpha", "src/http.py")
+                .expect("units_of_file")
+                .len(),
+            2
+        );
+        assert!(
+            !names(r, &lex(r, "parse size", Filters::default(), 50))
+                .contains(&"parse_size".to_string())
+        );
         let all = names(r, &dense(r, 0.0, Filters::default(), 100));
-        assert_eq!(all, ["parse_header", "HeaderParser", "test_parse_header", "parse_config", "Render", "format_value"]);
+        assert_eq!(
+            all,
+            [
+                "parse_header",
+                "HeaderParser",
+                "test_parse_header",
+                "parse_config",
+                "Render",
+                "format_value"
+            ]
+        );
         let mut repos = r.repositories().expect("repositories");
         repos.sort_by(|a, b| a.name.cmp(&b.name));
-        assert_eq!((repos[0].files, repos[0].units, repos[0].bytes), (2, 3, 180));
+        assert_eq!(
+            (repos[0].files, repos[0].units, repos[0].bytes),
+            (2, 3, 180)
+        );
         assert_eq!((repos[1].files, repos[1].units), (2, 3));
         let s = r.stats().expect("stats");
         assert_eq!((s.repositories, s.files, s.units), (2, 4, 6));
@@ -994,22 +1227,40 @@ pub mod cases {
         let store = populated(h);
         let mut w = store.writer().expect("writer");
         w.delete_repository("beta").expect("delete_repository");
-        w.delete_repository("never-existed").expect("deleting an unknown repository");
+        w.delete_repository("never-existed")
+            .expect("deleting an unknown repository");
         commit(w.as_mut());
         drop(w);
         let r = store.reader().expect("reader");
         let r = r.as_ref();
-        let repos: Vec<String> = r.repositories().expect("repositories").into_iter().map(|i| i.name).collect();
+        let repos: Vec<String> = r
+            .repositories()
+            .expect("repositories")
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
         assert_eq!(repos, ["alpha"]);
         assert!(r.files("beta").expect("files").is_empty());
         assert_eq!(r.file("beta", "lib/util.go").expect("file"), None);
-        assert!(r.units_of_file("beta", "lib/parse.go").expect("units_of_file").is_empty());
-        assert!(lex(r, "format value", Filters::default(), 50).iter().all(|h| {
-            r.units(&[h.0]).expect("units")[0].repository == "alpha"
-        }));
+        assert!(
+            r.units_of_file("beta", "lib/parse.go")
+                .expect("units_of_file")
+                .is_empty()
+        );
+        assert!(
+            lex(r, "format value", Filters::default(), 50)
+                .iter()
+                .all(|h| { r.units(&[h.0]).expect("units")[0].repository == "alpha" })
+        );
         assert!(lex(r, "config", Filters::default(), 50).is_empty());
-        assert_eq!(names(r, &dense(r, 0.0, Filters::default(), 100)), BY_ANGLE[..4]);
-        let beta_only = Filters { repositories: vec!["beta".into()], ..Filters::default() };
+        assert_eq!(
+            names(r, &dense(r, 0.0, Filters::default(), 100)),
+            BY_ANGLE[..4]
+        );
+        let beta_only = Filters {
+            repositories: vec!["beta".into()],
+            ..Filters::default()
+        };
         assert!(dense(r, 0.0, beta_only.clone(), 10).is_empty());
         assert!(lex(r, "parse", beta_only, 10).is_empty());
         let s = r.stats().expect("stats");
@@ -1017,11 +1268,17 @@ pub mod cases {
         // The name can be used again.
         let mut w = store.writer().expect("writer");
         w.put_repository(&repo("beta")).expect("put");
-        w.upsert_files("beta", beta_files()[1..].to_vec()).expect("upsert");
+        w.upsert_files("beta", beta_files()[1..].to_vec())
+            .expect("upsert");
         commit(w.as_mut());
         drop(w);
         let r = store.reader().expect("reader");
-        let beta = r.repositories().expect("repositories").into_iter().find(|i| i.name == "beta").expect("beta again");
+        let beta = r
+            .repositories()
+            .expect("repositories")
+            .into_iter()
+            .find(|i| i.name == "beta")
+            .expect("beta again");
         assert_eq!((beta.files, beta.units), (1, 1));
     }
 
@@ -1031,47 +1288,96 @@ pub mod cases {
         let store = populated(h);
         let mut w = store.writer().expect("writer");
         assert_eq!(
-            w.known_keys(&[key(1), key(999), key(7)]).expect("known_keys"),
+            w.known_keys(&[key(1), key(999), key(7)])
+                .expect("known_keys"),
             [true, false, true]
         );
         assert!(w.known_keys(&[]).expect("no keys").is_empty());
-        let mut copy = u("parse_header_copy", "function", "def parse_header(line):\n    return line.split(':')", 1, 1, 0.0);
+        let mut copy = u(
+            "parse_header_copy",
+            "function",
+            "def parse_header(line):\n    return line.split(':')",
+            1,
+            1,
+            0.0,
+        );
         copy.angle = None;
-        w.upsert_files("beta", vec![file("lib/copy.py", "python", "hc", 50, &[copy])])
-            .expect("a known key without a vector");
+        w.upsert_files(
+            "beta",
+            vec![file("lib/copy.py", "python", "hc", 50, &[copy])],
+        )
+        .expect("a known key without a vector");
         commit(w.as_mut());
         drop(w);
         let r = store.reader().expect("reader");
         let id = id_of(r.as_ref(), "beta", "lib/copy.py", "parse_header_copy");
         assert_vector_close(
-            &r.unit_vector(id).expect("unit_vector").expect("the cached vector"),
+            &r.unit_vector(id)
+                .expect("unit_vector")
+                .expect("the cached vector"),
             &vector_at(0.0),
             "cached vector",
         );
         let top = dense(r.as_ref(), 0.0, Filters::default(), 2);
-        assert_eq!(sorted(names(r.as_ref(), &top)), ["parse_header", "parse_header_copy"]);
+        assert_eq!(
+            sorted(names(r.as_ref(), &top)),
+            ["parse_header", "parse_header_copy"]
+        );
         assert_close(top[0].1, top[1].1, "same vector, same score");
-        assert_eq!(r.stats().expect("stats").vectors, 7, "a cached vector is not stored twice");
+        assert_eq!(
+            r.stats().expect("stats").vectors,
+            7,
+            "a cached vector is not stored twice"
+        );
         let before = view(r.as_ref());
         drop(r);
 
         // An unknown key without a vector is an error, at the upsert or at the commit.
         let mut w = store.writer().expect("writer");
-        let mut orphan = u("orphan_unit", "function", "def orphan_unit(): pass", 1, 999, 0.0);
+        let mut orphan = u(
+            "orphan_unit",
+            "function",
+            "def orphan_unit(): pass",
+            1,
+            999,
+            0.0,
+        );
         orphan.angle = None;
-        let refused = match w.upsert_files("alpha", vec![file("src/orphan.py", "python", "ho", 10, &[orphan])]) {
+        let refused = match w.upsert_files(
+            "alpha",
+            vec![file("src/orphan.py", "python", "ho", 10, &[orphan])],
+        ) {
             Err(_) => true,
             Ok(()) => w.commit(&CancellationToken::new()).is_err(),
         };
-        assert!(refused, "a unit with an unknown key and no vector must be refused in a store with vectors");
+        assert!(
+            refused,
+            "a unit with an unknown key and no vector must be refused in a store with vectors"
+        );
         drop(w);
         let r = store.reader().expect("reader");
         assert_eq!(view(r.as_ref()), before, "a refused write changes nothing");
         assert!(r.file("alpha", "src/orphan.py").expect("file").is_none());
         let mut w = store.writer().expect("a writer after a refused write");
         assert_eq!(w.known_keys(&[key(999)]).expect("known_keys"), [false]);
-        w.upsert_files("alpha", vec![file("src/ok.py", "python", "hk", 10, &[u("fine_unit", "function", "def fine_unit(): pass", 1, 998, 0.3)])])
-            .expect("upsert");
+        w.upsert_files(
+            "alpha",
+            vec![file(
+                "src/ok.py",
+                "python",
+                "hk",
+                10,
+                &[u(
+                    "fine_unit",
+                    "function",
+                    "def fine_unit(): pass",
+                    1,
+                    998,
+                    0.3,
+                )],
+            )],
+        )
+        .expect("upsert");
         commit(w.as_mut());
         assert_eq!(w.known_keys(&[key(998)]).expect("known_keys"), [true]);
     }
@@ -1088,12 +1394,16 @@ pub mod cases {
                 unit.vector = None;
             }
         }
-        w.upsert_files("alpha", files).expect("units without vectors");
+        w.upsert_files("alpha", files)
+            .expect("units without vectors");
         commit(w.as_mut());
         drop(w);
         let r = store.reader().expect("reader");
         let hits = lex(r.as_ref(), "parse size", Filters::default(), 10);
-        assert_eq!(names(r.as_ref(), &hits).first().map(String::as_str), Some("parse_size"));
+        assert_eq!(
+            names(r.as_ref(), &hits).first().map(String::as_str),
+            Some("parse_size")
+        );
         assert_eq!(r.stats().expect("stats").units, 4);
         let err = r
             .vector(&vec_q(&vector_at(0.0), Filters::default(), 5, false))
@@ -1115,55 +1425,164 @@ pub mod cases {
         let mut w = store.writer().expect("writer");
         w.upsert_files(
             "alpha",
-            vec![file("src/http.py", "python", "hash-http-2", 150, &[u("parse_line", "function", "def parse_line(s): return s", 1, 40, 0.05)])],
+            vec![file(
+                "src/http.py",
+                "python",
+                "hash-http-2",
+                150,
+                &[u(
+                    "parse_line",
+                    "function",
+                    "def parse_line(s): return s",
+                    1,
+                    40,
+                    0.05,
+                )],
+            )],
         )
         .expect("refresh");
-        w.delete_files("alpha", &["src/size.rs".to_string()]).expect("delete");
+        w.delete_files("alpha", &["src/size.rs".to_string()])
+            .expect("delete");
         w.delete_repository("beta").expect("delete repository");
         w.put_repository(&repo("gamma")).expect("put gamma");
-        w.upsert_files("gamma", vec![file("g.py", "python", "hg", 30, &[u("parse_gamma", "function", "def parse_gamma(): parse()", 1, 41, 0.1)])])
-            .expect("upsert gamma");
+        w.upsert_files(
+            "gamma",
+            vec![file(
+                "g.py",
+                "python",
+                "hg",
+                30,
+                &[u(
+                    "parse_gamma",
+                    "function",
+                    "def parse_gamma(): parse()",
+                    1,
+                    41,
+                    0.1,
+                )],
+            )],
+        )
+        .expect("upsert gamma");
         // Uncommitted: invisible to the old reader and to a new one.
         assert_eq!(view(r1.as_ref()), before, "the old reader during writes");
         let mid = store.reader().expect("reader during writes");
-        assert_eq!(view(mid.as_ref()), before, "a reader taken during uncommitted writes");
+        assert_eq!(
+            view(mid.as_ref()),
+            before,
+            "a reader taken during uncommitted writes"
+        );
         let other = h.reopen().expect("reopen");
-        assert_eq!(view(other.reader().expect("reader").as_ref()), before, "another process during uncommitted writes");
+        assert_eq!(
+            view(other.reader().expect("reader").as_ref()),
+            before,
+            "another process during uncommitted writes"
+        );
         commit(w.as_mut());
 
         let r2 = store.reader().expect("reader");
         let after = view(r2.as_ref());
-        assert_eq!(after.dense, ["parse_line", "parse_gamma", "test_parse_header"]);
-        assert_eq!(after.repositories.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["alpha", "gamma"]);
-        assert_eq!(after.file_http.as_ref().map(|f| f.hash.as_str()), Some("hash-http-2"));
+        assert_eq!(
+            after.dense,
+            ["parse_line", "parse_gamma", "test_parse_header"]
+        );
+        assert_eq!(
+            after
+                .repositories
+                .iter()
+                .map(|r| r.0.as_str())
+                .collect::<Vec<_>>(),
+            ["alpha", "gamma"]
+        );
+        assert_eq!(
+            after.file_http.as_ref().map(|f| f.hash.as_str()),
+            Some("hash-http-2")
+        );
         assert_eq!(after.stats, (2, 3, 3));
         // Another process sees the commit.
         assert_eq!(view(other.reader().expect("reader").as_ref()), after);
 
         // A second commit on top.
-        w.upsert_files("gamma", vec![file("g2.py", "python", "hg2", 30, &[u("parse_more", "function", "def parse_more(): pass", 1, 42, 0.15)])])
-            .expect("upsert");
+        w.upsert_files(
+            "gamma",
+            vec![file(
+                "g2.py",
+                "python",
+                "hg2",
+                30,
+                &[u(
+                    "parse_more",
+                    "function",
+                    "def parse_more(): pass",
+                    1,
+                    42,
+                    0.15,
+                )],
+            )],
+        )
+        .expect("upsert");
         commit(w.as_mut());
         drop(w);
-        assert_eq!(store.reader().expect("reader").stats().expect("stats").units, 4);
+        assert_eq!(
+            store
+                .reader()
+                .expect("reader")
+                .stats()
+                .expect("stats")
+                .units,
+            4
+        );
 
         // The first snapshot is unchanged in every read, and its ids still resolve.
-        assert_eq!(view(r1.as_ref()), before, "the old reader after two commits");
+        assert_eq!(
+            view(r1.as_ref()),
+            before,
+            "the old reader after two commits"
+        );
         assert_eq!(view(mid.as_ref()), before);
-        assert_eq!(view(r2.as_ref()), after, "the second reader after a later commit");
+        assert_eq!(
+            view(r2.as_ref()),
+            after,
+            "the second reader after a later commit"
+        );
         let ids: Vec<UnitId> = r1_hits.iter().map(|h| h.0).collect();
         assert_eq!(r1.units(&ids).expect("units"), r1_units);
-        let header = r1_units.iter().find(|u| u.record.name == "parse_header").expect("in r1").id;
-        assert_vector_close(&r1.unit_vector(header).expect("unit_vector").expect("stored"), &vector_at(0.0), "old snapshot vector");
-        let scores = r1.vector_scores(&[header], &vector_at(0.0)).expect("vector_scores");
+        let header = r1_units
+            .iter()
+            .find(|u| u.record.name == "parse_header")
+            .expect("in r1")
+            .id;
+        assert_vector_close(
+            &r1.unit_vector(header)
+                .expect("unit_vector")
+                .expect("stored"),
+            &vector_at(0.0),
+            "old snapshot vector",
+        );
+        let scores = r1
+            .vector_scores(&[header], &vector_at(0.0))
+            .expect("vector_scores");
         assert_close(scores[0].expect("a score"), 1.0, "old snapshot score");
-        assert_eq!(r1.units_of_file("beta", "lib/parse.go").expect("units_of_file").len(), 2);
         assert_eq!(
-            names(r1.as_ref(), &lex(r1.as_ref(), "feed", Filters::default(), 5)),
+            r1.units_of_file("beta", "lib/parse.go")
+                .expect("units_of_file")
+                .len(),
+            2
+        );
+        assert_eq!(
+            names(
+                r1.as_ref(),
+                &lex(r1.as_ref(), "feed", Filters::default(), 5)
+            ),
             ["HeaderParser"]
         );
-        let beta = Filters { repositories: vec!["beta".into()], ..Filters::default() };
-        assert_eq!(names(r1.as_ref(), &dense(r1.as_ref(), 0.0, beta, 1)), ["parse_config"]);
+        let beta = Filters {
+            repositories: vec!["beta".into()],
+            ..Filters::default()
+        };
+        assert_eq!(
+            names(r1.as_ref(), &dense(r1.as_ref(), 0.0, beta, 1)),
+            ["parse_config"]
+        );
     }
 
     /// A writer dropped without committing leaves the last commit, also for the next writer's
@@ -1174,10 +1593,27 @@ pub mod cases {
         {
             let mut w = store.writer().expect("writer");
             w.delete_repository("beta").expect("delete repository");
-            w.delete_files("alpha", &["src/size.rs".to_string()]).expect("delete");
+            w.delete_files("alpha", &["src/size.rs".to_string()])
+                .expect("delete");
             w.put_repository(&repo("gamma")).expect("put");
-            w.upsert_files("gamma", vec![file("g.py", "python", "hg", 30, &[u("parse_gamma", "function", "def parse_gamma(): pass", 1, 41, 0.1)])])
-                .expect("upsert");
+            w.upsert_files(
+                "gamma",
+                vec![file(
+                    "g.py",
+                    "python",
+                    "hg",
+                    30,
+                    &[u(
+                        "parse_gamma",
+                        "function",
+                        "def parse_gamma(): pass",
+                        1,
+                        41,
+                        0.1,
+                    )],
+                )],
+            )
+            .expect("upsert");
             w.upsert_files("alpha", vec![alpha_http()]).expect("upsert");
             // dropped here without commit
         }
@@ -1186,13 +1622,40 @@ pub mod cases {
         assert_eq!(view(other.reader().expect("reader").as_ref()), before);
         // The next writer commits something else; nothing of the dropped batch comes back.
         let mut w = store.writer().expect("a writer after a dropped one");
-        w.upsert_files("alpha", vec![file("src/extra.py", "python", "he", 10, &[u("extra_unit", "function", "def extra_unit(): pass", 1, 50, 1.4)])])
-            .expect("upsert");
+        w.upsert_files(
+            "alpha",
+            vec![file(
+                "src/extra.py",
+                "python",
+                "he",
+                10,
+                &[u(
+                    "extra_unit",
+                    "function",
+                    "def extra_unit(): pass",
+                    1,
+                    50,
+                    1.4,
+                )],
+            )],
+        )
+        .expect("upsert");
         commit(w.as_mut());
         drop(w);
         let r = store.reader().expect("reader");
         let after = view(r.as_ref());
-        assert_eq!(after.repositories, before.repositories.iter().map(|r| if r.0 == "alpha" { (r.0.clone(), 4, 5, 270) } else { r.clone() }).collect::<Vec<_>>());
+        assert_eq!(
+            after.repositories,
+            before
+                .repositories
+                .iter()
+                .map(|r| if r.0 == "alpha" {
+                    (r.0.clone(), 4, 5, 270)
+                } else {
+                    r.clone()
+                })
+                .collect::<Vec<_>>()
+        );
         let mut want_dense: Vec<String> = BY_ANGLE.iter().map(|s| s.to_string()).collect();
         want_dense.push("extra_unit".into());
         assert_eq!(after.dense, want_dense);
@@ -1207,24 +1670,79 @@ pub mod cases {
         let store = populated(h);
         let other = h.reopen().expect("reopen");
         let mut w = store.writer().expect("writer");
-        w.upsert_files("alpha", vec![file("src/first.py", "python", "hf", 10, &[u("first_unit", "function", "def first_unit(): pass", 1, 60, 0.7)])])
-            .expect("the first writer writes");
-        assert_second_writer_refused(store.as_ref(), "alpha", "a second writer from the same store");
-        assert_second_writer_refused(other.as_ref(), "alpha", "a second writer from another process");
+        w.upsert_files(
+            "alpha",
+            vec![file(
+                "src/first.py",
+                "python",
+                "hf",
+                10,
+                &[u(
+                    "first_unit",
+                    "function",
+                    "def first_unit(): pass",
+                    1,
+                    60,
+                    0.7,
+                )],
+            )],
+        )
+        .expect("the first writer writes");
+        assert_second_writer_refused(
+            store.as_ref(),
+            "alpha",
+            "a second writer from the same store",
+        );
+        assert_second_writer_refused(
+            other.as_ref(),
+            "alpha",
+            "a second writer from another process",
+        );
         // Readers are never blocked.
-        assert_eq!(other.reader().expect("reader").stats().expect("stats").units, 7);
+        assert_eq!(
+            other
+                .reader()
+                .expect("reader")
+                .stats()
+                .expect("stats")
+                .units,
+            7
+        );
         commit(w.as_mut());
         // Still held after a commit, until dropped.
-        assert_second_writer_refused(other.as_ref(), "alpha", "a writer while the first one lives on after its commit");
+        assert_second_writer_refused(
+            other.as_ref(),
+            "alpha",
+            "a writer while the first one lives on after its commit",
+        );
         drop(w);
         let mut w2 = other.writer().expect("a writer once the first is gone");
-        w2.upsert_files("alpha", vec![file("src/second.py", "python", "hs", 10, &[u("second_unit", "function", "def second_unit(): pass", 1, 61, 0.9)])])
-            .expect("the next writer writes");
+        w2.upsert_files(
+            "alpha",
+            vec![file(
+                "src/second.py",
+                "python",
+                "hs",
+                10,
+                &[u(
+                    "second_unit",
+                    "function",
+                    "def second_unit(): pass",
+                    1,
+                    61,
+                    0.9,
+                )],
+            )],
+        )
+        .expect("the next writer writes");
         commit(w2.as_mut());
         drop(w2);
         let r = store.reader().expect("reader");
         assert_eq!(r.stats().expect("stats").units, 9);
-        assert!(r.file("alpha", "src/intruder.py").expect("file").is_none(), "the refused writer wrote nothing");
+        assert!(
+            r.file("alpha", "src/intruder.py").expect("file").is_none(),
+            "the refused writer wrote nothing"
+        );
     }
 
     /// Reopening a store of this version keeps its data; a store claiming a newer version is
@@ -1242,7 +1760,10 @@ pub mod cases {
             Ok(_) => panic!("a store of a newer version must be refused"),
             Err(e) => {
                 assert_eq!(e.kind(), ErrorKind::Incompatible, "{e}");
-                assert!(e.to_string().contains("version"), "the error names the version: {e}");
+                assert!(
+                    e.to_string().contains("version"),
+                    "the error names the version: {e}"
+                );
             }
         }
     }
@@ -1257,14 +1778,36 @@ fn child_batch(w: &mut dyn StoreWriter) -> Result<()> {
     w.upsert_files(
         "alpha",
         vec![
-            file("src/http.py", "python", "hash-http-child", 500, &[u("child_header", "function", "def child_header(): pass", 1, 70, 0.05)]),
+            file(
+                "src/http.py",
+                "python",
+                "hash-http-child",
+                500,
+                &[u(
+                    "child_header",
+                    "function",
+                    "def child_header(): pass",
+                    1,
+                    70,
+                    0.05,
+                )],
+            ),
             file(
                 "src/child.py",
                 "python",
                 "hash-child",
                 500,
                 &(0..50u32)
-                    .map(|i| u(&format!("child_unit_{i}"), "function", "def child_unit(): pass", 1 + u64::from(i), 200 + i, 0.01))
+                    .map(|i| {
+                        u(
+                            &format!("child_unit_{i}"),
+                            "function",
+                            "def child_unit(): pass",
+                            1 + u64::from(i),
+                            200 + i,
+                            0.01,
+                        )
+                    })
                     .collect::<Vec<_>>(),
             ),
         ],
@@ -1360,9 +1903,17 @@ pub fn writer_killed_mid_run(h: &dyn Harness, test: &str) {
         Err(_) => panic!("the child writer was not ready within 60 s"),
     }
     // While the child holds its batch: nothing of it is visible, and its repository is locked.
-    assert_eq!(view(store.reader().expect("reader").as_ref()), before, "an uncommitted batch of another process");
+    assert_eq!(
+        view(store.reader().expect("reader").as_ref()),
+        before,
+        "an uncommitted batch of another process"
+    );
     let other = h.reopen().expect("reopen");
-    assert_second_writer_refused(other.as_ref(), "alpha", "a writer while a child process holds the lock");
+    assert_second_writer_refused(
+        other.as_ref(),
+        "alpha",
+        "a writer while a child process holds the lock",
+    );
     drop(other);
 
     child.0.kill().expect("SIGKILL the child");
@@ -1371,15 +1922,50 @@ pub fn writer_killed_mid_run(h: &dyn Harness, test: &str) {
     drop(child);
 
     // The committed state is intact, for this store and another process.
-    assert_eq!(view(store.reader().expect("reader").as_ref()), before, "after the kill");
+    assert_eq!(
+        view(store.reader().expect("reader").as_ref()),
+        before,
+        "after the kill"
+    );
     let other: Arc<dyn Store> = Arc::from(h.reopen().expect("reopen after the kill"));
-    assert_eq!(view(other.reader().expect("reader").as_ref()), before, "another process after the kill");
+    assert_eq!(
+        view(other.reader().expect("reader").as_ref()),
+        before,
+        "another process after the kill"
+    );
     // A new writer is granted and writes soundly (new vectors land where they belong).
     let mut w = other.writer().expect("a writer after the killed one");
-    assert_eq!(w.known_keys(&[key(1), key(70)]).expect("known_keys"), [true, false], "an uncommitted vector is not cached");
+    assert_eq!(
+        w.known_keys(&[key(1), key(70)]).expect("known_keys"),
+        [true, false],
+        "an uncommitted vector is not cached"
+    );
     w.upsert_files(
         "alpha",
-        vec![file("src/after.py", "python", "ha", 10, &[u("after_kill", "function", "def after_kill(): pass", 1, 80, 0.1), u("after_kill_two", "function", "def after_kill_two(): pass", 5, 81, 1.3)])],
+        vec![file(
+            "src/after.py",
+            "python",
+            "ha",
+            10,
+            &[
+                u(
+                    "after_kill",
+                    "function",
+                    "def after_kill(): pass",
+                    1,
+                    80,
+                    0.1,
+                ),
+                u(
+                    "after_kill_two",
+                    "function",
+                    "def after_kill_two(): pass",
+                    5,
+                    81,
+                    1.3,
+                ),
+            ],
+        )],
     )
     .expect("upsert after the kill");
     commit(w.as_mut());
@@ -1393,7 +1979,11 @@ pub fn writer_killed_mid_run(h: &dyn Harness, test: &str) {
         want.push("after_kill_two".into());
         assert_eq!(got, want, "the new writer's vectors");
         let id = id_of(r, "alpha", "src/after.py", "after_kill_two");
-        assert_vector_close(&r.unit_vector(id).expect("unit_vector").expect("stored"), &vector_at(1.3), "a vector written after the kill");
+        assert_vector_close(
+            &r.unit_vector(id).expect("unit_vector").expect("stored"),
+            &vector_at(1.3),
+            "a vector written after the kill",
+        );
         assert!(r.file("alpha", "src/child.py").expect("file").is_none());
         assert!(lex(r, "child", Filters::default(), 10).is_empty());
         assert_eq!(r.stats().expect("stats").units, 9);
