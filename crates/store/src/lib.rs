@@ -38,8 +38,8 @@
 //!
 //! ## Conformance
 //!
-//! With the `conformance` feature, [`conformance`] is the one test suite every backend runs
-//! (`conformance_tests!(harness)` in its tests): writes, refreshes, filters, the embedding
+//! With the `conformance` feature, the `conformance` module is the one test suite every backend
+//! runs (`conformance_tests!(harness)` in its tests): writes, refreshes, filters, the embedding
 //! cache, snapshots, a killed writer, the lock and version refusal, against the traits only.
 
 use std::collections::BTreeMap;
