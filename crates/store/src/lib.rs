@@ -35,6 +35,12 @@
 //! engine and training share: how identifiers split into words ([`words`]: a backend ranks by
 //! them, the engine highlights by them, training mines hard negatives by them) and what test
 //! code is ([`test_code`]: the engine demotes it, training mines no pairs from it).
+//!
+//! ## Conformance
+//!
+//! With the `conformance` feature, the `conformance` module is the one test suite every backend
+//! runs (`conformance_tests!(harness)` in its tests): writes, refreshes, filters, the embedding
+//! cache, snapshots, a killed writer, the lock and version refusal, against the traits only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +48,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 pub mod test_code;
 pub mod words;
