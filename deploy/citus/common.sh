@@ -13,7 +13,8 @@ run_sql() {
   shift 2
   local -a psql
   read -ra psql <<<"${PSQL:-psql}"
-  "${psql[@]}" -X -q -At -v ON_ERROR_STOP=1 "$@" -d "$url" <<<"$sql"
+  PGOPTIONS="-c client_min_messages=warning ${PGOPTIONS:-}" \
+    "${psql[@]}" -X -q -At -v ON_ERROR_STOP=1 "$@" -d "$url" <<<"$sql"
 }
 
 # The same URL with another host:port: url_with_host URL HOST:PORT
