@@ -393,20 +393,20 @@ impl StoreReader for PgReader {
             format!("SELECT {UNIT_COLUMNS} FROM gc_units WHERE id = ANY($1)"),
             vec![Arc::new(want)],
         )?;
-        let mut by_id: HashMap<u64, StoredUnit> = rows
+        let by_id: HashMap<u64, StoredUnit> = rows
             .iter()
             .map(|r| {
                 let u = unit_of(r);
                 (u.id.0, u)
             })
             .collect();
-        Ok(ids.iter().filter_map(|i| by_id.remove(&i.0)).collect())
+        Ok(ids.iter().filter_map(|i| by_id.get(&i.0).cloned()).collect())
     }
 
     fn units_of_file(&self, repository: &str, path: &str) -> Result<Vec<StoredUnit>> {
         let rows = self.rows(
             format!(
-                "SELECT {UNIT_COLUMNS} FROM gc_units WHERE repo = $1 AND path = $2 ORDER BY ord"
+                "SELECT {UNIT_COLUMNS} FROM gc_units WHERE repo = $1 AND path = $2 ORDER BY start_byte, ord"
             ),
             vec![Arc::new(repository.to_string()), Arc::new(path.to_string())],
         )?;
