@@ -132,24 +132,28 @@ impl Backend {
             }
             return Backend::connect(server);
         }
-        let dir = resolve_index_dir(index)?;
-        let engine = Engine::open(
-            &dir,
+        let location = server
+            .location(index, || resolve_index_dir(None).map(Some))?
+            .context("no index given")?;
+        let engine = Engine::open_at(
+            &location,
             EngineOptions {
                 model: model.choice(),
                 ..EngineOptions::default()
             },
         )
         .map_err(advise)
-        .with_context(|| format!("cannot open the index at {}", dir.display()))?;
+        .with_context(|| format!("cannot open the index at {location}"))?;
         Ok(Backend::Local(engine))
     }
 
-    /// The index to write: `--server URL`, else the local index at `dir` (created when
-    /// missing, deleted first with `rebuild`). A local index that had to be made lexical-only
-    /// says so on stderr.
+    /// The index to write: `--server URL`, else `--store URL`, the local index at `dir`
+    /// (`--index`), `$GNN_CODER_STORE` or the local index at `default_dir`, in that order
+    /// (created when missing, deleted first with `rebuild`). A local index that had to be made
+    /// lexical-only says so on stderr.
     pub fn open_for_writing(
         dir: Option<PathBuf>,
+        default_dir: Option<PathBuf>,
         server: &ServerFlags,
         options: EngineOptions,
         rebuild: bool,
@@ -157,12 +161,15 @@ impl Backend {
         if server.server.is_some() {
             return Backend::connect(server);
         }
-        let Some(dir) = dir else {
-            bail!("give --index DIR (the index the repositories go into) or --server URL");
+        let Some(location) = server.location(dir, || Ok(default_dir))? else {
+            bail!(
+                "give --index DIR (the index the repositories go into), --store URL or \
+                 --server URL"
+            );
         };
-        let engine = Engine::open_or_create(&dir, options, rebuild)
+        let engine = Engine::open_or_create_at(&location, options, rebuild)
             .map_err(advise)
-            .with_context(|| format!("cannot open the index at {}", dir.display()))?;
+            .with_context(|| format!("cannot open the index at {location}"))?;
         if let Some(w) = engine.model_warning() {
             eprintln!(
                 "warning: {w}\nwarning: building a lexical-only index (fix or unset \
@@ -170,9 +177,9 @@ impl Backend {
             );
         } else if engine.could_have_vectors() {
             eprintln!(
-                "note: the index at {} is lexical-only (it was built without a model); a model is \
-                 there now: add --rebuild to index with vectors (semantic and hybrid search)",
-                dir.display()
+                "note: the index at {location} is lexical-only (it was built without a model); a \
+                 model is there now: add --rebuild to index with vectors (semantic and hybrid \
+                 search)"
             );
         }
         Ok(Backend::Local(engine))

@@ -99,17 +99,19 @@ pub fn run(args: IndexArgs) -> Result<()> {
     } else {
         Some(opts.validate().map_err(advise)?)
     };
-    let index_dir = args
-        .index
-        .clone()
-        .unwrap_or_else(|| args.root.join(DEFAULT_INDEX_DIR));
     let options = EngineOptions {
         model: args.model.choice(),
         lexical_only: args.lexical_only,
         threads: args.threads,
         ..EngineOptions::default()
     };
-    let backend = Backend::open_for_writing(Some(index_dir), &args.server, options, args.rebuild)?;
+    let backend = Backend::open_for_writing(
+        args.index.clone(),
+        Some(args.root.join(DEFAULT_INDEX_DIR)),
+        &args.server,
+        options,
+        args.rebuild,
+    )?;
 
     // Whether the run embeds: the local index says so; a server is asked once (a failure only
     // costs the embed phase its name).

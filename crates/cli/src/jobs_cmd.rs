@@ -179,7 +179,8 @@ pub fn run(args: JobsArgs) -> Result<()> {
         lexical_only: args.lexical_only,
         ..EngineOptions::default()
     };
-    let backend = Backend::open_for_writing(args.index.clone(), &args.server, options, false)?;
+    let backend =
+        Backend::open_for_writing(args.index.clone(), None, &args.server, options, false)?;
     let reports = run_jobs(&args, &backend, &jobs)?;
     let count = |s: &str| reports.iter().filter(|r| r.status == s).count();
     let report = Report {

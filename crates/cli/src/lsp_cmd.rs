@@ -475,16 +475,17 @@ pub fn run(args: LspArgs) -> Result<()> {
         }
         Backend::open(None, &args.server, &args.model)?
     } else {
-        let index = match (&args.index, folders.first()) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(f)) => f.root.join(DEFAULT_INDEX_DIR),
-            (None, None) => bail!("the client named no workspace folder; give --index DIR"),
-        };
+        let default = folders.first().map(|f| f.root.join(DEFAULT_INDEX_DIR));
+        if args.index.is_none() && default.is_none() && args.server.store.is_none() {
+            if std::env::var(crate::remote::STORE_ENV).is_err() {
+                bail!("the client named no workspace folder; give --index DIR");
+            }
+        }
         let options = EngineOptions {
             model: args.model.choice(),
             ..EngineOptions::default()
         };
-        Backend::open_for_writing(Some(index), &args.server, options, false)
+        Backend::open_for_writing(args.index.clone(), default, &args.server, options, false)
             .context("cannot open the index")?
     };
     let server = Server {

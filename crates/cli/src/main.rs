@@ -17,6 +17,7 @@ mod remote;
 mod repos_cmd;
 mod search_cmd;
 mod serve_cmd;
+mod store_cmd;
 mod train_cmd;
 mod train_flags;
 
@@ -73,6 +74,10 @@ enum Command {
     Remove(repos_cmd::RemoveArgs),
     /// Show what an index holds.
     Info(repos_cmd::InfoArgs),
+    /// Manage a PostgreSQL store (`store migrate --store URL`).
+    Store(store_cmd::StoreArgs),
+    /// Check a running server's health (gRPC health service): exit 0 when it is SERVING.
+    Health(store_cmd::HealthArgs),
     /// List the supported languages and their file extensions.
     Languages,
     /// Print the license notice of the model built into this binary (all-MiniLM-L6-v2's
@@ -161,6 +166,8 @@ fn main() -> ExitCode {
         Command::Repos(args) => repos_cmd::repos(args),
         Command::Remove(args) => repos_cmd::remove(args),
         Command::Info(args) => repos_cmd::info(args),
+        Command::Store(a) => store_cmd::run(a),
+        Command::Health(a) => store_cmd::health(a),
         Command::Languages => languages(),
         Command::Notice => {
             print!("{}", gnn_coder_model::bundled_notice());

@@ -670,15 +670,18 @@ pub fn run(args: McpArgs) -> Result<()> {
         }
         Backend::open(None, &args.server, &args.model)?
     } else {
-        let dir = match &args.index {
-            Some(d) => d.clone(),
-            None => resolve_index_dir(None).unwrap_or_else(|_| PathBuf::from(DEFAULT_INDEX_DIR)),
-        };
+        let default = resolve_index_dir(None).unwrap_or_else(|_| PathBuf::from(DEFAULT_INDEX_DIR));
         let options = EngineOptions {
             model: args.model.choice(),
             ..EngineOptions::default()
         };
-        Backend::open_for_writing(Some(dir), &args.server, options, false)?
+        Backend::open_for_writing(
+            args.index.clone(),
+            Some(default),
+            &args.server,
+            options,
+            false,
+        )?
     };
     let roots = if args.allow_roots.is_empty() {
         vec![std::env::current_dir().context("cannot read the current directory")?]

@@ -23,7 +23,12 @@ enum Format {
 pub struct ServeArgs {
     /// The index to serve (created when missing; it may hold many repositories).
     #[arg(long)]
-    index: PathBuf,
+    index: Option<PathBuf>,
+    /// Serve the PostgreSQL store at this URL instead (postgres://USER@HOST:PORT/DB; the
+    /// password from the URL or $PGPASSWORD; or set $GNN_CODER_STORE). Any number of replicas
+    /// may serve one store.
+    #[arg(long, value_name = "URL", conflicts_with = "index")]
+    store: Option<String>,
     /// Address to listen on. The default is loopback only; another address needs
     /// --auth-token-file (or --allow-unauthenticated-remote).
     #[arg(long, default_value = gnn_coder_service::DEFAULT_LISTEN)]
@@ -99,7 +104,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         bail!("--max-top-k, --max-concurrent-requests and --max-index-jobs must be at least 1");
     }
     let config = ServeConfig {
-        index_dir: args.index.clone(),
+        location: crate::remote::ServerFlags {
+            store: args.store.clone(),
+            ..Default::default()
+        }
+        .location(args.index.clone(), || Ok(None))?
+        .context("give --index DIR or --store URL (or set $GNN_CODER_STORE)")?,
         engine: EngineOptions {
             model: args.model.choice(),
             lexical_only: args.lexical_only,

@@ -47,6 +47,7 @@
 mod error;
 mod git;
 mod indexing;
+mod location;
 mod search;
 mod update;
 mod writer;
@@ -58,6 +59,8 @@ use std::sync::{Arc, Mutex};
 pub use error::{EngineError, ErrorKind, Result};
 pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE, Manifest};
 pub use gnn_coder_model::{Embedder, ModelChoice, ModelIdentity, QueryEmbedder};
+pub use gnn_coder_postgres::PgStore;
+pub use gnn_coder_postgres::schema::SCHEMA_VERSION as PG_SCHEMA_VERSION;
 pub use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, FieldBoosts, Filters, RepoInfo, Store, StoreError,
     StoreStats, UnitRecord,
@@ -66,6 +69,7 @@ pub use indexing::{
     CHUNK_UNITS, IndexEvent, IndexInput, IndexOptions, IndexProgress, IndexSummary,
     ValidIndexOptions, collect_units, embed_units,
 };
+pub use location::StoreLocation;
 pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MAX_FILTER_VALUES, MAX_QUERY_BYTES, MAX_SNIPPET_BYTES,
     MatchRange, Mode, PreparedSearch, RequestLimits, SIMILAR_LEXICAL_WEIGHT, SearchHit,
@@ -191,12 +195,24 @@ fn embedding_info(id: &ModelIdentity) -> EmbeddingInfo {
 impl Engine {
     /// Opens an existing embedded index for searching.
     pub fn open(dir: &Path, options: EngineOptions) -> Result<Engine> {
-        let mut store = EmbeddedStore::open(dir)?;
-        store.set_writer_threads(threads(options.threads));
+        Engine::open_at(&StoreLocation::Dir(dir.to_path_buf()), options)
+    }
+
+    /// Opens an existing index, embedded or in PostgreSQL, for searching.
+    pub fn open_at(location: &StoreLocation, options: EngineOptions) -> Result<Engine> {
+        let (store, manifest): (Box<dyn Store>, _) = match location {
+            StoreLocation::Dir(dir) => {
+                let mut store = EmbeddedStore::open(dir)?;
+                store.set_writer_threads(threads(options.threads));
+                let manifest = Some(store.manifest().clone());
+                (Box::new(store), manifest)
+            }
+            StoreLocation::Postgres(url) => (Box::new(PgStore::open(url)?), None),
+        };
         Ok(Engine {
-            manifest: Some(store.manifest().clone()),
-            store: Box::new(store),
-            dir: dir.to_path_buf(),
+            manifest,
+            store,
+            dir: location.display_path(),
             options,
             model: Mutex::new(None),
             query_model: Mutex::default(),
@@ -206,15 +222,31 @@ impl Engine {
         })
     }
 
-    /// Opens the embedded index at `dir` for writing, creating it when missing (with vectors of
+    /// Opens the embedded index at `dir` for writing, creating it when missing (see
+    /// [`Engine::open_or_create_at`]).
+    pub fn open_or_create(dir: &Path, options: EngineOptions, rebuild: bool) -> Result<Engine> {
+        Engine::open_or_create_at(&StoreLocation::Dir(dir.to_path_buf()), options, rebuild)
+    }
+
+    /// Opens the index at `location` for writing, creating it when missing (with vectors of
     /// the configured model, or lexical-only when `lexical_only` is set or no model is found
     /// and none was asked for explicitly; [`Engine::model_warning`] says so). `rebuild` deletes
-    /// an existing index first.
-    pub fn open_or_create(dir: &Path, options: EngineOptions, rebuild: bool) -> Result<Engine> {
+    /// an existing index first. A PostgreSQL database gets its schema (or its migrations).
+    pub fn open_or_create_at(
+        location: &StoreLocation,
+        options: EngineOptions,
+        rebuild: bool,
+    ) -> Result<Engine> {
         if rebuild {
-            EmbeddedStore::remove(dir)?;
+            match location {
+                StoreLocation::Dir(dir) => EmbeddedStore::remove(dir)?,
+                StoreLocation::Postgres(url) => PgStore::remove(url)?,
+            }
         }
-        let existing = dir.join(MANIFEST_FILE).exists();
+        let existing = match location {
+            StoreLocation::Dir(dir) => dir.join(MANIFEST_FILE).exists(),
+            StoreLocation::Postgres(url) => PgStore::exists(url)?,
+        };
         let mut model = None;
         let mut warning = None;
         let embedding = if options.lexical_only || existing {
@@ -237,12 +269,21 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         };
-        let mut store = EmbeddedStore::open_or_create(dir, embedding)?;
-        store.set_writer_threads(threads(options.threads));
+        let (store, manifest): (Box<dyn Store>, _) = match location {
+            StoreLocation::Dir(dir) => {
+                let mut store = EmbeddedStore::open_or_create(dir, embedding)?;
+                store.set_writer_threads(threads(options.threads));
+                let manifest = Some(store.manifest().clone());
+                (Box::new(store), manifest)
+            }
+            StoreLocation::Postgres(url) => {
+                (Box::new(PgStore::open_or_create(url, embedding)?), None)
+            }
+        };
         let engine = Engine {
-            manifest: Some(store.manifest().clone()),
-            store: Box::new(store),
-            dir: dir.to_path_buf(),
+            manifest,
+            store,
+            dir: location.display_path(),
             options,
             model: Mutex::new(model),
             query_model: Mutex::default(),
@@ -253,8 +294,7 @@ impl Engine {
         if engine.options.lexical_only && engine.store.embedding().is_some() {
             // (The CLI advises: drop --lexical-only, or --rebuild to make it lexical-only.)
             return Err(EngineError::InvalidArgument(format!(
-                "the index at {} holds vectors; it cannot be refreshed lexical-only",
-                dir.display()
+                "the index at {location} holds vectors; it cannot be refreshed lexical-only"
             )));
         }
         Ok(engine)

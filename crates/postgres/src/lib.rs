@@ -141,10 +141,7 @@ impl Inner {
         Ok(client)
     }
 
-    pub(crate) async fn pooled(
-        pool: &Pool,
-        location: &str,
-    ) -> Result<deadpool_postgres::Object> {
+    pub(crate) async fn pooled(pool: &Pool, location: &str) -> Result<deadpool_postgres::Object> {
         pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => db(location, e),
             e => StoreError::Unavailable {
@@ -221,10 +218,17 @@ impl PgStore {
     fn connect_inner(url: &str) -> Result<Arc<Inner>> {
         let location = redact(url);
         let config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| StoreError::InvalidArgument {
-                message: format!("invalid PostgreSQL URL {location}: {e}"),
-            })?;
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| StoreError::InvalidArgument {
+                    message: format!("invalid PostgreSQL URL {location}: {e}"),
+                })?;
         let mut config = config;
+        // libpq's variable, so a password need not be in the URL (or a process listing).
+        if config.get_password().is_none()
+            && let Ok(pw) = std::env::var("PGPASSWORD")
+        {
+            config.password(pw);
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -405,9 +409,12 @@ fn migrate_inner(inner: &Arc<Inner>) -> Result<Vec<i32>> {
     let applied = inner.block(async move {
         let mut client = Inner::connect(config, loc.clone()).await?;
         let tx = client.transaction().await.map_err(|e| db(&loc, e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK])
-            .await
-            .map_err(|e| db(&loc, e))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&schema::MIGRATION_LOCK],
+        )
+        .await
+        .map_err(|e| db(&loc, e))?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS gc_migrations (
                  version int PRIMARY KEY,
@@ -476,9 +483,12 @@ fn configure(inner: &Arc<Inner>, embedding: Option<EmbeddingInfo>) -> Result<Met
     inner.block(async move {
         let mut client = Inner::connect(config, loc.clone()).await?;
         let tx = client.transaction().await.map_err(|e| db(&loc, e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK])
-            .await
-            .map_err(|e| db(&loc, e))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&schema::MIGRATION_LOCK],
+        )
+        .await
+        .map_err(|e| db(&loc, e))?;
         let row = tx
             .query_one(
                 "SELECT schema_version, configured, model, dim, trained FROM gc_meta WHERE id = 1",
@@ -553,11 +563,12 @@ impl Store for PgStore {
         {
             return Ok(r.clone());
         }
-        let reader = Arc::new(PgReader::open(
-            self.inner.clone(),
-            self.embedding.clone(),
-        )?);
-        *cached = Some((reader.generation(), std::time::Instant::now(), reader.clone()));
+        let reader = Arc::new(PgReader::open(self.inner.clone(), self.embedding.clone())?);
+        *cached = Some((
+            reader.generation(),
+            std::time::Instant::now(),
+            reader.clone(),
+        ));
         Ok(reader)
     }
 }

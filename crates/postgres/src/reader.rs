@@ -35,7 +35,10 @@ fn conditions(filters: &Filters, params: &mut Params, unit: &str, repo: &str, id
     let mut sql = String::new();
     let mut add = |sql: &mut String, cond: String, p: Arc<dyn ToSql + Sync + Send>| {
         params.push(p);
-        sql.push_str(&format!(" AND {}", cond.replace('?', &format!("${}", params.len()))));
+        sql.push_str(&format!(
+            " AND {}",
+            cond.replace('?', &format!("${}", params.len()))
+        ));
     };
     if !filters.repositories.is_empty() {
         add(
@@ -219,10 +222,11 @@ impl StoreReader for PgReader {
         for row in rows {
             let name: String = row.get(0);
             let json: String = row.get(1);
-            let mut info: RepoInfo = serde_json::from_str(&json).map_err(|e| StoreError::Damaged {
-                path: self.inner.location.clone().into(),
-                reason: format!("the record of repository {name:?} does not parse: {e}"),
-            })?;
+            let mut info: RepoInfo =
+                serde_json::from_str(&json).map_err(|e| StoreError::Damaged {
+                    path: self.inner.location.clone().into(),
+                    reason: format!("the record of repository {name:?} does not parse: {e}"),
+                })?;
             info.name = name;
             info.files = u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
             info.units = u64::try_from(row.get::<_, i64>(3)).unwrap_or(0);
@@ -400,7 +404,10 @@ impl StoreReader for PgReader {
                 (u.id.0, u)
             })
             .collect();
-        Ok(ids.iter().filter_map(|i| by_id.get(&i.0).cloned()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|i| by_id.get(&i.0).cloned())
+            .collect())
     }
 
     fn units_of_file(&self, repository: &str, path: &str) -> Result<Vec<StoredUnit>> {
@@ -437,7 +444,10 @@ impl StoreReader for PgReader {
             vec![Arc::new(want), Arc::new(Vector::from(query.to_vec()))],
         )?;
         let by_id: HashMap<i64, f32> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(ids.iter().map(|i| by_id.get(&(i.0 as i64)).copied()).collect())
+        Ok(ids
+            .iter()
+            .map(|i| by_id.get(&(i.0 as i64)).copied())
+            .collect())
     }
 
     fn stats(&self) -> Result<StoreStats> {

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use gnn_coder_index::tokenizer::analyze;
 use gnn_coder_store::{
-    CancellationToken, EmbeddingInfo, FileWrite, RepoInfo, Result, StoreError, StoreWriter,
-    UnitKey,
+    CancellationToken, EmbeddingInfo, FileWrite, RepoInfo, Result, StoreError, StoreWriter, UnitKey,
 };
 use pgvector::Vector;
 use tokio_postgres::Client;
@@ -224,7 +223,9 @@ impl StoreWriter for PgWriter {
         for f in &files {
             file_rows.0.push(f.file.path.clone());
             file_rows.1.push(f.file.hash.clone());
-            file_rows.2.push(i32::try_from(f.file.units).unwrap_or(i32::MAX));
+            file_rows
+                .2
+                .push(i32::try_from(f.file.units).unwrap_or(i32::MAX));
             file_rows.3.push(i64_of(f.file.bytes));
             for (ord, u) in f.units.iter().enumerate() {
                 let r = &u.record;
@@ -355,7 +356,13 @@ impl StoreWriter for PgWriter {
                  SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[], $5::int8[])
                  ON CONFLICT (repo, path) DO UPDATE
                  SET hash = excluded.hash, units = excluded.units, bytes = excluded.bytes",
-                &[&repo, &file_rows.0, &file_rows.1, &file_rows.2, &file_rows.3],
+                &[
+                    &repo,
+                    &file_rows.0,
+                    &file_rows.1,
+                    &file_rows.2,
+                    &file_rows.3,
+                ],
             )
             .await
             .map_err(|e| db(&loc, e))?;

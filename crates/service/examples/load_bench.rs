@@ -156,7 +156,7 @@ fn main() -> Result<(), BoxError> {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let config = ServeConfig {
-        index_dir: index.clone(),
+        location: gnn_coder_engine::StoreLocation::Dir(index.clone()),
         engine: EngineOptions::default(),
         listen: "127.0.0.1:0".parse()?,
         allow_roots: Vec::new(),

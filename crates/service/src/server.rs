@@ -32,7 +32,8 @@ const MAX_FILE_SIZE: u64 = 16 << 20;
 /// What `gnn-coder serve` was asked for.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub index_dir: PathBuf,
+    /// The index: a directory or a PostgreSQL store (replicas may share one).
+    pub location: gnn_coder_engine::StoreLocation,
     pub engine: EngineOptions,
     pub listen: SocketAddr,
     /// Roots under which `IndexRepository` may index (and `UpdateFiles` may read).
@@ -666,7 +667,7 @@ pub async fn serve(
         address = %addr,
         tls = config.tls.is_some(),
         tokens = config.tokens.enabled(),
-        index = %config.index_dir.display(),
+        index = %config.location,
         "serving gnn_coder.v1.CodeSearch"
     );
     if config.tokens.enabled() && config.tls.is_none() && !crate::is_loopback(&addr) {
@@ -735,7 +736,7 @@ fn tls_config(config: &ServeConfig) -> Result<Option<ServerTlsConfig>, ServeErro
 /// Opens (or creates) the index with the server's request limits, and loads the model now so
 /// the first search does not pay for it.
 async fn open_engine(config: &ServeConfig) -> Result<Arc<Engine>, ServeError> {
-    let dir = config.index_dir.clone();
+    let location = config.location.clone();
     // The engine checks every request against the server's limits: one limit, one message.
     let mut options = config.engine.clone();
     options.limits = gnn_coder_engine::RequestLimits {
@@ -743,7 +744,7 @@ async fn open_engine(config: &ServeConfig) -> Result<Arc<Engine>, ServeError> {
         max_top_k: config.limits.max_top_k,
     };
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, EngineError> {
-        let engine = Engine::open_or_create(&dir, options, false)?;
+        let engine = Engine::open_or_create_at(&location, options, false)?;
         if engine.embedding().is_some()
             && let Err(e) = engine.model()
         {

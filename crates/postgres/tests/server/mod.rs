@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The admin URL of the test server (started once per test binary when needed).
 pub fn admin_url() -> String {
@@ -43,7 +43,10 @@ fn admin(sql: &str) {
             .await
             .expect("cannot reach the test PostgreSQL server");
         tokio::spawn(conn);
-        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        client
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     });
 }
 
@@ -94,7 +97,10 @@ impl TestDb {
                 .await
                 .unwrap();
             tokio::spawn(conn);
-            client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            client
+                .batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
         });
     }
 
@@ -109,7 +115,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if !self.name.is_empty() {
-            admin(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            admin(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
