@@ -422,11 +422,25 @@ fn migrate_inner(inner: &Arc<Inner>) -> Result<Vec<i32>> {
         )
         .await
         .map_err(|e| db(&loc, e))?;
-        let current: i32 = tx
+        let mut current: i32 = tx
             .query_one("SELECT coalesce(max(version), 0) FROM gc_migrations", &[])
             .await
             .map_err(|e| db(&loc, e))?
             .get(0);
+        // The version the data says it has (a newer gnn-coder may have written it).
+        let meta: Option<String> = tx
+            .query_one("SELECT to_regclass('gc_meta')::text", &[])
+            .await
+            .map_err(|e| db(&loc, e))?
+            .get(0);
+        if meta.is_some() {
+            let v: i32 = tx
+                .query_one("SELECT schema_version FROM gc_meta WHERE id = 1", &[])
+                .await
+                .map_err(|e| db(&loc, e))?
+                .get(0);
+            current = current.max(v);
+        }
         if current > schema::SCHEMA_VERSION {
             return Err(StoreError::IncompatibleVersion {
                 path: format!("{loc} (written by a newer gnn-coder)").into(),

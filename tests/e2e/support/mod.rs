@@ -42,13 +42,20 @@ pub struct Server {
 
 impl Server {
     pub fn start(index: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--index", index.to_str().expect("a UTF-8 index path")];
+        args.extend_from_slice(extra);
+        Server::start_with(&args)
+    }
+
+    /// `gnn-coder serve ARGS --listen 127.0.0.1:0` (ARGS name the index: `--index` or
+    /// `--store`).
+    pub fn start_with(args: &[&str]) -> Server {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("server.log");
         let mut child = Command::new(BIN)
-            .args(["serve", "--index"])
-            .arg(index)
+            .arg("serve")
+            .args(args)
             .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
             .stdout(Stdio::piped())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()

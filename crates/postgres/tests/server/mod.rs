@@ -31,8 +31,19 @@ pub fn admin_url() -> String {
     .clone()
 }
 
+/// Runs `sql` on `url` from a thread of its own (callers may be inside a runtime).
+fn execute_on(url: String, sql: String) {
+    std::thread::spawn(move || execute_now(&url, &sql))
+        .join()
+        .unwrap_or_else(|_| panic!("SQL on the test server failed"));
+}
+
 fn admin(sql: &str) {
-    let url = admin_url();
+    execute_on(admin_url(), sql.to_string());
+}
+
+fn execute_now(url: &str, sql: &str) {
+    let url = url.to_string();
     let sql = sql.to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
