@@ -88,7 +88,9 @@ CREATE TABLE gc_postings (
     id bigint NOT NULL,
     tf int NOT NULL,
     len int NOT NULL,
-    PRIMARY KEY (term, field, repo, id)
+    -- tf and len in the key's index: a query's postings are read by index-only scans (a
+    -- term's rows lie scattered over the heap, one unit's terms together).
+    PRIMARY KEY (term, field, repo, id) INCLUDE (tf, len)
 );
 CREATE INDEX gc_postings_unit ON gc_postings (repo, id);
 CREATE TABLE gc_field_stats (

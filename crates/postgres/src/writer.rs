@@ -496,13 +496,20 @@ impl StoreWriter for PgWriter {
     }
 
     fn maintain(&mut self, cancel: &CancellationToken) -> Result<()> {
-        if self.embedding.is_none() || self.in_tx {
+        if self.in_tx {
             return Ok(());
         }
         cancel.check()?;
+        let vectors = self.embedding.is_some();
         let client = self.client.clone();
         let loc = self.loc();
         self.inner.block(async move {
+            // Fresh statistics for the planner, and the visibility map that lets the lexical
+            // leg read postings from the index alone (VACUUM runs outside a transaction).
+            client
+                .batch_execute("VACUUM (ANALYZE) gc_postings, gc_units, gc_field_stats")
+                .await
+                .map_err(|e| db(&loc, e))?;
             let exists: bool = client
                 .query_one(
                     "SELECT to_regclass($1::text) IS NOT NULL",
@@ -511,7 +518,7 @@ impl StoreWriter for PgWriter {
                 .await
                 .map_err(|e| db(&loc, e))?
                 .get(0);
-            if exists {
+            if exists || !vectors {
                 return Ok(());
             }
             // The graph is built in memory when it fits (a million 384-d vectors need ~2 GB).
