@@ -3,8 +3,11 @@
 //! ```text
 //! cargo run -p gnn-coder-engine --example scale_bench -- \
 //!     --corpus /tmp/gnn-dev/corpus --queries /tmp/gnn-dev/queries.jsonl \
-//!     --work /tmp/gnn-scale --copies 1,8 [--index DIR] [--lexical-only]
+//!     --work /tmp/gnn-scale --copies 1,8 [--index DIR | --store postgres://…] [--lexical-only]
 //! ```
+//!
+//! `--store URL` builds the copies into a PostgreSQL store instead (e.g. the server of
+//! `scripts/postgres.sh`, on a database of its own); the table is the same.
 //!
 //! Copies the corpus into repositories `copy-000`, `copy-001`, ... (distinct names, the same
 //! files) and indexes them one after another into one index with the default model. After the
@@ -19,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use gnn_coder_engine::{
-    CancellationToken, Engine, EngineOptions, IndexOptions, Mode, SearchRequest,
+    CancellationToken, Engine, EngineOptions, IndexOptions, Mode, SearchRequest, StoreLocation,
 };
 
 mod bench_util;
@@ -87,7 +90,7 @@ fn recall_at_10(engine: &Engine, queries: &[String]) -> Result<f64, BoxError> {
 
 fn run() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: scale_bench --corpus DIR --queries FILE --work DIR [--copies 1,8] [--index DIR] [--lexical-only]";
+    let usage = "usage: scale_bench --corpus DIR --queries FILE --work DIR [--copies 1,8] [--index DIR | --store URL] [--lexical-only]";
     let corpus = PathBuf::from(arg(&args, "--corpus").ok_or(usage)?);
     let queries_file = PathBuf::from(arg(&args, "--queries").ok_or(usage)?);
     let work = PathBuf::from(arg(&args, "--work").ok_or(usage)?);
@@ -108,12 +111,17 @@ fn run() -> Result<(), BoxError> {
     std::fs::create_dir_all(&work)?;
     // `--index DIR`: add the copies to an existing index (e.g. one that already holds the
     // corpus, so every vector comes from its embedding cache); default: a new one in WORK.
-    let idx = arg(&args, "--index").map_or_else(|| work.join("index"), PathBuf::from);
+    let location = match arg(&args, "--store") {
+        Some(url) => StoreLocation::postgres(&url)?,
+        None => StoreLocation::Dir(
+            arg(&args, "--index").map_or_else(|| work.join("index"), PathBuf::from),
+        ),
+    };
     let options = EngineOptions {
         lexical_only,
         ..EngineOptions::default()
     };
-    let engine = Engine::open_or_create(&idx, options, false)?;
+    let engine = Engine::open_or_create_at(&location, options, false)?;
     if let Some(w) = engine.model_warning() {
         eprintln!("warning: {w}");
     }
@@ -121,9 +129,9 @@ fn run() -> Result<(), BoxError> {
     let mut copies = 0usize;
     let mut build_seconds = 0.0;
     println!(
-        "| copies | units | build s (this step) | units/s (this step) | peak RSS MiB | disk / source | hybrid p50 / p99 ms | of which query embedding p50 / p99 ms | lexical p50 / p99 ms | ANN recall@10 | one-file refresh s |"
+        "| copies | units | build s (this step) | units/s (this step) | peak RSS MiB | disk / source | disk bytes / unit | hybrid p50 / p99 ms | of which query embedding p50 / p99 ms | lexical p50 / p99 ms | ANN recall@10 | one-file refresh s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &target in &steps {
         let started = Instant::now();
         let mut units_step = 0u64;
@@ -189,11 +197,12 @@ fn run() -> Result<(), BoxError> {
             s.embed_seconds
         );
         println!(
-            "| {copies} | {} | {step_s:.1} | {:.0} | {:.0} | {:.2} | {hp50:.1} / {hp99:.1} | {ep50:.1} / {ep99:.1} | {lp50:.1} / {lp99:.1} | {recall:.3} | {refresh:.2} (embedding {:.2}) |",
+            "| {copies} | {} | {step_s:.1} | {:.0} | {:.0} | {:.2} | {:.0} | {hp50:.1} / {hp99:.1} | {ep50:.1} / {ep99:.1} | {lp50:.1} / {lp99:.1} | {recall:.3} | {refresh:.2} (embedding {:.2}) |",
             stats.units,
             units_step as f64 / step_s.max(1e-9),
             peak_rss_mib(),
             stats.bytes_on_disk as f64 / source.max(1) as f64,
+            stats.bytes_on_disk as f64 / stats.units.max(1) as f64,
             s.embed_seconds,
         );
         eprintln!("stats: {stats:?}; source bytes {source}; total build {build_seconds:.1}s");

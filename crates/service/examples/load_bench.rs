@@ -4,7 +4,12 @@
 //! cargo run --release -p gnn-coder-service --example load_bench -- \
 //!     --index DIR --queries Q.jsonl [--clients 1,4,8] [--requests 2000] [--seconds 60] \
 //!     [--limit 16] [--mode hybrid|lexical|semantic] [--edits 20]
+//!     [--store postgres://… --replicas 1,2]
 //! ```
+//!
+//! With `--store URL` the servers serve a PostgreSQL store instead of `--index DIR`, and
+//! `--replicas 1,2` repeats the client rows with that many servers on the one store (the
+//! clients spread over them round-robin; all in this process, so on the same cores).
 //!
 //! Starts `serve` in this process on 127.0.0.1:0 (its own runtime and threads; the clients run
 //! on another runtime, one HTTP/2 connection each) over an existing index, then:
@@ -64,7 +69,7 @@ impl Outcome {
 }
 
 async fn run_load(
-    url: &str,
+    urls: &[String],
     queries: Arc<Vec<String>>,
     clients: usize,
     requests: usize,
@@ -75,8 +80,8 @@ async fn run_load(
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let mut c = client::connect(url, &ClientOptions::default()).await?;
+    for k in 0..clients {
+        let mut c = client::connect(&urls[k % urls.len()], &ClientOptions::default()).await?;
         let queries = queries.clone();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
@@ -118,45 +123,17 @@ async fn run_load(
     Ok(all)
 }
 
-fn main() -> Result<(), BoxError> {
-    let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: load_bench --index DIR --queries Q.jsonl [--clients 1,4,8] [--requests N] [--seconds S] [--limit L] [--mode M] [--edits N]";
-    let index = PathBuf::from(arg(&args, "--index").ok_or(usage)?);
-    let queries_file = PathBuf::from(arg(&args, "--queries").ok_or(usage)?);
-    let clients: Vec<usize> = arg(&args, "--clients")
-        .unwrap_or_else(|| "1,4,8".into())
-        .split(',')
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()?;
-    let requests: usize = arg(&args, "--requests").map_or(Ok(2000), |s| s.parse())?;
-    let seconds: f64 = arg(&args, "--seconds").map_or(Ok(60.0), |s| s.parse())?;
-    let limit: usize = arg(&args, "--limit").map_or(Ok(16), |s| s.parse())?;
-    let edits: usize = arg(&args, "--edits").map_or(Ok(20), |s| s.parse())?;
-    let mode = match arg(&args, "--mode").as_deref().unwrap_or("hybrid") {
-        "hybrid" => pb::Mode::Hybrid,
-        "lexical" => pb::Mode::Lexical,
-        "semantic" => pb::Mode::Semantic,
-        other => return Err(format!("unknown mode {other}").into()),
-    };
-    let queries: Vec<String> = std::fs::read_to_string(&queries_file)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).map(|v| {
-                v.get("query")
-                    .and_then(|q| q.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let queries = Arc::new(queries);
+type ServerThread = std::thread::JoinHandle<Result<(), String>>;
 
-    // The server, on its own runtime.
+/// `serve` over `location` on 127.0.0.1:0 on its own runtime: its URL and how to stop it.
+fn start_server(
+    location: gnn_coder_engine::StoreLocation,
+    limit: usize,
+) -> Result<(String, (tokio::sync::oneshot::Sender<()>, ServerThread)), BoxError> {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let config = ServeConfig {
-        location: gnn_coder_engine::StoreLocation::Dir(index.clone()),
+        location,
         engine: EngineOptions::default(),
         listen: "127.0.0.1:0".parse()?,
         allow_roots: Vec::new(),
@@ -189,7 +166,61 @@ fn main() -> Result<(), BoxError> {
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(300))
         .map_err(|_| "the server did not start")?;
-    let url = format!("http://{addr}");
+    Ok((format!("http://{addr}"), (stop_tx, server)))
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: load_bench --index DIR --queries Q.jsonl [--clients 1,4,8] [--requests N] [--seconds S] [--limit L] [--mode M] [--edits N]";
+    let index = arg(&args, "--index").map(PathBuf::from);
+    let replicas: Vec<usize> = arg(&args, "--replicas")
+        .unwrap_or_else(|| "1".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let queries_file = PathBuf::from(arg(&args, "--queries").ok_or(usage)?);
+    let clients: Vec<usize> = arg(&args, "--clients")
+        .unwrap_or_else(|| "1,4,8".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let requests: usize = arg(&args, "--requests").map_or(Ok(2000), |s| s.parse())?;
+    let seconds: f64 = arg(&args, "--seconds").map_or(Ok(60.0), |s| s.parse())?;
+    let limit: usize = arg(&args, "--limit").map_or(Ok(16), |s| s.parse())?;
+    let edits: usize = arg(&args, "--edits").map_or(Ok(20), |s| s.parse())?;
+    let mode = match arg(&args, "--mode").as_deref().unwrap_or("hybrid") {
+        "hybrid" => pb::Mode::Hybrid,
+        "lexical" => pb::Mode::Lexical,
+        "semantic" => pb::Mode::Semantic,
+        other => return Err(format!("unknown mode {other}").into()),
+    };
+    let queries: Vec<String> = std::fs::read_to_string(&queries_file)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).map(|v| {
+                v.get("query")
+                    .and_then(|q| q.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let queries = Arc::new(queries);
+
+    // The servers, each on its own runtime.
+    let location = match arg(&args, "--store") {
+        Some(url) => gnn_coder_engine::StoreLocation::postgres(&url)?,
+        None => gnn_coder_engine::StoreLocation::Dir(index.clone().ok_or(usage)?),
+    };
+    let mut urls = Vec::new();
+    let mut stops = Vec::new();
+    for _ in 0..replicas.iter().copied().max().unwrap_or(1).max(1) {
+        let (url, stop) = start_server(location.clone(), limit)?;
+        urls.push(url);
+        stops.push(stop);
+    }
+    let url = urls[0].clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -199,7 +230,7 @@ fn main() -> Result<(), BoxError> {
         let stats = c.get_stats(pb::GetStatsRequest {}).await?.into_inner();
         println!(
             "index {}: {} repositories, {} units, {} vectors ({} in the ANN), model {:?}",
-            index.display(),
+            location,
             stats.repositories,
             stats.units,
             stats.vectors,
@@ -208,20 +239,24 @@ fn main() -> Result<(), BoxError> {
         );
         println!("server concurrency limit {limit}; mode {mode:?}; {requests} requests or {seconds} s per row; RSS {:.0} MiB", rss_mib());
         // Warm-up.
-        run_load(&url, queries.clone(), 2, 40, 30.0, mode).await?;
-        println!("| clients | answers | QPS | p50 ms | p99 ms | refused | errors |");
-        println!("|---|---|---|---|---|---|---|");
-        for &n in &clients {
-            let o = run_load(&url, queries.clone(), n, requests, seconds, mode).await?;
-            let (answers, qps, p50, p99) = o.summary();
-            println!(
-                "| {n} | {answers} | {qps:.0} | {p50:.1} | {p99:.1} | {} | {} |",
-                o.exhausted, o.other_errors
-            );
+        run_load(&urls, queries.clone(), 2, 40, 30.0, mode).await?;
+        println!("| replicas | clients | answers | QPS | p50 ms | p99 ms | refused | errors |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for &r in &replicas {
+            for &n in &clients {
+                let o =
+                    run_load(&urls[..r.max(1)], queries.clone(), n, requests, seconds, mode)
+                        .await?;
+                let (answers, qps, p50, p99) = o.summary();
+                println!(
+                    "| {r} | {n} | {answers} | {qps:.0} | {p50:.1} | {p99:.1} | {} | {} |",
+                    o.exhausted, o.other_errors
+                );
+            }
         }
         let before = peak_rss_mib();
         let n = limit * 4;
-        let o = run_load(&url, queries.clone(), n, requests * 2, seconds, mode).await?;
+        let o = run_load(&urls[..1], queries.clone(), n, requests * 2, seconds, mode).await?;
         let alive = c.get_stats(pb::GetStatsRequest {}).await.is_ok();
         let (answers, qps, p50, p99) = o.summary();
         println!(
@@ -312,7 +347,9 @@ fn main() -> Result<(), BoxError> {
         }
         Ok::<(), BoxError>(())
     })?;
-    let _ = stop_tx.send(());
-    server.join().map_err(|_| "the server thread panicked")??;
+    for (stop_tx, server) in stops {
+        let _ = stop_tx.send(());
+        server.join().map_err(|_| "the server thread panicked")??;
+    }
     Ok(())
 }
