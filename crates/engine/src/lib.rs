@@ -192,6 +192,50 @@ fn embedding_info(id: &ModelIdentity) -> EmbeddingInfo {
     }
 }
 
+/// The one place that names the backends: opens the store at `location` (`create`: creating
+/// it when missing, with that model or lexical-only), with the embedded index's manifest.
+fn open_store(
+    location: &StoreLocation,
+    create: Option<Option<EmbeddingInfo>>,
+    writer_threads: usize,
+) -> Result<(Box<dyn Store>, Option<Manifest>)> {
+    Ok(match location {
+        StoreLocation::Dir(dir) => {
+            let mut store = match create {
+                Some(embedding) => EmbeddedStore::open_or_create(dir, embedding)?,
+                None => EmbeddedStore::open(dir)?,
+            };
+            store.set_writer_threads(writer_threads);
+            let manifest = Some(store.manifest().clone());
+            (Box::new(store), manifest)
+        }
+        StoreLocation::Postgres(url) => {
+            let store = match create {
+                Some(embedding) => PgStore::open_or_create(url, embedding)?,
+                None => PgStore::open(url)?,
+            };
+            (Box::new(store), None)
+        }
+    })
+}
+
+/// Whether an index exists at `location`.
+fn store_exists(location: &StoreLocation) -> Result<bool> {
+    Ok(match location {
+        StoreLocation::Dir(dir) => dir.join(MANIFEST_FILE).exists(),
+        StoreLocation::Postgres(url) => PgStore::exists(url)?,
+    })
+}
+
+/// Deletes the index at `location` (`--rebuild`).
+fn remove_store(location: &StoreLocation) -> Result<()> {
+    match location {
+        StoreLocation::Dir(dir) => EmbeddedStore::remove(dir)?,
+        StoreLocation::Postgres(url) => PgStore::remove(url)?,
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Opens an existing embedded index for searching.
     pub fn open(dir: &Path, options: EngineOptions) -> Result<Engine> {
@@ -200,15 +244,7 @@ impl Engine {
 
     /// Opens an existing index, embedded or in PostgreSQL, for searching.
     pub fn open_at(location: &StoreLocation, options: EngineOptions) -> Result<Engine> {
-        let (store, manifest): (Box<dyn Store>, _) = match location {
-            StoreLocation::Dir(dir) => {
-                let mut store = EmbeddedStore::open(dir)?;
-                store.set_writer_threads(threads(options.threads));
-                let manifest = Some(store.manifest().clone());
-                (Box::new(store), manifest)
-            }
-            StoreLocation::Postgres(url) => (Box::new(PgStore::open(url)?), None),
-        };
+        let (store, manifest) = open_store(location, None, threads(options.threads))?;
         Ok(Engine {
             manifest,
             store,
@@ -238,15 +274,9 @@ impl Engine {
         rebuild: bool,
     ) -> Result<Engine> {
         if rebuild {
-            match location {
-                StoreLocation::Dir(dir) => EmbeddedStore::remove(dir)?,
-                StoreLocation::Postgres(url) => PgStore::remove(url)?,
-            }
+            remove_store(location)?;
         }
-        let existing = match location {
-            StoreLocation::Dir(dir) => dir.join(MANIFEST_FILE).exists(),
-            StoreLocation::Postgres(url) => PgStore::exists(url)?,
-        };
+        let existing = store_exists(location)?;
         let mut model = None;
         let mut warning = None;
         let embedding = if options.lexical_only || existing {
@@ -269,17 +299,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         };
-        let (store, manifest): (Box<dyn Store>, _) = match location {
-            StoreLocation::Dir(dir) => {
-                let mut store = EmbeddedStore::open_or_create(dir, embedding)?;
-                store.set_writer_threads(threads(options.threads));
-                let manifest = Some(store.manifest().clone());
-                (Box::new(store), manifest)
-            }
-            StoreLocation::Postgres(url) => {
-                (Box::new(PgStore::open_or_create(url, embedding)?), None)
-            }
-        };
+        let (store, manifest) = open_store(location, Some(embedding), threads(options.threads))?;
         let engine = Engine {
             manifest,
             store,

@@ -94,6 +94,25 @@ impl PgWriter {
     }
 }
 
+impl Drop for PgWriter {
+    /// Rolls back what was not committed and releases the repositories' locks now: closing the
+    /// connection would do both, but the server notices a closed connection a little later,
+    /// and the next writer (often at once, in the same process) must find the locks free.
+    fn drop(&mut self) {
+        if !self.in_tx && self.locked.is_empty() {
+            return;
+        }
+        let client = self.client.clone();
+        let _ = self.inner.block(async move {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let _ = client
+                .batch_execute("SELECT pg_advisory_unlock_all()")
+                .await;
+            Ok(())
+        });
+    }
+}
+
 /// The columns of `gc_units` rows, one vector per column (for `unnest`).
 #[derive(Default)]
 struct UnitRows {
@@ -291,6 +310,7 @@ impl StoreWriter for PgWriter {
                     .chunks(UNIT_CHUNK)
                     .zip(fresh_vectors.chunks(UNIT_CHUNK))
                 {
+                    let keys: &[Vec<u8>] = keys;
                     c.execute(
                         "INSERT INTO gc_vectors (key, embedding)
                          SELECT * FROM unnest($1::bytea[], $2::vector[])
@@ -300,11 +320,24 @@ impl StoreWriter for PgWriter {
                     .await
                     .map_err(|e| db(&loc, e))?;
                 }
+                for (k, v) in fresh_keys.into_iter().zip(fresh_vectors) {
+                    cached.insert(k, v);
+                }
+                // A unit without its vector takes the cached one, or one given in this batch
+                // for another unit of the same text.
                 for (i, v) in given.into_iter().enumerate() {
                     let v = match v {
                         Some(v) => Some(v),
                         None => cached.get(&units.key[i]).cloned(),
                     };
+                    if v.is_none() {
+                        return Err(StoreError::InvalidArgument {
+                            message: format!(
+                                "a unit of {} has no vector and its key is not cached",
+                                units.path[i]
+                            ),
+                        });
+                    }
                     units.vector.push(v);
                 }
             }

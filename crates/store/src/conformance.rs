@@ -1282,6 +1282,39 @@ pub mod cases {
         assert_eq!((beta.files, beta.units), (1, 1));
     }
 
+    /// One text twice in one batch (a copied function), given its vector once: both units
+    /// carry it, and the vector is stored once.
+    pub fn same_text_twice_in_one_batch(h: &dyn Harness) {
+        let store = h.create(Some(embedding_info()));
+        let mut w = store.writer().expect("writer");
+        w.put_repository(&repo("alpha")).expect("put");
+        let original = u("original", "function", "def f(): return 1", 1, 500, 0.3);
+        let mut copy = u("copy", "function", "def f(): return 1", 1, 500, 0.3);
+        copy.angle = None;
+        w.upsert_files(
+            "alpha",
+            vec![
+                file("a.py", "python", "ha", 17, &[original]),
+                file("b.py", "python", "hb", 17, &[copy]),
+            ],
+        )
+        .expect("a key given once in the batch");
+        commit(w.as_mut());
+        drop(w);
+        let r = store.reader().expect("reader");
+        for (path, name) in [("a.py", "original"), ("b.py", "copy")] {
+            let id = id_of(r.as_ref(), "alpha", path, name);
+            assert_vector_close(
+                &r.unit_vector(id).expect("unit_vector").expect("a vector"),
+                &vector_at(0.3),
+                name,
+            );
+        }
+        let top = dense(r.as_ref(), 0.3, Filters::default(), 10);
+        assert_eq!(sorted(names(r.as_ref(), &top)), ["copy", "original"]);
+        assert_eq!(r.stats().expect("stats").vectors, 1, "one text, one vector");
+    }
+
     /// The embedding cache: `known_keys` says which keys hold a vector; a known key may be
     /// written without one (and the unit gets the cached vector); an unknown one may not.
     pub fn embedding_cache(h: &dyn Harness) {
@@ -2007,6 +2040,7 @@ macro_rules! conformance_tests {
             delete_files,
             delete_repository,
             embedding_cache,
+            same_text_twice_in_one_batch,
             lexical_only_store,
             snapshot_isolation,
             dropped_writer_leaves_last_commit,
