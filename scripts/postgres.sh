@@ -12,7 +12,8 @@
 # root the server runs as an unprivileged user (`postgres`, created when missing) with its
 # binaries and data below $GNN_CODER_PG_DIR (default /var/tmp/gnn-coder-pg), where that user can
 # reach them. Authentication is `trust` on 127.0.0.1 only: a test server, never a production one
-# (deploy/ has those). Settings: GNN_CODER_PG_DIR, GNN_CODER_PG_PORT (default 54329).
+# (deploy/ has those). The wheel's PostgreSQL is built without OpenSSL, so this server cannot
+# speak TLS. Settings: GNN_CODER_PG_DIR, GNN_CODER_PG_PORT (default 54329).
 set -euo pipefail
 
 VERSION="18.6.3"

@@ -5,6 +5,7 @@
 //! migrate`, `health`, and the refusals (a newer schema, a bad URL, an unreachable server).
 
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use gnn_coder_service::proto as pb;
@@ -205,6 +206,180 @@ fn an_unreachable_or_empty_store_is_a_clear_error() {
     let err = fails(&["search", "x", "--store", &with_password], &[]);
     assert!(err.contains("gnn-coder index"), "{err}");
     assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+/// A PostgreSQL server built with OpenSSL (Debian's `postgresql`; the PyPI wheel of the other
+/// tests has no TLS), speaking only TLS on TCP (`hostssl` alone in pg_hba.conf), with a
+/// certificate for `localhost` signed by a CA made here. Stopped when dropped.
+struct TlsServer {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        // (scripts/postgres.sh, run for the other tests, creates the `postgres` user as root.)
+        pg::admin_url();
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                let mut v: Vec<_> = d
+                    .flatten()
+                    .map(|e| e.path().join("bin"))
+                    .filter(|b| b.join("postgres").is_file())
+                    .collect();
+                v.sort();
+                v.pop()
+            })
+            .expect(
+                "Debian's PostgreSQL server (apt-get install postgresql) runs the TLS test; \
+                 .ci/run installs it",
+            );
+        let root = is_root();
+        // Below /var/tmp, where the unprivileged server user can reach it.
+        let dir = tempfile::Builder::new()
+            .prefix("gnn-coder-tls-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let (ca, _, cert, key) = certificates(dir.path(), "pg");
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let as_owner = |program: &Path| {
+            let mut c = if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            };
+            c.stdout(std::process::Stdio::null());
+            c
+        };
+        if root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let status = Command::new("chmod").arg("755").arg(dir.path()).status().unwrap();
+            assert!(status.success());
+        }
+        let status = Command::new("chmod").arg("600").arg(&key).status().unwrap();
+        assert!(status.success());
+        let out = as_owner(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        // TCP only with TLS: a plain connection is refused by the server itself.
+        fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = format!(
+            "-c listen_addresses=localhost -p {port} -k {} -c ssl=on -c ssl_cert_file={} \
+             -c ssl_key_file={}",
+            data.display(),
+            cert.display(),
+            key.display()
+        );
+        let out = as_owner(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+        );
+        TlsServer {
+            bin,
+            data,
+            port,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, params: &str) -> String {
+        format!("postgres://postgres@localhost:{}/postgres{params}", self.port)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = c
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn tls_to_the_database_is_verified() {
+    let server = TlsServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("python");
+    copy_dir(&fixture().join("python"), &root);
+    let url = server.url("?sslmode=require");
+    let ca = server.ca.to_str().unwrap();
+    let with_ca = [("PGSSLROOTCERT", ca)];
+    // Debian's server has no pgvector: a lexical-only store needs none.
+    ok(
+        &["index", root.to_str().unwrap(), "--store", &url, "--lexical-only"],
+        &with_ca,
+    );
+    let json = ok(
+        &["search", "slugify a title", "--store", &url, "--json", "-k", "1"],
+        &with_ca,
+    );
+    assert_eq!(symbols(&json), ["slugify"], "{json}");
+    // Without the CA that signed it, the server's certificate is refused: TLS is verified.
+    let err = fails(&["search", "slugify", "--store", &url], &[]);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Without sslmode=require the connection is plain, which this server refuses.
+    let err = fails(&["search", "slugify", "--store", &server.url("")], &with_ca);
+    assert!(err.contains("pg_hba") || err.contains("SSL"), "{err}");
+    // A CA file that holds no certificate is named.
+    let bogus = tmp.path().join("empty.pem");
+    fs::write(&bogus, "not a certificate\n").unwrap();
+    let err = fails(
+        &["search", "slugify", "--store", &url],
+        &[("PGSSLROOTCERT", bogus.to_str().unwrap())],
+    );
+    assert!(err.contains("PGSSLROOTCERT"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,11 +46,14 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use gnn_coder_store::{EmbeddingInfo, Result, Store, StoreError, StoreReader, StoreWriter};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod reader;
 pub mod schema;
+mod tls;
 mod writer;
+
+pub use tls::ROOT_CERT_ENV;
 
 pub use reader::PgReader;
 pub use writer::PgWriter;
@@ -88,8 +91,25 @@ pub(crate) struct Inner {
     pub(crate) runtime: Option<tokio::runtime::Runtime>,
     pub(crate) pool: Pool,
     pub(crate) config: tokio_postgres::Config,
+    /// TLS when the URL asks for it (`sslmode=require`), else never used.
+    pub(crate) tls: MakeRustlsConnect,
     /// The URL without its password.
     pub(crate) location: String,
+    /// The reader [`Store::reader`] hands out until the generation moves (or it grows old: an
+    /// open snapshot holds back PostgreSQL's clean-up of dead rows and keeps `VACUUM` from
+    /// marking new rows visible to all, which the lexical leg's index-only scans need).
+    pub(crate) cached: Mutex<Option<CachedReader>>,
+}
+
+pub(crate) type CachedReader = (i64, std::time::Instant, Arc<PgReader>);
+
+impl Inner {
+    /// Lets go of the cached snapshot (after a commit, before a `VACUUM`).
+    pub(crate) fn forget_reader(&self) {
+        if let Ok(mut c) = self.cached.lock() {
+            c.take();
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -130,9 +150,10 @@ impl Inner {
     /// A fresh connection outside the pool (a writer's: its locks and transaction are its own).
     pub(crate) async fn connect(
         config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
         location: String,
     ) -> Result<tokio_postgres::Client> {
-        let (client, conn) = config.connect(NoTls).await.map_err(|e| db(&location, e))?;
+        let (client, conn) = config.connect(tls).await.map_err(|e| db(&location, e))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "a PostgreSQL connection ended");
@@ -193,9 +214,6 @@ const READER_MAX_AGE: Duration = Duration::from_secs(30);
 pub struct PgStore {
     inner: Arc<Inner>,
     embedding: Option<EmbeddingInfo>,
-    /// The reader handed out until the generation moves (or it grows old: an open snapshot
-    /// holds back PostgreSQL's clean-up of dead rows).
-    cached: Mutex<Option<(i64, std::time::Instant, Arc<PgReader>)>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -244,9 +262,10 @@ impl PgStore {
                 location: location.clone(),
                 message: format!("cannot start the async runtime: {e}"),
             })?;
+        let tls = tls::connector(&mut config, &location)?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 // A reader's snapshot transaction must never outlive it on a pooled connection.
                 recycling_method: RecyclingMethod::Custom("ROLLBACK".to_string()),
@@ -269,7 +288,9 @@ impl PgStore {
             runtime: Some(runtime),
             pool,
             config,
+            tls,
             location,
+            cached: Mutex::new(None),
         }))
     }
 
@@ -331,8 +352,7 @@ impl PgStore {
         PgStore {
             inner,
             embedding,
-            cached: Mutex::new(None),
-        }
+                }
     }
 
     /// Where the store is (its URL without the password).
@@ -405,9 +425,10 @@ fn check_version(inner: &Inner, found: i32) -> Result<()> {
 
 fn migrate_inner(inner: &Arc<Inner>) -> Result<Vec<i32>> {
     let config = inner.config.clone();
+    let tls = inner.tls.clone();
     let loc = inner.location.clone();
     let applied = inner.block(async move {
-        let mut client = Inner::connect(config, loc.clone()).await?;
+        let mut client = Inner::connect(config, tls, loc.clone()).await?;
         let tx = client.transaction().await.map_err(|e| db(&loc, e))?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",
@@ -493,9 +514,10 @@ fn migrate_inner(inner: &Arc<Inner>) -> Result<Vec<i32>> {
 /// Gives a store that has none its model (or makes it lexical-only); returns the stored meta.
 fn configure(inner: &Arc<Inner>, embedding: Option<EmbeddingInfo>) -> Result<Meta> {
     let config = inner.config.clone();
+    let tls = inner.tls.clone();
     let loc = inner.location.clone();
     inner.block(async move {
-        let mut client = Inner::connect(config, loc.clone()).await?;
+        let mut client = Inner::connect(config, tls, loc.clone()).await?;
         let tx = client.transaction().await.map_err(|e| db(&loc, e))?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",
@@ -568,6 +590,7 @@ impl Store for PgStore {
                 .get(0))
         })?;
         let mut cached = self
+            .inner
             .cached
             .lock()
             .map_err(|_| self.inner.unavailable("a reader panicked"))?;

@@ -31,7 +31,6 @@ pub const MIGRATIONS: &[&str] = &[V1];
 pub const MIGRATION_LOCK: i64 = 0x676e_6e63_6f64_6572; // "gnncoder"
 
 const V1: &str = r#"
-CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE gc_meta (
     id int PRIMARY KEY CHECK (id = 1),
     schema_version int NOT NULL,
@@ -104,12 +103,13 @@ CREATE TABLE gc_field_stats (
 );
 "#;
 
-/// The statements that give a store its model: typed vector columns on the units and the
-/// embedding cache. The approximate (HNSW) index is built later, by `maintain`, once the
+/// The statements that give a store its model: pgvector (a lexical-only store does without
+/// it), typed vector columns on the units and the embedding cache. The approximate (HNSW) index is built later, by `maintain`, once the
 /// vectors are in (building it over loaded rows is faster than growing it row by row).
 pub fn configure_vectors(dim: usize) -> String {
     format!(
-        "ALTER TABLE gc_units ADD COLUMN embedding vector({dim});
+        "CREATE EXTENSION IF NOT EXISTS vector;
+         ALTER TABLE gc_units ADD COLUMN embedding vector({dim});
          CREATE TABLE gc_vectors (key bytea PRIMARY KEY, embedding vector({dim}) NOT NULL);"
     )
 }

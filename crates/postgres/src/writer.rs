@@ -34,8 +34,9 @@ pub struct PgWriter {
 impl PgWriter {
     pub(crate) fn new(inner: Arc<Inner>, embedding: Option<EmbeddingInfo>) -> Result<PgWriter> {
         let config = inner.config.clone();
+        let tls = inner.tls.clone();
         let loc = inner.location.clone();
-        let client = inner.block(Inner::connect(config, loc))?;
+        let client = inner.block(Inner::connect(config, tls, loc))?;
         Ok(PgWriter {
             inner,
             embedding,
@@ -165,18 +166,32 @@ async fn delete_paths(client: &Client, loc: &str, repo: &str, paths: &[String]) 
     if paths.is_empty() {
         return Ok(());
     }
+    // The units' ids first (by the file index), then postings and units by id: a join on the
+    // repository alone would walk every posting the transaction wrote so far for it.
+    let ids: Vec<i64> = client
+        .query(
+            "SELECT id FROM gc_units WHERE repo = $1 AND path = ANY($2)",
+            &[&repo, &paths],
+        )
+        .await
+        .map_err(|e| db(loc, e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
     client
         .execute(
-            "DELETE FROM gc_postings p USING gc_units u
-             WHERE u.repo = $1 AND u.path = ANY($2) AND p.repo = u.repo AND p.id = u.id",
-            &[&repo, &paths],
+            "DELETE FROM gc_postings WHERE repo = $1 AND id = ANY($2)",
+            &[&repo, &ids],
         )
         .await
         .map_err(|e| db(loc, e))?;
     client
         .execute(
-            "DELETE FROM gc_units WHERE repo = $1 AND path = ANY($2)",
-            &[&repo, &paths],
+            "DELETE FROM gc_units WHERE repo = $1 AND id = ANY($2)",
+            &[&repo, &ids],
         )
         .await
         .map_err(|e| db(loc, e))?;
@@ -525,6 +540,7 @@ impl StoreWriter for PgWriter {
                 .map_err(|e| db(&loc, e))
         })?;
         self.in_tx = false;
+        self.inner.forget_reader();
         Ok(())
     }
 
@@ -534,6 +550,8 @@ impl StoreWriter for PgWriter {
         }
         cancel.check()?;
         let vectors = self.embedding.is_some();
+        // A snapshot this process holds would keep VACUUM from marking the new rows visible.
+        self.inner.forget_reader();
         let client = self.client.clone();
         let loc = self.loc();
         self.inner.block(async move {

@@ -38,6 +38,18 @@ fn execute_on(url: String, sql: String) {
         .unwrap_or_else(|_| panic!("SQL on the test server failed"));
 }
 
+/// The CA certificate that signed the test server's TLS certificate (`scripts/postgres.sh ca`).
+pub fn ca_cert() -> String {
+    admin_url();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/postgres.sh"))
+        .arg("ca")
+        .output()
+        .expect("cannot run scripts/postgres.sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn admin(sql: &str) {
     execute_on(admin_url(), sql.to_string());
 }
