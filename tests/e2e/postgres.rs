@@ -272,7 +272,11 @@ impl TlsServer {
                 .status()
                 .unwrap();
             assert!(status.success());
-            let status = Command::new("chmod").arg("755").arg(dir.path()).status().unwrap();
+            let status = Command::new("chmod")
+                .arg("755")
+                .arg(dir.path())
+                .status()
+                .unwrap();
             assert!(status.success());
         }
         let status = Command::new("chmod").arg("600").arg(&key).status().unwrap();
@@ -283,7 +287,11 @@ impl TlsServer {
             .args(["-U", "postgres", "--auth=trust"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // TCP only with TLS: a plain connection is refused by the server itself.
         fs::write(
             data.join("pg_hba.conf"),
@@ -326,7 +334,10 @@ impl TlsServer {
     }
 
     fn url(&self, params: &str) -> String {
-        format!("postgres://postgres@localhost:{}/postgres{params}", self.port)
+        format!(
+            "postgres://postgres@localhost:{}/postgres{params}",
+            self.port
+        )
     }
 }
 
@@ -334,7 +345,8 @@ impl Drop for TlsServer {
     fn drop(&mut self) {
         let mut c = if is_root() {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
             c
         } else {
             Command::new(self.bin.join("pg_ctl"))
@@ -358,11 +370,25 @@ fn tls_to_the_database_is_verified() {
     let with_ca = [("PGSSLROOTCERT", ca)];
     // Debian's server has no pgvector: a lexical-only store needs none.
     ok(
-        &["index", root.to_str().unwrap(), "--store", &url, "--lexical-only"],
+        &[
+            "index",
+            root.to_str().unwrap(),
+            "--store",
+            &url,
+            "--lexical-only",
+        ],
         &with_ca,
     );
     let json = ok(
-        &["search", "slugify a title", "--store", &url, "--json", "-k", "1"],
+        &[
+            "search",
+            "slugify a title",
+            "--store",
+            &url,
+            "--json",
+            "-k",
+            "1",
+        ],
         &with_ca,
     );
     assert_eq!(symbols(&json), ["slugify"], "{json}");

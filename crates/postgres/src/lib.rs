@@ -12,8 +12,10 @@
 //!   connection and PostgreSQL rolls the transaction back: nothing half-written is ever seen.
 //! - **Readers are snapshots.** A [`StoreReader`] holds a pooled connection inside a
 //!   `REPEATABLE READ READ ONLY` transaction, so every leg, fetch and listing sees one commit.
-//!   [`Store::reader`] hands out the same reader until another commit (by any process) bumps
-//!   the generation. [`UnitId`]s are the units' row ids.
+//!   [`Store::reader`] keeps up to eight such snapshots (a connection runs its queries one
+//!   after another, so concurrent searches need several) and hands them out until another
+//!   commit (by any process) bumps the generation, or for 30 s at most (an open snapshot holds
+//!   back `VACUUM`). [`UnitId`]s are the units' row ids, the same in every snapshot.
 //! - **Per-repository locks.** A writer takes a session advisory lock on each repository it
 //!   touches, at the first write; a second writer on the same repository is refused
 //!   ([`gnn_coder_store::ErrorKind::Locked`]), writers on different repositories run at once.
@@ -98,7 +100,10 @@ pub(crate) struct Inner {
     /// The reader [`Store::reader`] hands out until the generation moves (or it grows old: an
     /// open snapshot holds back PostgreSQL's clean-up of dead rows and keeps `VACUUM` from
     /// marking new rows visible to all, which the lexical leg's index-only scans need).
-    pub(crate) cached: Mutex<Option<CachedReader>>,
+    /// Several, so that concurrent searches run on as many connections (one snapshot is one
+    /// connection, and PostgreSQL runs a connection's queries one after another).
+    pub(crate) cached: Mutex<Vec<CachedReader>>,
+    pub(crate) next_reader: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) type CachedReader = (i64, std::time::Instant, Arc<PgReader>);
@@ -107,7 +112,7 @@ impl Inner {
     /// Lets go of the cached snapshot (after a commit, before a `VACUUM`).
     pub(crate) fn forget_reader(&self) {
         if let Ok(mut c) = self.cached.lock() {
-            c.take();
+            c.clear();
         }
     }
 }
@@ -210,6 +215,9 @@ pub(crate) fn db(location: &str, e: tokio_postgres::Error) -> StoreError {
 /// How long [`Store::reader`] hands out the same snapshot when nothing was committed.
 const READER_MAX_AGE: Duration = Duration::from_secs(30);
 
+/// Snapshots (connections) [`Store::reader`] keeps for concurrent searches.
+const READERS: usize = 8;
+
 /// A store in one PostgreSQL database.
 pub struct PgStore {
     inner: Arc<Inner>,
@@ -290,7 +298,8 @@ impl PgStore {
             config,
             tls,
             location,
-            cached: Mutex::new(None),
+            cached: Mutex::new(Vec::new()),
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -349,10 +358,7 @@ impl PgStore {
     }
 
     fn from_parts(inner: Arc<Inner>, embedding: Option<EmbeddingInfo>) -> PgStore {
-        PgStore {
-            inner,
-            embedding,
-                }
+        PgStore { inner, embedding }
     }
 
     /// Where the store is (its URL without the password).
@@ -594,19 +600,26 @@ impl Store for PgStore {
             .cached
             .lock()
             .map_err(|_| self.inner.unavailable("a reader panicked"))?;
-        if let Some((g, at, r)) = cached.as_ref()
-            && *g == generation
-            && at.elapsed() < READER_MAX_AGE
-        {
+        cached.retain(|(g, at, _)| *g == generation && at.elapsed() < READER_MAX_AGE);
+        // A snapshot no search is using, else a new one (up to READERS), else take turns.
+        if let Some((_, _, r)) = cached.iter().find(|(_, _, r)| Arc::strong_count(r) == 1) {
             return Ok(r.clone());
         }
-        let reader = Arc::new(PgReader::open(self.inner.clone(), self.embedding.clone())?);
-        *cached = Some((
-            reader.generation(),
-            std::time::Instant::now(),
-            reader.clone(),
-        ));
-        Ok(reader)
+        if cached.len() < READERS {
+            let reader = Arc::new(PgReader::open(self.inner.clone(), self.embedding.clone())?);
+            cached.push((
+                reader.generation(),
+                std::time::Instant::now(),
+                reader.clone(),
+            ));
+            return Ok(reader);
+        }
+        let i = self
+            .inner
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % cached.len();
+        Ok(cached[i].2.clone())
     }
 }
 
