@@ -476,10 +476,12 @@ pub fn run(args: LspArgs) -> Result<()> {
         Backend::open(None, &args.server, &args.model)?
     } else {
         let default = folders.first().map(|f| f.root.join(DEFAULT_INDEX_DIR));
-        if args.index.is_none() && default.is_none() && args.server.store.is_none() {
-            if std::env::var(crate::remote::STORE_ENV).is_err() {
-                bail!("the client named no workspace folder; give --index DIR");
-            }
+        if args.index.is_none()
+            && default.is_none()
+            && args.server.store.is_none()
+            && std::env::var(crate::remote::STORE_ENV).is_err()
+        {
+            bail!("the client named no workspace folder; give --index DIR or --store URL");
         }
         let options = EngineOptions {
             model: args.model.choice(),

@@ -20,7 +20,7 @@ use crate::error::backend;
 use crate::filter::SegmentFilter;
 use crate::schema::DOC_UNIT;
 use crate::snapshot::{Snapshot, unit_id};
-use crate::tokenizer::analyze;
+use crate::tokenizer::query_terms;
 
 impl Snapshot {
     /// The BM25 leg: the best `q.limit` units passing the filters, best first.
@@ -96,11 +96,7 @@ impl Snapshot {
     fn lexical_query(&self, q: &LexicalQuery) -> Option<Box<dyn Query>> {
         let f = &self.fields;
         let b = &q.boosts;
-        let mut seen = HashSet::new();
-        let terms: Vec<String> = analyze(&q.text)
-            .into_iter()
-            .filter(|t| seen.insert(t.clone()))
-            .collect();
+        let terms = query_terms(&q.text);
         if terms.is_empty() {
             return None;
         }

@@ -41,6 +41,16 @@ pub fn analyze(text: &str) -> Vec<String> {
     analyze_spans(text).into_iter().map(|t| t.text).collect()
 }
 
+/// The distinct terms of a query, in order of first appearance: what every store's BM25 leg
+/// scores (each term once, whatever the number of times the query repeats it).
+pub fn query_terms(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    analyze(text)
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
 /// Runs the index's analysis on a piece of text: the tokens BM25 indexes or queries, stemmed,
 /// each with the byte range of `text` it was read from.
 pub fn analyze_spans(text: &str) -> Vec<CodeToken> {

@@ -429,19 +429,29 @@ fn check_version(inner: &Inner, found: i32) -> Result<()> {
     })
 }
 
+/// A transaction holding the schema lock (migrations and the model's set-up, one at a time
+/// across processes).
+async fn schema_transaction<'a>(
+    client: &'a mut tokio_postgres::Client,
+    loc: &str,
+) -> Result<tokio_postgres::Transaction<'a>> {
+    let tx = client.transaction().await.map_err(|e| db(loc, e))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&schema::MIGRATION_LOCK],
+    )
+    .await
+    .map_err(|e| db(loc, e))?;
+    Ok(tx)
+}
+
 fn migrate_inner(inner: &Arc<Inner>) -> Result<Vec<i32>> {
     let config = inner.config.clone();
     let tls = inner.tls.clone();
     let loc = inner.location.clone();
     let applied = inner.block(async move {
         let mut client = Inner::connect(config, tls, loc.clone()).await?;
-        let tx = client.transaction().await.map_err(|e| db(&loc, e))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&schema::MIGRATION_LOCK],
-        )
-        .await
-        .map_err(|e| db(&loc, e))?;
+        let tx = schema_transaction(&mut client, &loc).await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS gc_migrations (
                  version int PRIMARY KEY,
@@ -524,13 +534,7 @@ fn configure(inner: &Arc<Inner>, embedding: Option<EmbeddingInfo>) -> Result<Met
     let loc = inner.location.clone();
     inner.block(async move {
         let mut client = Inner::connect(config, tls, loc.clone()).await?;
-        let tx = client.transaction().await.map_err(|e| db(&loc, e))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&schema::MIGRATION_LOCK],
-        )
-        .await
-        .map_err(|e| db(&loc, e))?;
+        let tx = schema_transaction(&mut client, &loc).await?;
         let row = tx
             .query_one(
                 "SELECT schema_version, configured, model, dim, trained FROM gc_meta WHERE id = 1",

@@ -1,10 +1,10 @@
 //! The reader: one `REPEATABLE READ` snapshot on a pooled connection; BM25 in SQL; the vector
 //! leg through pgvector.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use gnn_coder_index::tokenizer::analyze;
+use gnn_coder_index::tokenizer::query_terms;
 use gnn_coder_store::{
     EmbeddingInfo, FileEntry, Filters, LexicalQuery, RepoInfo, Result, StoreError, StoreReader,
     StoreStats, StoredUnit, UnitId, UnitRecord, VectorQuery,
@@ -115,14 +115,7 @@ impl PgReader {
                 .await
                 .map_err(|e| db(&loc, e))?
                 .get(0);
-            let has_ann: bool = client
-                .query_one(
-                    "SELECT to_regclass($1::text) IS NOT NULL",
-                    &[&schema::HNSW_INDEX],
-                )
-                .await
-                .map_err(|e| db(&loc, e))?
-                .get(0);
+            let has_ann = schema::hnsw_exists(&client, &loc).await?;
             Ok((client, generation, has_ann))
         })?;
         Ok(PgReader {
@@ -258,11 +251,7 @@ impl StoreReader for PgReader {
         if q.limit == 0 {
             return Ok(Vec::new());
         }
-        let mut seen = HashSet::new();
-        let terms: Vec<String> = analyze(&q.text)
-            .into_iter()
-            .filter(|t| seen.insert(t.clone()))
-            .collect();
+        let terms = query_terms(&q.text);
         if terms.is_empty() {
             return Ok(Vec::new());
         }

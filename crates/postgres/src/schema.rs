@@ -117,6 +117,18 @@ pub fn configure_vectors(dim: usize) -> String {
 /// The approximate index over the units' vectors (inner product).
 pub const HNSW_INDEX: &str = "gc_units_hnsw";
 
+/// Whether the approximate index has been built.
+pub(crate) async fn hnsw_exists(
+    client: &tokio_postgres::Client,
+    location: &str,
+) -> gnn_coder_store::Result<bool> {
+    Ok(client
+        .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&HNSW_INDEX])
+        .await
+        .map_err(|e| crate::db(location, e))?
+        .get(0))
+}
+
 /// Built without `CONCURRENTLY`: a concurrent build waits for every open snapshot, and readers
 /// hold theirs (so it would wait for ever); a plain build blocks writers for its duration only,
 /// never readers.

@@ -561,14 +561,7 @@ impl StoreWriter for PgWriter {
                 .batch_execute("VACUUM (ANALYZE) gc_postings, gc_units, gc_field_stats")
                 .await
                 .map_err(|e| db(&loc, e))?;
-            let exists: bool = client
-                .query_one(
-                    "SELECT to_regclass($1::text) IS NOT NULL",
-                    &[&schema::HNSW_INDEX],
-                )
-                .await
-                .map_err(|e| db(&loc, e))?
-                .get(0);
+            let exists = schema::hnsw_exists(&client, &loc).await?;
             if exists || !vectors {
                 return Ok(());
             }

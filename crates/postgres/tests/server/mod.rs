@@ -109,22 +109,7 @@ impl TestDb {
 
     /// Runs SQL in this database (tampering in tests).
     pub fn execute(&self, sql: &str) {
-        let url = self.url.clone();
-        let sql = sql.to_string();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-                .batch_execute(&sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
+        execute_on(self.url.clone(), sql.to_string());
     }
 
     /// Keeps the database after the test (a child process must not drop its parent's).
