@@ -5,6 +5,12 @@
 #   PSQL        the psql command (default: psql)
 #   PGPASSWORD  the password of the URL's user, if the URL holds none (libpq reads it)
 
+# The script's own "# Usage:" comment block, then exit 2.
+usage() {
+  sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+  exit 2
+}
+
 # psql against one URL, stopping at the first error: run_sql URL SQL [psql args...]
 # The SQL goes through stdin, not -c, so that psql interpolates -v variables (:'name'
 # quotes a value as an SQL literal).

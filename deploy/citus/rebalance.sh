@@ -30,11 +30,6 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh source-path=SCRIPTDIR
 . "$here/common.sh"
 
-usage() {
-  sed -n '/^# Usage:/,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-  exit 2
-}
-
 via_coordinator=0
 wait_done=0
 status_only=0

@@ -291,10 +291,6 @@ impl StoreWriter for PgWriter {
         let paths = file_rows.0.clone();
         let fresh_keys: Vec<Vec<u8>> = fresh.keys().cloned().collect();
         let fresh_vectors: Vec<Vector> = fresh_keys.iter().map(|k| fresh[k].clone()).collect();
-        let given: Vec<Option<Vector>> = files
-            .iter()
-            .flat_map(|f| f.units.iter().map(|u| u.vector.clone().map(Vector::from)))
-            .collect();
         self.inner.block(async move {
             let c = client.as_ref();
             delete_paths(c, &loc, &repo, &paths).await?;
@@ -338,22 +334,19 @@ impl StoreWriter for PgWriter {
                 for (k, v) in fresh_keys.into_iter().zip(fresh_vectors) {
                     cached.insert(k, v);
                 }
-                // A unit without its vector takes the cached one, or one given in this batch
-                // for another unit of the same text.
-                for (i, v) in given.into_iter().enumerate() {
-                    let v = match v {
-                        Some(v) => Some(v),
-                        None => cached.get(&units.key[i]).cloned(),
-                    };
-                    if v.is_none() {
-                        return Err(StoreError::InvalidArgument {
-                            message: format!(
-                                "a unit of {} has no vector and its key is not cached",
-                                units.path[i]
-                            ),
-                        });
-                    }
-                    units.vector.push(v);
+                // Every unit takes the vector of its key: given in this batch (for it or for
+                // another unit of the same text), or cached.
+                for (key, path) in units.key.iter().zip(&units.path) {
+                    let v =
+                        cached
+                            .get(key)
+                            .cloned()
+                            .ok_or_else(|| StoreError::InvalidArgument {
+                                message: format!(
+                                    "a unit of {path} has no vector and its key is not cached"
+                                ),
+                            })?;
+                    units.vector.push(Some(v));
                 }
             }
             // Row ids from the sequence (the postings name them).
