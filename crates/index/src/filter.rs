@@ -11,11 +11,13 @@
 //! ([`gnn_coder_store::PathGlobs`]). A filter no document of a segment can pass marks the whole
 //! segment skipped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use gnn_coder_store::{Filters, Result, UnitId};
+use gnn_coder_store::{Filters, Result, StoreError, UnitId};
 use tantivy::DocAddress;
-use tantivy::columnar::StrColumn;
+use tantivy::columnar::{Column, ColumnIndex, StrColumn};
+use tantivy::index::SegmentId;
 
 use crate::error::{backend, io_backend};
 use crate::snapshot::unit_id;
@@ -33,27 +35,74 @@ pub(crate) struct SegCols {
 
 pub(crate) const NONE: u32 = u32::MAX;
 
+/// The first value of every document of a column as a plain array (`NONE` where it has none),
+/// read in one pass over the column's values rather than one lookup per document.
+fn first_values(col: &Column<u64>, n: usize) -> Vec<u32> {
+    let clamp = |v: u64| v.min(u64::from(NONE - 1)) as u32;
+    let mut out = vec![NONE; n];
+    match &col.index {
+        ColumnIndex::Empty { .. } => {}
+        ColumnIndex::Full => {
+            for (slot, v) in out.iter_mut().zip(col.values.iter()) {
+                *slot = clamp(v);
+            }
+        }
+        ColumnIndex::Optional(index) => {
+            for (doc, v) in index.iter_non_null_docs().zip(col.values.iter()) {
+                if let Some(slot) = out.get_mut(doc as usize) {
+                    *slot = clamp(v);
+                }
+            }
+        }
+        ColumnIndex::Multivalued(_) => {
+            for (d, slot) in out.iter_mut().enumerate() {
+                if let Some(v) = col.first(d as u32) {
+                    *slot = clamp(v);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`SegCols`] by segment, kept by the store across snapshots: segments never change (deletes
+/// live in the alive bitset the filter reads from the segment reader), so a commit builds the
+/// columns of its new segments only, not of the whole index.
+#[derive(Default)]
+pub(crate) struct SegColsCache(Mutex<HashMap<SegmentId, Arc<SegCols>>>);
+
+impl SegColsCache {
+    /// The columns of every segment of `segments`, in order; entries of segments no longer
+    /// listed are dropped.
+    pub(crate) fn columns(&self, segments: &[tantivy::SegmentReader]) -> Result<Vec<Arc<SegCols>>> {
+        let mut map = self.0.lock().map_err(|_| StoreError::Backend {
+            message: "a thread panicked while building segment columns".into(),
+        })?;
+        let cols = segments
+            .iter()
+            .map(|seg| {
+                if let Some(c) = map.get(&seg.segment_id()) {
+                    return Ok(c.clone());
+                }
+                let c = Arc::new(SegCols::build(seg)?);
+                map.insert(seg.segment_id(), c.clone());
+                Ok(c)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let live: HashSet<SegmentId> = segments.iter().map(|s| s.segment_id()).collect();
+        map.retain(|id, _| live.contains(id));
+        Ok(cols)
+    }
+}
+
 impl SegCols {
     pub(crate) fn build(seg: &tantivy::SegmentReader) -> Result<SegCols> {
         let n = seg.max_doc() as usize;
         let ff = seg.fast_fields();
-        let row_col = ff.u64("row").map_err(backend)?;
-        let row = (0..n as u32)
-            .map(|d| {
-                row_col
-                    .first(d)
-                    .map_or(NONE, |r| r.min(u64::from(NONE - 1)) as u32)
-            })
-            .collect();
+        let row = first_values(&ff.u64("row").map_err(backend)?, n);
         let ords = |field: &str| -> Result<Vec<u32>> {
             Ok(match ff.str(field).map_err(backend)? {
-                Some(col) => (0..n as u32)
-                    .map(|d| {
-                        col.ords()
-                            .first(d)
-                            .map_or(NONE, |o| o.min(u64::from(NONE - 1)) as u32)
-                    })
-                    .collect(),
+                Some(col) => first_values(col.ords(), n),
                 None => vec![NONE; n],
             })
         };

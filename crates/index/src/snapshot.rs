@@ -30,7 +30,7 @@ use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use crate::ann::AnnState;
 use crate::error::{backend, guard};
-use crate::filter::SegCols;
+use crate::filter::{SegCols, SegColsCache};
 use crate::rows::RowReader;
 use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key};
 
@@ -45,7 +45,12 @@ pub struct Snapshot {
     /// Row -> units naming it (built on first use by the approximate search).
     pub(crate) row_map: OnceLock<HashMap<u32, Vec<UnitId>>>,
     /// Per-segment columns (built on first use by the vector leg or a filter).
-    pub(crate) seg_cols: OnceLock<std::result::Result<Vec<SegCols>, String>>,
+    pub(crate) seg_cols: OnceLock<std::result::Result<Vec<Arc<SegCols>>, String>>,
+    /// Where the per-segment columns of earlier snapshots are kept.
+    pub(crate) seg_cache: Arc<SegColsCache>,
+    /// The lexical index's `meta.json` as read before this snapshot was taken: while it is
+    /// unchanged, nothing was committed and the store hands this snapshot out again.
+    pub(crate) meta: Option<Vec<u8>>,
     /// Filtered candidates above which the vector leg uses the approximate index (the store's
     /// `ann_min_rows` when the snapshot was taken).
     pub(crate) exact_scan_max: u64,
@@ -106,14 +111,11 @@ impl Snapshot {
         Ok(Some(total))
     }
 
-    pub(crate) fn seg_cols(&self) -> Result<&[SegCols]> {
+    pub(crate) fn seg_cols(&self) -> Result<&[Arc<SegCols>]> {
         self.seg_cols
             .get_or_init(|| {
-                self.searcher
-                    .segment_readers()
-                    .iter()
-                    .map(SegCols::build)
-                    .collect::<Result<Vec<_>>>()
+                self.seg_cache
+                    .columns(self.searcher.segment_readers())
                     .map_err(|e| e.to_string())
             })
             .as_deref()

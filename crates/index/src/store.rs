@@ -38,6 +38,9 @@ pub struct EmbeddedStore {
     reader: IndexReader,
     /// The last snapshot handed out, reused while nothing was committed.
     cached: Mutex<Option<Arc<Snapshot>>>,
+    /// Per-segment columns, kept across snapshots: a commit builds those of its new segments
+    /// only ([`crate::filter::SegCols`]).
+    seg_cache: Arc<crate::filter::SegColsCache>,
     /// The approximate index, loaded once per file.
     ann: Mutex<Option<Arc<AnnState>>>,
     /// Threads for tantivy's writer.
@@ -98,6 +101,7 @@ impl EmbeddedStore {
             fields,
             reader,
             cached: Mutex::new(None),
+            seg_cache: Arc::default(),
             ann: Mutex::new(None),
             threads: 1,
             ann_min_rows: crate::ann::min_rows_from_env(),
@@ -186,6 +190,21 @@ impl EmbeddedStore {
 
     /// The concrete snapshot type (the trait's [`Store::reader`] returns it as a trait object).
     pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        // Nothing committed since the cached snapshot (tantivy replaces meta.json atomically at
+        // every commit, of any process) and no newer approximate index: hand it out again. A
+        // reload opens every segment anew, so doing it per query cost more than the query.
+        // The bytes are read before the reload, so a commit racing it only makes the next call
+        // reload once more.
+        let meta = fs::read(self.dir.join(LEXICAL_DIR).join("meta.json")).ok();
+        {
+            let cached = self.cached.lock().map_err(|_| poisoned())?;
+            if let (Some(s), Some(meta)) = (cached.as_ref(), &meta)
+                && s.meta.as_deref() == Some(meta.as_slice())
+                && self.ann_unchanged(s)
+            {
+                return Ok(s.clone());
+            }
+        }
         // Another process may have committed: reload, retrying while its garbage collection
         // races the read of the new segment list.
         {
@@ -217,6 +236,7 @@ impl EmbeddedStore {
         let mut cached = self.cached.lock().map_err(|_| poisoned())?;
         if let Some(s) = cached.as_ref()
             && s.searcher.generation().generation_id() == searcher.generation().generation_id()
+            && self.ann_unchanged(s)
         {
             return Ok(s.clone());
         }
@@ -237,7 +257,9 @@ impl EmbeddedStore {
             ann,
             row_map: OnceLock::new(),
             seg_cols: OnceLock::new(),
+            seg_cache: self.seg_cache.clone(),
             exact_scan_max: u64::from(self.ann_min_rows),
+            meta,
         });
         *cached = Some(snapshot.clone());
         Ok(snapshot)
@@ -269,6 +291,15 @@ impl EmbeddedStore {
             ));
         }
         Ok(rows)
+    }
+
+    /// Whether the approximate index `s` was taken with is still the newest one.
+    fn ann_unchanged(&self, s: &Snapshot) -> bool {
+        let Some(rows) = &s.rows else {
+            return true;
+        };
+        crate::ann::newest(&self.dir, rows.count()).map(|(covered, _)| covered)
+            == s.ann.as_ref().map(|a| a.covered)
     }
 
     /// The newest approximate index usable with `rows` rows on disk.

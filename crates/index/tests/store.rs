@@ -709,3 +709,62 @@ fn the_approximate_index_threshold_is_an_option() {
     assert_eq!(r.stats().unwrap().ann_vectors, 200);
     assert_eq!(dense(r.as_ref(), 3, Filters::default(), 5).len(), 5);
 }
+
+/// The store hands out one snapshot while nothing is committed (a reload per query cost more
+/// than the query), and a commit by another handle (as by another process) is seen at the next
+/// request: new units found in both legs, deleted ones gone, with the per-segment columns of the
+/// segments both commits share reused.
+#[test]
+fn snapshots_are_reused_until_any_handle_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let store = populated(&dir);
+    let a = store.snapshot().unwrap();
+    let b = store.snapshot().unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &b),
+        "no commit: the same snapshot"
+    );
+    // Filters build the per-segment columns of the first snapshot.
+    let rust = Filters {
+        languages: vec!["rust".into()],
+        ..Filters::default()
+    };
+    assert_eq!(
+        dense(a.as_ref(), 0, rust.clone(), 1),
+        vec!["alpha:parse_size"]
+    );
+
+    let other = EmbeddedStore::open(&dir).unwrap();
+    let mut w = other.writer().unwrap();
+    w.upsert_files(
+        "beta",
+        vec![file(
+            "lib/size.rs",
+            "rust",
+            &[("parse_bytes", "fn parse_bytes(s: &str) -> u64 { 1 }", 4)],
+        )],
+    )
+    .unwrap();
+    w.delete_files("alpha", &["src/size.rs".into()]).unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    drop(w);
+
+    let c = store.snapshot().unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&a, &c),
+        "a commit elsewhere: a new snapshot"
+    );
+    assert_eq!(
+        dense(c.as_ref(), 0, rust.clone(), 5),
+        vec!["beta:parse_bytes"]
+    );
+    assert_eq!(
+        lexical(c.as_ref(), "size", Filters::default()),
+        vec!["beta:parse_bytes"],
+        "the deleted parse_size is gone, the new file found"
+    );
+    // The old snapshot still answers from its commit.
+    assert_eq!(dense(a.as_ref(), 0, rust, 5), vec!["alpha:parse_size"]);
+    assert!(std::sync::Arc::ptr_eq(&c, &store.snapshot().unwrap()));
+}
