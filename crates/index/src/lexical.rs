@@ -18,7 +18,6 @@ use tantivy::schema::{Field, IndexRecordOption};
 
 use crate::error::backend;
 use crate::filter::SegmentFilter;
-use crate::schema::DOC_UNIT;
 use crate::snapshot::{Snapshot, unit_id};
 use crate::tokenizer::query_terms;
 
@@ -122,13 +121,12 @@ impl Snapshot {
                 ));
             }
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, Box::new(BooleanQuery::new(should))),
-            (
-                Occur::Must,
-                Box::new(BoostQuery::new(self.term(f.doc_type, DOC_UNIT), 0.0)),
-            ),
-        ];
+        // Only unit documents carry the text fields (file and repository documents have none),
+        // so the disjunction alone selects units: without filters it stays a pure union, which
+        // tantivy's top-k walks with block-max WAND, skipping blocks that cannot enter the top.
+        // (An intersection with the unit type, as before, scored every matching posting.)
+        let disjunction: Box<dyn Query> = Box::new(BooleanQuery::new(should));
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (field, values) in [
             (f.language, &q.filters.languages),
             (f.kind, &q.filters.kinds),
@@ -138,6 +136,10 @@ impl Snapshot {
                 clauses.push((Occur::Must, filter));
             }
         }
+        if clauses.is_empty() {
+            return Some(disjunction);
+        }
+        clauses.push((Occur::Must, disjunction));
         Some(Box::new(BooleanQuery::new(clauses)))
     }
 
