@@ -452,10 +452,33 @@ async fn bad_requests_get_precise_codes() {
             },
             Code::FailedPrecondition,
         ),
+        (
+            pb::SearchRequest {
+                session: "s".repeat(129),
+                ..search("x")
+            },
+            Code::InvalidArgument,
+        ),
     ];
     for (req, want) in cases {
         let got = code_of(c.search(req.clone())).await;
         assert_eq!(got, want, "{req:?}");
+    }
+    // Searches as you type, one session: each completed search answers (a search is cancelled
+    // only by the next one arriving while it runs); the session ends with its searches.
+    for q in ["p", "pa", "par", "pars", "parse"] {
+        let hits = c
+            .search(pb::SearchRequest {
+                session: "editor-1".into(),
+                ..search(q)
+            })
+            .await
+            .expect("a search in a session")
+            .into_inner()
+            .hits;
+        if q == "parse" {
+            assert!(!hits.is_empty());
+        }
     }
     let similar = pb::SimilarRequest {
         target: Some(pb::similar_request::Target::Snippet(pb::CodeSnippet {

@@ -48,6 +48,7 @@ mod error;
 mod git;
 mod indexing;
 mod location;
+mod query_cache;
 mod search;
 mod update;
 mod writer;
@@ -70,6 +71,7 @@ pub use indexing::{
     ValidIndexOptions, collect_units, embed_units,
 };
 pub use location::StoreLocation;
+pub use query_cache::QUERY_CACHE_ENTRIES;
 pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MAX_FILTER_VALUES, MAX_QUERY_BYTES, MAX_SNIPPET_BYTES,
     MatchRange, Mode, PreparedSearch, RequestLimits, SIMILAR_LEXICAL_WEIGHT, SearchHit,
@@ -154,6 +156,8 @@ pub struct Engine {
     /// The query-only model searches load when the full one is not loaded (see
     /// [`Engine::query_model`]).
     query_model: Mutex<QuerySlot>,
+    /// Query vectors by text ([`query_cache`]).
+    query_cache: query_cache::QueryCache,
     /// Why a new index was made lexical-only although a model was wanted.
     warning: Option<String>,
     /// The writer shared by running jobs (see [`writer`]).
@@ -252,6 +256,7 @@ impl Engine {
             options,
             model: Mutex::new(None),
             query_model: Mutex::default(),
+            query_cache: Default::default(),
             warning: None,
             writer: Mutex::default(),
             busy: Mutex::default(),
@@ -307,6 +312,7 @@ impl Engine {
             options,
             model: Mutex::new(model),
             query_model: Mutex::default(),
+            query_cache: Default::default(),
             warning,
             writer: Mutex::default(),
             busy: Mutex::default(),
@@ -329,6 +335,7 @@ impl Engine {
             options,
             model: Mutex::new(None),
             query_model: Mutex::default(),
+            query_cache: Default::default(),
             warning: None,
             writer: Mutex::default(),
             busy: Mutex::default(),

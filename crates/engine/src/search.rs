@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use gnn_coder_store::{
-    FieldBoosts, Filters, LexicalQuery, PathGlobs, StoreReader, StoredUnit, UnitId, UnitRecord,
-    VectorQuery,
+    CancellationToken, FieldBoosts, Filters, LexicalQuery, PathGlobs, StoreReader, StoredUnit,
+    UnitId, UnitRecord, VectorQuery,
 };
 use gnn_coder_syntax::{ExtractOptions, Language, UnitKind, extract_file};
 use serde::Serialize;
@@ -566,8 +566,16 @@ impl Engine {
 
     /// Query vectors for `queries`, in one batch (on the light query-only model unless the
     /// full one is loaded already, see [`Engine::query_model`]).
+    /// Vectors of texts searched recently come from a cache ([`crate::QUERY_CACHE_ENTRIES`]).
     pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.query_model()?.embed_queries(queries)
+        let model = self.query_model()?;
+        self.query_cache
+            .get_or_embed(queries, |missing| model.embed_queries(missing))
+    }
+
+    /// Query-vector cache hits and misses since the engine was opened.
+    pub fn query_cache_counts(&self) -> (u64, u64) {
+        self.query_cache.counts()
     }
 
     /// Answers one search.
@@ -578,13 +586,25 @@ impl Engine {
 
     /// Answers a prepared search, embedding its query when its mode needs a vector.
     pub fn run_prepared(&self, prepared: &PreparedSearch) -> Result<Vec<SearchHit>> {
+        self.run_prepared_until(prepared, &CancellationToken::new())
+    }
+
+    /// [`Engine::run_prepared`] that stops with [`EngineError::Cancelled`] once `cancel` is
+    /// cancelled, checked between its stages (query embedding, each leg, reading the hits): a
+    /// search superseded by the next keystroke, or whose client hung up, stops paying.
+    pub fn run_prepared_until(
+        &self,
+        prepared: &PreparedSearch,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<SearchHit>> {
+        check(cancel)?;
         let vector = match prepared.mode {
             Mode::Lexical => None,
             _ => self
                 .embed_queries(&[prepared.request.query.as_str()])?
                 .pop(),
         };
-        self.run_with_vector(prepared, vector.as_deref())
+        self.run_until(prepared, vector.as_deref(), cancel)
     }
 
     /// Answers a search whose query vector was computed already (`None` in lexical mode).
@@ -602,6 +622,16 @@ impl Engine {
         prepared: &PreparedSearch,
         vector: Option<&[f32]>,
     ) -> Result<Vec<SearchHit>> {
+        self.run_until(prepared, vector, &CancellationToken::new())
+    }
+
+    fn run_until(
+        &self,
+        prepared: &PreparedSearch,
+        vector: Option<&[f32]>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<SearchHit>> {
+        check(cancel)?;
         let req = &prepared.request;
         let mode = prepared.mode;
         let filters = prepared.filters.clone();
@@ -643,6 +673,7 @@ impl Engine {
                     filters: filters.clone(),
                     limit: pool,
                 })?;
+                check(cancel)?;
                 let dense = reader.vector(&VectorQuery {
                     vector: q.to_vec(),
                     filters,
@@ -662,6 +693,7 @@ impl Engine {
                 fused
             }
         };
+        check(cancel)?;
         let units = reader.units(&ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
         let scores: HashMap<UnitId, f32> = ranked.into_iter().collect();
         let mut hits: Vec<(StoredUnit, f32)> = units
@@ -832,6 +864,13 @@ impl Engine {
             .collect();
         Ok((origin, hits))
     }
+}
+
+fn check(cancel: &CancellationToken) -> Result<()> {
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    Ok(())
 }
 
 /// Weighted min-max fusion: each leg's candidates are pooled, their scores min-max scaled per

@@ -565,3 +565,28 @@ fn a_deleted_directory_takes_the_files_below_it() {
     assert_eq!(s.files, [report("nowhere", FileOutcome::Removed)]);
     assert_eq!(engine.repository("r").unwrap().files, 4);
 }
+
+/// A search whose token is cancelled (superseded by the next keystroke, or its client gone)
+/// stops with `Cancelled` instead of answering; the same prepared search answers with a live
+/// token.
+#[test]
+fn a_cancelled_search_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    repo_a(&root);
+    let engine = Engine::open_or_create(&tmp.path().join("idx"), lexical(), false).unwrap();
+    index(&engine, &root, "r");
+    let prepared = engine
+        .prepare(&SearchRequest::new("parse a size", 2))
+        .unwrap();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = engine
+        .run_prepared_until(&prepared, &cancel)
+        .expect_err("cancelled");
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    let hits = engine
+        .run_prepared_until(&prepared, &CancellationToken::new())
+        .unwrap();
+    assert_eq!(hits[0].unit.symbol, "parse_size");
+}

@@ -67,11 +67,26 @@ fn searches_use_the_light_query_model() {
     let qs = ["retry a call with backoff", "", "parse 512K"];
     let light = engine.query_model().expect("query model");
     assert!(matches!(light, QueryModel::Light(_)), "no full model yet");
-    let a = engine.embed_queries(&qs).expect("light vectors");
+    // The models themselves (the engine's embed_queries would answer from its cache).
+    let a = light.embed_queries(&qs).expect("light vectors");
     let hits = engine
         .search(&SearchRequest::new("retry a call with backoff", 5))
         .expect("searches");
     assert!(!hits.is_empty());
+    // The search embedded its query once; the same text again comes from the cache.
+    assert_eq!(engine.query_cache_counts(), (0, 1));
+    let again = engine
+        .search(&SearchRequest::new("retry a call with backoff", 5))
+        .expect("searches");
+    assert_eq!(engine.query_cache_counts(), (1, 1));
+    assert_eq!(
+        hits.iter().map(|h| &h.unit.symbol).collect::<Vec<_>>(),
+        again.iter().map(|h| &h.unit.symbol).collect::<Vec<_>>()
+    );
+    let cached = engine
+        .embed_queries(&["retry a call with backoff"])
+        .expect("cached");
+    assert!(max_diff(&cached[0], &a[0]) < 1e-6);
     // Once the full model is loaded (indexing, `similar`), queries use it: same vectors.
     let full = engine.model().expect("full model");
     assert_eq!(&full.identity, light.identity());
@@ -79,7 +94,11 @@ fn searches_use_the_light_query_model() {
         engine.query_model().expect("query model"),
         QueryModel::Full(_)
     ));
-    let b = engine.embed_queries(&qs).expect("full vectors");
+    let b = engine
+        .query_model()
+        .expect("query model")
+        .embed_queries(&qs)
+        .expect("full vectors");
     for (x, y) in a.iter().zip(&b) {
         assert!(max_diff(x, y) < 1e-5, "{}", max_diff(x, y));
     }

@@ -147,6 +147,7 @@ pub fn search_request_to_wire(r: &SearchRequest, snippet_lines: u32) -> pb::Sear
         dense_weight: r.dense_weight,
         keep_tests: !r.demote_tests,
         snippet_lines,
+        session: String::new(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `CodeSearch` implementation and the server around it (see the crate docs).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
@@ -84,6 +85,78 @@ struct State {
     /// Cancelled at shutdown: index jobs stop at their last commit.
     shutdown: CancellationToken,
     watcher: Option<Watcher>,
+    /// Searches running per session, for search as you type.
+    sessions: Arc<Sessions>,
+}
+
+/// Longest `SearchRequest.session`, in bytes.
+const MAX_SESSION_BYTES: usize = 128;
+
+/// The search running in each session (`SearchRequest.session`): a new one cancels the one it
+/// supersedes, so an editor sending a request per keystroke keeps one search busy, not one per
+/// key. Entries live while their search runs.
+#[derive(Default)]
+struct Sessions {
+    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Sessions {
+    /// Registers `cancel` as the search of session `key`, cancelling the one it replaces.
+    fn begin(self: &Arc<Self>, key: String, cancel: CancellationToken) -> SessionEntry {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, previous)) = running.insert(key.clone(), (id, cancel)) {
+            previous.cancel();
+        }
+        SessionEntry {
+            sessions: self.clone(),
+            key,
+            id,
+        }
+    }
+}
+
+/// A search's place in [`Sessions`], removed when the search ends (unless superseded).
+struct SessionEntry {
+    sessions: Arc<Sessions>,
+    key: String,
+    id: u64,
+}
+
+impl Drop for SessionEntry {
+    fn drop(&mut self) {
+        let mut running = self
+            .sessions
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if running.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            running.remove(&self.key);
+        }
+    }
+}
+
+/// The key of a request's session: its bearer credential (hashed) and the session name, so
+/// callers holding different tokens cannot cancel each other's searches.
+fn session_key<T>(request: &Request<T>, session: &str) -> Result<Option<String>, Status> {
+    if session.is_empty() {
+        return Ok(None);
+    }
+    if session.len() > MAX_SESSION_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "the session is {} bytes; the limit is {MAX_SESSION_BYTES}",
+            session.len()
+        )));
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes())
+        .hash(&mut h);
+    Ok(Some(format!("{:016x}/{session}", h.finish())))
 }
 
 /// The `CodeSearch` service.
@@ -191,8 +264,18 @@ impl Service {
         &self,
         work: impl FnOnce(&Engine, &CancellationToken) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Status> {
+        self.blocking_in(None, work).await
+    }
+
+    /// [`Service::blocking`] as the running search of a session, cancelling the one before.
+    async fn blocking_in<T: Send + 'static>(
+        &self,
+        session: Option<String>,
+        work: impl FnOnce(&Engine, &CancellationToken) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Status> {
         let cancel = self.state.shutdown.child_token();
         let _guard = CancelOnDrop(cancel.clone());
+        let _entry = session.map(|key| self.state.sessions.begin(key, cancel.clone()));
         let engine = self.state.engine.clone();
         match tokio::task::spawn_blocking(move || work(&engine, &cancel)).await {
             Ok(Ok(v)) => Ok(v),
@@ -313,12 +396,13 @@ impl CodeSearch for Service {
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         self.unary("Search", async {
+            let session = session_key(&request, &request.get_ref().session)?;
             let r = request.into_inner();
             let req = convert::search_request(&r)?;
             let lines = convert::snippet_lines(r.snippet_lines)?;
-            self.blocking(move |engine, _| {
+            self.blocking_in(session, move |engine, cancel| {
                 let prepared = engine.prepare(&req)?;
-                let hits = engine.run_prepared(&prepared)?;
+                let hits = engine.run_prepared_until(&prepared, cancel)?;
                 Ok(pb::SearchResponse {
                     hits: hits.iter().map(|h| convert::hit(h, lines)).collect(),
                     mode: convert::mode_to_wire(prepared.mode()) as i32,
@@ -644,6 +728,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         shutdown: shutdown_token.clone(),
         watcher,
+        sessions: Arc::default(),
     });
     let service = Service {
         state: state.clone(),
@@ -899,4 +984,53 @@ async fn run_server(
 /// The path of a repository's recorded root (its exact text, `gnn_coder_syntax::relpath`).
 pub(crate) fn repo_root_path(root: &str) -> PathBuf {
     gnn_coder_syntax::decode_path(root).unwrap_or_else(|| PathBuf::from(root))
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_search_cancels_the_one_it_supersedes() {
+        let sessions: Arc<Sessions> = Arc::default();
+        let first = CancellationToken::new();
+        let a = sessions.begin("k/s".into(), first.clone());
+        let second = CancellationToken::new();
+        let b = sessions.begin("k/s".into(), second.clone());
+        assert!(first.is_cancelled(), "superseded");
+        assert!(!second.is_cancelled());
+        // Another session is untouched.
+        let other = CancellationToken::new();
+        let c = sessions.begin("k/t".into(), other.clone());
+        assert!(!other.is_cancelled() && !second.is_cancelled());
+        // The superseded search ending does not remove its successor's entry.
+        drop(a);
+        assert_eq!(sessions.running.lock().unwrap().len(), 2);
+        drop(b);
+        drop(c);
+        assert!(
+            sessions.running.lock().unwrap().is_empty(),
+            "entries end with their search"
+        );
+    }
+
+    #[test]
+    fn sessions_are_scoped_by_credential_and_bounded() {
+        let mut a = Request::new(());
+        a.metadata_mut()
+            .insert("authorization", "Bearer one".parse().unwrap());
+        let mut b = Request::new(());
+        b.metadata_mut()
+            .insert("authorization", "Bearer two".parse().unwrap());
+        let ka = session_key(&a, "editor-1").unwrap().unwrap();
+        let kb = session_key(&b, "editor-1").unwrap().unwrap();
+        assert_ne!(ka, kb, "different tokens never share a session");
+        assert_eq!(session_key(&a, "editor-1").unwrap().unwrap(), ka);
+        assert_eq!(session_key(&a, "").unwrap(), None);
+        let long = "x".repeat(MAX_SESSION_BYTES + 1);
+        assert_eq!(
+            session_key(&a, &long).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
 }

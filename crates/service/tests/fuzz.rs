@@ -148,7 +148,7 @@ proptest! {
         snippet_lines in any::<u32>(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3), cut in any::<bool>(),
     ) {
-        let msg = pb::SearchRequest { query, top_k, mode, filters, dense_weight: dense, keep_tests, snippet_lines };
+        let msg = pb::SearchRequest { query, top_k, mode, filters, dense_weight: dense, keep_tests, snippet_lines, session: String::new() };
         let Some(msg) = damaged(msg, &edits, cut) else { return Ok(()) };
         let _ = convert::snippet_lines(msg.snippet_lines);
         if let Ok(req) = convert::search_request(&msg) {
