@@ -445,6 +445,7 @@ async fn two_replicas_serve_one_store() {
             contents: Some(text.into_bytes()),
             deleted: false,
         }],
+        unsaved: false,
     })
     .await
     .expect("update through b");

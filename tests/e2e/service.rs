@@ -208,6 +208,7 @@ async fn index_search_similar_update_list_remove() {
                 contents: Some(buffer.as_bytes().to_vec()),
                 deleted: false,
             }],
+            unsaved: false,
         })
         .await
         .unwrap()
@@ -253,6 +254,7 @@ async fn index_search_similar_update_list_remove() {
                     deleted: false,
                 },
             ],
+            unsaved: false,
         })
         .await
         .unwrap()
@@ -279,6 +281,7 @@ async fn index_search_similar_update_list_remove() {
                     ..Default::default()
                 },
             ],
+            unsaved: false,
         })
         .await
         .unwrap()
@@ -535,6 +538,7 @@ async fn bad_requests_get_precise_codes() {
                 path: path.into(),
                 ..Default::default()
             }],
+            unsaved: false,
         };
         assert_eq!(code_of(c.update_files(req)).await, want, "{path}");
     }
@@ -544,6 +548,7 @@ async fn bad_requests_get_precise_codes() {
             path: "a.py".into(),
             ..Default::default()
         }],
+        unsaved: false,
     };
     assert_eq!(code_of(c.update_files(unknown)).await, Code::NotFound);
     // A symlink inside the repository is never followed.
@@ -555,6 +560,7 @@ async fn bad_requests_get_precise_codes() {
                 path: "link.py".into(),
                 ..Default::default()
             }],
+            unsaved: false,
         })
         .await
         .unwrap()
@@ -570,6 +576,7 @@ async fn bad_requests_get_precise_codes() {
             contents: Some(vec![b'#'; 2_000_000]),
             deleted: false,
         }],
+        unsaved: false,
     };
     let code = code_of(c.update_files(big)).await;
     assert_eq!(
@@ -1424,4 +1431,124 @@ async fn one_validator_one_message_in_every_front_end() {
         .await
         .unwrap_err();
     assert_eq!(status.message(), parsed.to_string());
+}
+
+/// Unsaved buffers (`UpdateFiles` with `unsaved`): searchable at once, an edit hiding what it
+/// removed and a deleted file hiding its units; written about a second after the last buffer
+/// update, and at shutdown, so an index opened afterwards holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsaved_buffers_are_searched_at_once_and_written_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("polyglot");
+    copy_dir(&fixture(), &root);
+    let index_dir = tmp.path().join("idx");
+    let lexical = |q: &str| pb::SearchRequest {
+        mode: pb::Mode::Lexical as i32,
+        ..search(q)
+    };
+    let names =
+        |r: &pb::SearchResponse| r.hits.iter().map(|h| h.symbol.clone()).collect::<Vec<_>>();
+    // The symbols and paths a search of the index on disk finds (no server).
+    let local = |q: &str| -> String {
+        let out = Command::new(BIN)
+            .args(["search", q, "--index", index_dir.to_str().unwrap()])
+            .args(["--mode", "lexical", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| format!("{} {}\n", h["symbol"], h["path"]))
+            .collect()
+    };
+    let code = fs::read_to_string(root.join("python/text_utils.py")).unwrap();
+    let edited = code.replace("def levenshtein_distance(", "def overlay_renamed_distance(");
+
+    for written_by in ["shutdown", "quiet second"] {
+        let mut server = Server::lexical(tmp.path());
+        let mut c = server.client().await;
+        if written_by == "shutdown" {
+            index(&mut c, index_request(&root, "poly")).await;
+        }
+        let name = format!("buffer_fn_{}", written_by.len());
+        let text = format!("{edited}\n\ndef {name}(x):\n    return x\n");
+        let up = c
+            .update_files(pb::UpdateFilesRequest {
+                repository: "poly".into(),
+                changes: vec![
+                    pb::FileChange {
+                        path: "python/text_utils.py".into(),
+                        contents: Some(text.into_bytes()),
+                        deleted: false,
+                    },
+                    pb::FileChange {
+                        path: "go/retry/retry.go".into(),
+                        deleted: true,
+                        ..Default::default()
+                    },
+                ],
+                unsaved: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let outcomes: Vec<&str> = up.files.iter().map(|f| f.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["indexed", "removed"], "{up:?}");
+        // Visible at once, and what the buffers removed is gone.
+        let found = c.search(lexical(&name)).await.unwrap().into_inner();
+        assert_eq!(names(&found)[0], name, "{found:?}");
+        assert_eq!(found.hits[0].path, "python/text_utils.py");
+        let renamed = c
+            .search(lexical("overlay_renamed_distance"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(names(&renamed)[0], "overlay_renamed_distance");
+        let old = c
+            .search(lexical("levenshtein_distance"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            !names(&old).contains(&"levenshtein_distance".to_string()),
+            "{old:?}"
+        );
+        let deleted = c
+            .search(lexical("RetryWithBackoff"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            !names(&deleted)
+                .iter()
+                .any(|n| n.contains("RetryWithBackoff")),
+            "{deleted:?}"
+        );
+        // Nothing touched the files on disk.
+        assert_eq!(
+            fs::read_to_string(root.join("python/text_utils.py")).unwrap(),
+            code
+        );
+        assert!(root.join("go/retry/retry.go").exists());
+
+        if written_by == "shutdown" {
+            assert!(server.terminate().success(), "{}", server.log());
+        } else {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            drop(server); // SIGKILL: only what was written survives
+        }
+        let after = local(&name);
+        assert!(
+            after.contains(&name),
+            "written at the {written_by}: {after}"
+        );
+        assert!(!local("RetryWithBackoff").contains("retry.go"));
+    }
 }

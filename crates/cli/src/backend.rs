@@ -384,10 +384,48 @@ impl Backend {
                             deleted: u.deleted,
                         })
                         .collect(),
+                    unsaved: false,
                 };
                 let resp = r.call(|mut c| async move { c.update_files(request).await })?;
                 Ok(resp.units_written)
             }
+        }
+    }
+
+    /// An editor's unsaved buffers: searchable at once, written later (locally by
+    /// [`Backend::flush_buffers`]; a server writes them itself a second after the last).
+    pub fn update_buffers(&self, repository: &str, updates: &[FileUpdate]) -> Result<u64> {
+        match self {
+            Backend::Local(engine) => Ok(engine
+                .update_buffers(repository, updates, &CancellationToken::new())
+                .map_err(advise)?
+                .units_written),
+            Backend::Remote(r) => {
+                let request = pb::UpdateFilesRequest {
+                    repository: repository.to_string(),
+                    changes: updates
+                        .iter()
+                        .map(|u| pb::FileChange {
+                            path: u.path.clone(),
+                            contents: u.contents.clone(),
+                            deleted: u.deleted,
+                        })
+                        .collect(),
+                    unsaved: true,
+                };
+                let resp = r.call(|mut c| async move { c.update_files(request).await })?;
+                Ok(resp.units_written)
+            }
+        }
+    }
+
+    /// Writes the unsaved buffers of a local engine (a server writes its own).
+    pub fn flush_buffers(&self) -> Result<usize> {
+        match self {
+            Backend::Local(engine) => Ok(engine
+                .flush_buffers(&CancellationToken::new())
+                .map_err(advise)?),
+            Backend::Remote(_) => Ok(0),
         }
     }
 

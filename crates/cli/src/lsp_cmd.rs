@@ -3,9 +3,11 @@
 //! What it answers:
 //! * `workspace/symbol`: the query (a plain-English question or an identifier) ranked by
 //!   GNN-Coder, as `SymbolInformation` with locations and kinds; an empty query answers nothing.
-//! * `textDocument/didOpen`, `didChange` (full text), `didSave`: the buffer's text is indexed
-//!   as it is, saved or not (the engine's `UpdateFiles` path), so a function typed a moment ago
-//!   is found; `didClose` goes back to the file on disk (or removes a file never saved).
+//! * `textDocument/didOpen`, `didChange` (full text): the buffer's text is searchable at once
+//!   as an unsaved buffer (the engine's overlay: no durable commit per keystroke), so a
+//!   function typed a moment ago is found; `didSave` indexes the saved text durably;
+//!   `didClose` drops the buffer and goes back to the file on disk (or removes a file never
+//!   saved); `shutdown` writes the buffers still open.
 //! * `workspace/executeCommand` `gnn-coder.similar` (arguments: a document URI and a 0-based
 //!   line) and a code action "Find similar code" that runs it: locations of similar code.
 //!
@@ -262,6 +264,22 @@ impl Server {
         Ok(Value::Array(out))
     }
 
+    /// Holds one document's unsaved text as a buffer (`None`: drops it).
+    fn buffer(&self, uri: &str, text: Option<&str>) {
+        let Some((repo, rel, _)) = self.locate(uri) else {
+            return;
+        };
+        let update = FileUpdate {
+            path: rel,
+            contents: text.map(|t| t.as_bytes().to_vec()),
+            deleted: false,
+        };
+        if let Err(e) = self.backend.update_buffers(&repo, &[update]) {
+            self.out
+                .log(&format!("gnn-coder: {uri} not searchable: {e:#}"));
+        }
+    }
+
     /// Indexes one document's text (or the file on disk with `None`; a file that is not on
     /// disk is removed).
     fn update(&self, uri: &str, text: Option<&str>) {
@@ -380,7 +398,13 @@ impl Server {
                         "arguments": [uri, line]},
                 }]))
             }
-            "shutdown" => Ok(Value::Null),
+            "shutdown" => {
+                if let Err(e) = self.backend.flush_buffers() {
+                    self.out
+                        .log(&format!("gnn-coder: unsaved buffers not written: {e:#}"));
+                }
+                Ok(Value::Null)
+            }
             _ => Err((-32601, format!("{method} is not supported"))),
         }
     }
@@ -390,7 +414,7 @@ impl Server {
         match method {
             "initialized" => self.index_folders(),
             "textDocument/didOpen" => {
-                self.update(uri, params["textDocument"]["text"].as_str());
+                self.buffer(uri, params["textDocument"]["text"].as_str());
             }
             "textDocument/didChange" => {
                 let text = params["contentChanges"]
@@ -398,11 +422,14 @@ impl Server {
                     .and_then(|c| c.last())
                     .and_then(|c| c["text"].as_str());
                 if text.is_some() {
-                    self.update(uri, text);
+                    self.buffer(uri, text);
                 }
             }
             "textDocument/didSave" => self.update(uri, params["text"].as_str()),
-            "textDocument/didClose" => self.update(uri, None),
+            "textDocument/didClose" => {
+                self.buffer(uri, None);
+                self.update(uri, None);
+            }
             _ => {}
         }
     }

@@ -288,7 +288,7 @@ pub(crate) fn unit_key(model: &str, language: &str, code: &str) -> UnitKey {
     UnitKey(key)
 }
 
-fn record(unit: &gnn_coder_syntax::CodeUnit) -> UnitRecord {
+pub(crate) fn record(unit: &gnn_coder_syntax::CodeUnit) -> UnitRecord {
     UnitRecord {
         path: unit.path.clone(),
         language: unit.language.clone(),

@@ -48,6 +48,7 @@ mod error;
 mod git;
 mod indexing;
 mod location;
+mod overlay;
 mod query_cache;
 mod search;
 mod update;
@@ -158,6 +159,8 @@ pub struct Engine {
     query_model: Mutex<QuerySlot>,
     /// Query vectors by text ([`query_cache`]).
     query_cache: query_cache::QueryCache,
+    /// Unsaved buffers searched beside the committed index ([`overlay`]).
+    overlay: overlay::Overlay,
     /// Why a new index was made lexical-only although a model was wanted.
     warning: Option<String>,
     /// The writer shared by running jobs (see [`writer`]).
@@ -257,6 +260,7 @@ impl Engine {
             model: Mutex::new(None),
             query_model: Mutex::default(),
             query_cache: Default::default(),
+            overlay: Default::default(),
             warning: None,
             writer: Mutex::default(),
             busy: Mutex::default(),
@@ -313,6 +317,7 @@ impl Engine {
             model: Mutex::new(model),
             query_model: Mutex::default(),
             query_cache: Default::default(),
+            overlay: Default::default(),
             warning,
             writer: Mutex::default(),
             busy: Mutex::default(),
@@ -336,6 +341,7 @@ impl Engine {
             model: Mutex::new(None),
             query_model: Mutex::default(),
             query_cache: Default::default(),
+            overlay: Default::default(),
             warning: None,
             writer: Mutex::default(),
             busy: Mutex::default(),

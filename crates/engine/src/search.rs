@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use gnn_coder_store::{
-    CancellationToken, FieldBoosts, Filters, LexicalQuery, PathGlobs, StoreReader, StoredUnit,
-    UnitId, UnitRecord, VectorQuery,
+    CancellationToken, FieldBoosts, Filters, LexicalQuery, PathGlobs, StoredUnit, UnitId,
+    UnitRecord, VectorQuery,
 };
 use gnn_coder_syntax::{ExtractOptions, Language, UnitKind, extract_file};
 use serde::Serialize;
@@ -634,8 +634,27 @@ impl Engine {
         check(cancel)?;
         let req = &prepared.request;
         let mode = prepared.mode;
-        let filters = prepared.filters.clone();
+        let mut filters = prepared.filters.clone();
         let reader = self.store.reader()?;
+        // Unsaved buffers hide their files' committed units and rank beside them.
+        let overlay = self.overlay.view();
+        if !overlay.is_empty() {
+            filters
+                .exclude_units
+                .extend(overlay.hidden(reader.as_ref())?);
+        }
+        let lexical_leg = |q: &LexicalQuery| -> Result<Vec<(UnitId, f32)>> {
+            let mut ranked = reader.lexical(q)?;
+            if !overlay.is_empty() {
+                overlay.merge_lexical(reader.as_ref(), q, &mut ranked)?;
+            }
+            Ok(ranked)
+        };
+        let vector_leg = |q: &VectorQuery| -> Result<Vec<(UnitId, f32)>> {
+            let mut ranked = reader.vector(q)?;
+            overlay.merge_dense(&q.filters, &q.vector, q.limit, &mut ranked);
+            Ok(ranked)
+        };
         if req.top_k == 0 {
             return Ok(Vec::new());
         }
@@ -652,13 +671,13 @@ impl Engine {
             })
         };
         let ranked: Vec<(UnitId, f32)> = match mode {
-            Mode::Lexical => reader.lexical(&LexicalQuery {
+            Mode::Lexical => lexical_leg(&LexicalQuery {
                 text: req.query.clone(),
                 boosts: req.boosts,
                 filters,
                 limit: depth,
             })?,
-            Mode::Semantic => reader.vector(&VectorQuery {
+            Mode::Semantic => vector_leg(&VectorQuery {
                 vector: need_vector()?.to_vec(),
                 filters,
                 limit: depth,
@@ -667,22 +686,39 @@ impl Engine {
             Mode::Hybrid => {
                 let q = need_vector()?;
                 let pool = depth.max(FUSION_CANDIDATES);
-                let lexical = reader.lexical(&LexicalQuery {
+                let lexical = lexical_leg(&LexicalQuery {
                     text: req.query.clone(),
                     boosts: req.boosts,
                     filters: filters.clone(),
                     limit: pool,
                 })?;
                 check(cancel)?;
-                let dense = reader.vector(&VectorQuery {
+                let dense = vector_leg(&VectorQuery {
                     vector: q.to_vec(),
                     filters,
                     limit: pool,
                     exact: req.exact,
                 })?;
+                let dense_of = |ids: &[UnitId]| -> Result<Vec<Option<f32>>> {
+                    if overlay.is_empty() {
+                        return Ok(reader.vector_scores(ids, q)?);
+                    }
+                    let mut out = overlay.dense_scores(ids, q);
+                    let committed: Vec<UnitId> = ids
+                        .iter()
+                        .copied()
+                        .filter(|id| !crate::overlay::is_overlay(*id))
+                        .collect();
+                    let mut scores = reader.vector_scores(&committed, q)?.into_iter();
+                    for (slot, id) in out.iter_mut().zip(ids) {
+                        if !crate::overlay::is_overlay(*id) {
+                            *slot = scores.next().flatten();
+                        }
+                    }
+                    Ok(out)
+                };
                 let mut fused = fuse(
-                    reader.as_ref(),
-                    q,
+                    &dense_of,
                     &lexical,
                     &dense,
                     req.dense_weight.unwrap_or(DEFAULT_DENSE_WEIGHT),
@@ -694,7 +730,12 @@ impl Engine {
             }
         };
         check(cancel)?;
-        let units = reader.units(&ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
+        let ids: Vec<UnitId> = ranked.iter().map(|(id, _)| *id).collect();
+        let units = if overlay.is_empty() {
+            reader.units(&ids)?
+        } else {
+            overlay.resolve(reader.as_ref(), &ids)?
+        };
         let scores: HashMap<UnitId, f32> = ranked.into_iter().collect();
         let mut hits: Vec<(StoredUnit, f32)> = units
             .into_iter()
@@ -835,8 +876,7 @@ impl Engine {
                 exact: false,
             })?;
             let mut fused = fuse(
-                reader.as_ref(),
-                &vector,
+                &|ids: &[UnitId]| Ok(reader.vector_scores(ids, &vector)?),
                 &lexical,
                 &dense,
                 1.0 - req.lexical_weight,
@@ -877,8 +917,7 @@ fn check(cancel: &CancellationToken) -> Result<()> {
 /// query (a unit missing from the lexical list scores 0 there; its dense score is computed),
 /// and ranked by `w * dense + (1 - w) * lexical`.
 fn fuse(
-    reader: &dyn StoreReader,
-    q: &[f32],
+    dense_of: &dyn Fn(&[UnitId]) -> Result<Vec<Option<f32>>>,
     lexical: &[(UnitId, f32)],
     dense: &[(UnitId, f32)],
     w: f32,
@@ -889,7 +928,7 @@ fn fuse(
         .map(|(id, _)| *id)
         .filter(|id| !dense_scores.contains_key(id))
         .collect();
-    for (id, score) in missing.iter().zip(reader.vector_scores(&missing, q)?) {
+    for (id, score) in missing.iter().zip(dense_of(&missing)?) {
         if let Some(score) = score {
             dense_scores.insert(*id, score);
         }

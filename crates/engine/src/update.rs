@@ -122,7 +122,7 @@ pub(crate) fn clean_relative_path(path: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-enum Plan {
+pub(crate) enum Plan {
     /// Parsed; the file carries its content hash.
     Parse(ParsedFile),
     Remove,
@@ -131,13 +131,13 @@ enum Plan {
 }
 
 /// The planned change of one named path.
-struct Planned {
+pub(crate) struct Planned {
     /// Index of the update that named it (the last one naming it).
-    at: usize,
-    path: String,
-    plan: Plan,
+    pub(crate) at: usize,
+    pub(crate) path: String,
+    pub(crate) plan: Plan,
     /// Indexed files below the path, removed with it (the path was a directory).
-    below: Vec<String>,
+    pub(crate) below: Vec<String>,
 }
 
 impl Engine {
@@ -224,7 +224,7 @@ impl Engine {
     }
 
     /// The index entries of the named files only (one lookup each, not the repository's list).
-    fn indexed_entries(
+    pub(crate) fn indexed_entries(
         &self,
         repository: &str,
         paths: &[String],
@@ -245,7 +245,7 @@ impl Engine {
     /// without following links ([`RepoRoot::open`]), when `read` (some file is read from
     /// disk). `held` is `None` when nothing is read or the root is gone (every file read from
     /// it is then gone too).
-    fn open_root(&self, repository: &str, root: &str, read: bool) -> Result<UpdateRoot> {
+    pub(crate) fn open_root(&self, repository: &str, root: &str, read: bool) -> Result<UpdateRoot> {
         let path = decode_path(root).unwrap_or_else(|| PathBuf::from(root));
         if !read {
             return Ok(UpdateRoot { path, held: None });
@@ -265,7 +265,7 @@ impl Engine {
     }
 
     /// Plans each named path once, as its last update says (later changes of a path win).
-    fn plan_all(
+    pub(crate) fn plan_all(
         &self,
         root: &UpdateRoot,
         updates: &[FileUpdate],
@@ -462,7 +462,7 @@ fn last_updates(cleaned: &[String]) -> HashMap<&str, usize> {
 
 /// The root of an update: its recorded path (for the path-based skip rules), and the handle
 /// files are read through.
-struct UpdateRoot {
+pub(crate) struct UpdateRoot {
     path: PathBuf,
     held: Option<RepoRoot>,
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use gnn_coder_engine::{
-    CancellationToken, Engine, EngineOptions, ErrorKind, IndexEvent, IndexOptions, IndexSummary,
-    SearchRequest,
+    CancellationToken, Engine, EngineOptions, ErrorKind, FileUpdate, IndexEvent, IndexOptions,
+    IndexSummary, SearchRequest,
 };
 
 fn lexical() -> EngineOptions {
@@ -589,4 +589,149 @@ fn a_cancelled_search_stops() {
         .run_prepared_until(&prepared, &CancellationToken::new())
         .unwrap();
     assert_eq!(hits[0].unit.symbol, "parse_size");
+}
+
+fn lexical_req(q: &str, k: usize) -> SearchRequest {
+    let mut r = SearchRequest::new(q, k);
+    r.mode = Some(gnn_coder_engine::Mode::Lexical);
+    r.demote_tests = false;
+    r
+}
+
+/// Unsaved buffers: searched beside the committed index at once (an edit shows its new units
+/// and hides the ones it removed, a deleted buffer hides its file), ranked with the index's own
+/// BM25 statistics (an unchanged function scores as it did committed), not written until
+/// flushed (another handle sees nothing), written by the flush, and dropped when closed.
+#[test]
+fn unsaved_buffers_are_searched_beside_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repo");
+    repo_a(&root);
+    let dir = tmp.path().join("idx");
+    let engine = Engine::open_or_create(&dir, lexical(), false).unwrap();
+    index(&engine, &root, "r");
+    let before = engine.search(&lexical_req("parse size", 5)).unwrap();
+    let committed_score = before
+        .iter()
+        .find(|h| h.unit.symbol == "parse_size")
+        .unwrap()
+        .score;
+
+    let sizes = fs::read_to_string(root.join("sizes.py")).unwrap();
+    let edited = sizes.replace("def format_size(n)", "def render_size_label(n)")
+        + "\n\ndef overlay_only_helper(x):\n    return x\n";
+    let s = engine
+        .update_buffers(
+            "r",
+            &[
+                FileUpdate {
+                    path: "sizes.py".into(),
+                    contents: Some(edited.clone().into_bytes()),
+                    deleted: false,
+                },
+                FileUpdate {
+                    path: "net/retry.py".into(),
+                    contents: None,
+                    deleted: true,
+                },
+            ],
+            &CancellationToken::new(),
+        )
+        .unwrap();
+    assert_eq!(s.units_written, 3);
+    assert_eq!(engine.buffered_files(), 2);
+    assert_eq!(
+        symbols(&engine, &lexical_req("overlay only helper", 1)),
+        ["r:overlay_only_helper"]
+    );
+    assert_eq!(
+        symbols(&engine, &lexical_req("render size label", 1)),
+        ["r:render_size_label"]
+    );
+    assert!(!symbols(&engine, &lexical_req("format size", 5)).contains(&"r:format_size".into()));
+    assert!(symbols(&engine, &lexical_req("retry backoff", 5)).is_empty());
+    // The buffer's unchanged function scores as its committed twin did.
+    let after = engine.search(&lexical_req("parse size", 5)).unwrap();
+    let twin = after
+        .iter()
+        .find(|h| h.unit.symbol == "parse_size")
+        .unwrap();
+    assert!(
+        (twin.score - committed_score).abs() < 1e-4,
+        "{} vs {committed_score}",
+        twin.score
+    );
+    assert_eq!(twin.unit.path, "sizes.py");
+    // Filters apply to buffers too.
+    let mut rust_only = lexical_req("overlay only helper", 5);
+    rust_only.languages = vec!["rust".into()];
+    assert!(symbols(&engine, &rust_only).is_empty());
+
+    // Not written: another handle on the index sees the committed files.
+    {
+        let other = Engine::open(&dir, lexical()).unwrap();
+        assert!(symbols(&other, &lexical_req("overlay only helper", 5)).is_empty());
+        assert_eq!(
+            symbols(&other, &lexical_req("retry backoff", 1)),
+            ["r:retry_with_backoff"]
+        );
+    }
+
+    // Closing a buffer brings the committed file back.
+    engine
+        .update_buffers(
+            "r",
+            &[FileUpdate {
+                path: "net/retry.py".into(),
+                contents: None,
+                deleted: false,
+            }],
+            &CancellationToken::new(),
+        )
+        .unwrap();
+    assert_eq!(
+        symbols(&engine, &lexical_req("retry backoff", 1)),
+        ["r:retry_with_backoff"]
+    );
+
+    // The flush writes what is left; the overlay empties.
+    assert_eq!(engine.flush_buffers(&CancellationToken::new()).unwrap(), 1);
+    assert_eq!(engine.buffered_files(), 0);
+    let other = Engine::open(&dir, lexical()).unwrap();
+    assert_eq!(
+        symbols(&other, &lexical_req("overlay only helper", 1)),
+        ["r:overlay_only_helper"]
+    );
+    assert!(!symbols(&other, &lexical_req("format size", 5)).contains(&"r:format_size".into()));
+    assert_eq!(
+        fs::read_to_string(root.join("sizes.py")).unwrap(),
+        sizes,
+        "disk untouched"
+    );
+    // A buffer equal to what is committed is not overlaid.
+    let s = engine
+        .update_buffers(
+            "r",
+            &[FileUpdate {
+                path: "sizes.py".into(),
+                contents: Some(edited.into_bytes()),
+                deleted: false,
+            }],
+            &CancellationToken::new(),
+        )
+        .unwrap();
+    assert_eq!(engine.buffered_files(), 0, "{s:?}");
+    // Bad paths are refused as by update_files.
+    let err = engine
+        .update_buffers(
+            "r",
+            &[FileUpdate {
+                path: "../x.py".into(),
+                contents: Some(b"def f(): pass\n".to_vec()),
+                deleted: false,
+            }],
+            &CancellationToken::new(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }

@@ -136,3 +136,77 @@ fn searches_use_the_light_query_model() {
     assert_eq!(light_err.kind(), ErrorKind::Incompatible);
     assert_eq!(light_err.to_string(), full_err.to_string());
 }
+
+/// Unsaved buffers carry vectors: a keystroke embeds only the units whose text changed (the
+/// others come from the committed file or the previous keystroke), and semantic and hybrid
+/// search rank buffer units beside committed ones.
+#[test]
+fn unsaved_buffers_are_embedded_once_per_changed_unit() {
+    if std::env::var_os("GNN_CODER_WEIGHTS").is_some()
+        || std::env::var_os("GNN_CODER_MODEL_DIR").is_some()
+    {
+        eprintln!("SKIPPED: the model is chosen by the environment");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("repo");
+    let sizes = "def parse_size(text):\n    \"\"\"Parse a size like 512K or 2M.\"\"\"\n    return int(text[:-1]) * 1024\n";
+    write(&root, "sizes.py", sizes);
+    write(
+        &root,
+        "net/retry.py",
+        "def retry_with_backoff(fn, attempts):\n    for i in range(attempts):\n        try:\n            return fn()\n        except IOError:\n            sleep(2 ** i)\n",
+    );
+    let idx = tmp.path().join("idx");
+    let engine =
+        Engine::open_or_create(&idx, options(ModelChoice::default()), false).expect("creates");
+    let mut opts = IndexOptions::new(&root);
+    opts.name = Some("repo".into());
+    engine
+        .index_repository(&opts, &|_| {}, &CancellationToken::new())
+        .expect("indexes");
+    let crc = "\n\ndef crc32_checksum(data):\n    \"\"\"CRC-32 checksum of a byte string.\"\"\"\n    crc = 0xFFFFFFFF\n    for b in data:\n        crc ^= b\n    return crc ^ 0xFFFFFFFF\n";
+    let buffer = |text: String| gnn_coder_engine::FileUpdate {
+        path: "sizes.py".into(),
+        contents: Some(text.into_bytes()),
+        deleted: false,
+    };
+    let s = engine
+        .update_buffers(
+            "repo",
+            &[buffer(format!("{sizes}{crc}"))],
+            &CancellationToken::new(),
+        )
+        .expect("buffer");
+    assert_eq!(
+        (s.embeddings_computed, s.embeddings_reused),
+        (1, 1),
+        "{s:?}"
+    );
+    // The next keystroke changes one function: only it is embedded.
+    let s = engine
+        .update_buffers(
+            "repo",
+            &[buffer(format!("{sizes}{crc}\n\ndef zz():\n    return 0\n"))],
+            &CancellationToken::new(),
+        )
+        .expect("buffer");
+    assert_eq!(
+        (s.embeddings_computed, s.embeddings_reused),
+        (1, 2),
+        "{s:?}"
+    );
+    for mode in [
+        gnn_coder_engine::Mode::Semantic,
+        gnn_coder_engine::Mode::Hybrid,
+    ] {
+        let mut req = SearchRequest::new("compute a CRC checksum of some bytes", 3);
+        req.mode = Some(mode);
+        let hits = engine.search(&req).expect("searches");
+        assert_eq!(hits[0].unit.symbol, "crc32_checksum", "{mode:?}");
+        assert!(
+            hits.iter()
+                .all(|h| h.unit.path != "net/retry.py" || h.score < hits[0].score)
+        );
+    }
+}

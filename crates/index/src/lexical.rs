@@ -10,16 +10,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use gnn_coder_store::{LexicalQuery, Result, UnitId};
+use gnn_coder_store::{LexicalQuery, Result, UnitId, UnitRecord};
 use tantivy::Term;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::query::{Bm25Weight, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 
 use crate::error::backend;
 use crate::filter::SegmentFilter;
 use crate::snapshot::{Snapshot, unit_id};
-use crate::tokenizer::query_terms;
+use crate::tokenizer::{analyze, query_terms};
 
 impl Snapshot {
     /// The BM25 leg: the best `q.limit` units passing the filters, best first.
@@ -90,6 +91,59 @@ impl Snapshot {
             }
             limit = limit.saturating_mul(4).min(num_docs);
         }
+    }
+
+    /// BM25 of texts outside the index, as [`Snapshot::lexical_search`] scores its units: the
+    /// same analysis, fields, boosts and per-term weights (tantivy's, over this snapshot's
+    /// statistics), and the field lengths coded as tantivy codes them.
+    pub(crate) fn score_texts(&self, q: &LexicalQuery, units: &[UnitRecord]) -> Result<Vec<f32>> {
+        let f = &self.fields;
+        let b = &q.boosts;
+        let fields = [
+            (f.name, b.name),
+            (f.symbol, b.symbol),
+            (f.doc, b.doc),
+            (f.code, b.code),
+            (f.path_text, b.path),
+        ];
+        let mut weights: Vec<(String, usize, Bm25Weight)> = Vec::new();
+        for t in query_terms(&q.text) {
+            for (i, (field, boost)) in fields.iter().enumerate() {
+                if *boost <= 0.0 {
+                    continue;
+                }
+                let term = Term::from_field_text(*field, &t);
+                let w = Bm25Weight::for_terms(&self.searcher, &[term])
+                    .map_err(backend)?
+                    .boost_by(*boost);
+                weights.push((t.clone(), i, w));
+            }
+        }
+        Ok(units
+            .iter()
+            .map(|r| {
+                let texts = [
+                    r.name.as_str(),
+                    r.symbol.as_str(),
+                    r.doc.as_deref().unwrap_or(""),
+                    r.code.as_str(),
+                    r.path.as_str(),
+                ];
+                let tokens: Vec<Vec<String>> = texts.iter().map(|t| analyze(t)).collect();
+                weights
+                    .iter()
+                    .map(|(t, i, w)| {
+                        let toks = &tokens[*i];
+                        let tf = toks.iter().filter(|x| *x == t).count() as u32;
+                        if tf == 0 {
+                            return 0.0;
+                        }
+                        let len = u32::try_from(toks.len()).unwrap_or(u32::MAX);
+                        w.score(FieldNormReader::fieldnorm_to_id(len), tf)
+                    })
+                    .sum()
+            })
+            .collect())
     }
 
     fn lexical_query(&self, q: &LexicalQuery) -> Option<Box<dyn Query>> {

@@ -423,6 +423,10 @@ impl StoreReader for Snapshot {
         self.guarded("reading a vector", || self.unit_vector_unguarded(id))
     }
 
+    fn lexical_scores(&self, q: &LexicalQuery, units: &[UnitRecord]) -> Result<Option<Vec<f32>>> {
+        self.guarded("scoring texts", || self.score_texts(q, units).map(Some))
+    }
+
     fn vector_scores(&self, ids: &[UnitId], query: &[f32]) -> Result<Vec<Option<f32>>> {
         self.guarded("scoring units", || self.vector_scores_unguarded(ids, query))
     }

@@ -768,3 +768,47 @@ fn snapshots_are_reused_until_any_handle_commits() {
     assert_eq!(dense(a.as_ref(), 0, rust, 5), vec!["alpha:parse_size"]);
     assert!(std::sync::Arc::ptr_eq(&c, &store.snapshot().unwrap()));
 }
+
+/// Texts outside the index score as `lexical` scores the same texts inside it (the overlay of
+/// unsaved buffers ranks by this), boosts included; a text without the terms scores 0.
+#[test]
+fn outside_texts_score_as_indexed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = populated(&tmp.path().join("idx"));
+    let r = store.reader().unwrap();
+    for boosts in [
+        FieldBoosts::default(),
+        FieldBoosts {
+            name: 5.0,
+            ..FieldBoosts::default()
+        },
+    ] {
+        let q = LexicalQuery {
+            text: "parse header size".into(),
+            boosts,
+            filters: Filters::default(),
+            limit: 10,
+        };
+        let ranked = r.lexical(&q).unwrap();
+        assert_eq!(ranked.len(), 3);
+        let units = r
+            .units(&ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .unwrap();
+        let mut records: Vec<UnitRecord> = units.into_iter().map(|u| u.record).collect();
+        records.push(unit(
+            "x.py",
+            "python",
+            "unrelated",
+            "def unrelated(): pass",
+            1,
+        ));
+        let scores = r
+            .lexical_scores(&q, &records)
+            .unwrap()
+            .expect("the embedded store scores texts");
+        for ((_, indexed), outside) in ranked.iter().zip(&scores) {
+            assert!((indexed - outside).abs() < 1e-4, "{indexed} vs {outside}");
+        }
+        assert_eq!(scores[3], 0.0);
+    }
+}

@@ -14,13 +14,17 @@
 //! Starts `serve` in this process on 127.0.0.1:0 (its own runtime and threads; the clients run
 //! on another runtime, one HTTP/2 connection each) over an existing index, then:
 //! 1. for each client count: clients send searches back to back (query `i` of the file for the
-//!    `i`-th request, so no two neighbours repeat), until `--requests` answers or `--seconds`;
-//!    prints QPS and p50/p99 latency of the answers, and how many were refused;
+//!    `i`-th request, counted across all rows, so no text is sent twice while the file lasts:
+//!    the engine caches query vectors by text, and a repeated text would measure the cache),
+//!    until `--requests` answers or `--seconds`; prints QPS and p50/p99 latency of the answers,
+//!    how many were refused, and how many repeated an earlier text (`--queries A,B` pools
+//!    several files);
 //! 2. overload: 4 x `--limit` clients against a server whose concurrency limit is `--limit`:
 //!    counts OK and RESOURCE_EXHAUSTED answers and other errors, peak RSS before and after,
 //!    and checks the server still answers afterwards;
 //! 3. `--edits` times: an edited file (a new function in a file of the first repository, sent
-//!    as an unsaved buffer) until a search finds it: p50/p99 of the round trip.
+//!    with its contents) until a search finds it: p50/p99 of the round trip, once committed
+//!    (`UpdateFiles`) and once as an unsaved buffer (`UpdateFiles` with `unsaved`: no commit).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +57,8 @@ struct Outcome {
     exhausted: usize,
     other_errors: usize,
     wall: f64,
+    /// Requests whose text an earlier request sent already.
+    repeated: usize,
 }
 
 impl Outcome {
@@ -68,15 +74,18 @@ impl Outcome {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_load(
     urls: &[String],
     queries: Arc<Vec<String>>,
+    cursor: Arc<AtomicUsize>,
     clients: usize,
     requests: usize,
     seconds: f64,
     mode: pb::Mode,
 ) -> Result<Outcome, BoxError> {
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = cursor;
+    let first = next.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -88,8 +97,11 @@ async fn run_load(
             let mut out = Outcome::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests || Instant::now() > deadline {
+                if i - first >= requests || Instant::now() > deadline {
                     break;
+                }
+                if i >= queries.len() {
+                    out.repeated += 1;
                 }
                 let req = pb::SearchRequest {
                     query: queries[i % queries.len()].clone(),
@@ -117,6 +129,7 @@ async fn run_load(
         all.latencies_ms.extend(o.latencies_ms);
         all.exhausted += o.exhausted;
         all.other_errors += o.other_errors;
+        all.repeated += o.repeated;
     }
     all.wall = started.elapsed().as_secs_f64();
     all.latencies_ms.sort_by(|a, b| a.total_cmp(b));
@@ -178,7 +191,11 @@ fn main() -> Result<(), BoxError> {
         .split(',')
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()?;
-    let queries_file = PathBuf::from(arg(&args, "--queries").ok_or(usage)?);
+    let queries_files: Vec<PathBuf> = arg(&args, "--queries")
+        .ok_or(usage)?
+        .split(',')
+        .map(PathBuf::from)
+        .collect();
     let clients: Vec<usize> = arg(&args, "--clients")
         .unwrap_or_else(|| "1,4,8".into())
         .split(',')
@@ -194,18 +211,19 @@ fn main() -> Result<(), BoxError> {
         "semantic" => pb::Mode::Semantic,
         other => return Err(format!("unknown mode {other}").into()),
     };
-    let queries: Vec<String> = std::fs::read_to_string(&queries_file)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).map(|v| {
-                v.get("query")
-                    .and_then(|q| q.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let mut queries: Vec<String> = Vec::new();
+    for f in &queries_files {
+        for l in std::fs::read_to_string(f)?.lines() {
+            if l.trim().is_empty() {
+                continue;
+            }
+            let v = serde_json::from_str::<serde_json::Value>(l)?;
+            let q = v.get("query").and_then(|q| q.as_str()).unwrap_or("");
+            if !q.trim().is_empty() && !queries.iter().any(|x| x == q) {
+                queries.push(q.to_string());
+            }
+        }
+    }
     let queries = Arc::new(queries);
 
     // The servers, each on its own runtime.
@@ -239,24 +257,26 @@ fn main() -> Result<(), BoxError> {
         );
         println!("server concurrency limit {limit}; mode {mode:?}; {requests} requests or {seconds} s per row; RSS {:.0} MiB", rss_mib());
         // Warm-up.
-        run_load(&urls, queries.clone(), 2, 40, 30.0, mode).await?;
-        println!("| replicas | clients | answers | QPS | p50 ms | p99 ms | refused | errors |");
-        println!("|---|---|---|---|---|---|---|---|");
+        let cursor = Arc::new(AtomicUsize::new(0));
+        run_load(&urls, queries.clone(), cursor.clone(), 2, 40, 30.0, mode).await?;
+        println!("{} distinct query texts", queries.len());
+        println!("| replicas | clients | answers | QPS | p50 ms | p99 ms | refused | errors | repeated texts |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         for &r in &replicas {
             for &n in &clients {
                 let o =
-                    run_load(&urls[..r.max(1)], queries.clone(), n, requests, seconds, mode)
+                    run_load(&urls[..r.max(1)], queries.clone(), cursor.clone(), n, requests, seconds, mode)
                         .await?;
                 let (answers, qps, p50, p99) = o.summary();
                 println!(
-                    "| {r} | {n} | {answers} | {qps:.0} | {p50:.1} | {p99:.1} | {} | {} |",
-                    o.exhausted, o.other_errors
+                    "| {r} | {n} | {answers} | {qps:.0} | {p50:.1} | {p99:.1} | {} | {} | {} |",
+                    o.exhausted, o.other_errors, o.repeated
                 );
             }
         }
         let before = peak_rss_mib();
         let n = limit * 4;
-        let o = run_load(&urls[..1], queries.clone(), n, requests * 2, seconds, mode).await?;
+        let o = run_load(&urls[..1], queries.clone(), cursor.clone(), n, requests * 2, seconds, mode).await?;
         let alive = c.get_stats(pb::GetStatsRequest {}).await.is_ok();
         let (answers, qps, p50, p99) = o.summary();
         println!(
@@ -288,62 +308,68 @@ fn main() -> Result<(), BoxError> {
                 .into_inner();
             let path = hit.hits.first().ok_or("no python file to edit")?.path.clone();
             let original = std::fs::read(std::path::Path::new(&repo.root).join(&path))?;
-            let mut times = Vec::new();
-            let mut server_side = Vec::new();
-            let mut search_ms = Vec::new();
-            for i in 0..edits {
-                let name = format!("load_bench_probe_{i}_{}", std::process::id());
-                let mut buf = original.clone();
-                buf.extend_from_slice(format!("\n\ndef {name}(x):\n    return x + {i}\n").as_bytes());
-                let t = Instant::now();
-                let up = c
-                    .update_files(pb::UpdateFilesRequest {
-                        repository: repo.name.clone(),
-                        changes: vec![pb::FileChange {
-                            path: path.clone(),
-                            contents: Some(buf),
-                            deleted: false,
-                        }],
-                    })
-                    .await?
-                    .into_inner();
-                server_side.push(up.seconds * 1000.0);
-                let s0 = Instant::now();
-                let r = c
-                    .search(pb::SearchRequest {
-                        query: name.clone(),
-                        top_k: 1,
-                        mode: pb::Mode::Lexical as i32,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                if r.hits.first().is_none_or(|h| h.symbol != name) {
-                    return Err(format!("edit {i} not visible").into());
+            // Committed (a durable commit per edit), then as unsaved buffers (no commit).
+            for unsaved in [false, true] {
+                let mut times = Vec::new();
+                let mut server_side = Vec::new();
+                let mut search_ms = Vec::new();
+                for i in 0..edits {
+                    let name = format!("load_bench_probe_{i}_{unsaved}_{}", std::process::id());
+                    let mut buf = original.clone();
+                    buf.extend_from_slice(format!("\n\ndef {name}(x):\n    return x + {i}\n").as_bytes());
+                    let t = Instant::now();
+                    let up = c
+                        .update_files(pb::UpdateFilesRequest {
+                            repository: repo.name.clone(),
+                            changes: vec![pb::FileChange {
+                                path: path.clone(),
+                                contents: Some(buf),
+                                deleted: false,
+                            }],
+                            unsaved,
+                        })
+                        .await?
+                        .into_inner();
+                    server_side.push(up.seconds * 1000.0);
+                    let s0 = Instant::now();
+                    let r = c
+                        .search(pb::SearchRequest {
+                            query: name.clone(),
+                            top_k: 1,
+                            mode: pb::Mode::Lexical as i32,
+                            ..Default::default()
+                        })
+                        .await?
+                        .into_inner();
+                    if r.hits.first().is_none_or(|h| h.symbol != name) {
+                        return Err(format!("edit {i} not visible").into());
+                    }
+                    search_ms.push(s0.elapsed().as_secs_f64() * 1000.0);
+                    times.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
-                search_ms.push(s0.elapsed().as_secs_f64() * 1000.0);
-                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                server_side.sort_by(|a, b| a.total_cmp(b));
+                search_ms.sort_by(|a, b| a.total_cmp(b));
+                // Put the file back as it is on disk.
+                c.update_files(pb::UpdateFilesRequest {
+                    repository: repo.name.clone(),
+                    changes: vec![pb::FileChange {
+                        path: path.clone(),
+                        contents: Some(original.clone()),
+                        deleted: false,
+                    }],
+                    unsaved,
+                })
+                .await?;
+                times.sort_by(|a, b| a.total_cmp(b));
+                println!(
+                    "edit visible, {} (UpdateFiles of {path} with one new function, then a search finds it): p50 {:.0} ms, p99 {:.0} ms over {edits} (of which the update on the server p50 {:.0} ms, the search p50 {:.0} ms)",
+                    if unsaved { "as an unsaved buffer" } else { "committed" },
+                    pct(&times, 0.5),
+                    pct(&times, 0.99),
+                    pct(&server_side, 0.5),
+                    pct(&search_ms, 0.5)
+                );
             }
-            server_side.sort_by(|a, b| a.total_cmp(b));
-            search_ms.sort_by(|a, b| a.total_cmp(b));
-            // Put the file back as it is on disk.
-            c.update_files(pb::UpdateFilesRequest {
-                repository: repo.name.clone(),
-                changes: vec![pb::FileChange {
-                    path: path.clone(),
-                    contents: Some(original),
-                    deleted: false,
-                }],
-            })
-            .await?;
-            times.sort_by(|a, b| a.total_cmp(b));
-            println!(
-                "edit visible (UpdateFiles of {path} with one new function, then a search finds it): p50 {:.0} ms, p99 {:.0} ms over {edits} (of which the update on the server p50 {:.0} ms, the search p50 {:.0} ms)",
-                pct(&times, 0.5),
-                pct(&times, 0.99),
-                pct(&server_side, 0.5),
-                pct(&search_ms, 0.5)
-            );
         }
         Ok::<(), BoxError>(())
     })?;

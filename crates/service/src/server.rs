@@ -87,7 +87,12 @@ struct State {
     watcher: Option<Watcher>,
     /// Searches running per session, for search as you type.
     sessions: Arc<Sessions>,
+    /// Bumped by every unsaved-buffer update: a flush waits for a quiet second.
+    buffers: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How long after the last unsaved-buffer update the buffers are written.
+const FLUSH_BUFFERS_AFTER: Duration = Duration::from_secs(1);
 
 /// Longest `SearchRequest.session`, in bytes.
 const MAX_SESSION_BYTES: usize = 128;
@@ -283,6 +288,27 @@ impl Service {
             Ok(Err(Failure::Status(s))) => Err(s),
             Err(e) => Err(Status::internal(format!("the request failed: {e}"))),
         }
+    }
+
+    /// Writes the unsaved buffers once no buffer update came for [`FLUSH_BUFFERS_AFTER`] (the
+    /// last update's task does it; earlier ones see a newer update and leave it).
+    fn flush_buffers_later(&self) {
+        use std::sync::atomic::Ordering;
+        let mine = self.state.buffers.fetch_add(1, Ordering::SeqCst) + 1;
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FLUSH_BUFFERS_AFTER).await;
+            if state.buffers.load(Ordering::SeqCst) != mine {
+                return;
+            }
+            let engine = state.engine.clone();
+            let cancel = state.shutdown.child_token();
+            match tokio::task::spawn_blocking(move || engine.flush_buffers(&cancel)).await {
+                Ok(Ok(n)) => tracing::debug!("wrote {n} unsaved buffers"),
+                Ok(Err(e)) => warn!("writing unsaved buffers failed (kept for the next try): {e}"),
+                Err(e) => warn!("writing unsaved buffers failed: {e}"),
+            }
+        });
     }
 
     fn allowed(&self, path: &Path) -> bool {
@@ -571,7 +597,10 @@ impl CodeSearch for Service {
             if r.changes.is_empty() {
                 return Err(Status::invalid_argument("no changes"));
             }
-            let from_disk = r.changes.iter().any(|c| c.contents.is_none() && !c.deleted);
+            let unsaved = r.unsaved;
+            // Buffers never read the disk (a change without contents closes its buffer).
+            let from_disk =
+                !unsaved && r.changes.iter().any(|c| c.contents.is_none() && !c.deleted);
             let updates: Vec<FileUpdate> = r
                 .changes
                 .into_iter()
@@ -584,7 +613,7 @@ impl CodeSearch for Service {
             let name = r.repository;
             let allowed = self.state.allowed.clone();
             let metrics = self.state.metrics.clone();
-            self.blocking(move |engine, cancel| {
+            let response = self.blocking(move |engine, cancel| {
                 if from_disk {
                     // Reading files needs the same permission as indexing the root.
                     // The engine opens the recorded canonical root without following links,
@@ -599,7 +628,11 @@ impl CodeSearch for Service {
                         .into());
                     }
                 }
-                let s = engine.update_files(&name, &updates, cancel)?;
+                let s = if unsaved {
+                    engine.update_buffers(&name, &updates, cancel)?
+                } else {
+                    engine.update_files(&name, &updates, cancel)?
+                };
                 metrics.embedded(s.embeddings_computed, s.embed_seconds);
                 metrics.indexed(s.units_written);
                 Ok(pb::UpdateFilesResponse {
@@ -631,7 +664,11 @@ impl CodeSearch for Service {
                     seconds: s.seconds,
                 })
             })
-            .await
+            .await;
+            if unsaved && response.is_ok() {
+                self.flush_buffers_later();
+            }
+            response
         })
         .await
     }
@@ -729,6 +766,7 @@ pub async fn serve(
         shutdown: shutdown_token.clone(),
         watcher,
         sessions: Arc::default(),
+        buffers: Arc::default(),
     });
     let service = Service {
         state: state.clone(),
@@ -761,6 +799,19 @@ pub async fn serve(
     ready(addr);
     let result = run_server(&config, service, listener, tls, &shutdown_token, shutdown).await;
     metrics_stop.cancel();
+    // Unsaved buffers are written before the server goes (nothing an editor sent is lost to
+    // a clean shutdown).
+    {
+        let engine = state.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.flush_buffers(&CancellationToken::new()))
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!("wrote {n} unsaved buffers"),
+            Ok(Err(e)) => warn!("unsaved buffers were not written: {e}"),
+            Err(e) => warn!("unsaved buffers were not written: {e}"),
+        }
+    }
     shutdown_token.cancel();
     // Index jobs have been cancelled; each stops at a commit and hands its permit back.
     let drain_timeout = limits.drain_timeout;

@@ -396,4 +396,16 @@ pub trait StoreReader: Send + Sync {
     /// unknown unit): the dense scores fusion needs for lexical-only candidates, in one call.
     fn vector_scores(&self, ids: &[UnitId], query: &[f32]) -> Result<Vec<Option<f32>>>;
     fn stats(&self) -> Result<StoreStats>;
+    /// The BM25 scores [`StoreReader::lexical`] would give `units` (texts this store does not
+    /// hold: an engine's overlay of unsaved buffers) for `query`'s text and boosts, with this
+    /// snapshot's corpus statistics, so they rank among the stored units' scores; 0 where no
+    /// term matches. `None` where the backend cannot score outside texts: the caller then
+    /// commits instead of overlaying.
+    fn lexical_scores(
+        &self,
+        _query: &LexicalQuery,
+        _units: &[UnitRecord],
+    ) -> Result<Option<Vec<f32>>> {
+        Ok(None)
+    }
 }

@@ -78,6 +78,7 @@ async fn long_client_input_comes_back_as_a_short_status() {
             contents: Some(b"def f():\n    pass\n".to_vec()),
             deleted: false,
         }],
+        unsaved: false,
     }))
     .await;
     assert_short(&s, Code::InvalidArgument, "a 100 KB path");

@@ -182,6 +182,7 @@ async fn a_hostile_update_files_buffer_is_refused_at_once() {
                     deleted: false,
                 },
             ],
+            unsaved: false,
         })
         .await
         .expect("UpdateFiles answers")

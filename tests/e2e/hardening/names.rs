@@ -36,6 +36,7 @@ async fn update(c: &mut Client, path: &str) -> pb::FileResult {
                 contents: None,
                 deleted: false,
             }],
+            unsaved: false,
         })
         .await
         .unwrap()

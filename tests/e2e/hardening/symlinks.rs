@@ -128,6 +128,7 @@ async fn update_any(c: &mut Client, path: &str) -> bool {
             contents: None,
             deleted: false,
         }],
+        unsaved: false,
     };
     match c.update_files(req).await {
         Ok(r) => r
