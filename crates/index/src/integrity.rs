@@ -178,6 +178,16 @@ impl BlockSums {
         s
     }
 
+    /// The sums of `bytes` from a record already checked against them (`crcs` holds one per
+    /// block, the partial last one included): only the partial last block is read.
+    pub(crate) fn recorded(crcs: &[u32], bytes: &[u8]) -> BlockSums {
+        let full = bytes.len() / BLOCK_BYTES;
+        BlockSums {
+            full: crcs[..full.min(crcs.len())].to_vec(),
+            tail: bytes[full * BLOCK_BYTES..].to_vec(),
+        }
+    }
+
     pub(crate) fn extend(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let take = (BLOCK_BYTES - self.tail.len()).min(bytes.len());

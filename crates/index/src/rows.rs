@@ -119,6 +119,16 @@ pub(crate) struct RowWriter {
     key_sums: BlockSums,
 }
 
+/// What the last writer of this process knew of the row files, handed to the next one by the
+/// store: rebuilding the key map and the block sums from the files took most of a one-file
+/// update on a large index. Valid while the committed record still says `rows` rows with these
+/// key sums (only the lock holder appends, and the record changes with every commit).
+pub(crate) struct CachedRows {
+    rows: u32,
+    keys_crc32: Vec<u32>,
+    map: HashMap<UnitKey, u32>,
+}
+
 /// Refuses a row file holding fewer than `rows` rows of `unit` bytes.
 fn short(path: &Path, len: u64, rows: u32, unit: usize) -> Result<()> {
     let want = u64::from(rows) * unit as u64;
@@ -141,6 +151,27 @@ impl RowWriter {
         dim: usize,
         sums: Option<&Checksums>,
         named: u32,
+    ) -> Result<RowWriter> {
+        RowWriter::open_with(
+            index_dir,
+            dim,
+            sums,
+            named,
+            None,
+            &mut RowsVerified::default(),
+        )
+    }
+
+    /// [`RowWriter::open`] reusing what an earlier writer of this process knew (`cached`, when
+    /// it still matches the record) and skipping the row blocks this process verified
+    /// (`verified`, updated).
+    pub(crate) fn open_with(
+        index_dir: &Path,
+        dim: usize,
+        sums: Option<&Checksums>,
+        named: u32,
+        cached: Option<CachedRows>,
+        verified: &mut RowsVerified,
     ) -> Result<RowWriter> {
         let dir = index_dir.join(VECTORS_DIR);
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
@@ -216,17 +247,43 @@ impl RowWriter {
                 let (Some(rows), Some(keys)) = (bytes.get(..r), keys.get(..k)) else {
                     return Err(damaged(&rows_path, "it is shorter than the committed rows"));
                 };
-                verify_blocks(&rows_path, rows, s.block_bytes, &s.rows_crc32, 0)?;
+                // Blocks this process verified are not read again (the file only grows).
+                let from = if s.block_bytes == BLOCK_BYTES {
+                    verified.blocks
+                } else {
+                    0
+                };
+                let full = verify_blocks(&rows_path, rows, s.block_bytes, &s.rows_crc32, from)?;
+                if s.block_bytes == BLOCK_BYTES {
+                    verified.blocks = verified.blocks.max(full);
+                }
                 verify_blocks(&keys_path, keys, s.block_bytes, &s.keys_crc32, 0)?;
             }
-            (BlockSums::of(bytes), BlockSums::of(&keys))
+            match sums {
+                // The recorded sums are those of the bytes just verified: only the partial last
+                // block is kept to extend.
+                Some(s) if s.block_bytes == BLOCK_BYTES && s.rows == cut => (
+                    BlockSums::recorded(&s.rows_crc32, bytes),
+                    BlockSums::recorded(&s.keys_crc32, &keys),
+                ),
+                _ => (BlockSums::of(bytes), BlockSums::of(&keys)),
+            }
         };
-        let mut map = HashMap::with_capacity(cut as usize);
-        for (row, k) in keys.chunks_exact(KEY_BYTES).take(cut as usize).enumerate() {
-            let mut key = [0u8; KEY_BYTES];
-            key.copy_from_slice(k);
-            map.entry(UnitKey(key)).or_insert(row as u32);
-        }
+        let reuse = cached.filter(|c| {
+            sums.is_some_and(|s| s.rows == cut && c.rows == cut && c.keys_crc32 == s.keys_crc32)
+        });
+        let map = match reuse {
+            Some(c) => c.map,
+            None => {
+                let mut map = HashMap::with_capacity(cut as usize);
+                for (row, k) in keys.chunks_exact(KEY_BYTES).take(cut as usize).enumerate() {
+                    let mut key = [0u8; KEY_BYTES];
+                    key.copy_from_slice(k);
+                    map.entry(UnitKey(key)).or_insert(row as u32);
+                }
+                map
+            }
+        };
         Ok(RowWriter {
             dir,
             dim,
@@ -236,6 +293,18 @@ impl RowWriter {
             map,
             row_sums,
             key_sums,
+        })
+    }
+
+    /// What the next writer of this process may reuse: `None` with rows not yet durable.
+    pub(crate) fn into_cached(self) -> Option<CachedRows> {
+        if !self.pending_keys.is_empty() {
+            return None;
+        }
+        Some(CachedRows {
+            rows: self.durable,
+            keys_crc32: self.key_sums.all(),
+            map: self.map,
         })
     }
 

@@ -41,6 +41,8 @@ pub struct EmbeddedStore {
     /// Per-segment columns, kept across snapshots: a commit builds those of its new segments
     /// only ([`crate::filter::SegCols`]).
     seg_cache: Arc<crate::filter::SegColsCache>,
+    /// What the last writer of this process knew of the row files ([`crate::rows::CachedRows`]).
+    writer_cache: Arc<Mutex<Option<crate::rows::CachedRows>>>,
     /// The approximate index, loaded once per file.
     ann: Mutex<Option<Arc<AnnState>>>,
     /// Threads for tantivy's writer.
@@ -102,6 +104,7 @@ impl EmbeddedStore {
             reader,
             cached: Mutex::new(None),
             seg_cache: Arc::default(),
+            writer_cache: Arc::default(),
             ann: Mutex::new(None),
             threads: 1,
             ann_min_rows: crate::ann::min_rows_from_env(),
@@ -514,7 +517,16 @@ impl EmbeddedStore {
                         max_named_row(&self.dir, &reader.searcher())
                     },
                 )?;
-                Some(RowWriter::open(&self.dir, dim, sums.as_ref(), named)?)
+                let cached = self.writer_cache.lock().map_err(|_| poisoned())?.take();
+                let mut verified = self.verified.lock().map_err(|_| poisoned())?;
+                Some(RowWriter::open_with(
+                    &self.dir,
+                    dim,
+                    sums.as_ref(),
+                    named,
+                    cached,
+                    &mut verified.rows,
+                )?)
             }
             None => None,
         };
@@ -526,6 +538,7 @@ impl EmbeddedStore {
             sums_base: base,
             sums_written: sums,
             ann_checked: None,
+            cache: self.writer_cache.clone(),
             dir: self.dir.clone(),
             fields: self.fields,
             dim: self.manifest.embedding.as_ref().map(|e| e.dim),

@@ -42,7 +42,22 @@ pub struct EmbeddedWriter {
     pub(crate) sums_written: Option<Checksums>,
     /// The approximate index file this writer verified.
     pub(crate) ann_checked: Option<PathBuf>,
+    /// Where the row writer's state goes for the next writer of this process.
+    pub(crate) cache: std::sync::Arc<std::sync::Mutex<Option<crate::rows::CachedRows>>>,
     pub(crate) _lock: WriterLock,
+}
+
+impl Drop for EmbeddedWriter {
+    fn drop(&mut self) {
+        // Only a state whose rows are all durable (none pending) is handed on; the next writer
+        // still checks it against the committed record.
+        if let Some(rows) = self.rows.take()
+            && let Some(c) = rows.into_cached()
+            && let Ok(mut slot) = self.cache.lock()
+        {
+            *slot = Some(c);
+        }
+    }
 }
 
 impl EmbeddedWriter {

@@ -812,3 +812,57 @@ fn outside_texts_score_as_indexed_ones() {
         assert_eq!(scores[3], 0.0);
     }
 }
+
+/// A writer reuses what the previous writer of the same process knew of the row files, and
+/// only while no other writer (another process) committed since: a key another handle added
+/// is known to the next writer here.
+#[test]
+fn writers_reuse_row_state_only_while_it_is_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let store = populated(&dir);
+    let new_file = |path: &str, k: u8| FileWrite {
+        file: FileEntry {
+            path: path.into(),
+            hash: format!("h{k}"),
+            units: 1,
+            bytes: 10,
+        },
+        units: vec![UnitWrite {
+            record: unit(path, "python", "f", &format!("def f{k}(): pass"), 1),
+            key: key(k),
+            vector: Some(vector(k as usize)),
+        }],
+    };
+    {
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.known_keys(&[key(0), key(7)]).unwrap(), [true, false]);
+        w.upsert_files("alpha", vec![new_file("a7.py", 7)]).unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+    }
+    {
+        // The same process: the key written by the last writer is known.
+        let w = store.writer().unwrap();
+        assert_eq!(w.known_keys(&[key(7), key(6)]).unwrap(), [true, false]);
+    }
+    {
+        let other = EmbeddedStore::open(&dir).unwrap();
+        let mut w = other.writer().unwrap();
+        w.upsert_files("alpha", vec![new_file("a6.py", 6)]).unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+    }
+    let mut w = store.writer().unwrap();
+    assert_eq!(
+        w.known_keys(&[key(7), key(6)]).unwrap(),
+        [true, true],
+        "a commit elsewhere invalidates the kept state"
+    );
+    // And rows appended now land after the other writer's.
+    w.upsert_files("alpha", vec![new_file("a5.py", 5)]).unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    drop(w);
+    let r = store.reader().unwrap();
+    assert_eq!(r.stats().unwrap().vectors, 7);
+    assert_eq!(dense(r.as_ref(), 6, Filters::default(), 1), vec!["alpha:f"]);
+    assert_eq!(dense(r.as_ref(), 5, Filters::default(), 1), vec!["alpha:f"]);
+}
