@@ -158,9 +158,9 @@ pub struct Engine {
     /// [`Engine::query_model`]).
     query_model: Mutex<QuerySlot>,
     /// Query vectors by text ([`query_cache`]).
-    query_cache: query_cache::QueryCache,
+    query_cache: Box<query_cache::QueryCache>,
     /// Unsaved buffers searched beside the committed index ([`overlay`]).
-    overlay: overlay::Overlay,
+    overlay: Box<overlay::Overlay>,
     /// Why a new index was made lexical-only although a model was wanted.
     warning: Option<String>,
     /// The writer shared by running jobs (see [`writer`]).

@@ -916,8 +916,11 @@ fn check(cancel: &CancellationToken) -> Result<()> {
 /// Weighted min-max fusion: each leg's candidates are pooled, their scores min-max scaled per
 /// query (a unit missing from the lexical list scores 0 there; its dense score is computed),
 /// and ranked by `w * dense + (1 - w) * lexical`.
+/// Dense scores of units by id (`None`: no vector), for fusion's lexical-only candidates.
+type DenseOf<'a> = &'a dyn Fn(&[UnitId]) -> Result<Vec<Option<f32>>>;
+
 fn fuse(
-    dense_of: &dyn Fn(&[UnitId]) -> Result<Vec<Option<f32>>>,
+    dense_of: DenseOf<'_>,
     lexical: &[(UnitId, f32)],
     dense: &[(UnitId, f32)],
     w: f32,
