@@ -34,9 +34,19 @@
 //!
 //! request → [`Engine::prepare`] checks it once (empty or over-long query, `top_k`, unknown
 //! language, kind or repository, bad glob; globs compiled here and carried to the store)
-//! → embed the query once → lexical top-N and vector top-N from one reader snapshot, filters
-//! applied inside each leg → weighted min-max fusion above the store (so every backend ranks
-//! alike) → test code demoted unless the query asks for tests → snippets and matched ranges.
+//! → embed the query once (or take its vector from the cache of recent texts,
+//! [`QUERY_CACHE_ENTRIES`]) → lexical top-N and vector top-N from one reader snapshot, filters
+//! applied inside each leg, unsaved buffers ranked beside the committed units (`overlay`)
+//! → weighted min-max fusion above the store (so every backend ranks alike) → test code
+//! demoted unless the query asks for tests → snippets and matched ranges of the pool kept.
+//! [`Engine::run_prepared_until`] checks a cancellation token between these stages, so a search
+//! superseded by the next keystroke stops paying.
+//!
+//! ## Unsaved buffers
+//!
+//! [`Engine::update_buffers`] plans and parses like [`Engine::update_files`] but keeps the
+//! result in memory: searches see it at once, with the files' committed units hidden;
+//! [`Engine::flush_buffers`] writes it through `update_files` (see the `overlay` module).
 //!
 //! ## Models
 //!

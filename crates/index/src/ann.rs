@@ -21,9 +21,11 @@ use crate::rows::{RowReader, VECTORS_DIR, dequantize};
 /// dimensions takes a few milliseconds).
 pub(crate) const MIN_ROWS: u32 = 20_000;
 
-/// The graph walk's candidate list for an unfiltered search (recall@10 .989 on 100k clustered
-/// vectors in gnn-coder-ann's benchmark).
-pub(crate) const EF_SEARCH: usize = 64;
+/// The graph walk's candidate list for an unfiltered search. 64 gave recall@10 .989 on 100k
+/// clustered vectors in gnn-coder-ann's benchmark, but .964 at 110k and .915 at 300k units of
+/// code with near-duplicate vectors (`growth_bench`: every function in 22 noisy copies); 128
+/// is the default since (the walk costs about a millisecond more at 300k).
+pub(crate) const EF_SEARCH: usize = 128;
 
 const PREFIX: &str = "ann-";
 const SUFFIX: &str = ".bin";

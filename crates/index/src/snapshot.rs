@@ -43,7 +43,7 @@ pub struct Snapshot {
     pub(crate) rows: Option<Arc<RowReader>>,
     pub(crate) ann: Option<Arc<AnnState>>,
     /// Row -> units naming it (built on first use by the approximate search).
-    pub(crate) row_map: OnceLock<HashMap<u32, Vec<UnitId>>>,
+    pub(crate) row_map: OnceLock<crate::topk::RowMap>,
     /// Per-segment columns (built on first use by the vector leg or a filter).
     pub(crate) seg_cols: OnceLock<std::result::Result<Vec<Arc<SegCols>>, String>>,
     /// Where the per-segment columns of earlier snapshots are kept.
@@ -68,6 +68,11 @@ pub(crate) fn address(id: UnitId) -> DocAddress {
 }
 
 impl Snapshot {
+    /// Segments of the lexical index in this commit (every query visits each).
+    pub fn segment_count(&self) -> usize {
+        self.searcher.segment_readers().len()
+    }
+
     /// Runs a read, turning a panic inside tantivy into [`StoreError::Damaged`].
     fn guarded<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         guard(&self.dir, Some(self.searcher.index()), what, f)

@@ -495,6 +495,10 @@ impl EmbeddedStore {
                     .index
                     .writer_with_num_threads(threads, WRITER_MEMORY.max(threads * (20 << 20)))
                     .map_err(tantivy_err(&self.dir))?;
+                // Merges are the writer's own, at commit ([`EmbeddedWriter`] compaction):
+                // tantivy's background merges were abandoned whenever a short-lived writer (one
+                // per update) was dropped, and segments piled up.
+                writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
                 // A writer killed mid-commit leaves files no commit names (a delete bitset, a
                 // segment); their names would collide with the ones this writer is about to write.
                 writer
@@ -508,14 +512,14 @@ impl EmbeddedStore {
         let rows = match dim {
             Some(dim) => {
                 check_dim(&self.dir, sums.as_ref(), dim)?;
+                // The last commit's segments (the store's snapshot, reused when current: a
+                // reader of its own opened every segment again for each writer).
+                let snapshot = self.snapshot()?;
                 let named = guard(
                     &self.dir,
                     Some(&self.index),
                     "reading the row column",
-                    || {
-                        let reader = open_reader(&self.index, &self.dir)?;
-                        max_named_row(&self.dir, &reader.searcher())
-                    },
+                    || max_named_row(&self.dir, &snapshot.searcher),
                 )?;
                 let cached = self.writer_cache.lock().map_err(|_| poisoned())?.take();
                 let mut verified = self.verified.lock().map_err(|_| poisoned())?;

@@ -15,7 +15,7 @@
 //!
 //! Ties are broken by the lower unit id, so results are deterministic.
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 
 use gnn_coder_store::{Result, UnitId, VectorQuery};
 use tantivy::DocAddress;
@@ -23,6 +23,24 @@ use tantivy::DocAddress;
 use crate::filter::{NONE, SegmentFilter};
 use crate::rows::RowReader;
 use crate::snapshot::{Snapshot, address, unit_id};
+
+/// Units by vector row, as offsets into one array (a few bytes per unit; a map of vectors
+/// cost about a hundred bytes per unit at a million).
+pub(crate) struct RowMap {
+    /// `ids[starts[r]..starts[r + 1]]` name row `r`.
+    starts: Vec<u32>,
+    ids: Vec<UnitId>,
+}
+
+impl RowMap {
+    fn get(&self, row: u32) -> &[UnitId] {
+        let r = row as usize;
+        match (self.starts.get(r), self.starts.get(r + 1)) {
+            (Some(&a), Some(&b)) => self.ids.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+}
 
 /// Top-k by score (ties: lower id first).
 pub(crate) struct TopK {
@@ -143,25 +161,45 @@ impl Snapshot {
         Ok((passing, total))
     }
 
-    fn row_map(&self) -> Result<&HashMap<u32, Vec<UnitId>>> {
+    fn row_map(&self) -> Result<&RowMap> {
         if let Some(m) = self.row_map.get() {
             return Ok(m);
         }
-        let mut map: HashMap<u32, Vec<UnitId>> = HashMap::new();
+        let rows = self.rows.as_ref().map_or(0, |r| r.count()) as usize;
         let cols = self.seg_cols()?;
-        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
-            let alive = seg.alive_bitset();
-            for (doc, &row) in c.row.iter().enumerate() {
-                let doc = doc as u32;
-                if row == NONE || alive.is_some_and(|a| !a.is_alive(doc)) {
-                    continue;
-                }
-                map.entry(row)
-                    .or_default()
-                    .push(unit_id(DocAddress::new(ord as u32, doc)));
-            }
+        let live = || {
+            self.searcher
+                .segment_readers()
+                .iter()
+                .zip(cols)
+                .enumerate()
+                .flat_map(|(ord, (seg, c))| {
+                    let alive = seg.alive_bitset();
+                    c.row.iter().enumerate().filter_map(move |(doc, &row)| {
+                        let doc = doc as u32;
+                        (row != NONE
+                            && (row as usize) < rows
+                            && !alive.is_some_and(|a| !a.is_alive(doc)))
+                        .then(|| (row, unit_id(DocAddress::new(ord as u32, doc))))
+                    })
+                })
+        };
+        // Units per row (counted), then placed: two passes over the columns, no hashing.
+        let mut starts = vec![0u32; rows + 1];
+        for (row, _) in live() {
+            starts[row as usize + 1] += 1;
         }
-        Ok(self.row_map.get_or_init(|| map))
+        for i in 0..rows {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut ids = vec![UnitId(0); starts[rows] as usize];
+        for (row, id) in live() {
+            let slot = &mut next[row as usize];
+            ids[*slot as usize] = id;
+            *slot += 1;
+        }
+        Ok(self.row_map.get_or_init(|| RowMap { starts, ids }))
     }
 
     /// The vector leg: the best `q.limit` units passing the filters by dot product with
@@ -201,12 +239,12 @@ impl Snapshot {
                         .get(a.segment_ord as usize)
                         .is_some_and(|f| f.accepts(a.doc_id))
                 };
-                let keep = |row: u32| map.get(&row).is_some_and(|ids| ids.iter().any(passes));
+                let keep = |row: u32| map.get(row).iter().any(passes);
                 for (row, _) in ann.search(&q.vector, q.limit, ef.max(q.limit), &keep) {
                     let Some(score) = rows.dot(row, &q.vector) else {
                         continue;
                     };
-                    for id in map.get(&row).into_iter().flatten().filter(|id| passes(id)) {
+                    for id in map.get(row).iter().filter(|id| passes(id)) {
                         top.push(*id, score);
                     }
                 }

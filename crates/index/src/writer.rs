@@ -237,7 +237,7 @@ impl StoreWriter for EmbeddedWriter {
             self.writer = None;
             return Err(tantivy_err(&dir)(e));
         }
-        Ok(())
+        self.compact()
     }
 
     fn maintain(&mut self, cancel: &CancellationToken) -> Result<()> {
@@ -245,7 +245,47 @@ impl StoreWriter for EmbeddedWriter {
     }
 }
 
+/// Segments a commit leaves at most: past it the smallest are merged down to
+/// [`COMPACT_TO`]. Each query visits every segment, and one update makes one segment.
+const MAX_SEGMENTS: usize = 12;
+const COMPACT_TO: usize = 6;
+
 impl EmbeddedWriter {
+    /// Merges the smallest committed segments into one when there are more than
+    /// [`MAX_SEGMENTS`], so that [`COMPACT_TO`] remain, then removes the files no commit
+    /// names. The smallest first: many small segments (updates) merge cheaply, and equal ones
+    /// (a growing index) merge level by level. A merge that fails leaves the segments as they
+    /// were (searches stay correct, only slower): it is logged, not returned.
+    fn compact(&mut self) -> Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let mut metas = match writer.index().searchable_segment_metas() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("listing segments to merge: {e}");
+                return Ok(());
+            }
+        };
+        if metas.len() <= MAX_SEGMENTS {
+            return Ok(());
+        }
+        metas.sort_by_key(|m| (m.num_docs(), m.id().uuid_string()));
+        let ids: Vec<_> = metas
+            .iter()
+            .take(metas.len() - COMPACT_TO + 1)
+            .map(|m| m.id())
+            .collect();
+        if let Err(e) = writer.merge(&ids).wait() {
+            tracing::warn!("merging {} segments: {e}", ids.len());
+            return Ok(());
+        }
+        if let Err(e) = writer.garbage_collect_files().wait() {
+            tracing::warn!("removing merged segments' files: {e}");
+        }
+        Ok(())
+    }
+
     /// Rebuilds the approximate nearest-neighbour index over all durable rows when enough rows
     /// are not covered yet (see [`crate::ann`]). Returns whether it built one.
     pub fn maintain_ann(&mut self, cancel: &CancellationToken) -> Result<bool> {

@@ -866,3 +866,57 @@ fn writers_reuse_row_state_only_while_it_is_current() {
     assert_eq!(dense(r.as_ref(), 6, Filters::default(), 1), vec!["alpha:f"]);
     assert_eq!(dense(r.as_ref(), 5, Filters::default(), 1), vec!["alpha:f"]);
 }
+
+/// One commit per update makes one segment per update; commits merge the smallest segments so
+/// that a long session of updates keeps a few, with every unit still found and deletes gone.
+#[test]
+fn commits_keep_the_segment_count_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = populated(&tmp.path().join("idx"));
+    for i in 0..40u8 {
+        let mut w = store.writer().unwrap();
+        w.upsert_files(
+            "beta",
+            vec![file(
+                &format!("lib/m{i}.py"),
+                "python",
+                &[(
+                    &format!("handler_{i}"),
+                    &format!("def handler_{i}(): pass"),
+                    3,
+                )],
+            )],
+        )
+        .unwrap();
+        if i % 10 == 9 {
+            w.delete_files("beta", &[format!("lib/m{}.py", i - 1)])
+                .unwrap();
+        }
+        w.commit(&CancellationToken::new()).unwrap();
+    }
+    let snap = store.snapshot().unwrap();
+    assert!(
+        snap.segment_count() <= 12,
+        "{} segments",
+        snap.segment_count()
+    );
+    let r = store.reader().unwrap();
+    assert_eq!(
+        lexical(r.as_ref(), "handler_39", Filters::default())[0],
+        "beta:handler_39"
+    );
+    assert_eq!(
+        lexical(r.as_ref(), "handler_0", Filters::default())[0],
+        "beta:handler_0"
+    );
+    assert!(
+        !lexical(r.as_ref(), "handler_8", Filters::default()).contains(&"beta:handler_8".into()),
+        "deleted"
+    );
+    assert_eq!(r.files("beta").unwrap().len(), 1 + 40 - 4);
+    // The merged segments' files are gone from the directory.
+    let files = fs::read_dir(tmp.path().join("idx/lexical"))
+        .unwrap()
+        .count();
+    assert!(files < 12 * 10, "{files} files in lexical/");
+}
