@@ -506,6 +506,8 @@ impl Engine {
         let writer = self.lease_writer()?;
         writer.with(|w| w.delete_repository(name))?;
         writer.with(|w| w.commit(cancel))?;
+        // Its unsaved buffers go with it.
+        self.overlay.drop_repository(name);
         Ok(info)
     }
 

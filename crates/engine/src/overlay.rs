@@ -79,6 +79,14 @@ impl Overlay {
         }
     }
 
+    /// Drops every buffer of `repository` (removed from the index).
+    pub(crate) fn drop_repository(&self, repository: &str) {
+        self.files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(repo, _), _| repo != repository);
+    }
+
     fn next(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed)
     }

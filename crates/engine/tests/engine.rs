@@ -734,4 +734,22 @@ fn unsaved_buffers_are_searched_beside_the_index() {
         )
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    // Removing the repository drops its buffers: nothing of it is found.
+    engine
+        .update_buffers(
+            "r",
+            &[FileUpdate {
+                path: "late.py".into(),
+                contents: Some(b"def late_buffer_fn(): pass\n".to_vec()),
+                deleted: false,
+            }],
+            &CancellationToken::new(),
+        )
+        .unwrap();
+    assert_eq!(engine.buffered_files(), 1);
+    engine
+        .remove_repository("r", &CancellationToken::new())
+        .unwrap();
+    assert_eq!(engine.buffered_files(), 0);
+    assert!(symbols(&engine, &lexical_req("late buffer fn", 5)).is_empty());
 }
