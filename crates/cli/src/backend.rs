@@ -368,38 +368,31 @@ impl Backend {
         updates: &[FileUpdate],
         cancel: &CancellationToken,
     ) -> Result<u64> {
-        match self {
-            Backend::Local(engine) => Ok(engine
-                .update_files(repository, updates, cancel)
-                .map_err(advise)?
-                .units_written),
-            Backend::Remote(r) => {
-                let request = pb::UpdateFilesRequest {
-                    repository: repository.to_string(),
-                    changes: updates
-                        .iter()
-                        .map(|u| pb::FileChange {
-                            path: u.path.clone(),
-                            contents: u.contents.clone(),
-                            deleted: u.deleted,
-                        })
-                        .collect(),
-                    unsaved: false,
-                };
-                let resp = r.call(|mut c| async move { c.update_files(request).await })?;
-                Ok(resp.units_written)
-            }
-        }
+        self.update(repository, updates, false, cancel)
     }
 
     /// An editor's unsaved buffers: searchable at once, written later (locally by
     /// [`Backend::flush_buffers`]; a server writes them itself a second after the last).
     pub fn update_buffers(&self, repository: &str, updates: &[FileUpdate]) -> Result<u64> {
+        self.update(repository, updates, true, &CancellationToken::new())
+    }
+
+    fn update(
+        &self,
+        repository: &str,
+        updates: &[FileUpdate],
+        unsaved: bool,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
         match self {
-            Backend::Local(engine) => Ok(engine
-                .update_buffers(repository, updates, &CancellationToken::new())
-                .map_err(advise)?
-                .units_written),
+            Backend::Local(engine) => {
+                let s = if unsaved {
+                    engine.update_buffers(repository, updates, cancel)
+                } else {
+                    engine.update_files(repository, updates, cancel)
+                };
+                Ok(s.map_err(advise)?.units_written)
+            }
             Backend::Remote(r) => {
                 let request = pb::UpdateFilesRequest {
                     repository: repository.to_string(),
@@ -411,7 +404,7 @@ impl Backend {
                             deleted: u.deleted,
                         })
                         .collect(),
-                    unsaved: true,
+                    unsaved,
                 };
                 let resp = r.call(|mut c| async move { c.update_files(request).await })?;
                 Ok(resp.units_written)

@@ -42,13 +42,13 @@ use std::time::Instant;
 
 use gnn_coder_engine::{
     CancellationToken, EmbeddedStore, Engine, EngineOptions, FileUpdate, IndexOptions, Mode,
-    SearchRequest, Store, collect_units, embed_units,
+    SearchRequest, Store, collect_units, embed_units, unit_record,
 };
 use gnn_coder_store::{FileEntry, FileWrite, RepoInfo, UnitKey, UnitRecord, UnitWrite};
 
 mod bench_util;
 
-use bench_util::{arg, copy_dir, peak_rss_mib, rss_mib};
+use bench_util::{arg, copy_dir, peak_rss_mib, recall_at_10, rss_mib};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -208,23 +208,7 @@ fn build(args: &[String]) -> Result<(), BoxError> {
     for (i, (u, _)) in units.iter().enumerate() {
         files.entry(u.path.clone()).or_default().push(i);
     }
-    let records: Vec<UnitRecord> = units
-        .iter()
-        .map(|(u, _)| UnitRecord {
-            path: u.path.clone(),
-            language: u.language.clone(),
-            kind: u.kind.as_str().to_string(),
-            name: u.name.clone(),
-            symbol: u.symbol.clone(),
-            start_line: u.start_line as u64,
-            end_line: u.end_line as u64,
-            def_line: u.def_line as u64,
-            start_byte: u.start_byte as u64,
-            end_byte: u.end_byte as u64,
-            doc: u.doc.clone(),
-            code: u.code.clone(),
-        })
-        .collect();
+    let records: Vec<UnitRecord> = units.iter().map(|(u, _)| unit_record(u)).collect();
     let file_bytes: BTreeMap<&str, u64> = files
         .keys()
         .map(|p| {
@@ -380,34 +364,8 @@ fn measure(args: &[String]) -> Result<(), BoxError> {
     let (lp50, lp99) = latency(Mode::Lexical, &texts)?;
 
     // Recall of the approximate leg against the exact scan.
-    let recall_of = |languages: Vec<String>| -> Result<f64, BoxError> {
-        let qs = &texts[..100];
-        let vs = engine.embed_queries(&qs.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let (mut hit, mut all) = (0usize, 0usize);
-        for (q, v) in qs.iter().zip(&vs) {
-            let mut req = SearchRequest::new(q.clone(), 10);
-            req.mode = Some(Mode::Semantic);
-            req.demote_tests = false;
-            req.languages = languages.clone();
-            req.exact = true;
-            let exact = engine.search_with_vector(&req, Some(v))?;
-            req.exact = false;
-            let approx = engine.search_with_vector(&req, Some(v))?;
-            let key = |h: &gnn_coder_engine::SearchHit| {
-                (h.repository.clone(), h.unit.path.clone(), h.unit.start_byte)
-            };
-            let want: std::collections::HashSet<_> = exact.iter().map(key).collect();
-            hit += approx.iter().filter(|h| want.contains(&key(h))).count();
-            all += want.len();
-        }
-        Ok(if all == 0 {
-            f64::NAN
-        } else {
-            hit as f64 / all as f64
-        })
-    };
-    let recall = recall_of(Vec::new())?;
-    let recall_filtered = recall_of(vec!["rust".into()])?;
+    let recall = recall_at_10(&engine, &texts[..100], &[])?;
+    let recall_filtered = recall_at_10(&engine, &texts[..100], &["rust".to_string()])?;
 
     // Throughput: threads sending hybrid searches back to back, fresh texts while they last.
     let mut qps = Vec::new();

@@ -27,7 +27,7 @@ use gnn_coder_engine::{
 
 mod bench_util;
 
-use bench_util::{arg, copy_dir, peak_rss_mib};
+use bench_util::{arg, copy_dir, peak_rss_mib, recall_at_10};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -64,28 +64,6 @@ fn latencies(
     }
     ms.sort_by(f64::total_cmp);
     Ok((percentile(&ms, 0.5), percentile(&ms, 0.99)))
-}
-
-fn recall_at_10(engine: &Engine, queries: &[String]) -> Result<f64, BoxError> {
-    let vectors = engine.embed_queries(&queries.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let mut hit = 0usize;
-    let mut total = 0usize;
-    for (q, v) in queries.iter().zip(&vectors) {
-        let mut req = SearchRequest::new(q.clone(), 10);
-        req.mode = Some(Mode::Semantic);
-        req.demote_tests = false;
-        req.exact = true;
-        let exact = engine.search_with_vector(&req, Some(v))?;
-        req.exact = false;
-        let approx = engine.search_with_vector(&req, Some(v))?;
-        let key = |h: &gnn_coder_engine::SearchHit| {
-            (h.repository.clone(), h.unit.path.clone(), h.unit.start_byte)
-        };
-        let want: std::collections::HashSet<_> = exact.iter().map(key).collect();
-        hit += approx.iter().filter(|h| want.contains(&key(h))).count();
-        total += want.len();
-    }
-    Ok(hit as f64 / total.max(1) as f64)
 }
 
 fn run() -> Result<(), BoxError> {
@@ -173,7 +151,7 @@ fn run() -> Result<(), BoxError> {
         let recall = if lexical_only {
             0.0
         } else {
-            recall_at_10(&engine, &queries)?
+            recall_at_10(&engine, &queries, &[])?
         };
         // One-file refresh: append a function to one file of the first copy.
         let root0 = work.join("copy-000");

@@ -288,7 +288,8 @@ pub(crate) fn unit_key(model: &str, language: &str, code: &str) -> UnitKey {
     UnitKey(key)
 }
 
-pub(crate) fn record(unit: &gnn_coder_syntax::CodeUnit) -> UnitRecord {
+/// The stored record of a parsed unit, as an index run writes it.
+pub fn unit_record(unit: &gnn_coder_syntax::CodeUnit) -> UnitRecord {
     UnitRecord {
         path: unit.path.clone(),
         language: unit.language.clone(),
@@ -611,7 +612,7 @@ impl Batcher<'_> {
                 .iter()
                 .zip(keys)
                 .map(|(u, key)| UnitWrite {
-                    record: record(u),
+                    record: unit_record(u),
                     key,
                     vector: vectors.remove(&key),
                 })

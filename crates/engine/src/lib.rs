@@ -79,7 +79,7 @@ pub use gnn_coder_store::{
 };
 pub use indexing::{
     CHUNK_UNITS, IndexEvent, IndexInput, IndexOptions, IndexProgress, IndexSummary,
-    ValidIndexOptions, collect_units, embed_units,
+    ValidIndexOptions, collect_units, embed_units, unit_record,
 };
 pub use location::StoreLocation;
 pub use query_cache::QUERY_CACHE_ENTRIES;

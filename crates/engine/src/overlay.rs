@@ -29,7 +29,7 @@ use gnn_coder_store::{
     CancellationToken, Filters, LexicalQuery, StoreReader, StoredUnit, UnitId, UnitKey, UnitRecord,
 };
 
-use crate::indexing::{record, unit_key};
+use crate::indexing::{unit_key, unit_record};
 use crate::update::{
     FileOutcome, FileReport, FileUpdate, Plan, UpdateSummary, clean_relative_path,
 };
@@ -327,7 +327,7 @@ impl Engine {
                         .zip(vectors)
                         .map(|(u, vector)| OverlayUnit {
                             id: UnitId(OVERLAY_ID | self.overlay.next()),
-                            record: record(u),
+                            record: unit_record(u),
                             vector,
                         })
                         .collect();

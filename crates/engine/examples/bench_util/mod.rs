@@ -1,5 +1,6 @@
-//! Helpers the benchmarks share (`scale_bench`, `near_duplicates`, and the service's
-//! `load_bench`, which includes this file by path): flag values, peak memory, copying trees.
+//! Helpers the benchmarks share (`scale_bench`, `growth_bench`, `near_duplicates`, and the
+//! service's `load_bench`, which includes this file by path): flag values, peak memory, copying
+//! trees, the approximate index's recall.
 
 #![allow(dead_code)]
 
@@ -51,4 +52,36 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Recall@10 of semantic search through the approximate index against the exact scan, over
+/// `queries`, with a language filter when `languages` is not empty (NaN when the exact scan
+/// finds nothing).
+pub fn recall_at_10(
+    engine: &gnn_coder_engine::Engine,
+    queries: &[String],
+    languages: &[String],
+) -> Result<f64, gnn_coder_engine::EngineError> {
+    use gnn_coder_engine::{Mode, SearchHit, SearchRequest};
+    let vectors = engine.embed_queries(&queries.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let (mut hit, mut total) = (0usize, 0usize);
+    for (q, v) in queries.iter().zip(&vectors) {
+        let mut req = SearchRequest::new(q.clone(), 10);
+        req.mode = Some(Mode::Semantic);
+        req.demote_tests = false;
+        req.languages = languages.to_vec();
+        req.exact = true;
+        let exact = engine.search_with_vector(&req, Some(v))?;
+        req.exact = false;
+        let approx = engine.search_with_vector(&req, Some(v))?;
+        let key = |h: &SearchHit| (h.repository.clone(), h.unit.path.clone(), h.unit.start_byte);
+        let want: std::collections::HashSet<_> = exact.iter().map(key).collect();
+        hit += approx.iter().filter(|h| want.contains(&key(h))).count();
+        total += want.len();
+    }
+    Ok(if total == 0 {
+        f64::NAN
+    } else {
+        hit as f64 / total as f64
+    })
 }
