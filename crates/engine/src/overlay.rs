@@ -30,9 +30,7 @@ use gnn_coder_store::{
 };
 
 use crate::indexing::{unit_key, unit_record};
-use crate::update::{
-    FileOutcome, FileReport, FileUpdate, Plan, UpdateSummary, clean_relative_path,
-};
+use crate::update::{FileOutcome, FileReport, FileUpdate, Plan, UpdateSummary, check_updates};
 use crate::{Engine, EngineError, Result};
 
 /// Marks the ids of overlay units.
@@ -252,17 +250,7 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<UpdateSummary> {
         let started = std::time::Instant::now();
-        if updates.len() > crate::MAX_UPDATE_FILES {
-            return Err(EngineError::InvalidArgument(format!(
-                "{} files in one update; at most {}",
-                updates.len(),
-                crate::MAX_UPDATE_FILES
-            )));
-        }
-        let mut cleaned = Vec::with_capacity(updates.len());
-        for u in updates {
-            cleaned.push(clean_relative_path(&u.path)?);
-        }
+        let cleaned = check_updates(updates)?;
         let info = self.repository(repository)?;
         let reader = self.store.reader()?;
         let probe = LexicalQuery {

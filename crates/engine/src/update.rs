@@ -89,6 +89,21 @@ pub struct UpdateSummary {
     pub seconds: f64,
 }
 
+/// The paths of an update, checked and normalized, refusing more than [`MAX_UPDATE_FILES`]:
+/// the one check of [`Engine::update_files`] and [`Engine::update_buffers`].
+pub(crate) fn check_updates(updates: &[FileUpdate]) -> Result<Vec<String>> {
+    if updates.len() > MAX_UPDATE_FILES {
+        return Err(EngineError::InvalidArgument(format!(
+            "{} files in one update; at most {MAX_UPDATE_FILES}",
+            updates.len()
+        )));
+    }
+    updates
+        .iter()
+        .map(|u| clean_relative_path(&u.path))
+        .collect()
+}
+
 /// A root-relative path as given by a client, checked and normalized (`./a//b` → `a/b`).
 /// It is the exact text of the name ([`gnn_coder_syntax::relpath`]): a backslash may only
 /// start `\\` (a backslash) or `\xHH` (a byte that is not UTF-8).
@@ -155,16 +170,7 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<UpdateSummary> {
         let started = Instant::now();
-        if updates.len() > MAX_UPDATE_FILES {
-            return Err(EngineError::InvalidArgument(format!(
-                "{} files in one update; at most {MAX_UPDATE_FILES}",
-                updates.len()
-            )));
-        }
-        let mut cleaned = Vec::with_capacity(updates.len());
-        for u in updates {
-            cleaned.push(clean_relative_path(&u.path)?);
-        }
+        let cleaned = check_updates(updates)?;
         let info = self.repository(repository)?;
         let (model, model_id) = self.write_model()?;
         let graphs = model.as_ref().is_some_and(|m| m.embedder.graphs_enabled());

@@ -23,8 +23,8 @@ pub(crate) const MIN_ROWS: u32 = 20_000;
 
 /// The graph walk's candidate list for an unfiltered search. 64 gave recall@10 .989 on 100k
 /// clustered vectors in gnn-coder-ann's benchmark, but .964 at 110k and .915 at 300k units of
-/// code with near-duplicate vectors (`growth_bench`: every function in 22 noisy copies); 128
-/// is the default since (the walk costs about a millisecond more at 300k).
+/// code with near-duplicate vectors (`growth_bench`: every function in 22 noisy copies); with
+/// 128, .989 and .962 (README, "How it grows").
 pub(crate) const EF_SEARCH: usize = 128;
 
 const PREFIX: &str = "ann-";

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p gnn-coder-service --example load_bench -- \
-//!     --index DIR --queries Q.jsonl [--clients 1,4,8] [--requests 2000] [--seconds 60] \
+//!     --index DIR --queries Q.jsonl[,Q2.jsonl] [--clients 1,4,8] [--requests 2000] [--seconds 60] \
 //!     [--limit 16] [--mode hybrid|lexical|semantic] [--edits 20]
 //!     [--store postgres://… --replicas 1,2]
 //! ```
@@ -184,7 +184,7 @@ fn start_server(
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: load_bench --index DIR --queries Q.jsonl [--clients 1,4,8] [--requests N] [--seconds S] [--limit L] [--mode M] [--edits N]";
+    let usage = "usage: load_bench --index DIR --queries Q.jsonl[,Q2.jsonl] [--clients 1,4,8] [--requests N] [--seconds S] [--limit L] [--mode M] [--edits N]";
     let index = arg(&args, "--index").map(PathBuf::from);
     let replicas: Vec<usize> = arg(&args, "--replicas")
         .unwrap_or_else(|| "1".into())
