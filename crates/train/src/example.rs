@@ -4,10 +4,10 @@
 use std::io::BufRead;
 use std::path::Path;
 
-use gnn_coder_syntax::{AstGraph, ExtractOptions, Language, extract_file};
+use gnn_coder_syntax::{AstGraph, ExtractOptions, Language};
 
 use crate::error::{Result, TrainError, io_err};
-use crate::mine::{Pair, dedent_tail};
+use crate::mine::{Pair, dedent_tail, parse_alone};
 
 /// One (query, code) example.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,12 +60,10 @@ pub fn example_from_pair(pair: &Pair, max_nodes: usize) -> Example {
         graphs: true,
         max_nodes,
     };
-    if let Ok(parsed) = extract_file(lang, &pair.path, ex.code.as_bytes(), &opts)
-        && let Some(i) = parsed.units.iter().position(|u| u.kind.is_callable())
-    {
-        let unit = &parsed.units[i];
-        ex.graph = parsed.graphs.get(i).cloned();
-        ex.code = unit.code.clone();
+    if let Some(alone) = parse_alone(lang, &pair.path, &ex.code, &opts) {
+        let i = alone.unit;
+        ex.graph = alone.parsed.graphs.get(i).cloned();
+        ex.code = alone.parsed.units[i].code.clone();
     }
     ex
 }

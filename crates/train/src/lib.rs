@@ -31,6 +31,7 @@
 
 pub mod cache;
 pub mod device;
+pub mod doc;
 pub mod error;
 pub mod eval;
 pub mod example;
@@ -54,8 +55,8 @@ pub use setup::{Loaded, ModelConfig, load_model};
 pub use trainer::{Event, PairCaches, TrainConfig, TrainReport, latest_checkpoint, train};
 
 pub use mine::{
-    DEV_COPIES, Drop, EXTRA_EXCLUDED_DIRS, LangRules, MineOptions, MineOutput, MineStats,
+    Alone, DEV_COPIES, Drop, EXTRA_EXCLUDED_DIRS, LangRules, MineOptions, MineOutput, MineStats,
     PackageDir, PackageMined, PackageStats, Pair, Split, Stripped, discover_packages,
     first_sentence, is_test_path, lang_rules, manifest_packages, mine_package, mine_sources,
-    normalize_package, package_name, query_filter, split_packages, strip_docs,
+    normalize_package, package_name, parse_alone, query_filter, split_packages, strip_docs,
 };

@@ -19,7 +19,11 @@
 //! syntax crate extracts for every language), one pair is made:
 //!
 //! * **query** = [`first_sentence`] of the doc: first paragraph, lines joined, cut after the first
-//!   `.`, `!` or `?` followed by whitespace (mine.py's `first_sentence`, character for character).
+//!   `.`, `!` or `?` followed by whitespace (mine.py's `first_sentence`, character for character),
+//!   for Python and Rust. Every other language follows its own documentation convention
+//!   ([`crate::doc`]: JSDoc/TSDoc, Javadoc, PHPDoc, Go doc comments, YARD/RDoc, Doxygen): only
+//!   the comment its doc tools read counts, and the query is the first sentence of its
+//!   description, without tags, markup or the declared name repeated.
 //! * **code** = the unit's code with its documentation removed ([`strip_docs`]). The syntax crate
 //!   records where each doc was read from ([`CodeUnit::doc_spans`]); every such range inside the
 //!   unit — the unit's own docstring and those of nested functions and classes, as the benchmark
@@ -27,8 +31,9 @@
 //!   of its own. Language rules are data ([`LangRules`]): a Python docstring that was the only
 //!   statement of its body is replaced by `pass`, so the code still parses; Rust doc comments
 //!   normally precede the unit's span, but a `///` after an attribute (`#[cfg(x)] /// doc fn f`)
-//!   is inside it and is removed the same way. The result is re-parsed: it must still parse (when
-//!   the original did) and its definition must have no documentation left, otherwise the unit is
+//!   is inside it and is removed the same way. The result is re-parsed on its own: it must still
+//!   parse (when the original did; [`parse_alone`] puts a method back into a class where its
+//!   language needs one, and PHP code after `<?php`) and its definition must have no documentation left, otherwise the unit is
 //!   dropped ([`Drop::StripFailed`]). A docstring sharing a line with code (`def f(): "doc"`) is
 //!   not removed; such a unit is dropped ([`Drop::InlineDoc`]).
 //!
@@ -42,6 +47,10 @@
 //! | `private_name` | the name starts with `_` — all of them, dunder methods (`__init__`, `__call__`) included, as mine.py does |
 //! | `test_name` | the qualified symbol or the name has a word starting with `test` (`test_parse`, `TestCase.setUp`, `tests::helper`, `parse_test`, `HTTPTestServer`), words split as the search index splits identifiers ([`gnn_coder_store::words`]) — CodeSearchNet drops names containing `test`; splitting into words keeps `latest`, `contest`, `pytest_configure`, and `Testament`, `testimony` are not test words |
 //! | `test_attribute` | the unit or an enclosing unit (a `mod tests`) carries a test attribute or decorator: `#[test]`, `#[cfg(test)]`, `#[tokio::test]`, `#[bench]`, `@pytest.mark...` (an `#[...]` / `@...` line before the definition line with a word `pytest` or starting with `test` or `bench`, not `not(test)`; [`gnn_coder_store::test_code::is_test_attribute`]) |
+//! | `not_doc_comment` | the comment above is not the language's documentation form: a `//` comment above a JavaScript, Java or PHP function, a plain `/* */` in C, a file header (`@file`, `@license`), Ruby's `:nodoc:` ([`crate::doc`]) |
+//! | `deprecated` | the doc marks the unit deprecated (`@deprecated`, Go's `Deprecated:`, `\deprecated`) |
+//! | `no_description` | the doc holds only tags, or only `{@inheritDoc}` |
+//! | `query_not_prose` | (languages other than Python and Rust) the first sentence is a ruler, `For example: ...`, or under 75% letters and spaces |
 //! | `query_too_short` / `query_too_long` | fewer than 4 or more than 40 whitespace-separated words |
 //! | `query_skip_start` | starts with mine.py's `SKIP_START` (`see `, `same as`, `alias`, `deprecated`, `internal`, `equivalent to`, `shorthand`, `this is `, `todo`, `note`, `helper`, `wrapper`, `backward`, `compat`, `implementation of`, `return(s) self`, `overrid(e)`, `call(s) `, `like `, `name() `), case-insensitively |
 //! | `query_bad_start` | a backtick in the first 3 characters, or starts with `>>>`, `:`, `[`, `#`, `-`, `*` |
@@ -143,6 +152,15 @@ pub enum Drop {
     TooShort,
     DevQuery,
     DuplicateQuery,
+    /// The comment above is not the language's documentation form (a `//` comment above a
+    /// JavaScript function, a plain `/* */` in C, a file header, `:nodoc:`).
+    NotDocComment,
+    /// The documentation has no description: only tags, or `{@inheritDoc}`.
+    NoDescription,
+    /// The documentation marks the unit deprecated.
+    Deprecated,
+    /// The first sentence is not prose (a ruler, `For example: ...`, mostly symbols).
+    NotProse,
 }
 
 impl Drop {
@@ -162,6 +180,10 @@ impl Drop {
             Drop::TooShort => "too_short",
             Drop::DevQuery => "dev_query",
             Drop::DuplicateQuery => "duplicate_query",
+            Drop::NotDocComment => "not_doc_comment",
+            Drop::NoDescription => "no_description",
+            Drop::Deprecated => "deprecated",
+            Drop::NotProse => "query_not_prose",
         }
     }
 }
@@ -680,25 +702,82 @@ pub fn dedent_tail(code: &str, indent: usize) -> String {
     out
 }
 
+/// Text put around a unit's code so that it parses on its own, tried in order: none first, then
+/// the language's enclosing contexts (a method needs its class in JavaScript, TypeScript, Java
+/// and C++; PHP code needs its `<?php` opening, and a method its class too).
+fn contexts(language: &str) -> &'static [(&'static str, &'static str)] {
+    match language {
+        "javascript" | "typescript" | "tsx" | "java" => &[("", ""), ("class C {\n", "\n}\n")],
+        "php" => &[("<?php\n", "\n"), ("<?php\nclass C {\n", "\n}\n")],
+        "cpp" => &[("", ""), ("class C {\n", "\n};\n")],
+        _ => &[("", "")],
+    }
+}
+
+/// A unit's code parsed on its own ([`parse_alone`]).
+#[derive(Debug)]
+pub struct Alone {
+    pub parsed: gnn_coder_syntax::FileResult,
+    /// Index of the first function-like unit in `parsed.units`.
+    pub unit: usize,
+    /// Parsed without syntax errors.
+    pub clean: bool,
+}
+
+/// Parses one unit's code (already dedented, [`dedent_tail`]) on its own, in the first context
+/// of its language where it parses cleanly into a function-like unit ([`contexts`]), else the
+/// first where it gives such a unit at all. `None` when no context gives one.
+pub fn parse_alone(
+    lang: &Language,
+    path: &str,
+    code: &str,
+    opts: &ExtractOptions,
+) -> Option<Alone> {
+    let mut fallback = None;
+    for (pre, post) in contexts(lang.name()) {
+        let text = format!("{pre}{code}{post}");
+        let Ok(parsed) = extract_file(lang, path, text.as_bytes(), opts) else {
+            continue;
+        };
+        let Some(unit) = parsed.units.iter().position(|u| u.kind.is_callable()) else {
+            continue;
+        };
+        if !parsed.has_syntax_errors {
+            return Some(Alone {
+                parsed,
+                unit,
+                clean: true,
+            });
+        }
+        fallback.get_or_insert(Alone {
+            parsed,
+            unit,
+            clean: false,
+        });
+    }
+    fallback
+}
+
+/// Whether the code parses without syntax errors in some context of its language.
+fn parses_clean(lang: &Language, code: &str) -> bool {
+    contexts(lang.name()).iter().any(|(pre, post)| {
+        let text = format!("{pre}{code}{post}");
+        extract_file(lang, "check", text.as_bytes(), &ExtractOptions::default())
+            .is_ok_and(|p| !p.has_syntax_errors)
+    })
+}
+
 /// The stripped code parses (when the original did) and its definition has no doc left.
 fn check_stripped(lang: &Language, original: &str, stripped: &str, indent: usize) -> bool {
     let text = dedent_tail(stripped, indent);
-    let Ok(parsed) = extract_file(lang, "check", text.as_bytes(), &ExtractOptions::default())
-    else {
+    let Some(alone) = parse_alone(lang, "check", &text, &ExtractOptions::default()) else {
         return false;
     };
-    let Some(def) = parsed.units.iter().find(|u| u.kind.is_callable()) else {
-        return false;
-    };
-    if def.doc.is_some() {
+    if alone.parsed.units[alone.unit].doc.is_some() {
         return false;
     }
-    if parsed.has_syntax_errors {
-        let before = dedent_tail(original, indent);
-        return extract_file(lang, "check", before.as_bytes(), &ExtractOptions::default())
-            .is_ok_and(|p| p.has_syntax_errors);
-    }
-    true
+    // Syntax errors are fine only where the original had them too.
+    alone.clean || !parses_clean(lang, &dedent_tail(original, indent))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -748,7 +827,19 @@ fn mine_file(
             continue;
         };
         fm.documented += 1;
-        let query = first_sentence(doc);
+        let raw: Vec<String> = if crate::doc::needs_raw(&u.language) {
+            let src = source
+                .get_or_insert_with(|| std::fs::read(root.join(&file.path)).unwrap_or_default());
+            u.doc_spans
+                .iter()
+                .filter_map(|&(a, b)| src.get(a..b))
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let raw: Vec<&str> = raw.iter().map(String::as_str).collect();
+        let query = crate::doc::doc_query(&u.language, doc, &raw, &u.name);
         let enclosing = file.units[..i]
             .iter()
             .filter(|o| o.start_byte <= u.start_byte && u.end_byte <= o.end_byte);
@@ -760,17 +851,23 @@ fn mine_file(
             Some(Drop::TestName)
         } else if has_test_marker(u) || enclosing.clone().any(has_test_marker) {
             Some(Drop::TestAttribute)
-        } else if let Some(d) = query_filter(&query, opts) {
-            Some(d)
-        } else if opts.deny_queries.contains(&query.to_lowercase()) {
-            Some(Drop::DevQuery)
         } else {
-            None
+            match &query {
+                Err(d) => Some(*d),
+                Ok(q) => query_filter(q, opts).or_else(|| {
+                    opts.deny_queries
+                        .contains(&q.to_lowercase())
+                        .then_some(Drop::DevQuery)
+                }),
+            }
         };
-        if let Some(d) = drop {
-            *fm.dropped.entry(d).or_default() += 1;
-            continue;
-        }
+        let query = match (drop, query) {
+            (None, Ok(q)) => q,
+            (Some(d), _) | (None, Err(d)) => {
+                *fm.dropped.entry(d).or_default() += 1;
+                continue;
+            }
+        };
         let stripped = match strip_docs(u, &file.units) {
             Ok(s) => s,
             Err(d) => {
@@ -957,7 +1054,12 @@ pub fn mine_sources(
         }
         let t = std::time::Instant::now();
         let languages: Vec<String> = if Language::by_name(&pkg.group).is_ok() {
-            vec![pkg.group.clone()]
+            // A TypeScript package's `.tsx` files are the `tsx` grammar's.
+            let mut l = vec![pkg.group.clone()];
+            if pkg.group == "typescript" {
+                l.push("tsx".to_string());
+            }
+            l
         } else {
             opts.languages.clone()
         };
