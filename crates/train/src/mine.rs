@@ -466,7 +466,8 @@ pub fn package_name(dir: &str) -> String {
     }
 }
 
-/// Package names in a benchmark manifest (`{"python": ["pkg==ver"], "rust": {"crate": "ver"}}`),
+/// Package names in a benchmark manifest (`{"python": ["pkg==ver"], "rust": {"crate": "ver"},
+/// "javascript": {"@scope/pkg": "ver"}, "go": {"golang-x-dev": "ver"}, "java": {"pkg/sub": "ver"}}`),
 /// normalised.
 pub fn manifest_packages(json: &str) -> Result<BTreeSet<String>> {
     let v: serde_json::Value = serde_json::from_str(json).context("parsing manifest")?;
@@ -482,6 +483,16 @@ pub fn manifest_packages(json: &str) -> Result<BTreeSet<String>> {
     }
     if let Some(map) = v.get("rust").and_then(|r| r.as_object()) {
         out.extend(map.keys().map(|k| normalize_package(k)));
+    }
+    // npm packages, Debian packages, "debian-pkg/SUBDIR": named as the fetch script names their
+    // folders (`@scope/name` -> `scope__name`, `pkg/sub` -> `pkg__sub`).
+    for group in ["javascript", "typescript", "go", "java"] {
+        if let Some(map) = v.get(group).and_then(|r| r.as_object()) {
+            out.extend(
+                map.keys()
+                    .map(|k| normalize_package(&k.trim_start_matches('@').replace('/', "__"))),
+            );
+        }
     }
     Ok(out)
 }

@@ -450,3 +450,41 @@ fn cpp_doxygen() {
     assert_eq!(dropped(&out, "deprecated"), 1);
     no_doc_in_code(&out, "///");
 }
+
+/// A multi-language manifest's packages are refused under the folder names the fetch script
+/// gives them (`@scope/name` -> `scope__name-VER`, Debian `pkg/sub` -> `pkg__sub`).
+#[test]
+fn multi_language_manifest_denies_its_folders() {
+    let manifest = r#"{"javascript": {"@scope/widget": "1.0.0"}, "go": {"golang-foo-dev": "1.2-3"},
+        "java": {"openjdk-17-source/java.sql": "17"}, "per_lang": 400}"#;
+    let deny = gnn_coder_train::manifest_packages(manifest).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "javascript/scope__widget-1.0.0/index.js", JS);
+    write(root, "javascript/other-2.0.0/index.js", JS);
+    write(root, "go/golang-foo-dev/foo/config.go", GO);
+    write(
+        root,
+        "java/openjdk-17-source__java.sql/java/sql/Cache.java",
+        JAVA,
+    );
+    let opts = MineOptions {
+        deny,
+        ..MineOptions::default()
+    };
+    let out = mine_sources(root, &opts, &|_| {}).unwrap();
+    assert_eq!(
+        out.stats.denied,
+        [
+            "go/golang-foo-dev".to_string(),
+            "java/openjdk-17-source__java.sql".to_string(),
+            "javascript/scope__widget-1.0.0".to_string()
+        ]
+    );
+    assert!(
+        out.train
+            .iter()
+            .chain(&out.valid)
+            .all(|p| p.package == "other")
+    );
+}

@@ -12,18 +12,18 @@ use gnn_coder_train::{MineOptions, manifest_packages, mine_sources};
 #[derive(Parser, Debug)]
 #[command(about = "Mine (docstring first sentence, code) training pairs from fetched packages")]
 struct Args {
-    /// Sources tree: SOURCES/<python|rust>/<package dir>/...
+    /// Sources tree: SOURCES/<python|rust|javascript|typescript|go|java|...>/<package dir>/...
     #[arg(long, default_value = "data/train-src")]
     sources: PathBuf,
     /// Output directory.
     #[arg(long, default_value = "data/train")]
     out: PathBuf,
     /// Manifest whose packages must never be mined (default: the dev benchmark manifest,
-    /// <repo>/../shared/bench/dev/manifest.json). Repeatable.
+    /// <repo>/../shared/bench/dev/manifest.json and manifest-ml.json). Repeatable.
     #[arg(long)]
     deny_manifest: Vec<PathBuf>,
     /// Queries that must not appear in the output (lines of JSON with a "query" field; default:
-    /// <repo>/../shared/bench/dev/queries.jsonl). Repeatable.
+    /// <repo>/../shared/bench/dev/queries.jsonl and queries-ml.jsonl). Repeatable.
     #[arg(long)]
     deny_queries: Vec<PathBuf>,
     /// Fraction of the packages of each language that go to validation.
@@ -44,15 +44,18 @@ fn main() -> Result<()> {
     }
     let mut deny_manifests = args.deny_manifest.clone();
     if deny_manifests.is_empty() {
-        let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/bench/dev/manifest.json");
-        if dev.is_file() {
-            deny_manifests.push(dev);
-        } else {
-            eprintln!(
-                "warning: no dev manifest at {}: nothing is denied",
-                dev.display()
-            );
+        for name in ["manifest.json", "manifest-ml.json"] {
+            let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/bench/dev")
+                .join(name);
+            if dev.is_file() {
+                deny_manifests.push(dev);
+            } else {
+                eprintln!(
+                    "warning: no dev manifest at {}: its packages are not denied",
+                    dev.display()
+                );
+            }
         }
     }
     let mut opts = MineOptions {
@@ -69,10 +72,13 @@ fn main() -> Result<()> {
     }
     let mut deny_queries = args.deny_queries.clone();
     if deny_queries.is_empty() {
-        let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/bench/dev/queries.jsonl");
-        if dev.is_file() {
-            deny_queries.push(dev);
+        for name in ["queries.jsonl", "queries-ml.jsonl"] {
+            let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/bench/dev")
+                .join(name);
+            if dev.is_file() {
+                deny_queries.push(dev);
+            }
         }
     }
     for q in &deny_queries {
