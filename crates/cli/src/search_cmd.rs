@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use gnn_coder_engine::{
-    FieldBoosts, KindFilter, Mode, RepoInfo, SearchRequest, SimilarRequest, SimilarTarget,
+    FieldBoosts, Fusion, KindFilter, Mode, RepoInfo, SearchRequest, SimilarRequest, SimilarTarget,
     UnitRecord,
 };
 use serde::Serialize;
@@ -48,6 +48,11 @@ pub struct SearchArgs {
     /// Weight of the semantic score in hybrid mode (0..1; the lexical score gets the rest).
     #[arg(long, default_value_t = gnn_coder_engine::DEFAULT_DENSE_WEIGHT)]
     dense_weight: f32,
+    /// How hybrid search orders its fused candidates: weighted (the fixed-weight sum of the
+    /// two scores) or learned (the weighted fusion's top 40 reordered by the learned second
+    /// stage). Default: the engine's.
+    #[arg(long, value_parser = ["weighted", "learned"])]
+    fusion: Option<String>,
     /// Rank tests like any other code (by default they rank below the code they test unless
     /// the query asks for tests).
     #[arg(long)]
@@ -139,6 +144,7 @@ impl SearchArgs {
         req.repositories = self.repositories.clone();
         req.path_globs = self.path.clone();
         req.dense_weight = Some(self.dense_weight);
+        req.fusion = self.fusion.as_deref().and_then(Fusion::parse);
         req.boosts = self.boosts.unwrap_or_default();
         req.demote_tests = !self.keep_tests;
         req.exact = self.exact;

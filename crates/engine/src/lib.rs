@@ -60,6 +60,7 @@ mod indexing;
 mod location;
 mod overlay;
 mod query_cache;
+pub mod rerank;
 mod search;
 mod update;
 mod writer;
@@ -83,6 +84,7 @@ pub use indexing::{
 };
 pub use location::StoreLocation;
 pub use query_cache::QUERY_CACHE_ENTRIES;
+pub use rerank::{DEFAULT_FUSION, FEATURES, Features, Fusion, RERANK_DEPTH};
 pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MAX_FILTER_VALUES, MAX_QUERY_BYTES, MAX_SNIPPET_BYTES,
     MatchRange, Mode, PreparedSearch, RequestLimits, SIMILAR_LEXICAL_WEIGHT, SearchHit,

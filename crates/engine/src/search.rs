@@ -9,6 +9,9 @@ use gnn_coder_store::{
 use gnn_coder_syntax::{ExtractOptions, Language, UnitKind, extract_file};
 use serde::Serialize;
 
+use crate::rerank::{
+    DEFAULT_FUSION, Features, FirstStage, Fusion, LEARNED, QueryWords, RERANK_DEPTH, features,
+};
 use crate::{Engine, EngineError, Result};
 
 /// Hybrid weight of the semantic score (README, Quality), re-tuned for each shipped model on
@@ -167,6 +170,8 @@ pub struct SearchRequest {
     pub path_globs: Vec<String>,
     /// Semantic weight in hybrid mode (0..=1); `None`: [`DEFAULT_DENSE_WEIGHT`].
     pub dense_weight: Option<f32>,
+    /// How hybrid search orders its fused candidates; `None`: [`DEFAULT_FUSION`].
+    pub fusion: Option<Fusion>,
     pub boosts: FieldBoosts,
     /// Rank test code below the code it tests unless the query asks for tests.
     pub demote_tests: bool,
@@ -185,6 +190,7 @@ impl SearchRequest {
             repositories: Vec::new(),
             path_globs: Vec::new(),
             dense_weight: None,
+            fusion: None,
             boosts: FieldBoosts::default(),
             demote_tests: true,
             exact: false,
@@ -604,7 +610,7 @@ impl Engine {
                 .embed_queries(&[prepared.request.query.as_str()])?
                 .pop(),
         };
-        self.run_until(prepared, vector.as_deref(), cancel)
+        self.run_until(prepared, vector.as_deref(), cancel, None)
     }
 
     /// Answers a search whose query vector was computed already (`None` in lexical mode).
@@ -622,14 +628,40 @@ impl Engine {
         prepared: &PreparedSearch,
         vector: Option<&[f32]>,
     ) -> Result<Vec<SearchHit>> {
-        self.run_until(prepared, vector, &CancellationToken::new())
+        self.run_until(prepared, vector, &CancellationToken::new(), None)
     }
 
+    /// The learned fusion's view of a hybrid search: its top [`RERANK_DEPTH`] candidates in the
+    /// weighted fusion's order, each with its [`Features`] (what `training/fusion` learns
+    /// from). Test code is not demoted; `top_k`, `fusion` and `demote_tests` of the request are
+    /// ignored.
+    pub fn fusion_features(
+        &self,
+        prepared: &PreparedSearch,
+        vector: &[f32],
+    ) -> Result<Vec<(SearchHit, Features)>> {
+        if prepared.mode != Mode::Hybrid {
+            return Err(EngineError::InvalidArgument(
+                "fusion features need a hybrid search".into(),
+            ));
+        }
+        let mut p = prepared.clone();
+        p.request.top_k = RERANK_DEPTH;
+        p.request.fusion = Some(Fusion::Weighted);
+        p.request.demote_tests = false;
+        let mut out = Vec::new();
+        self.run_until(&p, Some(vector), &CancellationToken::new(), Some(&mut out))?;
+        Ok(out)
+    }
+
+    /// Runs a search; `features_out` (hybrid only) receives the learned fusion's pool with
+    /// its features, in the weighted fusion's order.
     fn run_until(
         &self,
         prepared: &PreparedSearch,
         vector: Option<&[f32]>,
         cancel: &CancellationToken,
+        features_out: Option<&mut Vec<(SearchHit, Features)>>,
     ) -> Result<Vec<SearchHit>> {
         check(cancel)?;
         let req = &prepared.request;
@@ -670,6 +702,8 @@ impl Engine {
                 EngineError::Internal("no query vector for a semantic search".into())
             })
         };
+        // Units read already (by the learned fusion), in `ranked`'s order.
+        let mut read: Option<Vec<StoredUnit>> = None;
         let ranked: Vec<(UnitId, f32)> = match mode {
             Mode::Lexical => lexical_leg(&LexicalQuery {
                 text: req.query.clone(),
@@ -723,18 +757,66 @@ impl Engine {
                     &dense,
                     req.dense_weight.unwrap_or(DEFAULT_DENSE_WEIGHT),
                 )?;
-                // Only the pool demotion reorders is read from the store, as in the other
-                // modes (reading every fused candidate's stored text was a fifth of a query).
-                fused.truncate(depth);
-                fused
+                let fusion = req.fusion.unwrap_or(DEFAULT_FUSION);
+                if fusion == Fusion::Weighted && features_out.is_none() {
+                    // Only the pool demotion reorders is read from the store, as in the other
+                    // modes (reading every fused candidate's stored text was a fifth of a
+                    // query).
+                    fused.truncate(depth);
+                    fused.into_iter().map(|(id, f)| (id, f.fused)).collect()
+                } else {
+                    // The second stage reads its whole pool: the features need the units.
+                    fused.truncate(depth.max(RERANK_DEPTH));
+                    check(cancel)?;
+                    let ids: Vec<UnitId> = fused.iter().map(|(id, _)| *id).collect();
+                    let units = if overlay.is_empty() {
+                        reader.units(&ids)?
+                    } else {
+                        overlay.resolve(reader.as_ref(), &ids)?
+                    };
+                    let first: HashMap<UnitId, FirstStage> = fused.into_iter().collect();
+                    let words = QueryWords::new(&req.query);
+                    let mut scored: Vec<(StoredUnit, Features, f32)> = units
+                        .into_iter()
+                        .filter_map(|u| {
+                            let fs = first.get(&u.id)?;
+                            let f = features(&words, fs, &u.record);
+                            Some((u, f, fs.fused))
+                        })
+                        .collect();
+                    if let Some(out) = features_out {
+                        out.extend(scored.iter().map(|(u, f, _)| {
+                            (
+                                SearchHit {
+                                    repository: u.repository.clone(),
+                                    unit: u.record.clone(),
+                                    score: f[0],
+                                    matches: Vec::new(),
+                                },
+                                *f,
+                            )
+                        }));
+                    }
+                    if fusion == Fusion::Learned {
+                        // A logistic squash keeps scores in (0, 1), where test demotion's
+                        // factor means what it means for the weighted scores.
+                        for (_, f, score) in &mut scored {
+                            *score = 1.0 / (1.0 + (-LEARNED.score(f)).exp());
+                        }
+                        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.id.cmp(&b.0.id)));
+                    }
+                    let ranked = scored.iter().map(|(u, _, s)| (u.id, *s)).collect();
+                    read = Some(scored.into_iter().map(|(u, _, _)| u).collect());
+                    ranked
+                }
             }
         };
         check(cancel)?;
         let ids: Vec<UnitId> = ranked.iter().map(|(id, _)| *id).collect();
-        let units = if overlay.is_empty() {
-            reader.units(&ids)?
-        } else {
-            overlay.resolve(reader.as_ref(), &ids)?
+        let units = match read {
+            Some(units) => units,
+            None if overlay.is_empty() => reader.units(&ids)?,
+            None => overlay.resolve(reader.as_ref(), &ids)?,
         };
         let scores: HashMap<UnitId, f32> = ranked.into_iter().collect();
         let mut hits: Vec<(StoredUnit, f32)> = units
@@ -882,7 +964,7 @@ impl Engine {
                 1.0 - req.lexical_weight,
             )?;
             fused.truncate(req.top_k);
-            fused
+            fused.into_iter().map(|(id, f)| (id, f.fused)).collect()
         } else {
             reader.vector(&VectorQuery {
                 vector,
@@ -924,7 +1006,7 @@ fn fuse(
     lexical: &[(UnitId, f32)],
     dense: &[(UnitId, f32)],
     w: f32,
-) -> Result<Vec<(UnitId, f32)>> {
+) -> Result<Vec<(UnitId, FirstStage)>> {
     let mut dense_scores: HashMap<UnitId, f32> = dense.iter().copied().collect();
     let missing: Vec<UnitId> = lexical
         .iter()
@@ -937,26 +1019,44 @@ fn fuse(
         }
     }
     let lex: HashMap<UnitId, f32> = lexical.iter().copied().collect();
+    let dense_rank: HashMap<UnitId, usize> = dense
+        .iter()
+        .enumerate()
+        .map(|(r, (id, _))| (*id, r))
+        .collect();
+    let lexical_rank: HashMap<UnitId, usize> = lexical
+        .iter()
+        .enumerate()
+        .map(|(r, (id, _))| (*id, r))
+        .collect();
     let mut ids: Vec<UnitId> = dense.iter().map(|(id, _)| *id).collect();
     ids.extend(
         lexical
             .iter()
             .map(|(id, _)| *id)
-            .filter(|id| !dense.iter().any(|(d, _)| d == id)),
+            .filter(|id| !dense_rank.contains_key(id)),
     );
     let (dmin, dmax) = min_max(ids.iter().filter_map(|id| dense_scores.get(id).copied()));
     let (lmin, lmax) = min_max(lex.values().copied());
     let scale = |x: f32, lo: f32, hi: f32| if hi > lo { (x - lo) / (hi - lo) } else { 1.0 };
     let w = w.clamp(0.0, 1.0);
-    let mut fused: Vec<(UnitId, f32)> = ids
+    let mut fused: Vec<(UnitId, FirstStage)> = ids
         .into_iter()
         .map(|id| {
             let d = dense_scores.get(&id).map_or(0.0, |&x| scale(x, dmin, dmax));
             let l = lex.get(&id).map_or(0.0, |&x| scale(x, lmin, lmax));
-            (id, w * d + (1.0 - w) * l)
+            let first = FirstStage {
+                fused: w * d + (1.0 - w) * l,
+                dense_norm: d,
+                lexical_norm: l,
+                dense: dense_scores.get(&id).copied(),
+                dense_rank: dense_rank.get(&id).copied(),
+                lexical_rank: lexical_rank.get(&id).copied(),
+            };
+            (id, first)
         })
         .collect();
-    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused.sort_by(|a, b| b.1.fused.total_cmp(&a.1.fused).then(a.0.cmp(&b.0)));
     Ok(fused)
 }
 

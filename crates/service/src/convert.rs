@@ -2,8 +2,9 @@
 //! events into messages, errors into status codes. The one place that knows both sides.
 
 use gnn_coder_engine::{
-    EngineError, ErrorKind, IndexEvent, IndexProgress, IndexSummary, KindFilter, MatchRange, Mode,
-    RepoInfo, SearchHit, SearchRequest, SimilarRequest, SimilarTarget, StoreStats,
+    EngineError, ErrorKind, Fusion, IndexEvent, IndexProgress, IndexSummary, KindFilter,
+    MatchRange, Mode, RepoInfo, SearchHit, SearchRequest, SimilarRequest, SimilarTarget,
+    StoreStats,
 };
 use tonic::Status;
 
@@ -72,6 +73,25 @@ fn mode_of(m: i32) -> Result<Option<Mode>, Status> {
     }
 }
 
+fn fusion_of(f: i32) -> Result<Option<Fusion>, Status> {
+    match pb::Fusion::try_from(f) {
+        Ok(pb::Fusion::Unspecified) => Ok(None),
+        Ok(pb::Fusion::Weighted) => Ok(Some(Fusion::Weighted)),
+        Ok(pb::Fusion::Learned) => Ok(Some(Fusion::Learned)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown fusion {f}; use FUSION_WEIGHTED or FUSION_LEARNED"
+        ))),
+    }
+}
+
+fn fusion_to_wire(f: Option<Fusion>) -> pb::Fusion {
+    match f {
+        None => pb::Fusion::Unspecified,
+        Some(Fusion::Weighted) => pb::Fusion::Weighted,
+        Some(Fusion::Learned) => pb::Fusion::Learned,
+    }
+}
+
 /// The wire's mode of an engine mode.
 pub fn mode_to_wire(m: Mode) -> pb::Mode {
     match m {
@@ -128,6 +148,7 @@ pub fn search_request(r: &pb::SearchRequest) -> Result<SearchRequest, Status> {
     req.repositories = filters.repositories;
     req.path_globs = filters.path_globs;
     req.dense_weight = r.dense_weight;
+    req.fusion = fusion_of(r.fusion)?;
     req.demote_tests = !r.keep_tests;
     Ok(req)
 }
@@ -148,6 +169,7 @@ pub fn search_request_to_wire(r: &SearchRequest, snippet_lines: u32) -> pb::Sear
         keep_tests: !r.demote_tests,
         snippet_lines,
         session: String::new(),
+        fusion: fusion_to_wire(r.fusion) as i32,
     }
 }
 
@@ -571,6 +593,7 @@ mod tests {
         req.repositories = vec!["alpha".into()];
         req.path_globs = vec!["src/**".into()];
         req.dense_weight = Some(0.25);
+        req.fusion = Some(Fusion::Learned);
         req.demote_tests = false;
         let back = search_request(&search_request_to_wire(&req, 3)).unwrap();
         assert_eq!(back.query, req.query);
@@ -581,7 +604,23 @@ mod tests {
         assert_eq!(back.repositories, req.repositories);
         assert_eq!(back.path_globs, req.path_globs);
         assert_eq!(back.dense_weight, req.dense_weight);
+        assert_eq!(back.fusion, req.fusion);
         assert_eq!(back.demote_tests, req.demote_tests);
+        for f in [None, Some(Fusion::Weighted)] {
+            req.fusion = f;
+            assert_eq!(
+                search_request(&search_request_to_wire(&req, 3))
+                    .unwrap()
+                    .fusion,
+                f
+            );
+        }
+        let mut wire = search_request_to_wire(&req, 3);
+        wire.fusion = 7;
+        assert_eq!(
+            search_request(&wire).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
         for kinds in [KindFilter::Callables, KindFilter::All] {
             req.kinds = kinds.clone();
             let back = search_request(&search_request_to_wire(&req, 3)).unwrap();
