@@ -71,7 +71,7 @@ pub const FEATURES: [&str; N_FEATURES] = [
     "symbol_cover",
     "path_cover",
     "code_cover",
-    "name_only_cover",
+    "name_in_query",
     "log_lines",
     "is_method",
 ];
@@ -133,6 +133,20 @@ impl QueryWords {
     }
 }
 
+impl QueryWords {
+    /// Fraction of `unit_words` that some query word matches.
+    fn said(&self, unit_words: &[String]) -> f32 {
+        if unit_words.is_empty() {
+            return 0.0;
+        }
+        let hit = unit_words
+            .iter()
+            .filter(|u| self.words.iter().any(|q| words_match(q, u)))
+            .count();
+        hit as f32 / unit_words.len() as f32
+    }
+}
+
 fn words_match(a: &str, b: &str) -> bool {
     if a == b {
         return true;
@@ -152,7 +166,6 @@ pub fn features(query: &QueryWords, first: &FirstStage, unit: &UnitRecord) -> Fe
     let path = sub_words(&unit.path);
     let code = sub_words(&unit.code);
     let name_cover = query.cover(&name);
-    let code_cover = query.cover(&code);
     let lines = unit.end_line.saturating_sub(unit.start_line) + 1;
     let rr = |r: Option<usize>| r.map_or(0.0, |r| 1.0 / (1.0 + r as f32));
     [
@@ -166,9 +179,10 @@ pub fn features(query: &QueryWords, first: &FirstStage, unit: &UnitRecord) -> Fe
         name_cover,
         query.cover(&symbol),
         query.cover(&path),
-        code_cover,
-        // Words the name covers that the body does not repeat: a name that says it all.
-        (name_cover - code_cover).max(0.0),
+        query.cover(&code),
+        // The other direction: how much of the name the question says (`parse_headers` for
+        // "parse the headers of a request" is all said).
+        query.said(&name),
         ((lines as f32).ln_1p() / 5.0).min(2.0),
         f32::from(u8::from(unit.kind == "method")),
     ]
@@ -189,7 +203,8 @@ impl LinearModel {
 /// The shipped weights (`training/fusion/fit.py`; see the module docs).
 pub const LEARNED: LinearModel = LinearModel {
     weights: [
-        1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        9.8409, -0.0028, 0.0114, 0.3930, 0.4999, 0.3994, 0.4127, 0.5415, 2.4731, 1.3423, 1.7344,
+        0.3383, 0.0632, -0.5551,
     ],
 };
 
@@ -232,6 +247,11 @@ mod tests {
         assert_eq!(at("name_cover"), 0.5);
         assert_eq!(at("symbol_cover"), 0.5, "http, request from HttpRequest");
         assert_eq!(at("path_cover"), 0.0);
+        assert_eq!(
+            at("name_in_query"),
+            1.0,
+            "parse and headers are both asked for"
+        );
         assert_eq!(at("is_method"), 1.0);
         // `parser` matches `parse` (a shared prefix of five).
         assert!(words_match("parse", "parser") && !words_match("pars", "part"));
