@@ -108,7 +108,7 @@ pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
 pub use relpath::{decode_path, decode_rel_path, encode_path, encode_rel_path};
 pub use root::{ReadError, RepoRoot, read_regular};
-pub use text::split_lines;
+pub use text::{dedent, split_lines};
 pub use types::*;
 pub use walk::{
     DEFAULT_EXCLUDED_DIRS, FileResult, Progress, SkipReason, SkippedFile, WalkHooks, WalkOptions,

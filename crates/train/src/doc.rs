@@ -634,24 +634,11 @@ fn ruby_query(raw: &[&str]) -> Result<String, Drop> {
         }
     }
     let d = desc.join("\n");
-    let d = dedent(&d);
+    let d = gnn_coder_syntax::dedent(&d);
     if d.trim().is_empty() {
         return Err(Drop::NoDescription);
     }
     Ok(first_sentence_ml(&d))
-}
-
-fn dedent(s: &str) -> String {
-    let indent = s
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    s.lines()
-        .map(|l| l.get(indent..).unwrap_or(l.trim_start()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn is_doxygen(t: &str) -> bool {

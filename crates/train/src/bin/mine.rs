@@ -34,6 +34,16 @@ struct Args {
     threads: usize,
 }
 
+/// The files of `../shared/bench/dev` (beside the checkout) of these names that exist.
+fn dev_files(names: &[&str]) -> Vec<PathBuf> {
+    let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/dev");
+    names
+        .iter()
+        .map(|n| dev.join(n))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if !args.sources.is_dir() {
@@ -44,18 +54,9 @@ fn main() -> Result<()> {
     }
     let mut deny_manifests = args.deny_manifest.clone();
     if deny_manifests.is_empty() {
-        for name in ["manifest.json", "manifest-ml.json"] {
-            let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/bench/dev")
-                .join(name);
-            if dev.is_file() {
-                deny_manifests.push(dev);
-            } else {
-                eprintln!(
-                    "warning: no dev manifest at {}: its packages are not denied",
-                    dev.display()
-                );
-            }
+        deny_manifests = dev_files(&["manifest.json", "manifest-ml.json"]);
+        if deny_manifests.len() < 2 {
+            eprintln!("warning: a dev manifest is missing: its packages are not denied");
         }
     }
     let mut opts = MineOptions {
@@ -72,14 +73,7 @@ fn main() -> Result<()> {
     }
     let mut deny_queries = args.deny_queries.clone();
     if deny_queries.is_empty() {
-        for name in ["queries.jsonl", "queries-ml.jsonl"] {
-            let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/bench/dev")
-                .join(name);
-            if dev.is_file() {
-                deny_queries.push(dev);
-            }
-        }
+        deny_queries = dev_files(&["queries.jsonl", "queries-ml.jsonl"]);
     }
     for q in &deny_queries {
         let text =
