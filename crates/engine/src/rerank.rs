@@ -9,10 +9,8 @@
 //! asks, or only its body, or only its file? Is it a method of a type the question names?
 //!
 //! So the top [`RERANK_DEPTH`] fused candidates are read from the store, each is described by a
-//! few cheap [`FEATURES`] (the two scores as the first stage saw them, their ranks, how much of
-//! the question the unit's name, enclosing symbol, path and code cover, and the two scores
-//! again per language, so each language the weights were fitted on gets its own balance of
-//! meaning and words: TypeScript's questions reward words, Python's vectors) and a linear model
+//! few cheap [`FEATURES`] (the two scores as the first stage saw them, their ranks, and how much
+//! of the question the unit's name, enclosing symbol, path and code cover) and a linear model
 //! ([`LEARNED`]) scores them. A linear model, because it costs a few multiply-adds per candidate
 //! (well under a millisecond for the whole pool), its weights can be read, and it cannot
 //! memorise the training set's packages.
@@ -76,35 +74,9 @@ pub const FEATURES: [&str; N_FEATURES] = [
     "name_in_query",
     "log_lines",
     "is_method",
-    "dense_norm_python",
-    "lexical_norm_python",
-    "dense_norm_rust",
-    "lexical_norm_rust",
-    "dense_norm_javascript",
-    "lexical_norm_javascript",
-    "dense_norm_typescript",
-    "lexical_norm_typescript",
-    "dense_norm_go",
-    "lexical_norm_go",
-    "dense_norm_java",
-    "lexical_norm_java",
 ];
 
-pub const N_FEATURES: usize = 26;
-
-/// Languages whose balance of the two scores the model learns on its own (the training
-/// benchmark's); a unit of another language gets the shared weights only.
-const TUNED_LANGUAGES: [&str; 6] = ["python", "rust", "javascript", "typescript", "go", "java"];
-
-/// The index in [`TUNED_LANGUAGES`] of a unit's language (`tsx` is TypeScript).
-fn tuned_language(language: &str) -> Option<usize> {
-    let l = if language == "tsx" {
-        "typescript"
-    } else {
-        language
-    };
-    TUNED_LANGUAGES.iter().position(|t| *t == l)
-}
+pub const N_FEATURES: usize = 14;
 
 /// One candidate's feature vector.
 pub type Features = [f32; N_FEATURES];
@@ -196,7 +168,7 @@ pub fn features(query: &QueryWords, first: &FirstStage, unit: &UnitRecord) -> Fe
     let name_cover = query.cover(&name);
     let lines = unit.end_line.saturating_sub(unit.start_line) + 1;
     let rr = |r: Option<usize>| r.map_or(0.0, |r| 1.0 / (1.0 + r as f32));
-    let base = [
+    [
         first.fused,
         first.dense_norm,
         first.lexical_norm,
@@ -213,15 +185,7 @@ pub fn features(query: &QueryWords, first: &FirstStage, unit: &UnitRecord) -> Fe
         query.said(&name),
         ((lines as f32).ln_1p() / 5.0).min(2.0),
         f32::from(u8::from(unit.kind == "method")),
-    ];
-    let mut f = [0.0; N_FEATURES];
-    f[..base.len()].copy_from_slice(&base);
-    // The two normalised scores again, in the slots of the unit's language.
-    if let Some(l) = tuned_language(&unit.language) {
-        f[base.len() + 2 * l] = first.dense_norm;
-        f[base.len() + 2 * l + 1] = first.lexical_norm;
-    }
-    f
+    ]
 }
 
 /// A linear scorer over [`Features`].
@@ -240,7 +204,7 @@ impl LinearModel {
 pub const LEARNED: LinearModel = LinearModel {
     weights: [
         9.8409, -0.0028, 0.0114, 0.3930, 0.4999, 0.3994, 0.4127, 0.5415, 2.4731, 1.3423, 1.7344,
-        0.3383, 0.0632, -0.5551, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        0.3383, 0.0632, -0.5551,
     ],
 };
 
@@ -306,16 +270,6 @@ mod tests {
         };
         let f = features(&q, &first, &unit("add", "add", "a.py", "def add(): pass"));
         assert_eq!(&f[..7], &[0.7, 1.0, 0.0, 0.62, 0.0, 1.0, 0.0]);
-        // Python's own copy of the two scores; every other language's slot is 0.
-        assert_eq!(&f[14..16], &[1.0, 0.0]);
-        assert!(f[16..].iter().all(|&v| v == 0.0));
-        let mut go = unit("Add", "Add", "a.go", "func Add() {}");
-        go.language = "go".into();
-        let f = features(&q, &first, &go);
-        assert_eq!(&f[22..24], &[1.0, 0.0]);
-        let mut ruby = go.clone();
-        ruby.language = "ruby".into();
-        assert!(features(&q, &first, &ruby)[14..].iter().all(|&v| v == 0.0));
     }
 
     #[test]
