@@ -203,8 +203,8 @@ impl LinearModel {
 /// The shipped weights (`training/fusion/fit.py`; see the module docs).
 pub const LEARNED: LinearModel = LinearModel {
     weights: [
-        9.8409, -0.0028, 0.0114, 0.3930, 0.4999, 0.3994, 0.4127, 0.5415, 2.4731, 1.3423, 1.7344,
-        0.3383, 0.0632, -0.5551,
+        12.0473, -0.0394, 0.1578, 0.0165, 0.4619, 0.1510, 0.2675, 0.1378, 0.8277, 0.5676, 0.5820,
+        0.1721, 0.1375, -0.3059,
     ],
 };
 
