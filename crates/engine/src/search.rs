@@ -16,7 +16,8 @@ use crate::{Engine, EngineError, Result};
 
 /// Hybrid weight of the semantic score (README, Quality), re-tuned for each shipped model on
 /// dev (and checked on CoSQA dev and CSN Ruby): for v2.1, 0.6 / 0.7 / 0.8 / 0.85 / 0.9 give dev
-/// .553 / .570 / .579 / .574 / .562, and CoSQA dev and CSN Ruby prefer 0.8 over 0.7 too.
+/// .553 / .570 / .579 / .574 / .562, and CoSQA dev and CSN Ruby prefer 0.8 over 0.7 too; for
+/// v2.2, 0.7 / 0.8 / 0.9 give dev .573 / .581 / .568.
 pub const DEFAULT_DENSE_WEIGHT: f32 = 0.8;
 
 /// Candidates each leg contributes to hybrid fusion.
