@@ -98,8 +98,8 @@ pub struct FirstStage {
 
 const STOP_WORDS: &[&str] = &[
     "a", "an", "the", "of", "to", "in", "for", "on", "by", "with", "and", "or", "is", "are", "be",
-    "it", "its", "this", "that", "from", "as", "at", "if", "into", "given", "all", "any", "an",
-    "s", "returns", "return", "get", "gets",
+    "it", "its", "this", "that", "from", "as", "at", "if", "into", "given", "all", "any", "s",
+    "returns", "return", "get", "gets",
 ];
 
 /// The content words of a query.

@@ -29,7 +29,9 @@
 //! exactly as before (mine.py's `first_sentence`, character for character): the shipped
 //! training data must not move.
 
-use crate::mine::{Drop, first_sentence};
+use gnn_coder_syntax::split_lines as lines_of;
+
+use crate::mine::{Drop, first_sentence, first_sentence_where};
 
 /// How a language writes documentation (see the table in the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +73,7 @@ pub fn doc_query(language: &str, doc: &str, raw: &[&str], name: &str) -> Result<
     let style = doc_style(language);
     let q = match style {
         DocStyle::Docstring | DocStyle::RustDoc => return Ok(first_sentence(doc)),
-        DocStyle::Block => block_query(raw, language == "java")?,
+        DocStyle::Block => block_query(raw)?,
         DocStyle::Go => go_query(&go_text(raw), name)?,
         DocStyle::Ruby => ruby_query(raw)?,
         DocStyle::Doxygen => doxygen_query(raw)?,
@@ -90,38 +92,20 @@ pub fn doc_query(language: &str, doc: &str, raw: &[&str], name: &str) -> Result<
 // ------------------------------------------------------------------------------------------
 // Sentences and prose
 
-/// Python's `str.splitlines` boundaries (as [`first_sentence`]).
-fn lines_of(s: &str) -> impl Iterator<Item = &str> {
-    s.split(['\n', '\r', '\x0b', '\x0c', '\u{85}', '\u{2028}', '\u{2029}'])
-}
-
 /// [`first_sentence`] for the later languages (mine.py's `first_sentence_ml`): the first
 /// paragraph, lines joined, cut after the first `.`, `!` or `?` followed by whitespace or the
 /// end, except the `.` of `e.g.`, `i.e.`, `etc.`, `vs.` (any case).
 pub fn first_sentence_ml(doc: &str) -> String {
-    let doc = doc.trim();
-    let para = doc.split("\n\n").next().unwrap_or("");
-    let para = lines_of(para).map(str::trim).collect::<Vec<_>>().join(" ");
-    let chars: Vec<(usize, char)> = para.char_indices().collect();
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        if k >= 1
-            && matches!(c, '.' | '!' | '?')
-            && chars.get(k + 1).is_none_or(|&(_, n)| n.is_whitespace())
-        {
-            let head = para[..i].to_lowercase();
-            let abbrev = ["e.g", "i.e", "etc", "vs"].iter().any(|a| {
-                head.ends_with(a)
-                    && head[..head.len() - a.len()]
-                        .chars()
-                        .next_back()
-                        .is_none_or(|p| !(p.is_alphanumeric() || p == '_'))
-            });
-            if !abbrev {
-                return para[..i + c.len_utf8()].trim().to_string();
-            }
-        }
-    }
-    para.trim().to_string()
+    first_sentence_where(doc, |head| {
+        let head = head.to_lowercase();
+        !["e.g", "i.e", "etc", "vs"].iter().any(|a| {
+            head.ends_with(a)
+                && head[..head.len() - a.len()]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|p| !(p.is_alphanumeric() || p == '_'))
+        })
+    })
 }
 
 /// Drops a leading `name:` / `name -` / `name() –` and capitalises what follows.
@@ -406,7 +390,7 @@ fn is_jsdoc(t: &str) -> bool {
 }
 
 /// JSDoc, TSDoc, Javadoc and PHPDoc.
-fn block_query(raw: &[&str], _java: bool) -> Result<String, Drop> {
+fn block_query(raw: &[&str]) -> Result<String, Drop> {
     let Some(text) = raw.iter().rev().map(|t| t.trim()).find(|t| is_jsdoc(t)) else {
         return Err(Drop::NotDocComment);
     };

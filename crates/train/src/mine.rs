@@ -329,6 +329,12 @@ fn is_line_break(c: char) -> bool {
 /// the first `.`, `!` or `?` that follows at least one character and is followed by whitespace or
 /// the end.
 pub fn first_sentence(doc: &str) -> String {
+    first_sentence_where(doc, |_| true)
+}
+
+/// [`first_sentence`] that cuts only where `may_end(text before the mark)` agrees (the later
+/// languages' rule skips abbreviations, [`crate::doc::first_sentence_ml`]).
+pub(crate) fn first_sentence_where(doc: &str, may_end: impl Fn(&str) -> bool) -> String {
     let doc = doc.trim();
     let para = doc.split("\n\n").next().unwrap_or("");
     let mut lines: Vec<&str> = Vec::new();
@@ -355,6 +361,7 @@ pub fn first_sentence(doc: &str) -> String {
         if k >= 1
             && matches!(c, '.' | '!' | '?')
             && chars.get(k + 1).is_none_or(|&(_, n)| n.is_whitespace())
+            && may_end(&para[..i])
         {
             return para[..i + c.len_utf8()].trim().to_string();
         }
