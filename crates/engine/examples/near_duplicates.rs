@@ -3,16 +3,19 @@
 //!
 //! ```text
 //! cargo run -p gnn-coder-engine --example near_duplicates -- \
-//!     --index /tmp/gnn-dev/index --work /tmp/gnn-neardup [--count 200] [--lexical-weights 0,0.2]
+//!     --index /tmp/gnn-dev/index --work /tmp/gnn-neardup [--count 200] [--lexical-weights 0,0.2] \
+//!     [--structure-weights 0,0.8] [--languages python,rust]
 //! ```
 //!
-//! Takes `--count` functions of at least five lines from the index (every Python and Rust
-//! repository in it, in a fixed order), writes a copy of each with its name and parameters
-//! renamed (`v0`, `v1`, ...) and its docstring kept as it is (functions with decorators or
-//! attributes are left out, so the copy parses on its own), indexes the
+//! Takes `--count` functions of at least five lines from the index (units of `--languages`,
+//! default Python and Rust, in a fixed order), writes a copy of each with its name and
+//! parameters renamed (`v0`, `v1`, ...) and its docstring kept as it is (functions with
+//! decorators, attributes or annotations are left out, so the copy parses on its own; a Java,
+//! JavaScript or TypeScript method is put back into a class), indexes the
 //! copies as a repository of their own into a scratch copy of the index (so only the copies are
 //! embedded), asks `similar` for each original unit, and reports how often its renamed copy
-//! comes first (and within the top 5).
+//! comes first (and within the top 5), for every pair of lexical and structure weights, with
+//! the latency of `similar`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,26 +54,79 @@ fn rename(code: &str, names: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// The function's name and parameter names, from its signature.
+/// The function's name and parameter names, from its signature (a Go method's receiver counts
+/// as a parameter).
 fn identifiers(code: &str, language: &str, name: &str) -> Vec<String> {
     let mut out = vec![name.to_string()];
-    let Some(open) = code.find('(') else {
-        return out;
+    let mut groups = Vec::new();
+    let mut rest = code;
+    // Go: `func (r *T) Name(params)`: the receiver's group, then the parameters'.
+    let wanted = if language == "go" && code.starts_with("func (") {
+        2
+    } else {
+        1
     };
-    let Some(close) = code[open..].find(')') else {
-        return out;
-    };
-    for p in code[open + 1..open + close].split(',') {
-        let p = p.trim().trim_start_matches('*').trim_start_matches("mut ");
-        let ident: String = match language {
-            "rust" => p.split(':').next().unwrap_or("").trim().to_string(),
-            _ => p.split(['=', ':']).next().unwrap_or("").trim().to_string(),
+    while groups.len() < wanted {
+        let Some(open) = rest.find('(') else { break };
+        let Some(close) = rest[open..].find(')') else {
+            break;
         };
-        if !ident.is_empty() && ident.chars().all(is_ident) && ident != "self" && ident != "_" {
-            out.push(ident);
+        groups.push(&rest[open + 1..open + close]);
+        rest = &rest[open + close + 1..];
+    }
+    for p in groups.iter().flat_map(|g| g.split(',')) {
+        let p = p.trim().trim_start_matches('*').trim_start_matches("mut ");
+        let p = p.trim_start_matches("...");
+        let ident: &str = match language {
+            "rust" => p.split(':').next().unwrap_or(""),
+            // `name type`
+            "go" => p.split_whitespace().next().unwrap_or(""),
+            // `Type name`
+            "java" | "c" | "cpp" => p.split_whitespace().last().unwrap_or(""),
+            // `modifiers name?: type = default`
+            "javascript" | "typescript" | "tsx" => p
+                .split([':', '=', '?'])
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .last()
+                .unwrap_or(""),
+            _ => p.split(['=', ':']).next().unwrap_or(""),
+        };
+        let ident = ident.trim();
+        if !ident.is_empty()
+            && ident.chars().all(is_ident)
+            && !matches!(ident, "self" | "_" | "this")
+            && !out.iter().any(|o| o == ident)
+        {
+            out.push(ident.to_string());
         }
     }
     out
+}
+
+/// A file holding the renamed copy: methods go back into a class where the language has no
+/// methods outside one, Go files get a package clause.
+fn copy_file(language: &str, kind: &str, text: &str) -> (&'static str, String) {
+    match language {
+        "rust" => ("rs", format!("{text}\n")),
+        "go" => ("go", format!("package copies\n\n{text}\n")),
+        "java" => ("java", format!("class C {{\n{text}\n}}\n")),
+        "javascript" | "typescript" | "tsx" => {
+            let ext = match language {
+                "javascript" => "js",
+                "typescript" => "ts",
+                _ => "tsx",
+            };
+            if kind == "method" {
+                (ext, format!("class C {{\n{text}\n}}\n"))
+            } else {
+                (ext, format!("{text}\n"))
+            }
+        }
+        // Python accepts a body indented deeper than its `def`, so the text stays as it is.
+        _ => ("py", format!("{text}\n")),
+    }
 }
 
 fn main() -> Result<(), BoxError> {
@@ -79,11 +135,23 @@ fn main() -> Result<(), BoxError> {
     let index = PathBuf::from(arg(&args, "--index").ok_or(usage)?);
     let work = PathBuf::from(arg(&args, "--work").ok_or(usage)?);
     let count: usize = arg(&args, "--count").map_or(Ok(200), |c| c.parse())?;
-    let weights: Vec<f32> = arg(&args, "--lexical-weights")
-        .unwrap_or_else(|| "0,0.2".into())
+    let list = |flag: &str, default: &str| -> Result<Vec<f32>, std::num::ParseFloatError> {
+        arg(&args, flag)
+            .unwrap_or_else(|| default.into())
+            .split(',')
+            .map(|w| w.trim().parse::<f32>())
+            .collect()
+    };
+    let weights = list("--lexical-weights", "0,0.2")?;
+    let languages: Vec<String> = arg(&args, "--languages")
+        .unwrap_or_else(|| "python,rust".into())
         .split(',')
-        .map(|w| w.trim().parse::<f32>())
-        .collect::<Result<_, _>>()?;
+        .map(|l| l.trim().to_string())
+        .collect();
+    let structures = list(
+        "--structure-weights",
+        &format!("0,{}", gnn_coder_engine::SIMILAR_STRUCTURE_WEIGHT),
+    )?;
     let _ = std::fs::remove_dir_all(&work);
     let scratch = work.join("index");
     copy_dir(&index, &scratch)?;
@@ -99,7 +167,7 @@ fn main() -> Result<(), BoxError> {
                 if r.end_line >= r.start_line + 4
                     && r.def_line == r.start_line
                     && (r.kind == "function" || r.kind == "method")
-                    && (r.language == "python" || r.language == "rust")
+                    && languages.contains(&r.language)
                 {
                     pool.push(gnn_coder_engine::SearchHit {
                         repository: u.repository,
@@ -122,6 +190,20 @@ fn main() -> Result<(), BoxError> {
     let step = (pool.len() / count.max(1)).max(1);
     let originals: Vec<_> = pool.into_iter().step_by(step).take(count).collect();
 
+    // The second stage's own cost: one fingerprint per candidate.
+    let t = std::time::Instant::now();
+    let mut shingles = 0;
+    for h in &originals {
+        let lang = gnn_coder_syntax::Language::by_name(&h.unit.language)?;
+        shingles += gnn_coder_syntax::Fingerprint::of(lang, &h.unit.code).len();
+    }
+    println!(
+        "fingerprints: {:.1} µs per unit ({} units, {:.0} k-grams each)",
+        t.elapsed().as_secs_f64() * 1e6 / originals.len().max(1) as f64,
+        originals.len(),
+        shingles as f64 / originals.len().max(1) as f64
+    );
+
     let copies = work.join("copies");
     for (i, h) in originals.iter().enumerate() {
         let ids = identifiers(&h.unit.code, &h.unit.language, &h.unit.name);
@@ -130,18 +212,10 @@ fn main() -> Result<(), BoxError> {
             .enumerate()
             .map(|(k, id)| (id, format!("v{k}")))
             .collect();
-        let ext = if h.unit.language == "rust" {
-            "rs"
-        } else {
-            "py"
-        };
-        // Python accepts a body indented deeper than its `def`, so the text stays as it is.
         let text = rename(&h.unit.code, &names);
+        let (ext, file) = copy_file(&h.unit.language, &h.unit.kind, &text);
         std::fs::create_dir_all(&copies)?;
-        std::fs::write(
-            copies.join(format!("copy{i:04}.{ext}")),
-            format!("{text}\n"),
-        )?;
+        std::fs::write(copies.join(format!("copy{i:04}.{ext}")), file)?;
     }
     let s = engine.index_repository(
         &IndexOptions::new(&copies).named("renamed-copies"),
@@ -155,8 +229,12 @@ fn main() -> Result<(), BoxError> {
         s.embeddings_computed
     );
 
-    for &w in &weights {
+    for (w, sw) in weights
+        .iter()
+        .flat_map(|&w| structures.iter().map(move |&sw| (w, sw)))
+    {
         let (mut at1, mut at5, mut asked) = (0, 0, 0);
+        let mut times = Vec::new();
         for (i, h) in originals.iter().enumerate() {
             let mut req = SimilarRequest::new(
                 SimilarTarget::Unit {
@@ -168,9 +246,12 @@ fn main() -> Result<(), BoxError> {
             );
             req.kinds = gnn_coder_engine::KindFilter::Callables;
             req.lexical_weight = w;
+            req.structure_weight = sw;
+            let t = std::time::Instant::now();
             let Ok((_, hits)) = engine.similar(&req) else {
                 continue;
             };
+            times.push(t.elapsed().as_secs_f64() * 1e3);
             asked += 1;
             let want = format!("copy{i:04}.");
             let rank = hits
@@ -185,7 +266,7 @@ fn main() -> Result<(), BoxError> {
                     .map(|x| format!("{}:{}:{}", x.repository, x.unit.path, x.unit.symbol))
                     .collect();
                 eprintln!(
-                    "miss (w {w}) {}:{}: copy at {rank:?}; top {top:?}",
+                    "miss (w {w}, structure {sw}) {}:{}: copy at {rank:?}; top {top:?}",
                     h.unit.path, h.unit.symbol
                 );
             }
@@ -193,10 +274,19 @@ fn main() -> Result<(), BoxError> {
                 at5 += 1;
             }
         }
+        times.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            times
+                .get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+        };
         println!(
-            "lexical weight {w}: renamed copies found by `similar` at rank 1 {at1}/{asked} ({:.1}%), top 5 {at5}/{asked} ({:.1}%)",
+            "lexical weight {w}, structure weight {sw}: renamed copies found by `similar` at rank 1 {at1}/{asked} ({:.1}%), top 5 {at5}/{asked} ({:.1}%); similar p50 {:.1} ms, p99 {:.1} ms",
             100.0 * at1 as f64 / asked.max(1) as f64,
-            100.0 * at5 as f64 / asked.max(1) as f64
+            100.0 * at5 as f64 / asked.max(1) as f64,
+            pct(0.5),
+            pct(0.99)
         );
     }
     Ok(())

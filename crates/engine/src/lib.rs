@@ -87,8 +87,8 @@ pub use query_cache::QUERY_CACHE_ENTRIES;
 pub use rerank::{DEFAULT_FUSION, FEATURES, Features, Fusion, RERANK_DEPTH};
 pub use search::{
     DEFAULT_DENSE_WEIGHT, KindFilter, MAX_FILTER_VALUES, MAX_QUERY_BYTES, MAX_SNIPPET_BYTES,
-    MatchRange, Mode, PreparedSearch, RequestLimits, SIMILAR_LEXICAL_WEIGHT, SearchHit,
-    SearchRequest, SimilarRequest, SimilarTarget, snippet,
+    MatchRange, Mode, PreparedSearch, RequestLimits, SIMILAR_LEXICAL_WEIGHT, SIMILAR_RERANK_DEPTH,
+    SIMILAR_STRUCTURE_WEIGHT, SearchHit, SearchRequest, SimilarRequest, SimilarTarget, snippet,
 };
 pub use update::{FileOutcome, FileReport, FileUpdate, MAX_UPDATE_FILES, UpdateSummary};
 

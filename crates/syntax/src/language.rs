@@ -80,6 +80,8 @@ pub struct Language {
     /// Grammar node-kind id -> vocabulary id (0 = unknown).
     kind_map: Vec<u16>,
     error_id: u16,
+    /// Node-kind and field tables of structure fingerprints, built on first use.
+    pub(crate) structure: OnceLock<crate::structure::Tables>,
 }
 
 impl std::fmt::Debug for Language {
@@ -202,6 +204,7 @@ impl Language {
             vocab_ids,
             kind_map,
             error_id,
+            structure: OnceLock::new(),
         })
     }
 

@@ -93,6 +93,7 @@ mod graph;
 mod language;
 pub mod relpath;
 pub mod root;
+pub mod structure;
 mod text;
 mod types;
 mod walk;
@@ -108,6 +109,7 @@ pub use graph::build_graph;
 pub use language::{Language, LanguageDef, REGISTRY, grammar_node_kinds};
 pub use relpath::{decode_path, decode_rel_path, encode_path, encode_rel_path};
 pub use root::{ReadError, RepoRoot, read_regular};
+pub use structure::{Fingerprint, standalone_contexts};
 pub use text::{dedent, split_lines};
 pub use types::*;
 pub use walk::{

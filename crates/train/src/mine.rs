@@ -77,7 +77,8 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use gnn_coder_syntax::{
-    CodeUnit, DEFAULT_EXCLUDED_DIRS, ExtractOptions, Language, WalkOptions, extract_file, walk_repo,
+    CodeUnit, DEFAULT_EXCLUDED_DIRS, ExtractOptions, Language, WalkOptions, extract_file,
+    standalone_contexts, walk_repo,
 };
 use serde::{Deserialize, Serialize};
 
@@ -720,18 +721,6 @@ pub fn dedent_tail(code: &str, indent: usize) -> String {
     out
 }
 
-/// Text put around a unit's code so that it parses on its own, tried in order: none first, then
-/// the language's enclosing contexts (a method needs its class in JavaScript, TypeScript, Java
-/// and C++; PHP code needs its `<?php` opening, and a method its class too).
-fn contexts(language: &str) -> &'static [(&'static str, &'static str)] {
-    match language {
-        "javascript" | "typescript" | "tsx" | "java" => &[("", ""), ("class C {\n", "\n}\n")],
-        "php" => &[("<?php\n", "\n"), ("<?php\nclass C {\n", "\n}\n")],
-        "cpp" => &[("", ""), ("class C {\n", "\n};\n")],
-        _ => &[("", "")],
-    }
-}
-
 /// A unit's code parsed on its own ([`parse_alone`]).
 #[derive(Debug)]
 pub struct Alone {
@@ -743,7 +732,7 @@ pub struct Alone {
 }
 
 /// Parses one unit's code (already dedented, [`dedent_tail`]) on its own, in the first context
-/// of its language where it parses cleanly into a function-like unit ([`contexts`]), else the
+/// of its language where it parses cleanly into a function-like unit ([`standalone_contexts`]), else the
 /// first where it gives such a unit at all. `None` when no context gives one.
 pub fn parse_alone(
     lang: &Language,
@@ -752,7 +741,7 @@ pub fn parse_alone(
     opts: &ExtractOptions,
 ) -> Option<Alone> {
     let mut fallback = None;
-    for (pre, post) in contexts(lang.name()) {
+    for (pre, post) in standalone_contexts(lang.name()) {
         let text = format!("{pre}{code}{post}");
         let Ok(parsed) = extract_file(lang, path, text.as_bytes(), opts) else {
             continue;
@@ -778,7 +767,7 @@ pub fn parse_alone(
 
 /// Whether the code parses without syntax errors in some context of its language.
 fn parses_clean(lang: &Language, code: &str) -> bool {
-    contexts(lang.name()).iter().any(|(pre, post)| {
+    standalone_contexts(lang.name()).iter().any(|(pre, post)| {
         let text = format!("{pre}{code}{post}");
         extract_file(lang, "check", text.as_bytes(), &ExtractOptions::default())
             .is_ok_and(|p| !p.has_syntax_errors)
