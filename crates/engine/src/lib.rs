@@ -42,6 +42,11 @@
 //! [`Engine::run_prepared_until`] checks a cancellation token between these stages, so a search
 //! superseded by the next keystroke stops paying.
 //!
+//! Code→code search ([`Engine::similar`]) starts from the target unit's stored vector (or
+//! embeds a snippet), fuses the nearest vectors with a lexical match of the target's own text,
+//! and re-orders the [`SIMILAR_RERANK_DEPTH`] best by structure fingerprints
+//! ([`gnn_coder_syntax::Fingerprint`]), so a copy with renamed names still comes first.
+//!
 //! ## Unsaved buffers
 //!
 //! [`Engine::update_buffers`] plans and parses like [`Engine::update_files`] but keeps the
