@@ -1,54 +1,32 @@
 //! The second ranking stage: learned fusion reorders the weighted fusion's pool by the same
 //! features `fusion_features` dumps for training, and the weighted fusion stays available.
 
-use std::fs;
 use std::path::Path;
 
 use gnn_coder_engine::rerank::{FEATURES, LEARNED, RERANK_DEPTH};
-use gnn_coder_engine::{
-    CancellationToken, Engine, EngineOptions, ErrorKind, Fusion, IndexOptions, Mode, ModelChoice,
-    SearchRequest,
-};
+use gnn_coder_engine::{Engine, ErrorKind, Fusion, Mode, SearchRequest};
 
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    fs::write(p, text).expect("write");
-}
+mod support;
 
 fn engine_with_code(tmp: &Path) -> Engine {
-    let root = tmp.join("repo");
-    write(
-        &root,
-        "sizes.py",
-        "def parse_size(text):\n    number = int(text[:-1])\n    unit = text[-1]\n    return number * {'K': 1024, 'M': 1 << 20}[unit]\n\n\
-         def format_size(n):\n    if n >= 1 << 20:\n        return f'{n >> 20}M'\n    return f'{n >> 10}K'\n",
-    );
-    write(
-        &root,
-        "net/retry.py",
-        "def retry_with_backoff(fn, attempts):\n    for i in range(attempts):\n        try:\n            return fn()\n        except IOError:\n            sleep(2 ** i)\n",
-    );
-    write(
-        &root,
-        "net/http.py",
-        "class Client:\n    def parse_headers(self, raw):\n        out = {}\n        for line in raw.split('\\n'):\n            k, v = line.split(':', 1)\n            out[k.strip()] = v.strip()\n        return out\n",
-    );
-    let options = || EngineOptions {
-        model: ModelChoice::default(),
-        threads: 2,
-        ..EngineOptions::default()
-    };
-    let idx = tmp.join("idx");
-    {
-        let engine = Engine::open_or_create(&idx, options(), false).expect("creates");
-        let mut opts = IndexOptions::new(&root);
-        opts.name = Some("repo".into());
-        engine
-            .index_repository(&opts, &|_| {}, &CancellationToken::new())
-            .expect("indexes");
-    }
-    Engine::open(&idx, options()).expect("opens")
+    support::engine_with_files(
+        tmp,
+        &[
+            (
+                "sizes.py",
+                "def parse_size(text):\n    number = int(text[:-1])\n    unit = text[-1]\n    return number * {'K': 1024, 'M': 1 << 20}[unit]\n\n\
+                 def format_size(n):\n    if n >= 1 << 20:\n        return f'{n >> 20}M'\n    return f'{n >> 10}K'\n",
+            ),
+            (
+                "net/retry.py",
+                "def retry_with_backoff(fn, attempts):\n    for i in range(attempts):\n        try:\n            return fn()\n        except IOError:\n            sleep(2 ** i)\n",
+            ),
+            (
+                "net/http.py",
+                "class Client:\n    def parse_headers(self, raw):\n        out = {}\n        for line in raw.split('\\n'):\n            k, v = line.split(':', 1)\n            out[k.strip()] = v.strip()\n        return out\n",
+            ),
+        ],
+    )
 }
 
 #[test]

@@ -1,19 +1,13 @@
 //! Code→code search's second stage: the structure fingerprint puts a copy with renamed names
 //! first, where the text-reading first stage prefers code that shares the original's words.
 
-use std::fs;
 use std::path::Path;
 
 use gnn_coder_engine::{
-    CancellationToken, Engine, EngineOptions, ErrorKind, IndexOptions, KindFilter, ModelChoice,
-    SIMILAR_STRUCTURE_WEIGHT, SimilarRequest, SimilarTarget,
+    Engine, ErrorKind, KindFilter, SIMILAR_STRUCTURE_WEIGHT, SimilarRequest, SimilarTarget,
 };
 
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    fs::write(p, text).expect("write");
-}
+mod support;
 
 const ORIGINAL: &str = "def order_total(items, discount):\n    total = 0\n    for item in items:\n        if item.quantity > 0:\n            total += item.price * item.quantity\n    if discount:\n        total = total * (1 - discount)\n    return round(total, 2)\n";
 
@@ -26,26 +20,15 @@ const DECOY: &str = "def order_total_report(items, discount):\n    lines = [f'{i
 const JAVA: &str = "class Cart {\n    public int countItems(List<Item> items) {\n        int count = 0;\n        for (Item item : items) {\n            if (item.quantity > 0) {\n                count += item.quantity;\n            }\n        }\n        return count;\n    }\n\n    public int v0(List<Item> v1) {\n        int n = 0;\n        for (Item x : v1) {\n            if (x.quantity > 0) {\n                n += x.quantity;\n            }\n        }\n        return n;\n    }\n\n    public String countItemsLabel(List<Item> items) {\n        return \"items: \" + items.size() + \" count\";\n    }\n}\n";
 
 fn engine_with_code(tmp: &Path) -> Engine {
-    let root = tmp.join("repo");
-    write(&root, "shop/orders.py", ORIGINAL);
-    write(&root, "shop/report.py", DECOY);
-    write(&root, "copied/util.py", COPY);
-    write(&root, "java/Cart.java", JAVA);
-    let options = || EngineOptions {
-        model: ModelChoice::default(),
-        threads: 2,
-        ..EngineOptions::default()
-    };
-    let idx = tmp.join("idx");
-    {
-        let engine = Engine::open_or_create(&idx, options(), false).expect("creates");
-        let mut opts = IndexOptions::new(&root);
-        opts.name = Some("repo".into());
-        engine
-            .index_repository(&opts, &|_| {}, &CancellationToken::new())
-            .expect("indexes");
-    }
-    Engine::open(&idx, options()).expect("opens")
+    support::engine_with_files(
+        tmp,
+        &[
+            ("shop/orders.py", ORIGINAL),
+            ("shop/report.py", DECOY),
+            ("copied/util.py", COPY),
+            ("java/Cart.java", JAVA),
+        ],
+    )
 }
 
 fn ask(engine: &Engine, path: &str, line: u64, structure_weight: f32) -> Vec<(String, f32)> {

@@ -442,9 +442,18 @@ mod tests {
     #[test]
     fn called_names_and_members_keep_their_text() {
         // Same shape, another method called: a sibling, not a renamed copy.
-        let a = fp("rust", "fn f(s: &Set) -> Set { s.difference(&s).collect() }");
-        let b = fp("rust", "fn g(t: &Set) -> Set { t.intersection(&t).collect() }");
-        let renamed = fp("rust", "fn v0(v1: &Set) -> Set { v1.difference(&v1).collect() }");
+        let a = fp(
+            "rust",
+            "fn f(s: &Set) -> Set { s.difference(&s).collect() }",
+        );
+        let b = fp(
+            "rust",
+            "fn g(t: &Set) -> Set { t.intersection(&t).collect() }",
+        );
+        let renamed = fp(
+            "rust",
+            "fn v0(v1: &Set) -> Set { v1.difference(&v1).collect() }",
+        );
         assert!(a.similarity(&b) < 1.0);
         assert_eq!(a.similarity(&renamed), 1.0);
         // An attribute is not bound by the assignment that sets it.
