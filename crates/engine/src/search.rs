@@ -866,12 +866,22 @@ impl Engine {
     /// Two stages. The first takes the [`SIMILAR_RERANK_DEPTH`] nearest code vectors, fused
     /// with a lexical match of the target's own text when `lexical_weight` > 0. The second
     /// re-orders them by `(1 - w) * first + w * structure`, where `structure` is the Jaccard
-    /// similarity of the two units' [`Fingerprint`]s (their token k-grams with names
-    /// alpha-renamed) and `w` is `structure_weight`: a copy with its names renamed, which the
+    /// similarity of the two units' [`Fingerprint`]s (their token k-grams with the names each
+    /// binds numbered in order) and `w` is `structure_weight`: a copy with its names renamed, which the
     /// text-reading model loses, keeps its fingerprint. The second stage parses each candidate
-    /// once (tens of microseconds for a function, bounded by [`gnn_coder_syntax::structure::
-    /// MAX_BYTES`]).
+    /// once (about 0.1 ms for a function; at most [`gnn_coder_syntax::structure::MAX_BYTES`] of
+    /// each).
     pub fn similar(&self, req: &SimilarRequest) -> Result<(Option<SearchHit>, Vec<SearchHit>)> {
+        self.similar_until(req, &CancellationToken::new())
+    }
+
+    /// [`Engine::similar`] that stops with [`EngineError::Cancelled`] once `cancel` is
+    /// cancelled (checked between the stages and between the second stage's parses).
+    pub fn similar_until(
+        &self,
+        req: &SimilarRequest,
+        cancel: &CancellationToken,
+    ) -> Result<(Option<SearchHit>, Vec<SearchHit>)> {
         if self.store.embedding().is_none() {
             return Err(EngineError::Store(gnn_coder_store::StoreError::NoVectors {
                 path: self.dir.clone(),
@@ -880,6 +890,7 @@ impl Engine {
         let mut filters = req.validate(&self.options.limits)?;
         let reader = self.store.reader()?;
         self.check_repositories(&req.repositories)?;
+        check(cancel)?;
         let (origin, vector, text, language) = match &req.target {
             SimilarTarget::Unit {
                 repository,
@@ -1005,6 +1016,7 @@ impl Engine {
                 exact: false,
             })?
         };
+        check(cancel)?;
         let units = reader.units(&ranked.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
         let scores: HashMap<UnitId, f32> = ranked.into_iter().collect();
         let mut scored: Vec<(StoredUnit, f32)> = units
@@ -1019,6 +1031,9 @@ impl Engine {
             let target = Fingerprint::of(lang, &text);
             let rescore = |chunk: &mut [(StoredUnit, f32)]| {
                 for (u, s) in chunk {
+                    if cancel.is_cancelled() {
+                        return;
+                    }
                     let structure = Language::by_name(&u.record.language).map_or(0.0, |l| {
                         target.similarity(&Fingerprint::of(l, &u.record.code))
                     });
@@ -1039,6 +1054,7 @@ impl Engine {
                     rescore(chunk);
                 }
             });
+            check(cancel)?;
             scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
         }
         scored.truncate(req.top_k);

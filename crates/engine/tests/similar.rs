@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use gnn_coder_engine::{
-    Engine, ErrorKind, KindFilter, SIMILAR_STRUCTURE_WEIGHT, SimilarRequest, SimilarTarget,
+    CancellationToken, Engine, ErrorKind, KindFilter, SIMILAR_STRUCTURE_WEIGHT, SimilarRequest,
+    SimilarTarget,
 };
 
 mod support;
@@ -122,4 +123,23 @@ fn the_structure_weight_is_checked() {
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{w}: {err}");
         assert!(err.to_string().contains("structure weight"), "{err}");
     }
+}
+
+#[test]
+fn a_cancelled_similar_stops() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let engine = engine_with_code(tmp.path());
+    let req = SimilarRequest::new(
+        SimilarTarget::Unit {
+            repository: None,
+            path: "shop/orders.py".into(),
+            line: 1,
+        },
+        3,
+    );
+    let cancel = CancellationToken::new();
+    assert!(engine.similar_until(&req, &cancel).is_ok());
+    cancel.cancel();
+    let err = engine.similar_until(&req, &cancel).expect_err("cancelled");
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
 }

@@ -448,8 +448,8 @@ impl CodeSearch for Service {
             let r = request.into_inner();
             let req = convert::similar_request(&r)?;
             let lines = convert::snippet_lines(r.snippet_lines)?;
-            self.blocking(move |engine, _| {
-                let (origin, hits) = engine.similar(&req)?;
+            self.blocking(move |engine, cancel| {
+                let (origin, hits) = engine.similar_until(&req, cancel)?;
                 Ok(pb::SearchResponse {
                     hits: hits.iter().map(|h| convert::hit(h, lines)).collect(),
                     mode: pb::Mode::Semantic as i32,
