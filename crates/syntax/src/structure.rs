@@ -10,9 +10,17 @@
 //!
 //! * keywords and punctuation (tree-sitter's anonymous leaves) are themselves,
 //! * literals (strings, numbers, ...) are their kind and text,
-//! * names (every leaf kind that is an identifier in its grammar: `identifier`,
-//!   `type_identifier`, PHP `name`, Ruby `constant` and `@ivar`, ...) are *alpha-renamed*: the
-//!   n-th distinct name becomes `#n`, so `v0 = v1 + v0` and `total = x + total` agree,
+//! * names the unit binds itself are *alpha-renamed*: the n-th distinct one becomes `#n`, so
+//!   `v0 = v1 + v0` and `total = x + total` agree. A name is bound when it appears in a
+//!   binding position somewhere in the unit: a parameter list (any node kind containing
+//!   `parameter`), the name of a definition or declaration, the target of an assignment, `let`
+//!   or loop, a C declarator (`binds` decides from the parent's kind and the field). A name
+//!   is any leaf whose kind is an identifier in its grammar (`identifier`, `type_identifier`,
+//!   PHP `name`, Ruby `constant` and `@ivar`, ...);
+//! * other names (the functions it calls, members, types, imports) keep their text: a sibling
+//!   that calls `intersection` where the original calls `difference` is not a renamed copy. A
+//!   member (`self.size = size`) is never bound by the assignment around it, but follows a bound
+//!   name of the same text;
 //! * comments are left out.
 //!
 //! Two fingerprints compare by Jaccard similarity of their k-gram sets ([`Fingerprint::
@@ -46,7 +54,7 @@ pub fn standalone_contexts(language: &str) -> &'static [(&'static str, &'static 
     }
 }
 
-/// The k-gram set of a unit's text with its names alpha-renamed (see the module docs).
+/// The k-gram set of a unit's text with the names it binds alpha-renamed (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprint {
     /// Sorted, distinct k-gram hashes.
