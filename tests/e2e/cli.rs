@@ -1315,7 +1315,7 @@ fn the_binary_carries_its_model() {
     let (ok_, version, _) = run_away(&["--version"]);
     assert!(ok_, "{version}");
     assert!(
-        version.contains("(commit ") && version.contains("model: gnn-coder v2.2"),
+        version.contains("(commit ") && version.contains("model: gnn-coder v2.3"),
         "{version}"
     );
     assert!(version.contains("Apache License 2.0"), "{version}");

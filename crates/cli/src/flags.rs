@@ -14,7 +14,7 @@ pub struct ModelFlags {
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
     /// Trained GNN-Coder weights (a `gnn-coder train` OUT/weights directory; default:
-    /// $GNN_CODER_WEIGHTS, else the v2.2 weights built into this binary; `none`: zero-shot
+    /// $GNN_CODER_WEIGHTS, else the v2.3 weights built into this binary; `none`: zero-shot
     /// MiniLM vectors).
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,

@@ -4,7 +4,7 @@
 //! # The built-in model
 //!
 //! An installed `gnn-coder` must work after the checkout it was built from is gone, so the
-//! shipped model is compiled into the binary ([`ModelFiles::Bundled`], 28 MB): the v2.2 weights
+//! shipped model is compiled into the binary ([`ModelFiles::Bundled`], 28 MB): the v2.3 weights
 //! of `weights/gnn-coder` (graph network, fusion and projection in `head.safetensors`, all six
 //! fine-tuned MiniLM layers in `transformer.safetensors`) and what they still need of
 //! all-MiniLM-L6-v2 (Apache-2.0, see `weights/gnn-coder/NOTICE`): its `config.json`, its
@@ -28,7 +28,7 @@ use crate::error::{ModelError, Result};
 pub const EMBEDDINGS_FILE: &str = "embeddings.safetensors";
 
 /// Name of the built-in weights (the `weights/gnn-coder` they were compiled from).
-pub const BUNDLED_VERSION: &str = "v2.2";
+pub const BUNDLED_VERSION: &str = "v2.3";
 
 /// SHA-256 of the built-in `head.safetensors` (what an index records as the model's name).
 pub const BUNDLED_HEAD_SHA256: &str = env!("GNN_CODER_BUNDLED_HEAD_SHA256");
