@@ -732,8 +732,8 @@ pub struct Alone {
 }
 
 /// Parses one unit's code (already dedented, [`dedent_tail`]) on its own, in the first context
-/// of its language where it parses cleanly into a function-like unit ([`standalone_contexts`]), else the
-/// first where it gives such a unit at all. `None` when no context gives one.
+/// of its language where it parses cleanly into a function-like unit ([`standalone_contexts`]),
+/// else the first where it gives such a unit at all. `None` when no context gives one.
 pub fn parse_alone(
     lang: &Language,
     path: &str,
