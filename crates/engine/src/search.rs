@@ -976,8 +976,9 @@ impl Engine {
         if req.top_k == 0 {
             return Ok((origin, Vec::new()));
         }
-        let rerank = req.structure_weight > 0.0;
-        let depth = if rerank {
+        // The second stage needs the target's grammar; without one, the first stage is all.
+        let rerank = language.filter(|_| req.structure_weight > 0.0);
+        let depth = if rerank.is_some() {
             req.top_k.max(SIMILAR_RERANK_DEPTH)
         } else {
             req.top_k
@@ -1028,7 +1029,7 @@ impl Engine {
                 (u, s)
             })
             .collect();
-        if rerank && let Some(lang) = language {
+        if let Some(lang) = rerank {
             let w = req.structure_weight;
             let target = Fingerprint::of(lang, &text);
             let rescore = |chunk: &mut [(StoredUnit, f32)]| {

@@ -103,6 +103,11 @@ fn a_snippet_finds_the_code_it_was_copied_from() {
         top.contains(&"shop/orders.py") && top.contains(&"copied/util.py"),
         "{top:?}"
     );
+    // Both hold the whole structure weight: the snippet's fingerprint is theirs.
+    assert!(
+        hits.iter().all(|h| h.score >= SIMILAR_STRUCTURE_WEIGHT),
+        "{hits:?}"
+    );
 }
 
 #[test]

@@ -71,14 +71,7 @@ impl Fingerprint {
         }
         let code = &code[..cut];
         let mut best: Option<Vec<u64>> = None;
-        let contexts = standalone_contexts(lang.name());
-        // Everything Java indexes lives in a class: try the class first and parse once.
-        let order: Vec<&(&str, &str)> = if lang.name() == "java" {
-            contexts.iter().rev().collect()
-        } else {
-            contexts.iter().collect()
-        };
-        for (pre, post) in order {
+        for (pre, post) in standalone_contexts(lang.name()) {
             let text = format!("{pre}{code}{post}");
             let Ok(tree) = lang.parse(text.as_bytes()) else {
                 continue;
