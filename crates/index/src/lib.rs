@@ -97,6 +97,7 @@
 //! | `store` | [`EmbeddedStore`]: open, create, remove a directory; hand out writers and snapshots |
 //! | `schema` | the tantivy schema: three document types in one index, their key terms |
 //! | `writer` | [`EmbeddedWriter`]: upserts and deletes, rows before the commit, ANN upkeep |
+//! | `merge` | segment merges in the background, and the writer kept alive for one |
 //! | `snapshot` | [`Snapshot`]: the record-level reads of one commit (units, files, stats) |
 //! | `lexical` | the BM25 leg: query building, term filters, post-filtered deepening |
 //! | `topk` | the vector leg: exact scan, the ANN walk, the bounded top-k heap |
@@ -113,6 +114,7 @@ mod integrity;
 mod lexical;
 mod lock;
 mod manifest;
+mod merge;
 mod rows;
 mod schema;
 mod snapshot;

@@ -52,6 +52,15 @@ pub struct EmbeddedStore {
     ann_min_rows: u32,
     /// What this process has verified already ([`crate::integrity`]).
     verified: Mutex<Verified>,
+    /// A writer dropped while its merge runs, kept until the merge ends ([`crate::merge`]).
+    parking: Arc<crate::merge::Parking>,
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // A merge still running ends before the store does (a command-line run included).
+        self.finish_merges();
+    }
 }
 
 /// Files and blocks whose checksums this process has verified (they never change).
@@ -109,6 +118,7 @@ impl EmbeddedStore {
             threads: 1,
             ann_min_rows: crate::ann::min_rows_from_env(),
             verified: Mutex::new(verified),
+            parking: Default::default(),
         })
     }
 
@@ -480,33 +490,28 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Waits for the merge of a writer of this store that was dropped while merging, and
+    /// releases that writer's lock. Commits never wait for their merges ([`crate::merge`]);
+    /// this is for callers that need the merged state, and for dropping the store.
+    pub fn finish_merges(&self) {
+        self.parking.finish();
+    }
+
     /// The concrete writer.
     pub fn embedded_writer(&self) -> Result<EmbeddedWriter> {
-        let lock = WriterLock::acquire(&self.dir)?;
         // The writer merges segments: every one it may read is verified first.
         {
             let mut verified = self.verified.lock().map_err(|_| poisoned())?;
             verify_lexical(&self.index, &self.dir, &mut verified.lexical)?;
         }
-        let threads = self.threads;
-        let writer: IndexWriter =
-            guard(&self.dir, Some(&self.index), "opening the writer", || {
-                let writer: IndexWriter = self
-                    .index
-                    .writer_with_num_threads(threads, WRITER_MEMORY.max(threads * (20 << 20)))
-                    .map_err(tantivy_err(&self.dir))?;
-                // Merges are the writer's own, at commit ([`EmbeddedWriter`] compaction):
-                // tantivy's background merges were abandoned whenever a short-lived writer (one
-                // per update) was dropped, and segments piled up.
-                writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
-                // A writer killed mid-commit leaves files no commit names (a delete bitset, a
-                // segment); their names would collide with the ones this writer is about to write.
-                writer
-                    .garbage_collect_files()
-                    .wait()
-                    .map_err(tantivy_err(&self.dir))?;
-                Ok(writer)
-            })?;
+        // A writer of this store still merging is taken back, lock and merge included.
+        let (writer, lock, merge) = match self.parking.take() {
+            Some(p) => (p.writer, p.lock, Some(p.merge)),
+            None => {
+                let lock = WriterLock::acquire(&self.dir)?;
+                (self.open_index_writer()?, lock, None)
+            }
+        };
         let sums = Checksums::load(&self.dir)?;
         let dim = self.manifest.embedding.as_ref().map(|e| e.dim);
         let rows = match dim {
@@ -549,7 +554,31 @@ impl EmbeddedStore {
             writer: Some(writer),
             rows,
             ann_min_rows: self.ann_min_rows,
-            _lock: lock,
+            merge,
+            parking: self.parking.clone(),
+            lock: Some(lock),
+        })
+    }
+
+    /// tantivy's writer for a new [`EmbeddedWriter`] (the caller holds the lock).
+    fn open_index_writer(&self) -> Result<IndexWriter> {
+        let threads = self.threads;
+        guard(&self.dir, Some(&self.index), "opening the writer", || {
+            let writer: IndexWriter = self
+                .index
+                .writer_with_num_threads(threads, WRITER_MEMORY.max(threads * (20 << 20)))
+                .map_err(tantivy_err(&self.dir))?;
+            // Merges are the writer's own, chosen at commit and run in the background
+            // ([`crate::merge`]): tantivy's policy merged behind writers that were dropped
+            // (one per update) before their merges ended, and segments piled up.
+            writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+            // A writer killed mid-commit leaves files no commit names (a delete bitset, a
+            // segment); their names would collide with the ones this writer is about to write.
+            writer
+                .garbage_collect_files()
+                .wait()
+                .map_err(tantivy_err(&self.dir))?;
+            Ok(writer)
         })
     }
 }

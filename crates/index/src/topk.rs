@@ -97,14 +97,13 @@ impl TopK {
 }
 
 impl Snapshot {
-    /// Exact scan: scores every unit passing the filters (rows at or above `from_row` only).
+    /// Exact scan: scores every unit passing the filters.
     fn exact_scan(
         &self,
         rows: &RowReader,
         q: &VectorQuery,
         globs: Option<&globset::GlobSet>,
         exclude: &HashSet<UnitId>,
-        from_row: u32,
         top: &mut TopK,
     ) -> Result<u64> {
         let mut candidates = 0u64;
@@ -118,7 +117,7 @@ impl Snapshot {
             }
             for (doc, &row) in c.row.iter().enumerate() {
                 let doc = doc as u32;
-                if row == NONE || row < from_row || !filter.accepts(doc) {
+                if row == NONE || !filter.accepts(doc) {
                     continue;
                 }
                 candidates += 1;
@@ -179,7 +178,7 @@ impl Snapshot {
                         let doc = doc as u32;
                         (row != NONE
                             && (row as usize) < rows
-                            && !alive.is_some_and(|a| !a.is_alive(doc)))
+                            && alive.is_none_or(|a| a.is_alive(doc)))
                         .then(|| (row, unit_id(DocAddress::new(ord as u32, doc))))
                     })
                 })
@@ -212,7 +211,18 @@ impl Snapshot {
             return Ok(Vec::new());
         }
         let mut top = TopK::new(q.limit);
+        let unfiltered = q.filters.languages.is_empty()
+            && q.filters.kinds.is_empty()
+            && q.filters.repositories.is_empty()
+            && q.filters.path_globs.is_empty()
+            && exclude.is_empty();
         let (passing, total) = match (&self.ann, q.exact) {
+            // Every unit with a vector passes: the row map (built once per snapshot, and
+            // needed by the walk anyway) has counted them.
+            (Some(_), false) if unfiltered => {
+                let n = self.row_map()?.ids.len() as u64;
+                (n, n)
+            }
             (Some(_), false) => self.candidate_counts(q, globs, &exclude)?,
             _ => (0, 0),
         };
@@ -248,11 +258,23 @@ impl Snapshot {
                         top.push(*id, score);
                     }
                 }
-                // Rows appended since the approximate index was built are scanned exactly.
-                self.exact_scan(rows, q, globs, &exclude, ann.covered, &mut top)?;
+                // Rows appended since the approximate index was built are scanned exactly,
+                // found through the row map rather than a walk over every unit.
+                for row in ann.covered..rows.count() {
+                    let ids = map.get(row);
+                    if !ids.iter().any(passes) {
+                        continue;
+                    }
+                    let Some(score) = rows.dot(row, &q.vector) else {
+                        continue;
+                    };
+                    for id in ids.iter().filter(|id| passes(id)) {
+                        top.push(*id, score);
+                    }
+                }
             }
             _ => {
-                self.exact_scan(rows, q, globs, &exclude, 0, &mut top)?;
+                self.exact_scan(rows, q, globs, &exclude, &mut top)?;
             }
         }
         Ok(top.into_sorted())

@@ -6,11 +6,13 @@
 //! the unit document names its row ([`crate::rows`]). A unit whose embedding key is already
 //! cached reuses its row, so an unchanged function is never embedded twice. Nothing is visible
 //! to readers until [`StoreWriter::commit`], which fsyncs the rows before tantivy's commit: a
-//! committed document never names a row that is not on disk. After a commit,
-//! [`EmbeddedWriter::maintain_ann`] rebuilds the approximate index when enough rows are not
-//! covered by it.
+//! committed document never names a row that is not on disk. A commit that leaves too many
+//! segments starts a merge and returns without waiting for it ([`crate::merge`]). After a
+//! commit, [`EmbeddedWriter::maintain_ann`] rebuilds the approximate index when enough rows are
+//! not covered by it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use gnn_coder_store::{
     CancellationToken, FileWrite, RepoInfo, Result, StoreError, StoreWriter, UnitKey,
@@ -21,6 +23,7 @@ use crate::ann::AnnState;
 use crate::error::tantivy_err;
 use crate::integrity::Checksums;
 use crate::lock::WriterLock;
+use crate::merge::{MergeRun, Parked, Parking};
 use crate::rows::{RowReader, RowWriter, RowsVerified};
 use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key, repo_key};
 
@@ -44,7 +47,12 @@ pub struct EmbeddedWriter {
     pub(crate) ann_checked: Option<PathBuf>,
     /// Where the row writer's state goes for the next writer of this process.
     pub(crate) cache: std::sync::Arc<std::sync::Mutex<Option<crate::rows::CachedRows>>>,
-    pub(crate) _lock: WriterLock,
+    /// The merge this writer's tantivy writer runs, if any ([`crate::merge`]).
+    pub(crate) merge: Option<MergeRun>,
+    /// Where this writer goes when it is dropped while its merge runs.
+    pub(crate) parking: Arc<Parking>,
+    /// `None` only once handed to the parking.
+    pub(crate) lock: Option<WriterLock>,
 }
 
 impl Drop for EmbeddedWriter {
@@ -56,6 +64,18 @@ impl Drop for EmbeddedWriter {
             && let Ok(mut slot) = self.cache.lock()
         {
             *slot = Some(c);
+        }
+        // A running merge would die with tantivy's writer: it is kept, with the lock, until
+        // the merge ends.
+        if let Some(merge) = self.merge.take().filter(MergeRun::running)
+            && let Some(writer) = self.writer.take()
+            && let Some(lock) = self.lock.take()
+        {
+            self.parking.park(Parked {
+                writer,
+                lock,
+                merge,
+            });
         }
     }
 }
@@ -251,12 +271,17 @@ const MAX_SEGMENTS: usize = 12;
 const COMPACT_TO: usize = 6;
 
 impl EmbeddedWriter {
-    /// Merges the smallest committed segments into one when there are more than
-    /// [`MAX_SEGMENTS`], so that [`COMPACT_TO`] remain, then removes the files no commit
-    /// names. The smallest first: many small segments (updates) merge cheaply, and equal ones
-    /// (a growing index) merge level by level. A merge that fails leaves the segments as they
-    /// were (searches stay correct, only slower): it is logged, not returned.
+    /// Starts merging the smallest committed segments into one when there are more than
+    /// [`MAX_SEGMENTS`], so that [`COMPACT_TO`] remain, unless this writer's last merge still
+    /// runs. The smallest first: many small segments (updates) merge cheaply, and equal ones (a
+    /// growing index) merge level by level. The merge runs in the background
+    /// ([`crate::merge`]); tantivy saves its result as a new `meta.json` and removes the merged
+    /// files. A merge that fails leaves the segments as they were (searches stay correct, only
+    /// slower): it is logged, not returned.
     fn compact(&mut self) -> Result<()> {
+        if self.merge.as_ref().is_some_and(MergeRun::running) {
+            return Ok(());
+        }
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
@@ -276,13 +301,7 @@ impl EmbeddedWriter {
             .take(metas.len() - COMPACT_TO + 1)
             .map(|m| m.id())
             .collect();
-        if let Err(e) = writer.merge(&ids).wait() {
-            tracing::warn!("merging {} segments: {e}", ids.len());
-            return Ok(());
-        }
-        if let Err(e) = writer.garbage_collect_files().wait() {
-            tracing::warn!("removing merged segments' files: {e}");
-        }
+        self.merge = Some(MergeRun::watch(writer.merge(&ids), ids.len()));
         Ok(())
     }
 

@@ -644,6 +644,30 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     );
     let top = search(r.as_ref(), &fresh, Filters::default(), false);
     assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
+    // The fresh rows obey the filters too. Leaving one unit out still leaves more than the
+    // threshold, so the walk and the fresh tail both apply it.
+    let fresh_id = top[0];
+    let other = search(r.as_ref(), &fresh, Filters::default(), true)[1];
+    let without = |id| Filters {
+        exclude_units: vec![id],
+        ..Filters::default()
+    };
+    let top = search(r.as_ref(), &fresh, without(other), false);
+    assert_eq!(top[0], fresh_id);
+    assert!(!top.contains(&other));
+    let top = search(r.as_ref(), &fresh, without(fresh_id), false);
+    assert_eq!(top.len(), 10);
+    assert!(!top.contains(&fresh_id));
+    // Found in its repository, absent from the other.
+    let top = search(r.as_ref(), &fresh, small.clone(), false);
+    assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
+    let big = Filters {
+        repositories: vec!["big".into()],
+        ..Filters::default()
+    };
+    let top = search(r.as_ref(), &fresh, big, false);
+    assert_eq!(top.len(), 10);
+    assert!(r.units(&top).unwrap().iter().all(|u| u.repository == "big"));
     // A damaged approximate index only makes searches exact.
     drop(r);
     drop(store);
@@ -894,6 +918,8 @@ fn commits_keep_the_segment_count_bounded() {
         }
         w.commit(&CancellationToken::new()).unwrap();
     }
+    // Commits merge in the background, with later commits and deletes arriving meanwhile.
+    store.finish_merges();
     let snap = store.snapshot().unwrap();
     assert!(
         snap.segment_count() <= 12,
@@ -919,4 +945,51 @@ fn commits_keep_the_segment_count_bounded() {
         .unwrap()
         .count();
     assert!(files < 12 * 10, "{files} files in lexical/");
+}
+
+/// A merge outlives the writer that started it (its commit does not wait), and the store
+/// waits for it when it is dropped, so a short-lived process still leaves the merged segments;
+/// meanwhile the store's next writer takes the merging one back instead of finding it locked.
+#[test]
+fn merges_end_after_their_writer_and_before_their_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let store = populated(&dir);
+    let before = store.snapshot().unwrap().segment_count();
+    let commits = 13usize.saturating_sub(before).max(1);
+    for i in 0..commits {
+        let mut w = store.writer().unwrap();
+        w.upsert_files(
+            "beta",
+            vec![file(
+                &format!("lib/n{i}.py"),
+                "python",
+                &[(&format!("task_{i}"), &format!("def task_{i}(): pass"), 3)],
+            )],
+        )
+        .unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+    }
+    assert!(
+        before + commits > 12,
+        "{before} + {commits} segments start no merge"
+    );
+    drop(store);
+    let store = EmbeddedStore::open(&dir).unwrap();
+    let snap = store.snapshot().unwrap();
+    assert!(
+        snap.segment_count() <= 12,
+        "the merge died with its writer: {} segments",
+        snap.segment_count()
+    );
+    let r = store.reader().unwrap();
+    for i in 0..commits {
+        let name = format!("task_{i}");
+        assert_eq!(
+            lexical(r.as_ref(), &name, Filters::default())[0],
+            format!("beta:{name}")
+        );
+    }
+    // The lock was released with the merging writer: another writer opens.
+    drop(store.writer().unwrap());
 }
