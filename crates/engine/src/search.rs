@@ -288,19 +288,15 @@ fn asks_for_tests(query: &str) -> bool {
     })
 }
 
-const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "into", "is",
-    "it", "its", "of", "on", "or", "that", "the", "this", "to", "with", "what", "which", "when",
-];
-
 /// The terms of a query worth highlighting: the query's BM25 terms (the index's analysis:
-/// identifiers split by `gnn_coder_store::words`, lower-cased, Snowball-stemmed), without stop
-/// words and one-byte words, each once.
+/// identifiers split by `gnn_coder_store::words`, lower-cased, Snowball-stemmed), without the
+/// function words the lexical leg also leaves out (here even when nothing else remains) and
+/// one-byte words, each once.
 fn highlight_terms(query: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for t in gnn_coder_index::tokenizer::analyze_spans(query) {
         let raw = query.get(t.from..t.to).unwrap_or_default().to_lowercase();
-        if raw.len() < 2 || STOPWORDS.contains(&raw.as_str()) {
+        if raw.len() < 2 || gnn_coder_index::tokenizer::QUERY_STOP_WORDS.contains(&raw.as_str()) {
             continue;
         }
         if !out.contains(&t.text) {

