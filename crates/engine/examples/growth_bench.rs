@@ -282,6 +282,8 @@ fn build(args: &[String]) -> Result<(), BoxError> {
             w.maintain(&cancel)?;
         }
         let ann_s = t.elapsed().as_secs_f64();
+        // Commits merge in the background: the serving child measures a settled index.
+        store.finish_merges();
         let writing_rss = peak_rss_mib();
         let (lex, rows, ann) = disk(&index);
         let source = corpus_bytes * copies as u64;

@@ -39,8 +39,14 @@ impl MergeRun {
         let spawned = std::thread::Builder::new()
             .name("gnn-coder-merge".into())
             .spawn(move || {
-                if let Err(e) = merge.wait() {
-                    tracing::warn!("merging {segments} segments: {e}");
+                match merge.wait() {
+                    Ok(_) => {}
+                    // A segment emptied by a later commit (tantivy then drops it): the next
+                    // commit merges what is left.
+                    Err(e @ tantivy::TantivyError::InvalidArgument(_)) => {
+                        tracing::debug!("merging {segments} segments: {e}");
+                    }
+                    Err(e) => tracing::warn!("merging {segments} segments: {e}"),
                 }
                 watcher.end();
             });

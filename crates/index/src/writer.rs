@@ -11,12 +11,14 @@
 //! commit, [`EmbeddedWriter::maintain_ann`] rebuilds the approximate index when enough rows are
 //! not covered by it.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use gnn_coder_store::{
     CancellationToken, FileWrite, RepoInfo, Result, StoreError, StoreWriter, UnitKey,
 };
+use tantivy::index::SegmentId;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
 use crate::ann::AnnState;
@@ -252,12 +254,17 @@ impl StoreWriter for EmbeddedWriter {
         let writer = self.writer.as_mut().ok_or_else(|| StoreError::Backend {
             message: "the index writer failed earlier".into(),
         })?;
+        let before: HashSet<SegmentId> = writer
+            .index()
+            .searchable_segment_metas()
+            .map(|metas| metas.iter().map(|m| m.id()).collect())
+            .unwrap_or_default();
         if let Err(e) = writer.commit() {
             // tantivy's writer is unusable after a failed commit.
             self.writer = None;
             return Err(tantivy_err(&dir)(e));
         }
-        self.compact()
+        self.compact(&before)
     }
 
     fn maintain(&mut self, cancel: &CancellationToken) -> Result<()> {
@@ -270,37 +277,61 @@ impl StoreWriter for EmbeddedWriter {
 const MAX_SEGMENTS: usize = 12;
 const COMPACT_TO: usize = 6;
 
+/// The segments to merge, given every committed segment's (id, documents) and the ids that
+/// were there before the last commit: none while at most [`MAX_SEGMENTS`] exist, else the
+/// smallest of the older ones (at least two), enough to leave [`COMPACT_TO`]. See
+/// [`EmbeddedWriter::compact`] for why the last commit's segments wait.
+fn merge_choice<T: Copy + Ord + std::hash::Hash>(
+    segments: &[(T, u32)],
+    before: &HashSet<T>,
+) -> Vec<T> {
+    if segments.len() <= MAX_SEGMENTS {
+        return Vec::new();
+    }
+    let mut older: Vec<(u32, T)> = segments
+        .iter()
+        .filter(|(id, _)| before.contains(id))
+        .map(|&(id, docs)| (docs, id))
+        .collect();
+    older.sort();
+    let ids: Vec<T> = older
+        .iter()
+        .take(segments.len() - COMPACT_TO + 1)
+        .map(|&(_, id)| id)
+        .collect();
+    if ids.len() < 2 { Vec::new() } else { ids }
+}
+
 impl EmbeddedWriter {
     /// Starts merging the smallest committed segments into one when there are more than
     /// [`MAX_SEGMENTS`], so that [`COMPACT_TO`] remain, unless this writer's last merge still
     /// runs. The smallest first: many small segments (updates) merge cheaply, and equal ones (a
-    /// growing index) merge level by level. The merge runs in the background
-    /// ([`crate::merge`]); tantivy saves its result as a new `meta.json` and removes the merged
-    /// files. A merge that fails leaves the segments as they were (searches stay correct, only
-    /// slower): it is logged, not returned.
-    fn compact(&mut self) -> Result<()> {
+    /// growing index) merge level by level. The segments this commit made (those not in
+    /// `before`) wait for the next merge: an editor saves the same file again and again, and a
+    /// merge fails when one of its segments has lost all its documents by its end (tantivy
+    /// drops empty segments at commit), which the newest one of such a file always does. The
+    /// merge runs in the background ([`crate::merge`]); tantivy saves its result as a new
+    /// `meta.json` and removes the merged files. A merge that fails leaves the segments as they
+    /// were (searches stay correct, only slower) and is tried again at the next commit.
+    fn compact(&mut self, before: &HashSet<SegmentId>) -> Result<()> {
         if self.merge.as_ref().is_some_and(MergeRun::running) {
             return Ok(());
         }
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let mut metas = match writer.index().searchable_segment_metas() {
+        let metas = match writer.index().searchable_segment_metas() {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("listing segments to merge: {e}");
                 return Ok(());
             }
         };
-        if metas.len() <= MAX_SEGMENTS {
+        let sizes: Vec<(SegmentId, u32)> = metas.iter().map(|m| (m.id(), m.num_docs())).collect();
+        let ids = merge_choice(&sizes, before);
+        if ids.is_empty() {
             return Ok(());
         }
-        metas.sort_by_key(|m| (m.num_docs(), m.id().uuid_string()));
-        let ids: Vec<_> = metas
-            .iter()
-            .take(metas.len() - COMPACT_TO + 1)
-            .map(|m| m.id())
-            .collect();
         self.merge = Some(MergeRun::watch(writer.merge(&ids), ids.len()));
         Ok(())
     }
@@ -339,5 +370,33 @@ impl EmbeddedWriter {
         let reader = RowReader::open(&self.dir, dim, None, &mut RowsVerified::default())?;
         crate::ann::build_and_save(&self.dir, &reader, durable, cancel)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_choose_the_smallest_older_segments() {
+        // Twelve segments: nothing to merge.
+        let twelve: Vec<(u32, u32)> = (0..12).map(|i| (i, 100 + i)).collect();
+        let all: HashSet<u32> = (0..20).collect();
+        assert!(merge_choice(&twelve, &all).is_empty());
+        // Fourteen: the nine smallest merge into one, so that six remain.
+        let fourteen: Vec<(u32, u32)> = (0..14).map(|i| (i, 1000 - i)).collect();
+        assert_eq!(
+            merge_choice(&fourteen, &all),
+            vec![13, 12, 11, 10, 9, 8, 7, 6, 5]
+        );
+        // The last commit's segment (id 13, the smallest) waits for the next merge.
+        let before: HashSet<u32> = (0..13).collect();
+        assert_eq!(
+            merge_choice(&fourteen, &before),
+            vec![12, 11, 10, 9, 8, 7, 6, 5, 4]
+        );
+        // Fewer than two older segments: no merge.
+        let before: HashSet<u32> = [0].into_iter().collect();
+        assert!(merge_choice(&fourteen, &before).is_empty());
     }
 }

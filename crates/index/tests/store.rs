@@ -993,3 +993,54 @@ fn merges_end_after_their_writer_and_before_their_store() {
     // The lock was released with the merging writer: another writer opens.
     drop(store.writer().unwrap());
 }
+
+/// An editor saves one file again and again while merges run: each save empties the segment of
+/// the one before (tantivy drops it at commit). The merges land, with the file's last save only.
+/// (Which segments a merge takes, the newest left out, is pinned by the writer's unit test: a
+/// merge holding the newest one fails when the next save commits before it ends, a race that
+/// small test segments rarely lose.)
+#[test]
+fn saving_one_file_again_and_again_still_merges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let store = populated(&dir);
+    let save = |i: usize, path: &str| {
+        let mut w = store.writer().unwrap();
+        w.upsert_files(
+            "beta",
+            vec![file(
+                path,
+                "python",
+                &[(&format!("step_{i}"), &format!("def step_{i}(): pass"), 3)],
+            )],
+        )
+        .unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+    };
+    for i in 0..12 {
+        save(i, &format!("lib/s{i}.py"));
+    }
+    for i in 12..24 {
+        save(i, "lib/edited.py");
+    }
+    store.finish_merges();
+    let snap = store.snapshot().unwrap();
+    assert!(
+        snap.segment_count() <= 12,
+        "{} segments",
+        snap.segment_count()
+    );
+    let r = store.reader().unwrap();
+    assert_eq!(
+        lexical(r.as_ref(), "step_23", Filters::default())[0],
+        "beta:step_23"
+    );
+    assert!(
+        !lexical(r.as_ref(), "step_22", Filters::default()).contains(&"beta:step_22".into()),
+        "the file's earlier save is gone"
+    );
+    assert_eq!(
+        lexical(r.as_ref(), "step_3", Filters::default())[0],
+        "beta:step_3"
+    );
+}
