@@ -252,8 +252,9 @@ impl<'a> SegmentFilter<'a> {
                 return false;
             }
         }
-        !self
-            .exclude
-            .contains(&unit_id(DocAddress::new(self.segment_ord, doc)))
+        self.exclude.is_empty()
+            || !self
+                .exclude
+                .contains(&unit_id(DocAddress::new(self.segment_ord, doc)))
     }
 }

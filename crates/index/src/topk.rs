@@ -243,7 +243,11 @@ impl Snapshot {
                         SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, &exclude)
                     })
                     .collect::<Result<_>>()?;
+                // The row map holds live units only: without filters every one passes.
                 let passes = |id: &UnitId| {
+                    if unfiltered {
+                        return true;
+                    }
                     let a = address(*id);
                     filters
                         .get(a.segment_ord as usize)

@@ -658,6 +658,24 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     let top = search(r.as_ref(), &fresh, without(fresh_id), false);
     assert_eq!(top.len(), 10);
     assert!(!top.contains(&fresh_id));
+    // A unit deleted from the graph's rows is never returned (the walk keeps live units only).
+    let gone = r.units(&[other]).unwrap().remove(0);
+    let mut w = store.writer().unwrap();
+    w.delete_files(&gone.repository, std::slice::from_ref(&gone.record.path))
+        .unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    drop(w);
+    let r = store.reader().unwrap();
+    let top = search(r.as_ref(), &fresh, Filters::default(), false);
+    assert_eq!(top.len(), 10);
+    let names: Vec<_> = r
+        .units(&top)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.record.path)
+        .collect();
+    assert!(!names.contains(&gone.record.path), "{names:?}");
+    assert_eq!(names[0], "fresh.py");
     // Found in its repository, absent from the other.
     let top = search(r.as_ref(), &fresh, small.clone(), false);
     assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
