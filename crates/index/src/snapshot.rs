@@ -44,6 +44,9 @@ pub struct Snapshot {
     pub(crate) ann: Option<Arc<AnnState>>,
     /// Row -> units naming it (built on first use by the approximate search).
     pub(crate) row_map: OnceLock<crate::topk::RowMap>,
+    /// Units with a vector passing each filter seen, and all of them (the vector leg's choice
+    /// between the approximate index and an exact scan; counted once per filter and snapshot).
+    pub(crate) candidate_counts: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
     /// Per-segment columns (built on first use by the vector leg or a filter).
     pub(crate) seg_cols: OnceLock<std::result::Result<Vec<Arc<SegCols>>, String>>,
     /// Where the per-segment columns of earlier snapshots are kept.

@@ -269,6 +269,7 @@ impl EmbeddedStore {
             rows,
             ann,
             row_map: OnceLock::new(),
+            candidate_counts: Default::default(),
             seg_cols: OnceLock::new(),
             seg_cache: self.seg_cache.clone(),
             exact_scan_max: u64::from(self.ann_min_rows),

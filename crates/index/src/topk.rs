@@ -133,6 +133,47 @@ impl Snapshot {
         Ok(candidates)
     }
 
+    /// [`Snapshot::candidate_counts`] of the query's term and path filters, counted once per
+    /// snapshot: a product search filters by kind every time, and counting walks every unit.
+    /// Exclusions (a few units, from `similar`) are left out of the count: they cannot move the
+    /// choice it makes.
+    fn cached_candidate_counts(
+        &self,
+        q: &VectorQuery,
+        globs: Option<&globset::GlobSet>,
+    ) -> Result<(u64, u64)> {
+        let f = &q.filters;
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        let key = serde_json::json!([
+            sorted(&f.languages),
+            sorted(&f.kinds),
+            sorted(&f.repositories),
+            f.path_globs.patterns(),
+        ])
+        .to_string();
+        let cached = self
+            .candidate_counts
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).copied());
+        if let Some(counts) = cached {
+            return Ok(counts);
+        }
+        let counts = self.candidate_counts(q, globs, &HashSet::new())?;
+        if let Ok(mut c) = self.candidate_counts.lock() {
+            // Filters come from requests: keep a bounded number of them.
+            if c.len() >= 256 {
+                c.clear();
+            }
+            c.insert(key, counts);
+        }
+        Ok(counts)
+    }
+
     /// Units with a vector passing the filters, and all units with a vector (counted without
     /// scoring).
     fn candidate_counts(
@@ -223,7 +264,7 @@ impl Snapshot {
                 let n = self.row_map()?.ids.len() as u64;
                 (n, n)
             }
-            (Some(_), false) => self.candidate_counts(q, globs, &exclude)?,
+            (Some(_), false) => self.cached_candidate_counts(q, globs)?,
             _ => (0, 0),
         };
         match (&self.ann, passing > self.exact_scan_max) {
