@@ -12,7 +12,8 @@
 //!   merge). A writer dropped while its merge runs is therefore **parked** in its store
 //!   ([`Parking`]) with its lock, and a thread drops it once the merge has ended. The store's
 //!   next writer takes a parked one back instead of waiting for it; the store waits for a parked
-//!   merge when it is dropped, so a command-line run still ends with its merge done.
+//!   merge when it is dropped, so a command-line run still ends with its merge done. Meanwhile
+//!   another process that asks for the writer is refused as locked, as while any writer lives.
 //! - A process killed mid-merge loses only the merge: the committed `meta.json` still names the
 //!   segments that were being merged, and the next writer collects the merge's partial files.
 
