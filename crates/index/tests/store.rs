@@ -909,6 +909,31 @@ fn writers_reuse_row_state_only_while_it_is_current() {
     assert_eq!(dense(r.as_ref(), 5, Filters::default(), 1), vec!["alpha:f"]);
 }
 
+/// Writes `path` of repository `beta` as one Python function `name`, deletes `delete` (if any),
+/// and commits: one update, one segment.
+fn save_function(store: &EmbeddedStore, path: &str, name: &str, delete: Option<String>) {
+    let mut w = store.writer().unwrap();
+    w.upsert_files(
+        "beta",
+        vec![file(
+            path,
+            "python",
+            &[(name, &format!("def {name}(): pass"), 3)],
+        )],
+    )
+    .unwrap();
+    if let Some(d) = delete {
+        w.delete_files("beta", &[d]).unwrap();
+    }
+    w.commit(&CancellationToken::new()).unwrap();
+}
+
+/// At most a dozen segments once the merges have ended.
+fn assert_segments_bounded(store: &EmbeddedStore) {
+    let n = store.snapshot().unwrap().segment_count();
+    assert!(n <= 12, "{n} segments");
+}
+
 /// One commit per update makes one segment per update; commits merge the smallest segments so
 /// that a long session of updates keeps a few, with every unit still found and deletes gone.
 #[test]
@@ -916,34 +941,17 @@ fn commits_keep_the_segment_count_bounded() {
     let tmp = tempfile::tempdir().unwrap();
     let store = populated(&tmp.path().join("idx"));
     for i in 0..40u8 {
-        let mut w = store.writer().unwrap();
-        w.upsert_files(
-            "beta",
-            vec![file(
-                &format!("lib/m{i}.py"),
-                "python",
-                &[(
-                    &format!("handler_{i}"),
-                    &format!("def handler_{i}(): pass"),
-                    3,
-                )],
-            )],
-        )
-        .unwrap();
-        if i % 10 == 9 {
-            w.delete_files("beta", &[format!("lib/m{}.py", i - 1)])
-                .unwrap();
-        }
-        w.commit(&CancellationToken::new()).unwrap();
+        let delete = (i % 10 == 9).then(|| format!("lib/m{}.py", i - 1));
+        save_function(
+            &store,
+            &format!("lib/m{i}.py"),
+            &format!("handler_{i}"),
+            delete,
+        );
     }
     // Commits merge in the background, with later commits and deletes arriving meanwhile.
     store.finish_merges();
-    let snap = store.snapshot().unwrap();
-    assert!(
-        snap.segment_count() <= 12,
-        "{} segments",
-        snap.segment_count()
-    );
+    assert_segments_bounded(&store);
     let r = store.reader().unwrap();
     assert_eq!(
         lexical(r.as_ref(), "handler_39", Filters::default())[0],
@@ -976,30 +984,16 @@ fn merges_end_after_their_writer_and_before_their_store() {
     let before = store.snapshot().unwrap().segment_count();
     let commits = 13usize.saturating_sub(before).max(1);
     for i in 0..commits {
-        let mut w = store.writer().unwrap();
-        w.upsert_files(
-            "beta",
-            vec![file(
-                &format!("lib/n{i}.py"),
-                "python",
-                &[(&format!("task_{i}"), &format!("def task_{i}(): pass"), 3)],
-            )],
-        )
-        .unwrap();
-        w.commit(&CancellationToken::new()).unwrap();
+        save_function(&store, &format!("lib/n{i}.py"), &format!("task_{i}"), None);
     }
     assert!(
         before + commits > 12,
         "{before} + {commits} segments start no merge"
     );
     drop(store);
+    // Had the merge died with its writer, the thirteen segments would still be there.
     let store = EmbeddedStore::open(&dir).unwrap();
-    let snap = store.snapshot().unwrap();
-    assert!(
-        snap.segment_count() <= 12,
-        "the merge died with its writer: {} segments",
-        snap.segment_count()
-    );
+    assert_segments_bounded(&store);
     let r = store.reader().unwrap();
     for i in 0..commits {
         let name = format!("task_{i}");
@@ -1022,32 +1016,16 @@ fn saving_one_file_again_and_again_still_merges() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     let store = populated(&dir);
-    let save = |i: usize, path: &str| {
-        let mut w = store.writer().unwrap();
-        w.upsert_files(
-            "beta",
-            vec![file(
-                path,
-                "python",
-                &[(&format!("step_{i}"), &format!("def step_{i}(): pass"), 3)],
-            )],
-        )
-        .unwrap();
-        w.commit(&CancellationToken::new()).unwrap();
-    };
-    for i in 0..12 {
-        save(i, &format!("lib/s{i}.py"));
-    }
-    for i in 12..24 {
-        save(i, "lib/edited.py");
+    for i in 0..24 {
+        let path = if i < 12 {
+            format!("lib/s{i}.py")
+        } else {
+            "lib/edited.py".to_string()
+        };
+        save_function(&store, &path, &format!("step_{i}"), None);
     }
     store.finish_merges();
-    let snap = store.snapshot().unwrap();
-    assert!(
-        snap.segment_count() <= 12,
-        "{} segments",
-        snap.segment_count()
-    );
+    assert_segments_bounded(&store);
     let r = store.reader().unwrap();
     assert_eq!(
         lexical(r.as_ref(), "step_23", Filters::default())[0],
