@@ -203,8 +203,8 @@ impl LinearModel {
 /// The shipped weights (`training/fusion/fit.py`; see the module docs).
 pub const LEARNED: LinearModel = LinearModel {
     weights: [
-        12.0473, -0.0394, 0.1578, 0.0165, 0.4619, 0.1510, 0.2675, 0.1378, 0.8277, 0.5676, 0.5820,
-        0.1721, 0.1375, -0.3059,
+        11.8735, -0.0581, 0.2323, 0.0080, 0.3573, 0.1686, 0.2433, 0.0979, 0.7937, 0.5295, 0.6066,
+        0.0338, 0.3627, -0.2471,
     ],
 };
 
