@@ -135,8 +135,9 @@ impl Snapshot {
 
     /// [`Snapshot::candidate_counts`] of the query's term and path filters, counted once per
     /// snapshot: a product search filters by kind every time, and counting walks every unit.
-    /// Exclusions (a few units, from `similar`) are left out of the count: they cannot move the
-    /// choice it makes.
+    /// Exclusions (the unit `similar` starts from, the committed units of files open as unsaved
+    /// buffers) are left out of the count: a few units more or less barely move the choice it
+    /// makes, and they change with every request.
     fn cached_candidate_counts(
         &self,
         q: &VectorQuery,
