@@ -9,13 +9,25 @@
 //!     24    4 m                u32 (AnnParams::m)
 //!     28    4 ef_construction  u32
 //!     32    4 ef_search        u32 (the index's default ef)
-//!     36    1 vector encoding  u8  (1 = int8, per-vector max-abs scale, cosine metric)
+//!     36    1 vector encoding  u8  (1 = int8, per-vector max-abs scale, cosine metric;
+//!                                  2 = the same codes, left out of the file: see below)
 //!     37    3 reserved         zero
 //!     40    8 payload length   u64 (= file length - 64)
 //!     48    4 payload crc32    u32 (crc32 / IEEE of the payload bytes)
 //!     52    8 reserved         zero
 //!     60    4 header crc32     u32 (crc32 of bytes 0..60)
-//!     64    - payload          USearch `save_to_buffer` image; empty when count == 0
+//!     64    - payload          encoding 1: USearch's `save_to_buffer` image;
+//!                              encoding 2: see below; empty when count == 0
+//! ```
+//!
+//! USearch's image starts with its vector matrix: `u32` rows, `u32` bytes per row, then each
+//! slot's codes in slot order, followed by its own header and the graph. Encoding 2 replaces
+//! that matrix by what rebuilds it from the caller's vectors:
+//!
+//! ```text
+//!      0    4 matrix crc32     u32 (crc32 of the left-out matrix's codes)
+//!      4  4 n slot ids         u32 each: the id whose vector fills slot i
+//!   4+4n    - the image after the matrix (USearch's header and graph)
 //! ```
 //!
 //! Every field is checked on load before the payload is handed to USearch, so a truncated,
@@ -31,6 +43,8 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 /// Vector encoding id stored in the header: int8 codes, per-vector max-abs scale, cosine metric.
 pub(crate) const ENCODING_I8_COS: u8 = 1;
+/// The same codes, not stored: the loader recomputes them from the caller's vectors.
+pub(crate) const ENCODING_I8_COS_EXTERNAL: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
@@ -108,7 +122,7 @@ impl Header {
         if h[37..40].iter().chain(&h[52..60]).any(|&b| b != 0) {
             return Err(corrupt("reserved header bytes are not zero"));
         }
-        if header.encoding != ENCODING_I8_COS {
+        if header.encoding != ENCODING_I8_COS && header.encoding != ENCODING_I8_COS_EXTERNAL {
             return Err(DecodeError::Corrupt(format!(
                 "unknown vector encoding {}",
                 header.encoding

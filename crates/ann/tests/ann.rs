@@ -207,6 +207,98 @@ fn save_load_round_trip_gives_identical_results() {
 }
 
 #[test]
+fn saved_without_vectors_it_loads_the_same_index_from_the_callers_vectors() {
+    let (mut data, queries) = dataset(2000, DIM, 9);
+    // Two ids with the same vector: either one's vector fills the slot of the other.
+    let twin = data[3].1.clone();
+    data[4].1 = twin;
+    let params = AnnParams {
+        threads: 2,
+        ..AnnParams::default()
+    };
+    let index = AnnIndex::build(DIM, &items(&data), &params, &never).unwrap();
+    let dir = tmp_dir("external");
+    let whole = dir.join("whole.ann");
+    let graph = dir.join("graph.ann");
+    index.save(&whole).unwrap();
+    index.save_without_vectors(&graph).unwrap();
+    let size = |p: &PathBuf| std::fs::metadata(p).unwrap().len() as usize;
+    // Each vector's codes (DIM bytes) become a 4-byte id.
+    assert_eq!(size(&whole) - size(&graph), data.len() * (DIM - 4) + 8 - 4);
+
+    let by_id: std::collections::HashMap<u32, Vec<f32>> = data.iter().cloned().collect();
+    let calls = AtomicUsize::new(0);
+    let vector_of = |id: u32| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        by_id.get(&id).cloned()
+    };
+    let loaded = AnnIndex::load_with(&graph, &vector_of).unwrap();
+    assert_eq!(calls.load(Ordering::Relaxed), data.len());
+    assert_eq!((loaded.len(), loaded.dim()), (index.len(), DIM));
+    let odd = |id: u32| id % 2 == 1;
+    for q in &queries {
+        assert_eq!(index.search(q, 10, 0, &all), loaded.search(q, 10, 0, &all));
+        assert_eq!(index.search(q, 5, 40, &odd), loaded.search(q, 5, 40, &odd));
+    }
+    // A self-contained file never asks for vectors.
+    let whole_loaded = AnnIndex::load_with(&whole, &|_| panic!("asked for a vector")).unwrap();
+    assert_eq!(
+        whole_loaded.search(&queries[0], 10, 0, &all),
+        index.search(&queries[0], 10, 0, &all)
+    );
+    // It does not list its ids, so it cannot leave its vectors out; a graph loaded with the
+    // caller's vectors can, and gives the same file.
+    assert!(matches!(
+        whole_loaded.save_without_vectors(&dir.join("x.ann")),
+        Err(AnnError::InvalidParams(_))
+    ));
+    let again = dir.join("again.ann");
+    loaded.save_without_vectors(&again).unwrap();
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&graph).unwrap()
+    );
+
+    // Without vectors, with one missing, or with one changed, the file is corrupt.
+    let corrupt = |r: Result<AnnIndex, AnnError>| matches!(r, Err(AnnError::Corrupt { .. }));
+    assert!(corrupt(AnnIndex::load(&graph)));
+    let missing = data[10].0;
+    assert!(corrupt(AnnIndex::load_with(&graph, &|id| {
+        (id != missing).then(|| by_id[&id].clone())
+    })));
+    let changed = data[20].0;
+    assert!(corrupt(AnnIndex::load_with(&graph, &|id| {
+        let mut v = by_id.get(&id)?.clone();
+        if id == changed {
+            v[0] = -v[0] + 0.5;
+        }
+        Some(v)
+    })));
+    assert!(corrupt(AnnIndex::load_with(&graph, &|id| {
+        by_id.get(&id).map(|v| v[1..].to_vec())
+    })));
+    // The envelope's checks hold for this layout too: a flipped byte anywhere is refused.
+    let bytes = std::fs::read(&graph).unwrap();
+    let bad = dir.join("bad.ann");
+    for pos in [36, 64, 70, 64 + 4 * 100, bytes.len() - 1] {
+        let mut b = bytes.clone();
+        b[pos] ^= 0x04;
+        std::fs::write(&bad, &b).unwrap();
+        assert!(
+            corrupt(AnnIndex::load_with(&bad, &vector_of)),
+            "flip at {pos} accepted"
+        );
+    }
+
+    // An empty index round-trips too.
+    let empty = AnnIndex::build(DIM, &[], &params, &never).unwrap();
+    let path = dir.join("empty.ann");
+    empty.save_without_vectors(&path).unwrap();
+    assert!(AnnIndex::load_with(&path, &vector_of).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn truncated_corrupt_or_foreign_files_are_errors() {
     let (data, _) = dataset(500, 32, 4);
     let index = build(&data, 32);
