@@ -15,7 +15,8 @@
 //!   lexical/           one tantivy index: unit, file and repository documents
 //!   vectors/keys.bin   the embedding key of every vector row (the embedding cache)
 //!   vectors/rows.i8    vector rows, int8 with a per-row scale, memory-mapped by readers
-//!   vectors/ann-*.bin  the approximate nearest-neighbour index over a prefix of the rows
+//!   vectors/ann-*.bin  the approximate nearest-neighbour index over a prefix of the rows: its
+//!                      graph only, the vectors are read from rows.i8 when it is loaded
 //! ```
 //!
 //! ## Why this shape
@@ -57,7 +58,7 @@
 //! | `lexical/meta.json` | parses; names only files that pass their checksum | every snapshot |
 //! | `vectors/rows.i8` | length covers every committed row and every row a document names; CRC-32 per 1 MiB block | blocks once per process |
 //! | `vectors/keys.bin` | length and CRC-32 per block | when a writer opens |
-//! | `vectors/ann-*.bin` | its own header and payload CRC-32s | on load: damaged means exact search, and the next writer rebuilds it |
+//! | `vectors/ann-*.bin` | its own header and payload CRC-32s, and a CRC-32 of the codes it rebuilds from the rows | on load: damaged means exact search, and the next writer rebuilds it |
 //!
 //! Measured on a 100,000-unit index (56 MB lexical, 40 MB vectors, warm page cache, a loaded
 //! 2-core machine; `examples/open_cost.rs`): opening and taking the first snapshot costs about

@@ -258,7 +258,7 @@ impl EmbeddedStore {
             None => None,
         };
         let ann = match &rows {
-            Some(rows) => self.ann_state(rows.count())?,
+            Some(rows) => self.ann_state(rows)?,
             None => None,
         };
         let snapshot = Arc::new(Snapshot {
@@ -316,19 +316,19 @@ impl EmbeddedStore {
             == s.ann.as_ref().map(|a| a.covered)
     }
 
-    /// The newest approximate index usable with `rows` rows on disk.
-    fn ann_state(&self, rows: u32) -> Result<Option<Arc<AnnState>>> {
+    /// The newest approximate index usable with the rows on disk, its vectors read from them.
+    fn ann_state(&self, rows: &RowReader) -> Result<Option<Arc<AnnState>>> {
         let mut slot = self.ann.lock().map_err(|_| poisoned())?;
-        let newest = crate::ann::newest(&self.dir, rows);
-        match (&*slot, newest) {
-            (Some(s), Some((covered, _))) if s.covered == covered => return Ok(Some(s.clone())),
+        let newest = crate::ann::newest(&self.dir, rows.count());
+        match (&*slot, &newest) {
+            (Some(s), Some((covered, _))) if s.covered == *covered => return Ok(Some(s.clone())),
             (_, None) => return Ok(None),
             _ => {}
         }
-        let Some((_, path)) = crate::ann::newest(&self.dir, rows) else {
+        let Some((_, path)) = newest else {
             return Ok(None);
         };
-        match AnnState::load(&path) {
+        match AnnState::load(&path, rows) {
             Ok(state) => {
                 let state = Arc::new(state);
                 *slot = Some(state.clone());

@@ -343,6 +343,9 @@ impl EmbeddedWriter {
             return Ok(false);
         };
         let durable = rows.durable_rows();
+        let Some(dim) = self.dim else {
+            return Ok(false);
+        };
         let mut covered = 0;
         if let Some((c, path)) = crate::ann::newest(&self.dir, durable) {
             covered = c;
@@ -350,7 +353,8 @@ impl EmbeddedWriter {
             if self.ann_checked.as_ref() != Some(&path)
                 && !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows)
             {
-                match AnnState::load(&path) {
+                let reader = RowReader::open(&self.dir, dim, None, &mut RowsVerified::default())?;
+                match AnnState::load(&path, &reader) {
                     Ok(_) => self.ann_checked = Some(path),
                     Err(e) => {
                         tracing::warn!("{e}; rebuilding the approximate index from the rows");
@@ -363,9 +367,6 @@ impl EmbeddedWriter {
         if !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows) {
             return Ok(false);
         }
-        let Some(dim) = self.dim else {
-            return Ok(false);
-        };
         // The writer verified the rows when it opened them and wrote the rest itself.
         let reader = RowReader::open(&self.dir, dim, None, &mut RowsVerified::default())?;
         crate::ann::build_and_save(&self.dir, &reader, durable, cancel)?;

@@ -752,6 +752,95 @@ fn the_approximate_index_threshold_is_an_option() {
     assert_eq!(dense(r.as_ref(), 3, Filters::default(), 5).len(), 5);
 }
 
+/// The approximate index's file holds the graph and no second copy of the vectors (a reader
+/// takes them from the rows): at 384 dimensions it is smaller than the codes alone would be,
+/// and the graph walk over the vectors read back finds each unit's own vector first.
+#[test]
+fn the_approximate_index_file_holds_no_copy_of_the_vectors() {
+    const D: usize = 384;
+    const N: u32 = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let wide = EmbeddingInfo { dim: D, ..info() };
+    // Pseudo-random unit vectors (xorshift), one per unit.
+    let vec_of = |i: u32| {
+        let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..D)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        v.into_iter().map(|a| a / n).collect::<Vec<f32>>()
+    };
+    let mut store = EmbeddedStore::open_or_create(&dir, Some(wide)).unwrap();
+    store.set_ann_min_rows(100);
+    let mut w = store.writer().unwrap();
+    let units = (0..N)
+        .map(|i| {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            UnitWrite {
+                record: unit("a.py", "python", &format!("u{i}"), "def u(): pass", 1),
+                key: UnitKey(k),
+                vector: Some(vec_of(i)),
+            }
+        })
+        .collect();
+    let entry = FileEntry {
+        path: "a.py".into(),
+        hash: "h".into(),
+        units: N,
+        bytes: 1,
+    };
+    w.upsert_files("r", vec![FileWrite { file: entry, units }])
+        .unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    w.maintain(&CancellationToken::new()).unwrap();
+    drop(w);
+    let ann: Vec<u64> = fs::read_dir(dir.join("vectors"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ann-"))
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    assert_eq!(ann.len(), 1);
+    assert!(
+        ann[0] < u64::from(N) * D as u64,
+        "{} bytes: the codes alone are {}",
+        ann[0],
+        N as usize * D
+    );
+    drop(store);
+    let mut store = EmbeddedStore::open(&dir).unwrap();
+    store.set_ann_min_rows(100);
+    let r = store.reader().unwrap();
+    assert_eq!(r.stats().unwrap().ann_vectors, u64::from(N));
+    for i in [0, 7, 150, N - 1] {
+        let ids: Vec<_> = r
+            .vector(&VectorQuery {
+                vector: vec_of(i),
+                filters: Filters::default(),
+                limit: 3,
+                exact: false,
+            })
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let names: Vec<String> = r
+            .units(&ids)
+            .unwrap()
+            .into_iter()
+            .map(|u| u.record.name)
+            .collect();
+        assert_eq!(names[0], format!("u{i}"));
+    }
+}
+
 /// The store hands out one snapshot while nothing is committed (a reload per query cost more
 /// than the query), and a commit by another handle (as by another process) is seen at the next
 /// request: new units found in both legs, deleted ones gone, with the per-segment columns of the
