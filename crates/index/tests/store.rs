@@ -701,40 +701,39 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
 }
 
+/// Writes units `u0`..`u{n-1}` of one file, unit `i` with the vector `vector_of(i)`, commits,
+/// and runs the writer's maintenance (which builds the approximate index past the threshold).
+fn numbered_units(store: &EmbeddedStore, n: u32, vector_of: impl Fn(u32) -> Vec<f32>) {
+    let mut w = store.writer().unwrap();
+    let units = (0..n)
+        .map(|i| {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            UnitWrite {
+                record: unit("a.py", "python", &format!("u{i}"), "def u(): pass", 1),
+                key: UnitKey(k),
+                vector: Some(vector_of(i)),
+            }
+        })
+        .collect();
+    let file = FileEntry {
+        path: "a.py".into(),
+        hash: "h".into(),
+        units: n,
+        bytes: 1,
+    };
+    w.upsert_files("r", vec![FileWrite { file, units }])
+        .unwrap();
+    w.commit(&CancellationToken::new()).unwrap();
+    w.maintain(&CancellationToken::new()).unwrap();
+}
+
 /// The approximate-index threshold is an option of the store (default 20,000 or
 /// `$GNN_CODER_ANN_MIN_ROWS` read at open): lowered, a small index builds and uses the graph.
 #[test]
 fn the_approximate_index_threshold_is_an_option() {
     let tmp = tempfile::tempdir().unwrap();
-    let write = |store: &EmbeddedStore| {
-        let mut w = store.writer().unwrap();
-        let units = (0..200u32)
-            .map(|i| {
-                let mut k = [0u8; 16];
-                k[..4].copy_from_slice(&i.to_le_bytes());
-                UnitWrite {
-                    record: unit("a.py", "python", &format!("u{i}"), "def u(): pass", 1),
-                    key: UnitKey(k),
-                    vector: Some(vector(i as usize)),
-                }
-            })
-            .collect();
-        w.upsert_files(
-            "r",
-            vec![FileWrite {
-                file: FileEntry {
-                    path: "a.py".into(),
-                    hash: "h".into(),
-                    units: 200,
-                    bytes: 1,
-                },
-                units,
-            }],
-        )
-        .unwrap();
-        w.commit(&CancellationToken::new()).unwrap();
-        w.maintain(&CancellationToken::new()).unwrap();
-    };
+    let write = |store: &EmbeddedStore| numbered_units(store, 200, |i| vector(i as usize));
     let default = EmbeddedStore::open_or_create(&tmp.path().join("a"), Some(info())).unwrap();
     if std::env::var_os("GNN_CODER_ANN_MIN_ROWS").is_none() {
         assert_eq!(default.ann_min_rows(), 20_000);
@@ -778,29 +777,7 @@ fn the_approximate_index_file_holds_no_copy_of_the_vectors() {
     };
     let mut store = EmbeddedStore::open_or_create(&dir, Some(wide)).unwrap();
     store.set_ann_min_rows(100);
-    let mut w = store.writer().unwrap();
-    let units = (0..N)
-        .map(|i| {
-            let mut k = [0u8; 16];
-            k[..4].copy_from_slice(&i.to_le_bytes());
-            UnitWrite {
-                record: unit("a.py", "python", &format!("u{i}"), "def u(): pass", 1),
-                key: UnitKey(k),
-                vector: Some(vec_of(i)),
-            }
-        })
-        .collect();
-    let entry = FileEntry {
-        path: "a.py".into(),
-        hash: "h".into(),
-        units: N,
-        bytes: 1,
-    };
-    w.upsert_files("r", vec![FileWrite { file: entry, units }])
-        .unwrap();
-    w.commit(&CancellationToken::new()).unwrap();
-    w.maintain(&CancellationToken::new()).unwrap();
-    drop(w);
+    numbered_units(&store, N, vec_of);
     let ann: Vec<u64> = fs::read_dir(dir.join("vectors"))
         .unwrap()
         .flatten()
