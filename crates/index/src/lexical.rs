@@ -2,25 +2,63 @@
 //!
 //! The query text goes through the same analysis as the documents ([`crate::tokenizer`]); each
 //! distinct term becomes a `Should` clause per text field (name, qualified symbol, doc comment,
-//! code, path), boosted by the request's field boosts. Language, kind and repository filters are
-//! zero-scored term filters inside the query, so tantivy's top-k only ever sees units that pass
-//! them. Path globs and exclusions cannot be terms: they are checked on the ranked hits with the
-//! per-segment [`SegmentFilter`], fetching deeper (20× the limit, then 4× more each round) until
-//! enough pass or no hits are left, still before the top-k cut.
+//! code, path), boosted by the request's field boosts.
+//!
+//! Filters take one of two ways, chosen by how many units pass them (counted once per snapshot
+//! and filter):
+//! - **Most units pass** (a quarter or more; the product's kind filter passes nearly all): the
+//!   bare disjunction is walked with tantivy's block-max WAND (`Weight::for_each_pruning`), and
+//!   each candidate is checked against the per-segment [`SegmentFilter`] (language, kind,
+//!   repository, path globs, exclusions) before it enters the top k; only passing units raise
+//!   the pruning threshold, which is carried from segment to segment, so the result is exact.
+//!   At a million units this cut a lexical query's p50 from 10.7 to 3.2 ms: intersecting with
+//!   the kind filter's postings had scored every matching posting of the disjunction, and the
+//!   filter's own union of two near-complete posting lists was half the time.
+//! - **Few units pass** (or the index has no vectors to count them by): language, kind and
+//!   repository filters are zero-scored term filters inside the query, whose short postings
+//!   let the intersection skip most of the disjunction. Path globs and exclusions cannot be
+//!   terms: they are checked on the ranked hits with the [`SegmentFilter`], fetching deeper (20×
+//!   the limit, then 4× more each round) until enough pass or no hits are left, still before
+//!   the top-k cut.
 
 use std::collections::{HashMap, HashSet};
 
 use gnn_coder_store::{LexicalQuery, Result, UnitId, UnitRecord};
-use tantivy::Term;
 use tantivy::collector::TopDocs;
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::query::EnableScoring;
 use tantivy::query::{Bm25Weight, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, Term};
 
 use crate::error::backend;
 use crate::filter::SegmentFilter;
 use crate::snapshot::{Snapshot, unit_id};
 use crate::tokenizer::{analyze, query_terms};
+
+/// [`Snapshot::lexical_search`] walks the bare disjunction when at least one unit in this many
+/// passes the filters (see `filters_pass_most`). Below that, the filters' postings are short
+/// enough for the intersection to skip most of the disjunction's; above it, the WAND walk skips
+/// more than the failing units cost to check.
+const PASS_MOST_DIVISOR: u64 = 4;
+
+/// A score ordered totally (`f32::total_cmp`), for the top-k heap.
+#[derive(Clone, Copy, PartialEq)]
+struct Ranked(f32);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
 
 impl Snapshot {
     /// The BM25 leg: the best `q.limit` units passing the filters, best first.
@@ -38,6 +76,12 @@ impl Snapshot {
             return Ok(Vec::new());
         }
         let exclude: HashSet<UnitId> = q.filters.exclude_units.iter().copied().collect();
+        if self.filters_pass_most(q, globs)? {
+            let Some(union) = self.disjunction(q) else {
+                return Ok(Vec::new());
+            };
+            return self.pruned_top(union.as_ref(), want, q, globs, &exclude);
+        }
         let post_filter = globs.is_some() || !exclude.is_empty();
         // Path globs and exclusions filter ranked hits, so fetch more until enough pass (or
         // none are left): still before the top-k cut.
@@ -93,6 +137,82 @@ impl Snapshot {
         }
     }
 
+    /// Whether the request has filters that most units pass (the product's kind filter, say),
+    /// so that walking the bare disjunction with block-max WAND and checking each candidate's
+    /// columns beats intersecting the disjunction with the filters' postings (which scores
+    /// every matching posting: the filters' own union was half of a lexical query's time at a
+    /// million units). Counted once per snapshot and filter, over units with vectors; an index
+    /// without vectors keeps the intersection.
+    fn filters_pass_most(
+        &self,
+        q: &LexicalQuery,
+        globs: Option<&globset::GlobSet>,
+    ) -> Result<bool> {
+        let f = &q.filters;
+        if f.languages.is_empty()
+            && f.kinds.is_empty()
+            && f.repositories.is_empty()
+            && globs.is_none()
+        {
+            // Nothing to intersect with; exclusions alone are checked on the ranked hits.
+            return Ok(false);
+        }
+        let (passing, total) = self.cached_candidate_counts(f, globs)?;
+        Ok(total > 0 && passing.saturating_mul(PASS_MOST_DIVISOR) >= total)
+    }
+
+    /// The best `want` units by `union`'s score among those passing every filter (exclusions
+    /// and path globs included), best first: block-max WAND over each segment, the threshold
+    /// being the `want`-th best score of the passing units so far (carried from segment to
+    /// segment), so a unit that fails a filter never raises it and the result is exact.
+    fn pruned_top(
+        &self,
+        union: &dyn Query,
+        want: usize,
+        q: &LexicalQuery,
+        globs: Option<&globset::GlobSet>,
+        exclude: &HashSet<UnitId>,
+    ) -> Result<Vec<(UnitId, f32)>> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let weight = union
+            .weight(EnableScoring::enabled_from_searcher(&self.searcher))
+            .map_err(backend)?;
+        let cols = self.seg_cols()?;
+        // Min-heap of the best so far: (score, earlier address first on ties).
+        let mut heap: BinaryHeap<Reverse<(Ranked, Reverse<(u32, u32)>)>> = BinaryHeap::new();
+        let mut threshold = f32::MIN;
+        for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
+            let ord = ord as u32;
+            let filter = SegmentFilter::new(seg, c, ord, &q.filters, globs, exclude)?;
+            if filter.none {
+                continue;
+            }
+            weight
+                .for_each_pruning(threshold, seg, &mut |doc, score| {
+                    if filter.accepts(doc) {
+                        heap.push(Reverse((Ranked(score), Reverse((ord, doc)))));
+                        if heap.len() > want {
+                            heap.pop();
+                        }
+                        if heap.len() == want
+                            && let Some(Reverse((Ranked(s), _))) = heap.peek()
+                        {
+                            threshold = *s;
+                        }
+                    }
+                    threshold
+                })
+                .map_err(backend)?;
+        }
+        let mut top: Vec<_> = heap.into_iter().map(|Reverse(x)| x).collect();
+        top.sort_by(|a, b| b.cmp(a));
+        Ok(top
+            .into_iter()
+            .map(|(Ranked(score), Reverse((ord, doc)))| (unit_id(DocAddress::new(ord, doc)), score))
+            .collect())
+    }
+
     /// BM25 of texts outside the index, as [`Snapshot::lexical_search`] scores its units: the
     /// same analysis, fields, boosts and per-term weights (tantivy's, over this snapshot's
     /// statistics), and the field lengths coded as tantivy codes them.
@@ -146,7 +266,8 @@ impl Snapshot {
             .collect())
     }
 
-    fn lexical_query(&self, q: &LexicalQuery) -> Option<Box<dyn Query>> {
+    /// The scored part of the query: one `Should` clause per term and text field.
+    fn disjunction(&self, q: &LexicalQuery) -> Option<Box<dyn Query>> {
         let f = &self.fields;
         let b = &q.boosts;
         let terms = query_terms(&q.text);
@@ -179,7 +300,14 @@ impl Snapshot {
         // so the disjunction alone selects units: without filters it stays a pure union, which
         // tantivy's top-k walks with block-max WAND, skipping blocks that cannot enter the top.
         // (An intersection with the unit type, as before, scored every matching posting.)
-        let disjunction: Box<dyn Query> = Box::new(BooleanQuery::new(should));
+        Some(Box::new(BooleanQuery::new(should)))
+    }
+
+    /// The disjunction, within the term filters (language, kind, repository) as zero-scored
+    /// `Must` clauses.
+    fn lexical_query(&self, q: &LexicalQuery) -> Option<Box<dyn Query>> {
+        let f = &self.fields;
+        let disjunction = self.disjunction(q)?;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (field, values) in [
             (f.language, &q.filters.languages),

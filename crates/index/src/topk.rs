@@ -17,7 +17,7 @@
 
 use std::collections::{BinaryHeap, HashSet};
 
-use gnn_coder_store::{Result, UnitId, VectorQuery};
+use gnn_coder_store::{Filters, Result, UnitId, VectorQuery};
 use tantivy::DocAddress;
 
 use crate::filter::{NONE, SegmentFilter};
@@ -138,12 +138,11 @@ impl Snapshot {
     /// Exclusions (the unit `similar` starts from, the committed units of files open as unsaved
     /// buffers) are left out of the count: a few units more or less barely move the choice it
     /// makes, and they change with every request.
-    fn cached_candidate_counts(
+    pub(crate) fn cached_candidate_counts(
         &self,
-        q: &VectorQuery,
+        f: &Filters,
         globs: Option<&globset::GlobSet>,
     ) -> Result<(u64, u64)> {
-        let f = &q.filters;
         let sorted = |v: &[String]| {
             let mut v = v.to_vec();
             v.sort();
@@ -164,7 +163,7 @@ impl Snapshot {
         if let Some(counts) = cached {
             return Ok(counts);
         }
-        let counts = self.candidate_counts(q, globs, &HashSet::new())?;
+        let counts = self.candidate_counts(f, globs, &HashSet::new())?;
         if let Ok(mut c) = self.candidate_counts.lock() {
             // Filters come from requests: keep a bounded number of them.
             if c.len() >= 256 {
@@ -179,14 +178,14 @@ impl Snapshot {
     /// scoring).
     fn candidate_counts(
         &self,
-        q: &VectorQuery,
+        filters: &Filters,
         globs: Option<&globset::GlobSet>,
         exclude: &HashSet<UnitId>,
     ) -> Result<(u64, u64)> {
         let (mut passing, mut total) = (0, 0);
         let cols = self.seg_cols()?;
         for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
-            let filter = SegmentFilter::new(seg, c, ord as u32, &q.filters, globs, exclude)?;
+            let filter = SegmentFilter::new(seg, c, ord as u32, filters, globs, exclude)?;
             let alive = seg.alive_bitset();
             for (doc, &row) in c.row.iter().enumerate() {
                 let doc = doc as u32;
@@ -265,7 +264,7 @@ impl Snapshot {
                 let n = self.row_map()?.ids.len() as u64;
                 (n, n)
             }
-            (Some(_), false) => self.cached_candidate_counts(q, globs)?,
+            (Some(_), false) => self.cached_candidate_counts(&q.filters, globs)?,
             _ => (0, 0),
         };
         match (&self.ann, passing > self.exact_scan_max) {

@@ -701,6 +701,149 @@ fn the_approximate_index_is_built_used_and_kept_current() {
     assert_eq!(r.units(&top[..1]).unwrap()[0].record.name, "fresh");
 }
 
+/// With filters most units pass (the product's kind filter), the lexical leg walks the bare
+/// disjunction with block-max WAND and checks each candidate's columns; with selective ones it
+/// intersects the disjunction with the filters. Either way its top 10 must be exactly the
+/// best-scoring units that pass: checked against the unfiltered ranking of every unit, filtered
+/// here, over three segments, one with deleted units.
+#[test]
+fn filtered_lexical_results_are_the_best_passing_units() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open_or_create(&tmp.path().join("idx"), Some(info())).unwrap();
+    let kinds = ["function", "method", "function", "class"];
+    let files = |part: usize, per_file: usize| -> Vec<(String, FileWrite)> {
+        (0..4)
+            .map(|f| {
+                let (repo, lang, ext) = match (part * 4 + f) % 5 {
+                    0 => ("b", "rust", "rs"),
+                    1 | 3 => ("a", "rust", "rs"),
+                    _ => ("a", "python", "py"),
+                };
+                let path = format!("src/p{part}/f{f}.{ext}");
+                let units = (0..per_file)
+                    .map(|u| {
+                        let i = (part * 4 + f) * 100 + u;
+                        let code = format!(
+                            "{}{}{}",
+                            "parse ".repeat(1 + i % 7),
+                            "header ".repeat(i % 4),
+                            (0..i % 37).map(|w| format!("w{w} ")).collect::<String>()
+                        );
+                        let mut record =
+                            unit(&path, lang, &format!("u{i}"), &code, 1 + 10 * u as u64);
+                        record.kind = kinds[i % kinds.len()].into();
+                        let mut k = [0u8; 16];
+                        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                        UnitWrite {
+                            record,
+                            key: UnitKey(k),
+                            vector: Some(vector(i)),
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let write = FileWrite {
+                    file: FileEntry {
+                        path: path.clone(),
+                        hash: format!("h{part}{f}{per_file}"),
+                        units: units.len() as u32,
+                        bytes: 1,
+                    },
+                    units,
+                };
+                (repo.to_owned(), write)
+            })
+            .collect()
+    };
+    for (part, per_file) in [(0, 30), (1, 30), (2, 30), (0, 12)] {
+        let mut w = store.writer().unwrap();
+        for (repo, write) in files(part, per_file) {
+            w.upsert_files(&repo, vec![write]).unwrap();
+        }
+        w.commit(&CancellationToken::new()).unwrap();
+    }
+    let r = store.reader().unwrap();
+    let query = |filters: Filters, limit: usize| {
+        r.lexical(&LexicalQuery {
+            text: "parse header".into(),
+            boosts: FieldBoosts::default(),
+            filters,
+            limit,
+        })
+        .unwrap()
+    };
+    let every = query(Filters::default(), 10_000);
+    assert_eq!(every.len(), 12 * 4 + 30 * 4 * 2);
+    let ids: Vec<_> = every.iter().map(|(id, _)| *id).collect();
+    let units = r.units(&ids).unwrap();
+    let globs = PathGlobs::new(["src/p1/**"]).unwrap();
+    let function = || vec!["function".to_owned()];
+    let cases: Vec<(&str, Filters, Box<dyn Fn(usize) -> bool>)> = vec![
+        (
+            "kind",
+            Filters {
+                kinds: function(),
+                ..Filters::default()
+            },
+            Box::new(|i| units[i].record.kind == "function"),
+        ),
+        (
+            "language",
+            Filters {
+                languages: vec!["python".into()],
+                ..Filters::default()
+            },
+            Box::new(|i| units[i].record.language == "python"),
+        ),
+        (
+            "repository (selective)",
+            Filters {
+                repositories: vec!["b".into()],
+                kinds: function(),
+                ..Filters::default()
+            },
+            Box::new(|i| units[i].repository == "b" && units[i].record.kind == "function"),
+        ),
+        (
+            "path glob and kind",
+            Filters {
+                kinds: function(),
+                path_globs: globs,
+                ..Filters::default()
+            },
+            Box::new(|i| {
+                units[i].record.path.starts_with("src/p1/") && units[i].record.kind == "function"
+            }),
+        ),
+        (
+            "exclusion and kind",
+            Filters {
+                kinds: function(),
+                exclude_units: vec![ids[0]],
+                ..Filters::default()
+            },
+            Box::new(|i| i != 0 && units[i].record.kind == "function"),
+        ),
+    ];
+    for (what, filters, passes) in cases {
+        let want: Vec<f32> = (0..every.len())
+            .filter(|&i| passes(i))
+            .map(|i| every[i].1)
+            .take(10)
+            .collect();
+        assert!(!want.is_empty(), "{what}: no unit passes");
+        let got = query(filters, 10);
+        let scores: Vec<f32> = got.iter().map(|(_, s)| *s).collect();
+        assert_eq!(scores.len(), want.len(), "{what}");
+        for (g, w) in scores.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{what}: {scores:?} against {want:?}");
+        }
+        for (id, _) in &got {
+            let i = ids.iter().position(|x| x == id).unwrap();
+            assert!(passes(i), "{what}: {} does not pass", units[i].record.name);
+        }
+    }
+}
+
 /// Writes units `u0`..`u{n-1}` of one file, unit `i` with the vector `vector_of(i)`, commits,
 /// and runs the writer's maintenance (which builds the approximate index past the threshold).
 fn numbered_units(store: &EmbeddedStore, n: u32, vector_of: impl Fn(u32) -> Vec<f32>) {
