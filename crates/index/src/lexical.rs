@@ -35,30 +35,13 @@ use crate::error::backend;
 use crate::filter::SegmentFilter;
 use crate::snapshot::{Snapshot, unit_id};
 use crate::tokenizer::{analyze, query_terms};
+use crate::topk::TopK;
 
 /// [`Snapshot::lexical_search`] walks the bare disjunction when at least one unit in this many
 /// passes the filters (see `filters_pass_most`). Below that, the filters' postings are short
 /// enough for the intersection to skip most of the disjunction's; above it, the WAND walk skips
 /// more than the failing units cost to check.
 const PASS_MOST_DIVISOR: u64 = 4;
-
-/// A score ordered totally (`f32::total_cmp`), for the top-k heap.
-#[derive(Clone, Copy, PartialEq)]
-struct Ranked(f32);
-
-impl Eq for Ranked {}
-
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
 
 impl Snapshot {
     /// The BM25 leg: the best `q.limit` units passing the filters, best first.
@@ -173,14 +156,11 @@ impl Snapshot {
         globs: Option<&globset::GlobSet>,
         exclude: &HashSet<UnitId>,
     ) -> Result<Vec<(UnitId, f32)>> {
-        use std::cmp::Reverse;
-        use std::collections::BinaryHeap;
         let weight = union
             .weight(EnableScoring::enabled_from_searcher(&self.searcher))
             .map_err(backend)?;
         let cols = self.seg_cols()?;
-        // Min-heap of the best so far: (score, earlier address first on ties).
-        let mut heap: BinaryHeap<Reverse<(Ranked, Reverse<(u32, u32)>)>> = BinaryHeap::new();
+        let mut top = TopK::new(want);
         let mut threshold = f32::MIN;
         for (ord, (seg, c)) in self.searcher.segment_readers().iter().zip(cols).enumerate() {
             let ord = ord as u32;
@@ -191,26 +171,14 @@ impl Snapshot {
             weight
                 .for_each_pruning(threshold, seg, &mut |doc, score| {
                     if filter.accepts(doc) {
-                        heap.push(Reverse((Ranked(score), Reverse((ord, doc)))));
-                        if heap.len() > want {
-                            heap.pop();
-                        }
-                        if heap.len() == want
-                            && let Some(Reverse((Ranked(s), _))) = heap.peek()
-                        {
-                            threshold = *s;
-                        }
+                        top.push(unit_id(DocAddress::new(ord, doc)), score);
+                        threshold = top.threshold().unwrap_or(f32::MIN);
                     }
                     threshold
                 })
                 .map_err(backend)?;
         }
-        let mut top: Vec<_> = heap.into_iter().map(|Reverse(x)| x).collect();
-        top.sort_by(|a, b| b.cmp(a));
-        Ok(top
-            .into_iter()
-            .map(|(Ranked(score), Reverse((ord, doc)))| (unit_id(DocAddress::new(ord, doc)), score))
-            .collect())
+        Ok(top.into_sorted())
     }
 
     /// BM25 of texts outside the index, as [`Snapshot::lexical_search`] scores its units: the

@@ -85,6 +85,14 @@ impl TopK {
         }
     }
 
+    /// The lowest score kept once `k` are kept: what a new score must beat to enter.
+    pub(crate) fn threshold(&self) -> Option<f32> {
+        if self.heap.len() < self.k {
+            return None;
+        }
+        self.heap.peek().map(|std::cmp::Reverse((s, _))| s.0)
+    }
+
     pub(crate) fn into_sorted(self) -> Vec<(UnitId, f32)> {
         let mut v: Vec<(UnitId, f32)> = self
             .heap
