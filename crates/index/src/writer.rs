@@ -346,6 +346,15 @@ impl EmbeddedWriter {
         let Some(dim) = self.dim else {
             return Ok(false);
         };
+        // The writer verified the rows when it opened them and wrote the rest itself, so the
+        // reader skips the scale scan it gives an index without checksums.
+        let open_rows = || {
+            let mut done = RowsVerified {
+                blocks: 0,
+                scanned: durable,
+            };
+            RowReader::open(&self.dir, dim, None, &mut done)
+        };
         let mut covered = 0;
         if let Some((c, path)) = crate::ann::newest(&self.dir, durable) {
             covered = c;
@@ -353,8 +362,7 @@ impl EmbeddedWriter {
             if self.ann_checked.as_ref() != Some(&path)
                 && !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows)
             {
-                let reader = RowReader::open(&self.dir, dim, None, &mut RowsVerified::default())?;
-                match AnnState::load(&path, &reader) {
+                match AnnState::load(&path, &open_rows()?) {
                     Ok(_) => self.ann_checked = Some(path),
                     Err(e) => {
                         tracing::warn!("{e}; rebuilding the approximate index from the rows");
@@ -367,9 +375,7 @@ impl EmbeddedWriter {
         if !crate::ann::needs_rebuild(covered, durable, self.ann_min_rows) {
             return Ok(false);
         }
-        // The writer verified the rows when it opened them and wrote the rest itself.
-        let reader = RowReader::open(&self.dir, dim, None, &mut RowsVerified::default())?;
-        crate::ann::build_and_save(&self.dir, &reader, durable, cancel)?;
+        crate::ann::build_and_save(&self.dir, &open_rows()?, durable, cancel)?;
         Ok(true)
     }
 }
