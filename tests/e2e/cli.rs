@@ -1290,6 +1290,104 @@ fn semantic_and_hybrid_search_with_the_model() {
     assert!(err.contains("fetch-model.sh"), "{err}");
 }
 
+/// `--vector-codes int4`: a new index stores four-bit codes (`rows.i4`, half the bytes of
+/// int8 per vector), answers the paraphrase the int8 index answers, and keeps its codes: asking
+/// an existing index for other codes is refused with what to run, `--rebuild` changes them.
+#[test]
+fn int4_vector_codes_are_chosen_when_an_index_is_created() {
+    let Some(model) = model_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fixture();
+    let model_args = ["--model-dir", s(&model), "--weights", "none"];
+    let index = |dir: &Path, extra: &[&str]| -> Output {
+        let mut args = vec!["index", s(&root), "--index", s(dir), "-q"];
+        args.extend_from_slice(&model_args);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (i8_dir, i4_dir) = (tmp.path().join("i8"), tmp.path().join("i4"));
+    for (dir, extra) in [
+        (&i8_dir, &[][..]),
+        (&i4_dir, &["--vector-codes", "int4"][..]),
+    ] {
+        let out = index(dir, extra);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let rows =
+        |dir: &Path, name: &str| fs::metadata(dir.join("vectors").join(name)).map(|m| m.len());
+    let (b8, b4) = (
+        rows(&i8_dir, "rows.i8").unwrap(),
+        rows(&i4_dir, "rows.i4").unwrap(),
+    );
+    assert!(rows(&i4_dir, "rows.i8").is_err() && rows(&i8_dir, "rows.i4").is_err());
+    // The same rows, 4 + 192 bytes each instead of 4 + 384.
+    assert_eq!(b8 % 388, 0, "{b8}");
+    assert_eq!(b4, b8 / 388 * 196, "{b4} vs {b8}");
+    let info = ok(&["info", "--index", s(&i4_dir)]);
+    assert!(info.contains("(384 dims) as int4"), "{info}");
+    assert!(ok(&["info", "--index", s(&i8_dir)]).contains("(384 dims) as int8"));
+
+    let top = |dir: &Path, query: &str| -> Vec<String> {
+        let mut args = vec!["search", "--index", s(dir), "--mode", "semantic", "--json"];
+        args.extend_from_slice(&model_args);
+        args.extend_from_slice(&["--lang", "python", "-k", "3", query]);
+        json(ok(&args).trim())["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| field(h, "symbol").to_string())
+            .collect()
+    };
+    for query in ["string similarity distance", "parse an ini config file"] {
+        let (a, b) = (top(&i8_dir, query), top(&i4_dir, query));
+        assert_eq!(a.first(), b.first(), "{query}: int8 {a:?}, int4 {b:?}");
+    }
+    assert_eq!(
+        top(&i4_dir, "string similarity distance")[0],
+        "levenshtein_distance"
+    );
+
+    // Refreshing keeps the codes; other codes are refused, with what to run.
+    let again = index(&i4_dir, &[]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(ok(&["info", "--index", s(&i4_dir)]).contains("as int4"));
+    let refused = index(&i4_dir, &["--vector-codes", "int8"]);
+    let err = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("holds int4 vector codes, not int8")
+            && err.contains("drop --vector-codes")
+            && err.contains("--rebuild"),
+        "{err}"
+    );
+    let rebuilt = index(&i4_dir, &["--vector-codes", "int8", "--rebuild"]);
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    assert!(ok(&["info", "--index", s(&i4_dir)]).contains("as int8"));
+    assert!(rows(&i4_dir, "rows.i4").is_err());
+
+    // Usage errors: unknown codes, and codes for an index without vectors.
+    let err = fails(&[
+        "index",
+        s(&root),
+        "--index",
+        s(&tmp.path().join("x")),
+        "--vector-codes",
+        "int2",
+    ]);
+    assert!(err.contains("not int8 or int4"), "{err}");
+    let err = fails(&[
+        "index",
+        s(&root),
+        "--index",
+        s(&tmp.path().join("y")),
+        "--vector-codes",
+        "int4",
+        "--lexical-only",
+    ]);
+    assert!(err.contains("--lexical-only"), "{err}");
+    assert!(!tmp.path().join("x").exists() && !tmp.path().join("y").exists());
+}
+
 /// The binary carries its model (the committed `weights/gnn-coder`): copied away from the
 /// checkout and run with no model flags or variables, it builds vectors with the shipped
 /// weights (the same name as an index built from the checkout's files, so either searches the

@@ -35,6 +35,13 @@ pub fn advise(err: EngineError) -> anyhow::Error {
         E::InvalidArgument(m) if m.ends_with("cannot be refreshed lexical-only") => Some(
             "drop --lexical-only to refresh it with vectors, or add --rebuild to make a lexical-only index in its place",
         ),
+        E::InvalidArgument(m)
+            if m.ends_with("vector codes are chosen when an index is created") =>
+        {
+            Some(
+                "drop --vector-codes to refresh it as it is, or add --rebuild to build it anew with the codes asked for",
+            )
+        }
         _ => None,
     };
     match hint {

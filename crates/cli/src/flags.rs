@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use gnn_coder_engine::ModelChoice;
+use gnn_coder_engine::{ModelChoice, VectorCodes};
 
 /// Flags naming the model, shared by the commands that embed.
 #[derive(Args, Clone, Default)]
@@ -18,6 +18,20 @@ pub struct ModelFlags {
     /// MiniLM vectors).
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,
+}
+
+/// How a new index codes its vectors, shared by the commands that create embedded indexes.
+#[derive(Args, Clone, Default)]
+pub struct CodesFlags {
+    /// How a new index codes its vectors: int8 (default), or int4 for half the bytes per vector
+    /// (at a million units the index takes about 1.35x its source on disk instead of 1.77x) at
+    /// a small cost in semantic ranking. Chosen when the index is created.
+    #[arg(long, value_parser = parse_codes, value_name = "int8|int4", conflicts_with = "lexical_only")]
+    pub vector_codes: Option<VectorCodes>,
+}
+
+fn parse_codes(s: &str) -> Result<VectorCodes, String> {
+    VectorCodes::from_name(s).ok_or_else(|| format!("{s:?} is not int8 or int4"))
 }
 
 impl ModelFlags {

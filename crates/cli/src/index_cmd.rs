@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::DEFAULT_INDEX_DIR;
 use crate::advice::advise;
 use crate::backend::{Backend, refuse_with_server};
-use crate::flags::ModelFlags;
+use crate::flags::{CodesFlags, ModelFlags};
 use crate::flags::{human_bytes, parse_size};
 use crate::progress::Progress;
 use crate::remote::ServerFlags;
@@ -54,6 +54,8 @@ pub struct IndexArgs {
     #[arg(long)]
     lexical_only: bool,
     #[command(flatten)]
+    codes: CodesFlags,
+    #[command(flatten)]
     model: ModelFlags,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
@@ -79,8 +81,12 @@ pub fn run(args: IndexArgs) -> Result<()> {
     let remote = args.server.server.is_some();
     refuse_with_server(
         &args.server,
-        args.index.is_some() || args.rebuild || args.lexical_only || args.no_ignore,
-        "--index, --rebuild, --lexical-only and --no-ignore",
+        args.index.is_some()
+            || args.rebuild
+            || args.lexical_only
+            || args.no_ignore
+            || args.codes.vector_codes.is_some(),
+        "--index, --rebuild, --lexical-only, --no-ignore and --vector-codes",
     )?;
     if remote && (args.model.model_dir.is_some() || args.model.weights.is_some()) {
         bail!("--model-dir and --weights apply to a local index; the server has its own model");
@@ -103,6 +109,7 @@ pub fn run(args: IndexArgs) -> Result<()> {
         model: args.model.choice(),
         lexical_only: args.lexical_only,
         threads: args.threads,
+        vector_codes: args.codes.vector_codes,
         ..EngineOptions::default()
     };
     let backend = Backend::open_for_writing(

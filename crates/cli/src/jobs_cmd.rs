@@ -22,7 +22,7 @@ use gnn_coder_engine::{CancellationToken, EngineOptions, IndexOptions, IndexSumm
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, refuse_with_server};
-use crate::flags::ModelFlags;
+use crate::flags::{CodesFlags, ModelFlags};
 use crate::remote::ServerFlags;
 
 #[derive(Args)]
@@ -41,6 +41,8 @@ pub struct JobsArgs {
     /// Build a new index lexical-only (local mode).
     #[arg(long)]
     lexical_only: bool,
+    #[command(flatten)]
+    codes: CodesFlags,
     /// Commit after this many changed files.
     #[arg(long, default_value_t = 1000)]
     commit_every: usize,
@@ -170,13 +172,14 @@ pub fn run(args: JobsArgs) -> Result<()> {
     }
     refuse_with_server(
         &args.server,
-        args.index.is_some() || args.lexical_only,
-        "--index and --lexical-only",
+        args.index.is_some() || args.lexical_only || args.codes.vector_codes.is_some(),
+        "--index, --lexical-only and --vector-codes",
     )?;
     let started = Instant::now();
     let options = EngineOptions {
         model: args.model.choice(),
         lexical_only: args.lexical_only,
+        vector_codes: args.codes.vector_codes,
         ..EngineOptions::default()
     };
     let backend =

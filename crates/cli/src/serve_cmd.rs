@@ -11,7 +11,7 @@ use gnn_coder_engine::EngineOptions;
 use gnn_coder_service::auth::Tokens;
 use gnn_coder_service::{Limits, LogFormat, ServeConfig, TlsFiles};
 
-use crate::flags::ModelFlags;
+use crate::flags::{CodesFlags, ModelFlags};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -84,6 +84,8 @@ pub struct ServeArgs {
     /// Build a new index lexical-only (no model, no vectors).
     #[arg(long)]
     lexical_only: bool,
+    #[command(flatten)]
+    codes: CodesFlags,
     /// Threads for parsing and indexing (default: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -114,6 +116,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             model: args.model.choice(),
             lexical_only: args.lexical_only,
             threads: args.threads,
+            vector_codes: args.codes.vector_codes,
             ..EngineOptions::default()
         },
         listen: args.listen,

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run -p gnn-coder-engine --example growth_bench -- \
 //!     --corpus DEV/corpus --queries DEV/queries.jsonl,DEV/queries-ml.jsonl \
-//!     --work /tmp/gnn-growth --sizes 100000,300000,1000000 [--noise 0.5]
+//!     --work /tmp/gnn-growth --sizes 100000,300000,1000000 [--noise 0.5] [--vector-codes int4]
 //! ```
 //!
 //! **What is built.** The corpus is indexed once through the product path (`copy-000`: walk,
@@ -42,7 +42,7 @@ use std::time::Instant;
 
 use gnn_coder_engine::{
     CancellationToken, EmbeddedStore, Engine, EngineOptions, FileUpdate, IndexOptions, Mode,
-    SearchRequest, Store, collect_units, embed_units, unit_record,
+    SearchRequest, Store, VectorCodes, collect_units, embed_units, unit_record,
 };
 use gnn_coder_store::{FileEntry, FileWrite, RepoInfo, UnitKey, UnitRecord, UnitWrite};
 
@@ -154,7 +154,7 @@ fn disk(index: &Path) -> (u64, u64, u64) {
 }
 
 fn build(args: &[String]) -> Result<(), BoxError> {
-    let usage = "usage: growth_bench --corpus DIR --queries Q.jsonl[,Q2.jsonl] --work DIR [--sizes 100000,1000000] [--noise 0.5]";
+    let usage = "usage: growth_bench --corpus DIR --queries Q.jsonl[,Q2.jsonl] --work DIR [--sizes 100000,1000000] [--noise 0.5] [--vector-codes int8|int4]";
     let corpus = PathBuf::from(arg(args, "--corpus").ok_or(usage)?);
     let queries = arg(args, "--queries").ok_or(usage)?;
     let work = PathBuf::from(arg(args, "--work").ok_or(usage)?);
@@ -164,6 +164,10 @@ fn build(args: &[String]) -> Result<(), BoxError> {
         .map(|s| s.trim().parse::<u64>())
         .collect::<Result<_, _>>()?;
     let sigma: f32 = arg(args, "--noise").map_or(Ok(0.5), |s| s.parse())?;
+    let codes = match arg(args, "--vector-codes") {
+        Some(name) => Some(VectorCodes::from_name(&name).ok_or("--vector-codes: int8 or int4")?),
+        None => None,
+    };
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let index = work.join("index");
@@ -173,7 +177,11 @@ fn build(args: &[String]) -> Result<(), BoxError> {
 
     // copy-000 through the product path.
     let (units, vectors, corpus_bytes) = {
-        let engine = Engine::open_or_create(&index, EngineOptions::default(), false)?;
+        let options = EngineOptions {
+            vector_codes: codes,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open_or_create(&index, options, false)?;
         let mut o = IndexOptions::new(&root0);
         o.name = Some("copy-000".into());
         let valid = o.validate()?;

@@ -75,7 +75,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use error::{EngineError, ErrorKind, Result};
-pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE, Manifest};
+pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE, Manifest, VectorCodes};
 pub use gnn_coder_model::{Embedder, ModelChoice, ModelIdentity, QueryEmbedder};
 pub use gnn_coder_postgres::PgStore;
 pub use gnn_coder_postgres::schema::SCHEMA_VERSION as PG_SCHEMA_VERSION;
@@ -111,6 +111,10 @@ pub struct EngineOptions {
     /// Bounds on one request (query length, `top_k`), checked where the engine checks a
     /// request: the one source of these limits (the service sets them from its flags).
     pub limits: RequestLimits,
+    /// How a new embedded index codes its vectors (`None`: int8). Set, it must match an
+    /// existing index's codes, and a PostgreSQL store refuses it (it stores vectors its own
+    /// way).
+    pub vector_codes: Option<VectorCodes>,
 }
 
 /// A loaded model and its identity.
@@ -221,12 +225,13 @@ fn embedding_info(id: &ModelIdentity) -> EmbeddingInfo {
 fn open_store(
     location: &StoreLocation,
     create: Option<Option<EmbeddingInfo>>,
+    codes: VectorCodes,
     writer_threads: usize,
 ) -> Result<(Box<dyn Store>, Option<Manifest>)> {
     Ok(match location {
         StoreLocation::Dir(dir) => {
             let mut store = match create {
-                Some(embedding) => EmbeddedStore::open_or_create(dir, embedding)?,
+                Some(embedding) => EmbeddedStore::open_or_create_with(dir, embedding, codes)?,
                 None => EmbeddedStore::open(dir)?,
             };
             store.set_writer_threads(writer_threads);
@@ -268,7 +273,12 @@ impl Engine {
 
     /// Opens an existing index, embedded or in PostgreSQL, for searching.
     pub fn open_at(location: &StoreLocation, options: EngineOptions) -> Result<Engine> {
-        let (store, manifest) = open_store(location, None, threads(options.threads))?;
+        let (store, manifest) = open_store(
+            location,
+            None,
+            VectorCodes::default(),
+            threads(options.threads),
+        )?;
         Ok(Engine {
             manifest,
             store,
@@ -299,6 +309,13 @@ impl Engine {
         options: EngineOptions,
         rebuild: bool,
     ) -> Result<Engine> {
+        if options.vector_codes.is_some() && matches!(location, StoreLocation::Postgres(_)) {
+            return Err(EngineError::InvalidArgument(
+                "vector codes are a setting of the embedded index; a PostgreSQL store keeps \
+                 its vectors as pgvector columns"
+                    .into(),
+            ));
+        }
         if rebuild {
             remove_store(location)?;
         }
@@ -325,7 +342,23 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         };
-        let (store, manifest) = open_store(location, Some(embedding), threads(options.threads))?;
+        let (store, manifest) = open_store(
+            location,
+            Some(embedding),
+            options.vector_codes.unwrap_or_default(),
+            threads(options.threads),
+        )?;
+        if let (Some(want), Some(m)) = (options.vector_codes, &manifest)
+            && m.embedding.is_some()
+            && m.vector_codes() != want
+        {
+            // (The CLI advises: --rebuild to recreate it with the codes asked for.)
+            return Err(EngineError::InvalidArgument(format!(
+                "the index at {location} holds {} vector codes, not {want}: vector codes are \
+                 chosen when an index is created",
+                m.vector_codes()
+            )));
+        }
         let engine = Engine {
             manifest,
             store,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use gnn_coder_ann::{AnnIndex, AnnParams};
 use gnn_coder_store::{CancellationToken, Result, StoreError};
 
-use crate::rows::{RowReader, VECTORS_DIR, dequantize};
+use crate::rows::{RowReader, VECTORS_DIR};
 
 /// Rows below which no approximate index is built (an exact scan of 20,000 rows of 384
 /// dimensions takes a few milliseconds).
@@ -51,7 +51,7 @@ impl AnnState {
             path: path.to_path_buf(),
             reason: "not an approximate index file name".into(),
         })?;
-        let vector_of = |r: u32| rows.row(r).filter(|_| r < covered).map(dequantize);
+        let vector_of = |r: u32| rows.vector(r).filter(|_| r < covered);
         let index = AnnIndex::load_with(path, &vector_of).map_err(|e| StoreError::Damaged {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -127,8 +127,8 @@ pub(crate) fn build_and_save(
     let mut vectors: Vec<(u32, Vec<f32>)> = Vec::with_capacity(count as usize);
     for r in 0..count {
         cancel.check()?;
-        if let Some(bytes) = rows.row(r) {
-            vectors.push((r, dequantize(bytes)));
+        if let Some(v) = rows.vector(r) {
+            vectors.push((r, v));
         }
     }
     // All-zero vectors have no direction; they are found by the exact scan of nothing else

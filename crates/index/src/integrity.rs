@@ -2,12 +2,12 @@
 //!
 //! `checksums.json` (beside the manifest) records, at every commit that wrote vector rows and
 //! before tantivy's commit makes their documents visible: the number of committed vector rows,
-//! the vector dimension, the CRC-32 of the manifest and a CRC-32 per 1 MiB block of
-//! `vectors/rows.i8` and `vectors/keys.bin` over exactly those rows. It is written whole and
-//! renamed into place, so it is always one commit's record, never half of one.
+//! the vector dimension, the CRC-32 of the manifest and a CRC-32 per 1 MiB block of the rows
+//! file (`vectors/rows.i8`, or `rows.i4`) and `vectors/keys.bin` over exactly those rows. It is
+//! written whole and renamed into place, so it is always one commit's record, never half of one.
 //!
-//! - `rows.i8` is verified by every reader when a snapshot is taken: blocks already verified by
-//!   this process are not read again (the file only grows, full blocks never change), so a
+//! - The rows file is verified by every reader when a snapshot is taken: blocks already verified
+//!   by this process are not read again (the file only grows, full blocks never change), so a
 //!   process pays for the whole file once and afterwards only for what a commit appended.
 //!   `keys.bin` (read by writers only) is verified when a writer opens it.
 //! - Every reader also checks that the rows its committed documents name exist

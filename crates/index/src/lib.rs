@@ -8,15 +8,16 @@
 //!
 //! ```text
 //! DIR/
-//!   gnn-coder.json     the manifest: format version, the model of the vectors
+//!   gnn-coder.json     the manifest: format version, the model of the vectors, their codes
 //!   checksums.json     committed vector rows and CRC-32s of the files tantivy does not checksum
 //!   .gitignore         `*`: an index inside a repository ignores itself
 //!   writer.lock        flock'ed by the one writer, holding its PID
 //!   lexical/           one tantivy index: unit, file and repository documents
 //!   vectors/keys.bin   the embedding key of every vector row (the embedding cache)
 //!   vectors/rows.i8    vector rows, int8 with a per-row scale, memory-mapped by readers
+//!                      (rows.i4 instead in an index created with int4 codes)
 //!   vectors/ann-*.bin  the approximate nearest-neighbour index over a prefix of the rows: its
-//!                      graph only, the vectors are read from rows.i8 when it is loaded
+//!                      graph only, the vectors are read from the rows when it is loaded
 //! ```
 //!
 //! ## Why this shape
@@ -56,7 +57,7 @@
 //! | `checksums.json` | parses, known version | every snapshot and writer |
 //! | `lexical/*` segment files | tantivy's footer CRC-32 over the whole file | once per file per process, before tantivy reads it |
 //! | `lexical/meta.json` | parses; names only files that pass their checksum | every snapshot |
-//! | `vectors/rows.i8` | length covers every committed row and every row a document names; CRC-32 per 1 MiB block | blocks once per process |
+//! | `vectors/rows.i8` (or `rows.i4`) | length covers every committed row and every row a document names; CRC-32 per 1 MiB block | blocks once per process |
 //! | `vectors/keys.bin` | length and CRC-32 per block | when a writer opens |
 //! | `vectors/ann-*.bin` | its own header and payload CRC-32s, and a CRC-32 of the codes it rebuilds from the rows | on load: damaged means exact search, and the next writer rebuilds it |
 //!
@@ -125,6 +126,7 @@ mod topk;
 mod writer;
 
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest};
+pub use rows::VectorCodes;
 pub use snapshot::Snapshot;
 pub use store::EmbeddedStore;
 pub use writer::EmbeddedWriter;

@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use gnn_coder_store::{EmbeddingInfo, Result, StoreError};
+
+use crate::rows::{RowFormat, VectorCodes};
 use serde::{Deserialize, Serialize};
 
 /// File name of the manifest inside an index directory.
@@ -30,11 +32,10 @@ pub struct Manifest {
     /// The model whose vectors the index holds; `None` for a lexical-only index.
     #[serde(default)]
     pub embedding: Option<EmbeddingInfo>,
-    /// How vectors are stored (`int8`: one signed byte per dimension and a per-vector scale).
+    /// How vectors are stored: `int8` (one signed byte per dimension and a per-vector scale)
+    /// or `int4` (four bits per dimension): [`VectorCodes`].
     pub vector_encoding: String,
 }
-
-pub(crate) const VECTOR_ENCODING: &str = "int8";
 
 pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -44,14 +45,14 @@ pub(crate) fn now_unix() -> u64 {
 }
 
 impl Manifest {
-    pub(crate) fn new(embedding: Option<EmbeddingInfo>) -> Manifest {
+    pub(crate) fn new(embedding: Option<EmbeddingInfo>, codes: VectorCodes) -> Manifest {
         Manifest {
             format: FORMAT_NAME.to_string(),
             format_version: FORMAT_VERSION,
             engine_version: env!("CARGO_PKG_VERSION").to_string(),
             created_unix: now_unix(),
             embedding,
-            vector_encoding: VECTOR_ENCODING.to_string(),
+            vector_encoding: codes.name().to_string(),
         }
     }
 
@@ -97,7 +98,7 @@ impl Manifest {
             });
         }
         let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        if manifest.vector_encoding != VECTOR_ENCODING {
+        if VectorCodes::from_name(&manifest.vector_encoding).is_none() {
             return Err(bad(format!(
                 "unknown vector encoding {:?}",
                 manifest.vector_encoding
@@ -111,6 +112,18 @@ impl Manifest {
             return Err(bad("bad vector dimension".into()));
         }
         Ok(manifest)
+    }
+
+    /// How the index codes its vectors (validated by [`Manifest::load`]).
+    pub fn vector_codes(&self) -> VectorCodes {
+        VectorCodes::from_name(&self.vector_encoding).unwrap_or_default()
+    }
+
+    /// The layout of the index's vector rows (`None` for a lexical-only index).
+    pub(crate) fn row_format(&self) -> Option<RowFormat> {
+        self.embedding
+            .as_ref()
+            .map(|e| RowFormat::new(e.dim, self.vector_codes()))
     }
 
     /// Writes the manifest into `dir` (temporary file, fsync, rename).

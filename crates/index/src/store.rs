@@ -19,7 +19,7 @@ use crate::error::{backend, guard, poisoned, tantivy_err};
 use crate::integrity::{CHECKSUMS_FILE, Checksums, damaged};
 use crate::lock::WriterLock;
 use crate::manifest::{MANIFEST_FILE, Manifest, sync_dir};
-use crate::rows::{RowReader, RowWriter, RowsVerified, VECTORS_DIR};
+use crate::rows::{RowFormat, RowReader, RowWriter, RowsVerified, VECTORS_DIR, VectorCodes};
 use crate::schema::Fields;
 use crate::snapshot::Snapshot;
 use crate::tokenizer::{CODE_TOKENIZER, code_analyzer};
@@ -68,7 +68,7 @@ impl Drop for EmbeddedStore {
 struct Verified {
     /// tantivy files, relative to `lexical/`.
     lexical: HashSet<PathBuf>,
-    /// Of `rows.i8`.
+    /// Of the rows file.
     rows: RowsVerified,
 }
 
@@ -127,6 +127,16 @@ impl EmbeddedStore {
     /// is refused and left untouched. The caller compares [`Store::embedding`] of an existing
     /// index with the model it means to write with.
     pub fn open_or_create(dir: &Path, embedding: Option<EmbeddingInfo>) -> Result<EmbeddedStore> {
+        EmbeddedStore::open_or_create_with(dir, embedding, VectorCodes::default())
+    }
+
+    /// [`EmbeddedStore::open_or_create`], a new index coding its vectors with `codes` (an
+    /// existing one keeps its own: [`Manifest::vector_codes`]).
+    pub fn open_or_create_with(
+        dir: &Path,
+        embedding: Option<EmbeddingInfo>,
+        codes: VectorCodes,
+    ) -> Result<EmbeddedStore> {
         if dir.join(MANIFEST_FILE).exists() {
             return EmbeddedStore::open(dir);
         }
@@ -138,7 +148,7 @@ impl EmbeddedStore {
                 });
             }
         }
-        create(dir, embedding)?;
+        create(dir, embedding, codes)?;
         EmbeddedStore::open(dir)
     }
 
@@ -253,8 +263,8 @@ impl EmbeddedStore {
         {
             return Ok(s.clone());
         }
-        let rows = match &self.manifest.embedding {
-            Some(e) => Some(Arc::new(self.open_rows(e.dim, &searcher)?)),
+        let rows = match self.manifest.row_format() {
+            Some(format) => Some(Arc::new(self.open_rows(format, &searcher)?)),
             None => None,
         };
         let ann = match &rows {
@@ -281,12 +291,12 @@ impl EmbeddedStore {
 
     /// The vector rows, verified against the last commit's checksums, and holding every row the
     /// snapshot's documents name.
-    fn open_rows(&self, dim: usize, searcher: &Searcher) -> Result<RowReader> {
+    fn open_rows(&self, format: RowFormat, searcher: &Searcher) -> Result<RowReader> {
         let sums = Checksums::load(&self.dir)?;
-        check_dim(&self.dir, sums.as_ref(), dim)?;
+        check_dim(&self.dir, sums.as_ref(), format.dim)?;
         let rows = {
             let mut verified = self.verified.lock().map_err(|_| poisoned())?;
-            RowReader::open(&self.dir, dim, sums.as_ref(), &mut verified.rows)?
+            RowReader::open(&self.dir, format, sums.as_ref(), &mut verified.rows)?
         };
         let named = guard(
             &self.dir,
@@ -296,7 +306,7 @@ impl EmbeddedStore {
         )?;
         if named > rows.count() {
             return Err(damaged(
-                &self.dir.join(VECTORS_DIR).join("rows.i8"),
+                &self.dir.join(VECTORS_DIR).join(format.file_name()),
                 format!(
                     "it holds {} rows but the index names row {}",
                     rows.count(),
@@ -418,7 +428,7 @@ fn open_reader(index: &Index, dir: &Path) -> Result<IndexReader> {
 
 /// Builds a new empty index beside `dir` and renames it into place, so a crash leaves either
 /// nothing or a complete empty index.
-fn create(dir: &Path, embedding: Option<EmbeddingInfo>) -> Result<()> {
+fn create(dir: &Path, embedding: Option<EmbeddingInfo>, codes: VectorCodes) -> Result<()> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -450,9 +460,9 @@ fn create(dir: &Path, embedding: Option<EmbeddingInfo>) -> Result<()> {
             .create_in_dir(tmp.join(LEXICAL_DIR))
             .map_err(tantivy_err(&tmp))?;
         if let Some(e) = &embedding {
-            RowWriter::open(&tmp, e.dim, None, 0)?;
+            RowWriter::open(&tmp, RowFormat::new(e.dim, codes), None, 0)?;
         }
-        Manifest::new(embedding.clone()).store(&tmp)?;
+        Manifest::new(embedding.clone(), codes).store(&tmp)?;
         Checksums::new(&tmp, embedding.as_ref().map(|e| e.dim))?.store(&tmp)?;
         Ok(())
     };
@@ -514,10 +524,11 @@ impl EmbeddedStore {
             }
         };
         let sums = Checksums::load(&self.dir)?;
-        let dim = self.manifest.embedding.as_ref().map(|e| e.dim);
-        let rows = match dim {
-            Some(dim) => {
-                check_dim(&self.dir, sums.as_ref(), dim)?;
+        let format = self.manifest.row_format();
+        let dim = format.map(|f| f.dim);
+        let rows = match format {
+            Some(format) => {
+                check_dim(&self.dir, sums.as_ref(), format.dim)?;
                 // The last commit's segments (the store's snapshot, reused when current: a
                 // reader of its own opened every segment again for each writer).
                 let snapshot = self.snapshot()?;
@@ -531,7 +542,7 @@ impl EmbeddedStore {
                 let mut verified = self.verified.lock().map_err(|_| poisoned())?;
                 Some(RowWriter::open_with(
                     &self.dir,
-                    dim,
+                    format,
                     sums.as_ref(),
                     named,
                     cached,
@@ -551,7 +562,7 @@ impl EmbeddedStore {
             cache: self.writer_cache.clone(),
             dir: self.dir.clone(),
             fields: self.fields,
-            dim: self.manifest.embedding.as_ref().map(|e| e.dim),
+            rows_format: format,
             writer: Some(writer),
             rows,
             ann_min_rows: self.ann_min_rows,

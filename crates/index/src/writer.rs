@@ -35,8 +35,8 @@ use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key, repo_key};
 pub struct EmbeddedWriter {
     pub(crate) dir: PathBuf,
     pub(crate) fields: Fields,
-    /// Vector dimension; `None` for a lexical-only index.
-    pub(crate) dim: Option<usize>,
+    /// The vector rows' layout; `None` for a lexical-only index.
+    pub(crate) rows_format: Option<crate::rows::RowFormat>,
     pub(crate) writer: Option<IndexWriter>,
     pub(crate) rows: Option<RowWriter>,
     /// Rows from which the approximate index is built (the store's option).
@@ -343,7 +343,7 @@ impl EmbeddedWriter {
             return Ok(false);
         };
         let durable = rows.durable_rows();
-        let Some(dim) = self.dim else {
+        let Some(format) = self.rows_format else {
             return Ok(false);
         };
         // The writer verified the rows when it opened them and wrote the rest itself, so the
@@ -353,7 +353,7 @@ impl EmbeddedWriter {
                 blocks: 0,
                 scanned: durable,
             };
-            RowReader::open(&self.dir, dim, None, &mut done)
+            RowReader::open(&self.dir, format, None, &mut done)
         };
         let mut covered = 0;
         if let Some((c, path)) = crate::ann::newest(&self.dir, durable) {

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use gnn_coder_index::{EmbeddedStore, MANIFEST_FILE};
+use gnn_coder_index::{EmbeddedStore, MANIFEST_FILE, VectorCodes};
 use gnn_coder_store::{
     CancellationToken, EmbeddingInfo, ErrorKind, FieldBoosts, FileEntry, FileWrite, Filters,
     LexicalQuery, PathGlobs, RepoInfo, Store, StoreReader, UnitKey, UnitRecord, UnitWrite,
@@ -1248,4 +1248,82 @@ fn saving_one_file_again_and_again_still_merges() {
         lexical(r.as_ref(), "step_3", Filters::default())[0],
         "beta:step_3"
     );
+}
+
+/// An index created with int4 codes keeps them in `rows.i4` (4 + dim / 2 bytes a row), says so
+/// in its manifest and keeps them when opened asking for others; the approximate index is
+/// built from those rows, and both the graph walk and the exact scan find each unit's own
+/// vector first, with a score near 1. A cut rows file is damage named by its file.
+#[test]
+fn int4_rows_hold_half_the_bytes_and_find_the_same_units() {
+    const D: usize = 384;
+    const N: u32 = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let wide = EmbeddingInfo { dim: D, ..info() };
+    let vec_of = |i: u32| {
+        let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..D)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        v.into_iter().map(|a| a / n).collect::<Vec<f32>>()
+    };
+    let mut store =
+        EmbeddedStore::open_or_create_with(&dir, Some(wide.clone()), VectorCodes::Int4).unwrap();
+    assert_eq!(store.manifest().vector_codes(), VectorCodes::Int4);
+    store.set_ann_min_rows(100);
+    numbered_units(&store, N, vec_of);
+    let rows = dir.join("vectors/rows.i4");
+    assert_eq!(
+        fs::metadata(&rows).unwrap().len(),
+        u64::from(N) * (4 + D as u64 / 2)
+    );
+    assert!(!dir.join("vectors/rows.i8").exists());
+    drop(store);
+    // Opened asking for int8, it stays int4.
+    let mut store =
+        EmbeddedStore::open_or_create_with(&dir, Some(wide), VectorCodes::Int8).unwrap();
+    assert_eq!(store.manifest().vector_codes(), VectorCodes::Int4);
+    assert_eq!(store.manifest().vector_encoding, "int4");
+    store.set_ann_min_rows(100);
+    let r = store.reader().unwrap();
+    assert_eq!(r.stats().unwrap().ann_vectors, u64::from(N));
+    for exact in [false, true] {
+        for i in [0, 7, 150, N - 1] {
+            let hits = r
+                .vector(&VectorQuery {
+                    vector: vec_of(i),
+                    filters: Filters::default(),
+                    limit: 3,
+                    exact,
+                })
+                .unwrap();
+            let ids: Vec<_> = hits.iter().map(|(id, _)| *id).collect();
+            let names: Vec<String> = r
+                .units(&ids)
+                .unwrap()
+                .into_iter()
+                .map(|u| u.record.name)
+                .collect();
+            assert_eq!(names[0], format!("u{i}"), "exact {exact}");
+            assert!((hits[0].1 - 1.0).abs() < 0.05, "score {}", hits[0].1);
+            // Random vectors are nearly orthogonal: the rest score far below.
+            assert!(hits[1].1 < 0.5, "second score {}", hits[1].1);
+        }
+    }
+    drop(r);
+    drop(store);
+    let f = fs::OpenOptions::new().write(true).open(&rows).unwrap();
+    f.set_len(u64::from(N - 1) * (4 + D as u64 / 2)).unwrap();
+    drop(f);
+    let err = EmbeddedStore::open(&dir)
+        .and_then(|s| s.reader().map(|_| ()))
+        .unwrap_err();
+    assert!(err.to_string().contains("rows.i4"), "{err}");
 }
