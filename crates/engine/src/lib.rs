@@ -531,12 +531,9 @@ impl Engine {
 
     /// One repository by name.
     pub fn repository(&self, name: &str) -> Result<RepoInfo> {
-        self.repositories()?
-            .into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| {
-                EngineError::NotFound(format!("no repository named {name:?} in the index"))
-            })
+        self.store.reader()?.repository(name)?.ok_or_else(|| {
+            EngineError::NotFound(format!("no repository named {name:?} in the index"))
+        })
     }
 
     /// Removes a repository and everything indexed from it.
@@ -549,6 +546,16 @@ impl Engine {
         // Its unsaved buffers go with it.
         self.overlay.drop_repository(name);
         Ok(info)
+    }
+
+    /// Builds now what the first search and the first update would otherwise build: the
+    /// snapshot of the last commit (with its approximate index), its per-segment columns, and
+    /// the writer's key map. A server calls it once it listens; at a million units the first
+    /// search took 3.5 s and the first one-file update 0.3 s without it.
+    pub fn warm(&self) -> Result<()> {
+        self.store.reader()?.warm()?;
+        self.store.prepare_writes()?;
+        Ok(())
     }
 
     /// Counts over the last commit.

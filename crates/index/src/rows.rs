@@ -349,6 +349,36 @@ pub(crate) struct CachedRows {
     map: HashMap<UnitKey, u32>,
 }
 
+impl CachedRows {
+    /// The key map of the rows `sums` records, read from `keys.bin` without the writer lock
+    /// (for a process to build it before its first update: a million keys take about 150
+    /// ms). The keys are checked against their recorded checksums; a writer that appended
+    /// meanwhile makes the record differ, and a writer opened with a stale record rebuilds the
+    /// map (see [`RowWriter::open_with`]).
+    pub(crate) fn read(index_dir: &Path, sums: &Checksums) -> Result<CachedRows> {
+        let path = index_dir.join(VECTORS_DIR).join(KEYS_FILE);
+        let mut keys = Vec::new();
+        fs::File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut keys))
+            .map_err(StoreError::io(&path))?;
+        let want = sums.rows as usize * KEY_BYTES;
+        short(&path, keys.len() as u64, sums.rows, KEY_BYTES)?;
+        let keys = &keys[..want];
+        verify_blocks(&path, keys, sums.block_bytes, &sums.keys_crc32, 0)?;
+        let mut map = HashMap::with_capacity(sums.rows as usize);
+        for (row, k) in keys.chunks_exact(KEY_BYTES).enumerate() {
+            let mut key = [0u8; KEY_BYTES];
+            key.copy_from_slice(k);
+            map.entry(UnitKey(key)).or_insert(row as u32);
+        }
+        Ok(CachedRows {
+            rows: sums.rows,
+            keys_crc32: sums.keys_crc32.clone(),
+            map,
+        })
+    }
+}
+
 /// Refuses a row file holding fewer than `rows` rows of `unit` bytes.
 fn short(path: &Path, len: u64, rows: u32, unit: usize) -> Result<()> {
     let want = u64::from(rows) * unit as u64;

@@ -32,7 +32,7 @@ use crate::ann::AnnState;
 use crate::error::{backend, guard};
 use crate::filter::{SegCols, SegColsCache};
 use crate::rows::RowReader;
-use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key};
+use crate::schema::{DOC_FILE, DOC_REPO, DOC_UNIT, Fields, file_key, repo_key};
 
 /// A reader snapshot of an [`EmbeddedStore`].
 pub struct Snapshot {
@@ -226,6 +226,29 @@ impl Snapshot {
 impl Snapshot {
     fn repositories_unguarded(&self) -> Result<Vec<RepoInfo>> {
         let docs = self.docs_of(self.term(self.fields.doc_type, DOC_REPO).as_ref())?;
+        let mut out = self.repository_records(docs)?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The record of repository `name` alone: an update needs its root, and counting every
+    /// repository (what [`Self::repositories_unguarded`] does) took 16 ms of a 50 ms one-file
+    /// update at a million units in 73 repositories.
+    fn repository_unguarded(&self, name: &str) -> Result<Option<RepoInfo>> {
+        let f = &self.fields;
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, self.term(f.doc_type, DOC_REPO)),
+            (Occur::Must, self.term(f.key, &repo_key(name))),
+        ]);
+        let docs = self.docs_of(&q)?;
+        Ok(self
+            .repository_records(docs)?
+            .into_iter()
+            .find(|r| r.name == name))
+    }
+
+    /// The repository records at `docs`, with the counts of this commit.
+    fn repository_records(&self, docs: Vec<DocAddress>) -> Result<Vec<RepoInfo>> {
         let mut out = Vec::with_capacity(docs.len());
         for addr in docs {
             let doc = self.stored(addr)?;
@@ -244,7 +267,6 @@ impl Snapshot {
             }
             out.push(info);
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -395,8 +417,26 @@ impl Snapshot {
 }
 
 impl StoreReader for Snapshot {
+    /// The per-segment columns and, with vectors, the row map: built by the first search
+    /// otherwise (at a million units, most of its time after the snapshot's own opening).
+    fn warm(&self) -> Result<()> {
+        self.guarded("preparing the index for searches", || {
+            self.seg_cols()?;
+            if self.rows.is_some() {
+                self.warm_row_map()?;
+            }
+            Ok(())
+        })
+    }
+
     fn repositories(&self) -> Result<Vec<RepoInfo>> {
         self.guarded("reading the repositories", || self.repositories_unguarded())
+    }
+
+    fn repository(&self, name: &str) -> Result<Option<RepoInfo>> {
+        self.guarded("reading a repository record", || {
+            self.repository_unguarded(name)
+        })
     }
 
     fn files(&self, repository: &str) -> Result<Vec<FileEntry>> {

@@ -19,7 +19,9 @@ use crate::error::{backend, guard, poisoned, tantivy_err};
 use crate::integrity::{CHECKSUMS_FILE, Checksums, damaged};
 use crate::lock::WriterLock;
 use crate::manifest::{MANIFEST_FILE, Manifest, sync_dir};
-use crate::rows::{RowFormat, RowReader, RowWriter, RowsVerified, VECTORS_DIR, VectorCodes};
+use crate::rows::{
+    CachedRows, RowFormat, RowReader, RowWriter, RowsVerified, VECTORS_DIR, VectorCodes,
+};
 use crate::schema::Fields;
 use crate::snapshot::Snapshot;
 use crate::tokenizer::{CODE_TOKENIZER, code_analyzer};
@@ -42,7 +44,7 @@ pub struct EmbeddedStore {
     /// only ([`crate::filter::SegCols`]).
     seg_cache: Arc<crate::filter::SegColsCache>,
     /// What the last writer of this process knew of the row files ([`crate::rows::CachedRows`]).
-    writer_cache: Arc<Mutex<Option<crate::rows::CachedRows>>>,
+    writer_cache: Arc<Mutex<Option<CachedRows>>>,
     /// The approximate index, loaded once per file.
     ann: Mutex<Option<Arc<AnnState>>>,
     /// Threads for tantivy's writer.
@@ -497,6 +499,25 @@ impl Store for EmbeddedStore {
 
     fn reader(&self) -> Result<Arc<dyn StoreReader>> {
         Ok(self.snapshot()?)
+    }
+
+    /// The key map of the vector rows (a million keys: about 150 ms), left where the first
+    /// writer takes it ([`CachedRows::read`]).
+    fn prepare_writes(&self) -> Result<()> {
+        if self.manifest.embedding.is_none()
+            || self.writer_cache.lock().map_err(|_| poisoned())?.is_some()
+        {
+            return Ok(());
+        }
+        let Some(sums) = Checksums::load(&self.dir)? else {
+            return Ok(());
+        };
+        let cached = CachedRows::read(&self.dir, &sums)?;
+        let mut slot = self.writer_cache.lock().map_err(|_| poisoned())?;
+        if slot.is_none() {
+            *slot = Some(cached);
+        }
+        Ok(())
     }
 }
 

@@ -209,6 +209,11 @@ impl Snapshot {
         Ok((passing, total))
     }
 
+    /// Builds the row map now (see [`StoreReader::warm`](gnn_coder_store::StoreReader::warm)).
+    pub(crate) fn warm_row_map(&self) -> Result<()> {
+        self.row_map().map(|_| ())
+    }
+
     fn row_map(&self) -> Result<&RowMap> {
         if let Some(m) = self.row_map.get() {
             return Ok(m);

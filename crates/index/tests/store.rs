@@ -1118,6 +1118,76 @@ fn writers_reuse_row_state_only_while_it_is_current() {
     assert_eq!(dense(r.as_ref(), 5, Filters::default(), 1), vec!["alpha:f"]);
 }
 
+/// `prepare_writes` builds the key map a first writer needs ahead of it, from the committed
+/// record: the writer then knows the committed keys, a commit by another handle in between
+/// makes the prepared map stale and unused, and damaged keys are refused rather than mapped.
+#[test]
+fn prepared_writes_know_the_committed_keys_and_refuse_damaged_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let store = populated(&dir);
+    let one_unit = |path: &str, k: u8| FileWrite {
+        file: FileEntry {
+            path: path.into(),
+            hash: format!("h{k}"),
+            units: 1,
+            bytes: 10,
+        },
+        units: vec![UnitWrite {
+            record: unit(path, "python", "g", &format!("def g{k}(): pass"), 1),
+            key: key(k),
+            vector: Some(vector(k as usize)),
+        }],
+    };
+    // Prepared and current: the first writer knows every committed key, and writes.
+    let fresh = EmbeddedStore::open(&dir).unwrap();
+    fresh.prepare_writes().unwrap();
+    fresh.prepare_writes().unwrap();
+    {
+        let mut w = fresh.writer().unwrap();
+        assert_eq!(
+            w.known_keys(&[key(0), key(1), key(7)]).unwrap(),
+            [true, true, false]
+        );
+        w.upsert_files("alpha", vec![one_unit("g7.py", 7)]).unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+    }
+    // Prepared, then another handle commits: the prepared map is stale and not used.
+    let late = EmbeddedStore::open(&dir).unwrap();
+    late.prepare_writes().unwrap();
+    {
+        let mut w = store.writer().unwrap();
+        w.upsert_files("alpha", vec![one_unit("g6.py", 6)]).unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+    }
+    {
+        let w = late.writer().unwrap();
+        assert_eq!(
+            w.known_keys(&[key(7), key(6), key(5)]).unwrap(),
+            [true, true, false],
+            "a commit after the preparation is known"
+        );
+    }
+    let r = late.reader().unwrap();
+    assert_eq!(dense(r.as_ref(), 6, Filters::default(), 1), vec!["alpha:g"]);
+    drop(r);
+    drop((store, fresh, late));
+    // A flipped byte among the committed keys: damage, named by its file.
+    let keys = dir.join("vectors/keys.bin");
+    let mut bytes = fs::read(&keys).unwrap();
+    bytes[3] ^= 0x40;
+    fs::write(&keys, bytes).unwrap();
+    let err = EmbeddedStore::open(&dir)
+        .unwrap()
+        .prepare_writes()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Damaged, "{err}");
+    assert!(err.to_string().contains("keys.bin"), "{err}");
+    // An index without vectors has nothing to prepare.
+    let lexical = EmbeddedStore::open_or_create(&tmp.path().join("lex"), None).unwrap();
+    lexical.prepare_writes().unwrap();
+}
+
 /// Writes `path` of repository `beta` as one Python function `name`, deletes `delete` (if any),
 /// and commits: one update, one segment.
 fn save_function(store: &EmbeddedStore, path: &str, name: &str, delete: Option<String>) {

@@ -752,6 +752,22 @@ pub async fn serve(
     let allowed = check_config(&config)?;
     let tls = tls_config(&config)?;
     let engine = open_engine(&config).await?;
+    // The snapshot, its columns and the writer's key map are built while the server already
+    // listens: a search or update arriving meanwhile waits for the part it needs, and one
+    // arriving later pays nothing for them.
+    let warming = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match warming.warm() {
+            Ok(()) => info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "index ready for searches and updates"
+            ),
+            Err(e) => {
+                warn!(error = %e, "preparing the index failed; the first request will try again")
+            }
+        }
+    });
     let metrics = Arc::new(Metrics::default());
     let shutdown_token = CancellationToken::new();
     let watcher = start_watcher(&config, &engine, &allowed, &metrics, &shutdown_token)?;

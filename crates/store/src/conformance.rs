@@ -605,6 +605,13 @@ pub mod cases {
             (repos[1].files, repos[1].units, repos[1].bytes),
             (2, 3, 130)
         );
+        // One repository alone: the same record and counts as in the list.
+        for want in &repos {
+            let one = r.repository(&want.name).expect("repository");
+            assert_eq!(one.as_ref(), Some(want), "repository({:?})", want.name);
+        }
+        assert_eq!(r.repository("gamma").expect("unknown repository"), None);
+        assert_eq!(r.repository("alph").expect("a prefix"), None);
 
         let mut files = r.files("alpha").expect("files");
         files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -345,6 +345,12 @@ pub trait Store: Send + Sync {
     fn writer(&self) -> Result<Box<dyn StoreWriter>>;
     /// A snapshot of the last commit.
     fn reader(&self) -> Result<Arc<dyn StoreReader>>;
+    /// Builds now what this process's first writer would otherwise build (for a server, whose
+    /// first update should be as fast as the next). Takes no lock and changes nothing stored;
+    /// the default has nothing to build.
+    fn prepare_writes(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Batched writes, visible at [`StoreWriter::commit`].
@@ -372,7 +378,19 @@ pub trait StoreWriter: Send {
 
 /// A consistent snapshot of one commit.
 pub trait StoreReader: Send + Sync {
+    /// Builds now what the snapshot's first search would otherwise build (for a server, whose
+    /// first search should be as fast as the next); the default has nothing to build.
+    fn warm(&self) -> Result<()> {
+        Ok(())
+    }
     fn repositories(&self) -> Result<Vec<RepoInfo>>;
+    /// One repository's record and counts (a backend answers from an index; the default
+    /// scans [`repositories`], which counts every repository).
+    ///
+    /// [`repositories`]: StoreReader::repositories
+    fn repository(&self, name: &str) -> Result<Option<RepoInfo>> {
+        Ok(self.repositories()?.into_iter().find(|r| r.name == name))
+    }
     /// The indexed files of a repository (empty for an unknown one).
     fn files(&self, repository: &str) -> Result<Vec<FileEntry>>;
     /// One file's entry (a backend answers from an index; the default scans [`files`]).
