@@ -361,6 +361,14 @@ async fn index_search_similar_update_list_remove() {
         .await,
         Code::NotFound
     );
+    // The index was prepared in the background once the server listened.
+    assert!(
+        server
+            .log()
+            .contains("index ready for searches and updates"),
+        "{}",
+        server.log()
+    );
 }
 
 async fn list_services(channel: tonic::transport::Channel) -> Vec<String> {
