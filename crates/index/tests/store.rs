@@ -894,6 +894,41 @@ fn the_approximate_index_threshold_is_an_option() {
     assert_eq!(dense(r.as_ref(), 3, Filters::default(), 5).len(), 5);
 }
 
+/// A pseudo-random unit vector of `dim` dimensions (xorshift seeded by `i`).
+fn random_unit_vector(i: u32, dim: usize) -> Vec<f32> {
+    let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let v: Vec<f32> = (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.into_iter().map(|a| a / n).collect()
+}
+
+/// Names and scores of the three units nearest `vector` (the graph walk, or `exact`).
+fn top_three(r: &dyn StoreReader, vector: Vec<f32>, exact: bool) -> (Vec<String>, Vec<f32>) {
+    let hits = r
+        .vector(&VectorQuery {
+            vector,
+            filters: Filters::default(),
+            limit: 3,
+            exact,
+        })
+        .unwrap();
+    let ids: Vec<_> = hits.iter().map(|(id, _)| *id).collect();
+    let names = r
+        .units(&ids)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.record.name)
+        .collect();
+    (names, hits.iter().map(|(_, s)| *s).collect())
+}
+
 /// The approximate index's file holds the graph and no second copy of the vectors (a reader
 /// takes them from the rows): at 384 dimensions it is smaller than the codes alone would be,
 /// and the graph walk over the vectors read back finds each unit's own vector first.
@@ -904,20 +939,7 @@ fn the_approximate_index_file_holds_no_copy_of_the_vectors() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     let wide = EmbeddingInfo { dim: D, ..info() };
-    // Pseudo-random unit vectors (xorshift), one per unit.
-    let vec_of = |i: u32| {
-        let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let v: Vec<f32> = (0..D)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect();
-        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-        v.into_iter().map(|a| a / n).collect::<Vec<f32>>()
-    };
+    let vec_of = |i: u32| random_unit_vector(i, D);
     let mut store = EmbeddedStore::open_or_create(&dir, Some(wide)).unwrap();
     store.set_ann_min_rows(100);
     numbered_units(&store, N, vec_of);
@@ -940,23 +962,7 @@ fn the_approximate_index_file_holds_no_copy_of_the_vectors() {
     let r = store.reader().unwrap();
     assert_eq!(r.stats().unwrap().ann_vectors, u64::from(N));
     for i in [0, 7, 150, N - 1] {
-        let ids: Vec<_> = r
-            .vector(&VectorQuery {
-                vector: vec_of(i),
-                filters: Filters::default(),
-                limit: 3,
-                exact: false,
-            })
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        let names: Vec<String> = r
-            .units(&ids)
-            .unwrap()
-            .into_iter()
-            .map(|u| u.record.name)
-            .collect();
+        let (names, _) = top_three(r.as_ref(), vec_of(i), false);
         assert_eq!(names[0], format!("u{i}"));
     }
 }
@@ -1331,19 +1337,7 @@ fn int4_rows_hold_half_the_bytes_and_find_the_same_units() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     let wide = EmbeddingInfo { dim: D, ..info() };
-    let vec_of = |i: u32| {
-        let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let v: Vec<f32> = (0..D)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect();
-        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-        v.into_iter().map(|a| a / n).collect::<Vec<f32>>()
-    };
+    let vec_of = |i: u32| random_unit_vector(i, D);
     let mut store =
         EmbeddedStore::open_or_create_with(&dir, Some(wide.clone()), VectorCodes::Int4).unwrap();
     assert_eq!(store.manifest().vector_codes(), VectorCodes::Int4);
@@ -1366,25 +1360,11 @@ fn int4_rows_hold_half_the_bytes_and_find_the_same_units() {
     assert_eq!(r.stats().unwrap().ann_vectors, u64::from(N));
     for exact in [false, true] {
         for i in [0, 7, 150, N - 1] {
-            let hits = r
-                .vector(&VectorQuery {
-                    vector: vec_of(i),
-                    filters: Filters::default(),
-                    limit: 3,
-                    exact,
-                })
-                .unwrap();
-            let ids: Vec<_> = hits.iter().map(|(id, _)| *id).collect();
-            let names: Vec<String> = r
-                .units(&ids)
-                .unwrap()
-                .into_iter()
-                .map(|u| u.record.name)
-                .collect();
+            let (names, scores) = top_three(r.as_ref(), vec_of(i), exact);
             assert_eq!(names[0], format!("u{i}"), "exact {exact}");
-            assert!((hits[0].1 - 1.0).abs() < 0.05, "score {}", hits[0].1);
+            assert!((scores[0] - 1.0).abs() < 0.05, "score {}", scores[0]);
             // Random vectors are nearly orthogonal: the rest score far below.
-            assert!(hits[1].1 < 0.5, "second score {}", hits[1].1);
+            assert!(scores[1] < 0.5, "second score {}", scores[1]);
         }
     }
     drop(r);
