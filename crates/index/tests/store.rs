@@ -1070,6 +1070,23 @@ fn outside_texts_score_as_indexed_ones() {
     }
 }
 
+/// A Python file `path` holding one function `name` under key `k` (vector `k`).
+fn one_function_file(path: &str, name: &str, k: u8) -> FileWrite {
+    FileWrite {
+        file: FileEntry {
+            path: path.into(),
+            hash: format!("h{k}"),
+            units: 1,
+            bytes: 10,
+        },
+        units: vec![UnitWrite {
+            record: unit(path, "python", name, &format!("def {name}{k}(): pass"), 1),
+            key: key(k),
+            vector: Some(vector(k as usize)),
+        }],
+    }
+}
+
 /// A writer reuses what the previous writer of the same process knew of the row files, and
 /// only while no other writer (another process) committed since: a key another handle added
 /// is known to the next writer here.
@@ -1078,19 +1095,7 @@ fn writers_reuse_row_state_only_while_it_is_current() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     let store = populated(&dir);
-    let new_file = |path: &str, k: u8| FileWrite {
-        file: FileEntry {
-            path: path.into(),
-            hash: format!("h{k}"),
-            units: 1,
-            bytes: 10,
-        },
-        units: vec![UnitWrite {
-            record: unit(path, "python", "f", &format!("def f{k}(): pass"), 1),
-            key: key(k),
-            vector: Some(vector(k as usize)),
-        }],
-    };
+    let new_file = |path: &str, k: u8| one_function_file(path, "f", k);
     {
         let mut w = store.writer().unwrap();
         assert_eq!(w.known_keys(&[key(0), key(7)]).unwrap(), [true, false]);
@@ -1132,19 +1137,7 @@ fn prepared_writes_know_the_committed_keys_and_refuse_damaged_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     let store = populated(&dir);
-    let one_unit = |path: &str, k: u8| FileWrite {
-        file: FileEntry {
-            path: path.into(),
-            hash: format!("h{k}"),
-            units: 1,
-            bytes: 10,
-        },
-        units: vec![UnitWrite {
-            record: unit(path, "python", "g", &format!("def g{k}(): pass"), 1),
-            key: key(k),
-            vector: Some(vector(k as usize)),
-        }],
-    };
+    let one_unit = |path: &str, k: u8| one_function_file(path, "g", k);
     // Prepared and current: the first writer knows every committed key, and writes.
     let fresh = EmbeddedStore::open(&dir).unwrap();
     fresh.prepare_writes().unwrap();
