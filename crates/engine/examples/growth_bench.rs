@@ -339,6 +339,9 @@ fn build(args: &[String]) -> Result<(), BoxError> {
 /// The child: opens the index as a server would and measures serving.
 fn measure(args: &[String]) -> Result<(), BoxError> {
     let index = PathBuf::from(args.get(1).ok_or("--measure DIR")?);
+    // An index written or copied just before is still dirty in the page cache: the first
+    // update's fsync would write all of it back.
+    let _ = std::process::Command::new("sync").status();
     let pool = read_queries(&arg(args, "--queries").ok_or("--queries")?)?;
     let cursor = AtomicUsize::new(0);
     let take = |n: usize| -> Vec<String> {
