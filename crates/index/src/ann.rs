@@ -17,6 +17,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use gnn_coder_ann::{AnnIndex, AnnParams};
 use gnn_coder_store::{CancellationToken, Result, StoreError};
@@ -68,6 +69,82 @@ impl AnnState {
         keep: &(dyn Fn(u32) -> bool + Sync),
     ) -> Vec<(u32, f32)> {
         self.index.search(q, k, ef, keep)
+    }
+}
+
+/// Where a loaded approximate index is kept between snapshots of one store.
+pub(crate) type AnnSlot = Arc<Mutex<Option<Arc<AnnState>>>>;
+
+/// A snapshot's approximate index, loaded on its first use: a lexical search, a file listing
+/// or an index run's refresh never needs it (loading it codes every covered row again: 1.2 s
+/// at a million rows). The file is chosen when the snapshot is taken; a load is shared with
+/// later snapshots through the store's slot, and a load that fails is remembered for the
+/// snapshot (it searches exactly; the next writer rebuilds the file).
+pub(crate) struct LazyAnn {
+    /// The newest file usable with the snapshot's rows: (rows covered, path).
+    file: Option<(u32, PathBuf)>,
+    slot: AnnSlot,
+    loaded: OnceLock<Option<Arc<AnnState>>>,
+}
+
+impl LazyAnn {
+    /// The newest approximate index of `dir` covering at most `rows` rows.
+    pub(crate) fn new(dir: &Path, rows: u32, slot: AnnSlot) -> LazyAnn {
+        LazyAnn {
+            file: newest(dir, rows),
+            slot,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    /// No approximate index (a lexical-only index).
+    pub(crate) fn none(slot: AnnSlot) -> LazyAnn {
+        LazyAnn {
+            file: None,
+            slot,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    /// Rows the chosen file covers (whether or not it loads).
+    pub(crate) fn file_covers(&self) -> Option<u32> {
+        self.file.as_ref().map(|(covered, _)| *covered)
+    }
+
+    /// Whether the index was loaded (or its load tried) already.
+    #[cfg(test)]
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+
+    /// The index, its vectors read from `rows`; `None` without a file or when it cannot be
+    /// loaded (logged once per snapshot).
+    pub(crate) fn get(&self, rows: &RowReader) -> Option<&Arc<AnnState>> {
+        self.loaded.get_or_init(|| self.load(rows)).as_ref()
+    }
+
+    fn load(&self, rows: &RowReader) -> Option<Arc<AnnState>> {
+        let (covered, path) = self.file.as_ref()?;
+        let Ok(mut slot) = self.slot.lock() else {
+            tracing::warn!("the approximate index's slot is poisoned; searching exactly");
+            return None;
+        };
+        if let Some(s) = slot.as_ref().filter(|s| s.covered == *covered) {
+            return Some(s.clone());
+        }
+        match AnnState::load(path, rows) {
+            Ok(state) => {
+                let state = Arc::new(state);
+                *slot = Some(state.clone());
+                Some(state)
+            }
+            // A damaged approximate index is only a slower search: scan exactly (the next
+            // writer rebuilds it).
+            Err(e) => {
+                tracing::warn!("{e}; searching without the approximate index until it is rebuilt");
+                None
+            }
+        }
     }
 }
 
@@ -169,4 +246,116 @@ pub(crate) fn build_and_save(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use gnn_coder_store::{
+        EmbeddingInfo, FieldBoosts, FileEntry, FileWrite, Filters, LexicalQuery, Store,
+        StoreReader, UnitKey, UnitRecord, UnitWrite, VectorQuery,
+    };
+
+    use crate::EmbeddedStore;
+
+    use super::*;
+
+    /// The approximate index is loaded by the first vector search that can use it, not by
+    /// taking a snapshot, a lexical search or a file listing; an exact search does not load
+    /// it either, and a later snapshot reuses the loaded index.
+    #[test]
+    fn the_approximate_index_loads_on_its_first_use() {
+        const D: usize = 16;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let info = EmbeddingInfo {
+            model: "test".into(),
+            dim: D,
+            trained: false,
+        };
+        let mut store = EmbeddedStore::open_or_create(&dir, Some(info)).unwrap();
+        store.set_ann_min_rows(50);
+        let vector = |i: usize| {
+            let mut v = vec![0.0f32; D];
+            v[i % D] = 1.0;
+            v[(i * 7 + 3) % D] += 0.5 + (i % 5) as f32 * 0.1;
+            let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            v.into_iter().map(|a| a / n).collect::<Vec<f32>>()
+        };
+        let units: Vec<UnitWrite> = (0..120usize)
+            .map(|i| {
+                let mut key = [0u8; 16];
+                key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                UnitWrite {
+                    record: UnitRecord {
+                        path: "a.py".into(),
+                        language: "python".into(),
+                        kind: "function".into(),
+                        name: format!("u{i}"),
+                        symbol: format!("u{i}"),
+                        start_line: 1,
+                        end_line: 1,
+                        def_line: 1,
+                        start_byte: i as u64,
+                        end_byte: i as u64 + 1,
+                        doc: None,
+                        code: format!("def u{i}(): pass"),
+                    },
+                    key: UnitKey(key),
+                    vector: Some(vector(i)),
+                }
+            })
+            .collect();
+        let mut w = store.writer().unwrap();
+        let file = FileEntry {
+            path: "a.py".into(),
+            hash: "h".into(),
+            units: 120,
+            bytes: 1,
+        };
+        w.upsert_files("r", vec![FileWrite { file, units }])
+            .unwrap();
+        w.commit(&CancellationToken::new()).unwrap();
+        w.maintain(&CancellationToken::new()).unwrap();
+        drop(w);
+
+        let s = store.snapshot().unwrap();
+        assert_eq!(s.ann.file_covers(), Some(120));
+        assert!(!s.ann.is_loaded(), "taking a snapshot loads nothing");
+        let hits = s
+            .lexical(&LexicalQuery {
+                text: "u7".into(),
+                boosts: FieldBoosts::default(),
+                filters: Filters::default(),
+                limit: 5,
+            })
+            .unwrap();
+        assert!(!hits.is_empty());
+        assert_eq!(s.files("r").unwrap().len(), 1);
+        let query = |exact| VectorQuery {
+            vector: vector(7),
+            filters: Filters::default(),
+            limit: 3,
+            exact,
+        };
+        assert_eq!(s.vector(&query(true)).unwrap().len(), 3);
+        assert!(
+            !s.ann.is_loaded(),
+            "lexical, listing and exact searches load nothing"
+        );
+        assert_eq!(s.vector(&query(false)).unwrap().len(), 3);
+        assert!(s.ann.is_loaded(), "an approximate search loads it");
+        let loaded = s.ann_state().map(Arc::as_ptr);
+        assert!(loaded.is_some());
+        // A snapshot taken after a commit elsewhere shares the loaded index.
+        {
+            let other = EmbeddedStore::open(&dir).unwrap();
+            let mut w = other.writer().unwrap();
+            w.delete_files("r", &["b.py".to_string()]).unwrap();
+            w.commit(&CancellationToken::new()).unwrap();
+        }
+        let t = store.snapshot().unwrap();
+        assert!(!Arc::ptr_eq(&s, &t), "a new snapshot after the commit");
+        assert_eq!(t.ann_state().map(Arc::as_ptr), loaded);
+        assert_eq!(t.stats().unwrap().ann_vectors, 120);
+    }
 }

@@ -28,7 +28,7 @@ use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
-use crate::ann::AnnState;
+use crate::ann::{AnnState, LazyAnn};
 use crate::error::{backend, guard};
 use crate::filter::{SegCols, SegColsCache};
 use crate::rows::RowReader;
@@ -41,7 +41,8 @@ pub struct Snapshot {
     pub(crate) fields: Fields,
     pub(crate) embedding: Option<EmbeddingInfo>,
     pub(crate) rows: Option<Arc<RowReader>>,
-    pub(crate) ann: Option<Arc<AnnState>>,
+    /// The approximate index, loaded by the first vector search that can use it.
+    pub(crate) ann: LazyAnn,
     /// Row -> units naming it (built on first use by the approximate search).
     pub(crate) row_map: OnceLock<crate::topk::RowMap>,
     /// Units with a vector passing each filter seen, and all of them (the vector leg's choice
@@ -71,6 +72,11 @@ pub(crate) fn address(id: UnitId) -> DocAddress {
 }
 
 impl Snapshot {
+    /// The approximate index, loaded now if this is its first use (see [`LazyAnn`]).
+    pub(crate) fn ann_state(&self) -> Option<&Arc<AnnState>> {
+        self.rows.as_ref().and_then(|rows| self.ann.get(rows))
+    }
+
     /// Segments of the lexical index in this commit (every query visits each).
     pub fn segment_count(&self) -> usize {
         self.searcher.segment_readers().len()
@@ -410,7 +416,7 @@ impl Snapshot {
             files: count(DOC_FILE)?,
             units: count(DOC_UNIT)?,
             vectors: self.rows.as_ref().map_or(0, |r| u64::from(r.count())),
-            ann_vectors: self.ann.as_ref().map_or(0, |a| u64::from(a.covered)),
+            ann_vectors: self.ann_state().map_or(0, |a| u64::from(a.covered)),
             bytes_on_disk: dir_bytes(&self.dir),
         })
     }
@@ -423,6 +429,7 @@ impl StoreReader for Snapshot {
         self.guarded("preparing the index for searches", || {
             self.seg_cols()?;
             if self.rows.is_some() {
+                self.ann_state();
                 self.warm_row_map()?;
             }
             Ok(())

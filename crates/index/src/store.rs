@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use gnn_coder_store::{EmbeddingInfo, Result, Store, StoreError, StoreReader, StoreWriter};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher};
 
-use crate::ann::AnnState;
+use crate::ann::{AnnSlot, LazyAnn};
 use crate::error::{backend, guard, poisoned, tantivy_err};
 use crate::integrity::{CHECKSUMS_FILE, Checksums, damaged};
 use crate::lock::WriterLock;
@@ -46,7 +46,7 @@ pub struct EmbeddedStore {
     /// What the last writer of this process knew of the row files ([`crate::rows::CachedRows`]).
     writer_cache: Arc<Mutex<Option<CachedRows>>>,
     /// The approximate index, loaded once per file.
-    ann: Mutex<Option<Arc<AnnState>>>,
+    ann: AnnSlot,
     /// Threads for tantivy's writer.
     threads: usize,
     /// Rows from which the approximate index is built, and filtered candidates above which a
@@ -116,7 +116,7 @@ impl EmbeddedStore {
             cached: Mutex::new(None),
             seg_cache: Arc::default(),
             writer_cache: Arc::default(),
-            ann: Mutex::new(None),
+            ann: AnnSlot::default(),
             threads: 1,
             ann_min_rows: crate::ann::min_rows_from_env(),
             verified: Mutex::new(verified),
@@ -270,8 +270,8 @@ impl EmbeddedStore {
             None => None,
         };
         let ann = match &rows {
-            Some(rows) => self.ann_state(rows)?,
-            None => None,
+            Some(rows) => LazyAnn::new(&self.dir, rows.count(), self.ann.clone()),
+            None => LazyAnn::none(self.ann.clone()),
         };
         let snapshot = Arc::new(Snapshot {
             dir: self.dir.clone(),
@@ -325,34 +325,7 @@ impl EmbeddedStore {
             return true;
         };
         crate::ann::newest(&self.dir, rows.count()).map(|(covered, _)| covered)
-            == s.ann.as_ref().map(|a| a.covered)
-    }
-
-    /// The newest approximate index usable with the rows on disk, its vectors read from them.
-    fn ann_state(&self, rows: &RowReader) -> Result<Option<Arc<AnnState>>> {
-        let mut slot = self.ann.lock().map_err(|_| poisoned())?;
-        let newest = crate::ann::newest(&self.dir, rows.count());
-        match (&*slot, &newest) {
-            (Some(s), Some((covered, _))) if s.covered == *covered => return Ok(Some(s.clone())),
-            (_, None) => return Ok(None),
-            _ => {}
-        }
-        let Some((_, path)) = newest else {
-            return Ok(None);
-        };
-        match AnnState::load(&path, rows) {
-            Ok(state) => {
-                let state = Arc::new(state);
-                *slot = Some(state.clone());
-                Ok(Some(state))
-            }
-            // A damaged approximate index is only a slower search: scan exactly (the next
-            // writer rebuilds it).
-            Err(e) => {
-                tracing::warn!("{e}; searching without the approximate index until it is rebuilt");
-                Ok(None)
-            }
-        }
+            == s.ann.file_covers()
     }
 }
 

@@ -270,7 +270,8 @@ impl Snapshot {
             && q.filters.repositories.is_empty()
             && q.filters.path_globs.is_empty()
             && exclude.is_empty();
-        let (passing, total) = match (&self.ann, q.exact) {
+        let ann = if q.exact { None } else { self.ann_state() };
+        let (passing, total) = match (ann, q.exact) {
             // Every unit with a vector passes: the row map (built once per snapshot, and
             // needed by the walk anyway) has counted them.
             (Some(_), false) if unfiltered => {
@@ -280,7 +281,7 @@ impl Snapshot {
             (Some(_), false) => self.cached_candidate_counts(&q.filters, globs)?,
             _ => (0, 0),
         };
-        match (&self.ann, passing > self.exact_scan_max) {
+        match (ann, passing > self.exact_scan_max) {
             (Some(ann), true) => {
                 // A filter that keeps a fraction of the graph needs a proportionally wider
                 // walk for the same recall (measured in gnn-coder-ann's docs).
