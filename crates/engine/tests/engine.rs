@@ -753,3 +753,22 @@ fn unsaved_buffers_are_searched_beside_the_index() {
     assert_eq!(engine.buffered_files(), 0);
     assert!(symbols(&engine, &lexical_req("late buffer fn", 5)).is_empty());
 }
+
+/// Vector codes are a setting of the embedded index: asking a PostgreSQL store for them is
+/// refused before anything is opened or removed (the address here is never contacted).
+#[test]
+fn vector_codes_are_refused_for_a_postgresql_store() {
+    let location =
+        gnn_coder_engine::StoreLocation::postgres("postgres://nobody@127.0.0.1:1/none").unwrap();
+    for rebuild in [false, true] {
+        let options = EngineOptions {
+            vector_codes: Some(gnn_coder_engine::VectorCodes::Int4),
+            ..lexical()
+        };
+        let err = Engine::open_or_create_at(&location, options, rebuild)
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("embedded index"), "{err}");
+    }
+}
