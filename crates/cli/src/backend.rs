@@ -10,6 +10,7 @@
 //! and can call a backend from several threads (`jobs --parallel`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -112,6 +113,25 @@ pub fn refuse_with_server(server: &ServerFlags, given: bool, what: &str) -> Resu
         bail!("{what} apply to a local index only");
     }
     Ok(())
+}
+
+/// Prepares a local index on a thread of its own ([`Engine::warm`](gnn_coder_engine::Engine::warm):
+/// the snapshot with its approximate index, its columns, the writer's key map), so that the
+/// first request of a long-running front end (MCP, LSP) does not pay for it; at a million
+/// units that is seconds. A failure is only reported: the first request tries again. A server
+/// backend has nothing to prepare here.
+pub fn warm_in_background(backend: &Arc<Backend>) -> Option<std::thread::JoinHandle<()>> {
+    if !matches!(backend.as_ref(), Backend::Local(_)) {
+        return None;
+    }
+    let backend = backend.clone();
+    Some(std::thread::spawn(move || {
+        if let Backend::Local(engine) = backend.as_ref()
+            && let Err(e) = engine.warm()
+        {
+            eprintln!("gnn-coder: preparing the index failed ({e}); the first request tries again");
+        }
+    }))
 }
 
 impl Backend {
@@ -497,5 +517,50 @@ async fn remote_index(
             Some(convert::StreamItem::Summary(s)) => return Ok(s),
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gnn_coder_engine::{CancellationToken, Engine, EngineOptions, IndexOptions};
+
+    use super::*;
+
+    /// A local backend is prepared on a thread that finishes cleanly; a damaged index only
+    /// reports it (the thread still ends without panicking).
+    #[test]
+    fn a_local_index_is_prepared_in_the_background() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("a.py"),
+            "def parse_config(path):\n    return path\n",
+        )
+        .unwrap();
+        let idx = tmp.path().join("idx");
+        let options = || EngineOptions {
+            lexical_only: true,
+            ..EngineOptions::default()
+        };
+        {
+            let engine = Engine::open_or_create(&idx, options(), false).unwrap();
+            let valid = IndexOptions::new(&root).validate().unwrap();
+            engine
+                .index_repository(&valid, &|_| {}, &CancellationToken::new())
+                .unwrap();
+        }
+        let backend = Arc::new(Backend::Local(Engine::open(&idx, options()).unwrap()));
+        let handle = warm_in_background(&backend).expect("a local backend is prepared");
+        handle
+            .join()
+            .expect("the preparation ends without panicking");
+        // Damaged after opening: the preparation reports and ends.
+        let meta = idx.join("lexical").join("meta.json");
+        std::fs::write(&meta, b"{ not json").unwrap();
+        let handle = warm_in_background(&backend).expect("a local backend is prepared");
+        handle
+            .join()
+            .expect("a failed preparation ends without panicking");
     }
 }

@@ -517,8 +517,10 @@ pub fn run(args: LspArgs) -> Result<()> {
         Backend::open_for_writing(args.index.clone(), default, &args.server, options, false)
             .context("cannot open the index")?
     };
+    let backend = Arc::new(backend);
+    crate::backend::warm_in_background(&backend);
     let server = Server {
-        backend: Arc::new(backend),
+        backend,
         folders: Arc::new(folders),
         out: out.clone(),
         progress: params["capabilities"]["window"]["workDoneProgress"] == true,

@@ -695,8 +695,10 @@ pub fn run(args: McpArgs) -> Result<()> {
                 .with_context(|| format!("--allow-root {}", r.display()))
         })
         .collect::<Result<Vec<_>>>()?;
+    let backend = Arc::new(backend);
+    crate::backend::warm_in_background(&backend);
     let server = CodeSearchMcp {
-        backend: Arc::new(backend),
+        backend,
         roots: Arc::new(roots),
         remote,
         tool_router: CodeSearchMcp::tool_router(),
