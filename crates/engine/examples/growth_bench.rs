@@ -164,10 +164,9 @@ fn build(args: &[String]) -> Result<(), BoxError> {
         .map(|s| s.trim().parse::<u64>())
         .collect::<Result<_, _>>()?;
     let sigma: f32 = arg(args, "--noise").map_or(Ok(0.5), |s| s.parse())?;
-    let codes = match arg(args, "--vector-codes") {
-        Some(name) => Some(VectorCodes::from_name(&name).ok_or("--vector-codes: int8 or int4")?),
-        None => None,
-    };
+    let codes = arg(args, "--vector-codes")
+        .map(|name| VectorCodes::from_name(&name).ok_or("--vector-codes: int8 or int4"))
+        .transpose()?;
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let index = work.join("index");

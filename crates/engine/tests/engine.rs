@@ -765,9 +765,9 @@ fn vector_codes_are_refused_for_a_postgresql_store() {
             vector_codes: Some(gnn_coder_engine::VectorCodes::Int4),
             ..lexical()
         };
-        let err = Engine::open_or_create_at(&location, options, rebuild)
-            .err()
-            .expect("refused");
+        let Err(err) = Engine::open_or_create_at(&location, options, rebuild) else {
+            panic!("vector codes for a PostgreSQL store were accepted");
+        };
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
         assert!(err.to_string().contains("embedded index"), "{err}");
     }

@@ -88,19 +88,11 @@ pub(crate) struct LazyAnn {
 }
 
 impl LazyAnn {
-    /// The newest approximate index of `dir` covering at most `rows` rows.
-    pub(crate) fn new(dir: &Path, rows: u32, slot: AnnSlot) -> LazyAnn {
+    /// The newest approximate index of `dir` covering at most `rows` rows (`None`: an index
+    /// without vectors, which has none).
+    pub(crate) fn new(dir: &Path, rows: Option<u32>, slot: AnnSlot) -> LazyAnn {
         LazyAnn {
-            file: newest(dir, rows),
-            slot,
-            loaded: OnceLock::new(),
-        }
-    }
-
-    /// No approximate index (a lexical-only index).
-    pub(crate) fn none(slot: AnnSlot) -> LazyAnn {
-        LazyAnn {
-            file: None,
+            file: rows.and_then(|rows| newest(dir, rows)),
             slot,
             loaded: OnceLock::new(),
         }

@@ -137,13 +137,18 @@ impl RowFormat {
     }
 }
 
+/// The scale word at the start of a row.
+fn scale_of(row: &[u8]) -> f32 {
+    f32::from_le_bytes([row[0], row[1], row[2], row[3]])
+}
+
 /// The scale word of a row, or 1 where `s` is not a usable one.
 fn usable_scale(s: f32) -> f32 {
     if s.is_finite() && s > 0.0 { s } else { 1.0 }
 }
 
 /// Appends `x` quantized to int8 to `out`.
-pub(crate) fn quantize(x: &[f32], out: &mut Vec<u8>) {
+fn quantize(x: &[f32], out: &mut Vec<u8>) {
     let s = usable_scale(x.iter().fold(0.0f32, |m, v| m.max(v.abs())));
     out.extend_from_slice(&s.to_le_bytes());
     let k = 127.0 / s;
@@ -178,7 +183,7 @@ fn nibble(b: u8) -> i8 {
 }
 
 /// Appends `x` quantized to int4 to `out` (module docs).
-pub(crate) fn quantize4(x: &[f32], out: &mut Vec<u8>) {
+fn quantize4(x: &[f32], out: &mut Vec<u8>) {
     let norm2: f32 = x.iter().map(|v| v * v).sum();
     let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let rms = (norm2 / x.len().max(1) as f32).sqrt();
@@ -209,8 +214,8 @@ pub(crate) fn quantize4(x: &[f32], out: &mut Vec<u8>) {
 
 /// Inner product of a stored int8 row with `q` (the same dimension).
 #[inline]
-pub(crate) fn dot_row(row: &[u8], q: &[f32]) -> f32 {
-    let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]) / 127.0;
+fn dot_row(row: &[u8], q: &[f32]) -> f32 {
+    let scale = scale_of(row) / 127.0;
     let body = &row[4..];
     #[cfg(target_arch = "x86_64")]
     {
@@ -251,8 +256,8 @@ unsafe fn dot_i8_avx2(body: &[u8], q: &[f32]) -> f32 {
 
 /// Inner product of a stored int4 row with `q` (the same dimension).
 #[inline]
-pub(crate) fn dot_row4(row: &[u8], q: &[f32]) -> f32 {
-    let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]) / 7.0;
+fn dot_row4(row: &[u8], q: &[f32]) -> f32 {
+    let scale = scale_of(row) / 7.0;
     let body = &row[4..];
     #[cfg(target_arch = "x86_64")]
     {
@@ -300,8 +305,8 @@ unsafe fn dot_i4_avx2(body: &[u8], q: &[f32]) -> f32 {
     dot_i4(body, q)
 }
 
-pub(crate) fn dequantize(row: &[u8]) -> Vec<f32> {
-    let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]) / 127.0;
+fn dequantize(row: &[u8]) -> Vec<f32> {
+    let scale = scale_of(row) / 127.0;
     row[4..]
         .iter()
         .map(|&b| f32::from(b as i8) * scale)
@@ -309,7 +314,7 @@ pub(crate) fn dequantize(row: &[u8]) -> Vec<f32> {
 }
 
 fn dequantize4(row: &[u8], dim: usize) -> Vec<f32> {
-    let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]) / 7.0;
+    let scale = scale_of(row) / 7.0;
     let mut out = vec![0.0f32; dim];
     let body = &row[4..];
     for (bi, block) in out.chunks_mut(I4_BLOCK).enumerate() {
@@ -365,18 +370,23 @@ impl CachedRows {
         short(&path, keys.len() as u64, sums.rows, KEY_BYTES)?;
         let keys = &keys[..want];
         verify_blocks(&path, keys, sums.block_bytes, &sums.keys_crc32, 0)?;
-        let mut map = HashMap::with_capacity(sums.rows as usize);
-        for (row, k) in keys.chunks_exact(KEY_BYTES).enumerate() {
-            let mut key = [0u8; KEY_BYTES];
-            key.copy_from_slice(k);
-            map.entry(UnitKey(key)).or_insert(row as u32);
-        }
         Ok(CachedRows {
             rows: sums.rows,
             keys_crc32: sums.keys_crc32.clone(),
-            map,
+            map: key_map(keys),
         })
     }
+}
+
+/// Each key of `keys` (whole keys, in row order) to the first row holding it.
+fn key_map(keys: &[u8]) -> HashMap<UnitKey, u32> {
+    let mut map = HashMap::with_capacity(keys.len() / KEY_BYTES);
+    for (row, k) in keys.chunks_exact(KEY_BYTES).enumerate() {
+        let mut key = [0u8; KEY_BYTES];
+        key.copy_from_slice(k);
+        map.entry(UnitKey(key)).or_insert(row as u32);
+    }
+    map
 }
 
 /// Refuses a row file holding fewer than `rows` rows of `unit` bytes.
@@ -525,15 +535,7 @@ impl RowWriter {
         });
         let map = match reuse {
             Some(c) => c.map,
-            None => {
-                let mut map = HashMap::with_capacity(cut as usize);
-                for (row, k) in keys.chunks_exact(KEY_BYTES).take(cut as usize).enumerate() {
-                    let mut key = [0u8; KEY_BYTES];
-                    key.copy_from_slice(k);
-                    map.entry(UnitKey(key)).or_insert(row as u32);
-                }
-                map
-            }
+            None => key_map(&keys[..keys.len().min(cut as usize * KEY_BYTES)]),
         };
         Ok(RowWriter {
             dir,
@@ -819,7 +821,7 @@ mod tests {
         // bytes (7 | 2 << 4), (-4 | -1 << 4), (0 | 0).
         assert_eq!(&row[4..], &[0x27, 0xfc, 0x00]);
         // The stored scale reads them back with the norm of x: 7 |x| / |codes|.
-        let s = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+        let s = scale_of(&row);
         let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
         let want = 7.0 * norm / (49.0f32 + 16.0 + 4.0 + 1.0).sqrt();
         assert!((s - want).abs() < 1e-5, "scale {s}, want {want}");
@@ -841,7 +843,7 @@ mod tests {
         // A zero vector keeps a usable scale and scores 0.
         let mut row = Vec::new();
         RowFormat::new(8, VectorCodes::Int4).quantize(&[0.0; 8], &mut row);
-        assert_eq!(f32::from_le_bytes([row[0], row[1], row[2], row[3]]), 1.0);
+        assert_eq!(scale_of(&row), 1.0);
         assert_eq!(
             RowFormat::new(8, VectorCodes::Int4).dot(&row, &[1.0; 8]),
             0.0

@@ -269,10 +269,11 @@ impl EmbeddedStore {
             Some(format) => Some(Arc::new(self.open_rows(format, &searcher)?)),
             None => None,
         };
-        let ann = match &rows {
-            Some(rows) => LazyAnn::new(&self.dir, rows.count(), self.ann.clone()),
-            None => LazyAnn::none(self.ann.clone()),
-        };
+        let ann = LazyAnn::new(
+            &self.dir,
+            rows.as_ref().map(|r| r.count()),
+            self.ann.clone(),
+        );
         let snapshot = Arc::new(Snapshot {
             dir: self.dir.clone(),
             searcher,

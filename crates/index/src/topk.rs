@@ -270,16 +270,17 @@ impl Snapshot {
             && q.filters.repositories.is_empty()
             && q.filters.path_globs.is_empty()
             && exclude.is_empty();
+        // An exact search never loads the approximate index.
         let ann = if q.exact { None } else { self.ann_state() };
-        let (passing, total) = match (ann, q.exact) {
+        let (passing, total) = match ann {
             // Every unit with a vector passes: the row map (built once per snapshot, and
             // needed by the walk anyway) has counted them.
-            (Some(_), false) if unfiltered => {
+            Some(_) if unfiltered => {
                 let n = self.row_map()?.ids.len() as u64;
                 (n, n)
             }
-            (Some(_), false) => self.cached_candidate_counts(&q.filters, globs)?,
-            _ => (0, 0),
+            Some(_) => self.cached_candidate_counts(&q.filters, globs)?,
+            None => (0, 0),
         };
         match (ann, passing > self.exact_scan_max) {
             (Some(ann), true) => {
