@@ -1,7 +1,7 @@
 //! End-to-end tests of the `gnn-coder` binary: index the polyglot fixture repository, search it
 //! in every language, answer batches, and refuse bad input with a message instead of a panic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1785,4 +1785,69 @@ fn many_repositories_from_the_command_line() {
     // An empty question is refused.
     let err = fails(&["search", "--index", s(&idx), ""]);
     assert!(err.contains("empty"), "{err}");
+}
+
+/// `search --rerank`: the cross-encoder corrects the order of a hybrid search's top hits with
+/// its reading of question and code; the depth and the mode are checked.
+#[test]
+fn rerank_corrects_the_top_hits_of_a_hybrid_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    let out = run(&["index", s(&fixture()), "--index", s(&idx), "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let search = |question: &str, extra: &[&str]| -> Vec<Value> {
+        let mut args = vec!["search", "--index", s(&idx), "--json", "-k", "8"];
+        args.extend_from_slice(extra);
+        args.push(question);
+        json(ok(&args).trim())["results"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let mut first_places = 0;
+    for &(lang, question, path, symbol, _) in QUESTIONS {
+        let plain = search(question, &["--lang", lang]);
+        let hits = search(question, &["--lang", lang, "--rerank", "5"]);
+        assert_eq!(hits.len(), plain.len(), "{lang}");
+        // The same hits; the top five reordered, the rest as they were.
+        let set = |hs: &[Value], n: usize| -> BTreeSet<String> {
+            hs.iter()
+                .take(n)
+                .map(|h| field(h, "symbol").to_string())
+                .collect()
+        };
+        let n = hits.len().min(5);
+        assert_eq!(set(&hits, n), set(&plain, n), "{lang}");
+        assert_eq!(hits[n..], plain[n..], "{lang}");
+        assert!(
+            hits[..n]
+                .windows(2)
+                .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()),
+            "{lang}"
+        );
+        let top = (field(&hits[0], "path"), field(&hits[0], "symbol"));
+        first_places += usize::from(top == (path, symbol));
+    }
+    // The fixture's questions have clear answers: a correction keeps them first.
+    assert!(
+        first_places * 10 >= QUESTIONS.len() * 8,
+        "{first_places} of {} first",
+        QUESTIONS.len()
+    );
+    // Without a value: the default depth.
+    assert!(!search("parse a size", &["--rerank", "--lang", "rust"]).is_empty());
+    let idx = s(&idx);
+    for bad in ["0", "101"] {
+        let err = fails(&["search", "--index", idx, "--rerank", bad, "parse"]);
+        assert!(
+            err.contains("rerank depth must be between 1 and 100"),
+            "{err}"
+        );
+    }
+    let err = fails(&["search", "--index", idx, "--rerank=x", "parse"]);
+    assert!(err.contains("--rerank"), "{err}");
+    let err = fails(&[
+        "search", "--index", idx, "--mode", "lexical", "--rerank", "5", "parse",
+    ]);
+    assert!(err.contains("corrects hybrid search"), "{err}");
 }

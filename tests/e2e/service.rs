@@ -110,6 +110,20 @@ async fn index_search_similar_update_list_remove() {
         .into_inner();
     assert_eq!(lexical.hits[0].symbol, "parse_ini");
     assert!(lexical.hits.iter().all(|h| h.language == "rust"));
+    // The cross-encoder corrects the order of a hybrid search's top hits (the same hits).
+    let hybrid = |rerank_depth| pb::SearchRequest {
+        mode: pb::Mode::Hybrid as i32,
+        rerank_depth,
+        ..search("parse an ini file into sections")
+    };
+    let plain = c.search(hybrid(0)).await.unwrap().into_inner();
+    let reranked = c.search(hybrid(3)).await.unwrap().into_inner();
+    let top3 = |hits: &[pb::Hit]| -> std::collections::BTreeSet<String> {
+        hits.iter().take(3).map(|h| h.symbol.clone()).collect()
+    };
+    assert_eq!(reranked.hits.len(), plain.hits.len());
+    assert_eq!(top3(&reranked.hits), top3(&plain.hits));
+    assert_eq!(reranked.hits[0].symbol, "parse_ini", "{:?}", reranked.hits);
 
     // Similar, by unit and by snippet.
     let by_unit = c
@@ -1386,6 +1400,14 @@ async fn one_validator_one_message_in_every_front_end() {
             },
             flags: flags(&["sort", "--mode", "semantic"]),
             message: "holds no vectors",
+        },
+        Case {
+            req: SearchRequest {
+                rerank: Some(101),
+                ..base("sort")
+            },
+            flags: flags(&["sort", "--rerank", "101"]),
+            message: "the rerank depth must be between 1 and 100",
         },
         Case {
             req: SearchRequest::new("sort", 60),

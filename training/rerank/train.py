@@ -8,7 +8,7 @@ MiniLM (started from GNN-Coder's fine-tuned layers), mean-pooled, one linear sco
     train.py reference WEIGHTS EMBEDDINGS FIXTURE                       (parity fixture)
 
 `export` writes the layers in the product's burn names (what `gnn_coder_model::CrossEncoder`
-loads on the `rerank-plumbing` branch; see README.md here for why it is not on main).
+loads); the quantize tool then stores them as `weights/gnn-coder-rerank` ships (README.md here).
 
 GROUPS is `candidates.py` output. A training group is one question, its answer (the candidate the
 first stage returned for it; questions it missed are left out) and G - 1 candidates of the first stage that are not the answer, drawn from its top 30 (the

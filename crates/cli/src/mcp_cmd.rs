@@ -110,6 +110,9 @@ pub struct SearchCodeArgs {
     pub max_tokens: Option<usize>,
     /// The cursor a previous answer to the same query gave, for the next page.
     pub cursor: Option<String>,
+    /// Reorder the top 20 by reading the question and each function's code together (a
+    /// cross-encoder): a better order, at a transformer pass per result (default false).
+    pub rerank: Option<bool>,
 }
 
 /// `find_similar`'s arguments: a unit (path and line) or a snippet (code and language).
@@ -429,6 +432,10 @@ impl CodeSearchMcp {
         req.path_globs = args.path.into_iter().collect();
         req.repositories = args.repository.into_iter().collect();
         req.kinds = KindFilter::Callables;
+        req.rerank = args
+            .rerank
+            .unwrap_or(false)
+            .then_some(gnn_coder_engine::DEFAULT_RERANK_DEPTH);
         self.blocking(move |backend| {
             let hits = backend.search(req).map_err(|e| message(&e))?;
             let page = hits.get(offset..).unwrap_or_default();

@@ -59,6 +59,7 @@
 //! and checked whenever the engine embeds for it, so vectors of different models are never
 //! compared. The model is loaded lazily: a lexical search never pays for it.
 
+mod cross_encoder;
 mod error;
 mod git;
 mod indexing;
@@ -74,6 +75,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use cross_encoder::{DEFAULT_RERANK_DEPTH, MAX_RERANK_DEPTH, RERANK_FIRST_STAGE_WEIGHT};
 pub use error::{EngineError, ErrorKind, Result};
 pub use gnn_coder_index::{EmbeddedStore, FORMAT_VERSION, MANIFEST_FILE, Manifest, VectorCodes};
 pub use gnn_coder_model::{Embedder, ModelChoice, ModelIdentity, QueryEmbedder};
@@ -178,6 +180,8 @@ pub struct Engine {
     /// The query-only model searches load when the full one is not loaded (see
     /// [`Engine::query_model`]).
     query_model: Mutex<QuerySlot>,
+    /// The cross-encoder reranker, loaded by the first search that asks for it.
+    reranker: Mutex<Option<Arc<gnn_coder_model::CrossEncoder>>>,
     /// Query vectors by text ([`query_cache`]).
     query_cache: Box<query_cache::QueryCache>,
     /// Unsaved buffers searched beside the committed index ([`overlay`]).
@@ -286,6 +290,7 @@ impl Engine {
             options,
             model: Mutex::new(None),
             query_model: Mutex::default(),
+            reranker: Mutex::default(),
             query_cache: Default::default(),
             overlay: Default::default(),
             warning: None,
@@ -366,6 +371,7 @@ impl Engine {
             options,
             model: Mutex::new(model),
             query_model: Mutex::default(),
+            reranker: Mutex::default(),
             query_cache: Default::default(),
             overlay: Default::default(),
             warning,
@@ -390,6 +396,7 @@ impl Engine {
             options,
             model: Mutex::new(None),
             query_model: Mutex::default(),
+            reranker: Mutex::default(),
             query_cache: Default::default(),
             overlay: Default::default(),
             warning: None,

@@ -9,6 +9,7 @@ use gnn_coder_store::{
 use gnn_coder_syntax::{ExtractOptions, Fingerprint, Language, UnitKind, extract_file};
 use serde::Serialize;
 
+use crate::cross_encoder::MAX_RERANK_DEPTH;
 use crate::rerank::{
     DEFAULT_FUSION, Features, FirstStage, Fusion, LEARNED, QueryWords, RERANK_DEPTH, features,
 };
@@ -178,6 +179,9 @@ pub struct SearchRequest {
     pub demote_tests: bool,
     /// Exact vector search even where an approximate index exists (for measuring it).
     pub exact: bool,
+    /// Reorder the top this many hits with the cross-encoder reranker
+    /// ([`crate::cross_encoder`]; 1..=[`MAX_RERANK_DEPTH`]); `None`: no reranking.
+    pub rerank: Option<usize>,
 }
 
 impl SearchRequest {
@@ -195,6 +199,7 @@ impl SearchRequest {
             boosts: FieldBoosts::default(),
             demote_tests: true,
             exact: false,
+            rerank: None,
         }
     }
 }
@@ -456,6 +461,13 @@ impl SearchRequest {
                 "the dense weight must be between 0 and 1".into(),
             ));
         }
+        if let Some(n) = self.rerank
+            && !(1..=MAX_RERANK_DEPTH).contains(&n)
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "the rerank depth must be between 1 and {MAX_RERANK_DEPTH}"
+            )));
+        }
         check_filters(
             &self.languages,
             &self.kinds,
@@ -574,6 +586,12 @@ impl Engine {
     pub fn prepare(&self, req: &SearchRequest) -> Result<PreparedSearch> {
         let filters = req.validate(&self.options.limits)?;
         let mode = self.mode_of(req.mode)?;
+        if req.rerank.is_some() && mode != Mode::Hybrid {
+            return Err(EngineError::InvalidArgument(format!(
+                "the reranker corrects hybrid search; this search is {}",
+                mode.as_str()
+            )));
+        }
         self.check_repositories(&req.repositories)?;
         Ok(PreparedSearch {
             request: req.clone(),
@@ -708,7 +726,8 @@ impl Engine {
             req.top_k.saturating_mul(2).saturating_add(10)
         } else {
             req.top_k
-        };
+        }
+        .max(req.rerank.unwrap_or(0));
         let need_vector = || {
             vector.ok_or_else(|| {
                 EngineError::Internal("no query vector for a semantic search".into())
@@ -843,6 +862,11 @@ impl Engine {
             .collect();
         if demote {
             hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
+        }
+        if let Some(n) = req.rerank {
+            check(cancel)?;
+            let model = self.reranker()?;
+            crate::cross_encoder::rerank(&model, &req.query, &mut hits, n, cancel)?;
         }
         hits.truncate(req.top_k);
         let terms = highlight_terms(&req.query);

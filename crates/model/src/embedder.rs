@@ -190,7 +190,7 @@ struct Kernels {
 }
 
 /// Threads for one call that is not itself one of several parallel workers.
-fn all_threads() -> usize {
+pub(crate) fn all_threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 

@@ -4,7 +4,8 @@
 //! # The built-in model
 //!
 //! An installed `gnn-coder` must work after the checkout it was built from is gone, so the
-//! shipped model is compiled into the binary ([`ModelFiles::Bundled`], 28 MB): the v2.3 weights
+//! shipped model is compiled into the binary ([`ModelFiles::Bundled`], 28 MB, and the
+//! cross-encoder reranker, [`ModelFiles::BundledRerank`], 10.8 MB): the v2.3 weights
 //! of `weights/gnn-coder` (graph network, fusion and projection in `head.safetensors`, all six
 //! fine-tuned MiniLM layers in `transformer.safetensors`) and what they still need of
 //! all-MiniLM-L6-v2 (Apache-2.0, see `weights/gnn-coder/NOTICE`): its `config.json`, its
@@ -50,6 +51,35 @@ static BUNDLE: &[(&str, &[u8])] = bundled!(
     "NOTICE",
 );
 
+/// The built-in cross-encoder reranker (`weights/gnn-coder-rerank`: its configuration, six
+/// layers and score head; the embedding tables and tokenizer are the built-in model's).
+static RERANK_BUNDLE: &[(&str, &[u8])] = &[
+    (
+        "rerank.json",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../weights/gnn-coder-rerank/rerank.json"
+        )),
+    ),
+    (
+        "transformer.safetensors",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../weights/gnn-coder-rerank/transformer.safetensors"
+        )),
+    ),
+    (
+        "head.safetensors",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../weights/gnn-coder-rerank/head.safetensors"
+        )),
+    ),
+];
+
+/// The shipped reranker's folder in a checkout.
+pub const SHIPPED_RERANK_WEIGHTS: &str = "weights/gnn-coder-rerank";
+
 /// The license notice of the built-in model (MiniLM's Apache-2.0 terms).
 pub fn bundled_notice() -> &'static str {
     bundled_file("NOTICE")
@@ -61,6 +91,13 @@ fn bundled_file(name: &str) -> Option<&'static [u8]> {
     BUNDLE.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
+fn bundled_rerank_file(name: &str) -> Option<&'static [u8]> {
+    RERANK_BUNDLE
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+}
+
 /// Where a model's files are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelFiles {
@@ -68,6 +105,8 @@ pub enum ModelFiles {
     Dir(PathBuf),
     /// The copy compiled into this binary.
     Bundled,
+    /// The cross-encoder reranker compiled into this binary ([`crate::rerank`]).
+    BundledRerank,
 }
 
 impl From<PathBuf> for ModelFiles {
@@ -88,6 +127,7 @@ impl ModelFiles {
         match self {
             ModelFiles::Dir(dir) => dir.join(name),
             ModelFiles::Bundled => Path::new("(built in)").join(name),
+            ModelFiles::BundledRerank => Path::new("(built in)/rerank").join(name),
         }
     }
 
@@ -96,6 +136,7 @@ impl ModelFiles {
         match self {
             ModelFiles::Dir(dir) => dir.join(name).is_file(),
             ModelFiles::Bundled => bundled_file(name).is_some(),
+            ModelFiles::BundledRerank => bundled_rerank_file(name).is_some(),
         }
     }
 
@@ -108,9 +149,12 @@ impl ModelFiles {
                     .map(Cow::Owned)
                     .map_err(|source| ModelError::Io { path, source })
             }
-            ModelFiles::Bundled => {
-                bundled_file(name)
-                    .map(Cow::Borrowed)
+            ModelFiles::Bundled | ModelFiles::BundledRerank => {
+                let file = match self {
+                    ModelFiles::Bundled => bundled_file(name),
+                    _ => bundled_rerank_file(name),
+                };
+                file.map(Cow::Borrowed)
                     .ok_or_else(|| ModelError::MissingModelFile {
                         path: self.path(name),
                     })
@@ -131,6 +175,14 @@ mod tests {
                 std::fs::read(dir.join(name)).expect("shipped file"),
                 *bytes,
                 "{name}"
+            );
+        }
+        let rerank = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/gnn-coder-rerank");
+        for (name, bytes) in RERANK_BUNDLE {
+            assert_eq!(
+                std::fs::read(rerank.join(name)).expect("shipped reranker file"),
+                *bytes,
+                "rerank {name}"
             );
         }
         let sum = crate::weights::sha256_hex(&dir.join("head.safetensors")).expect("hash");

@@ -91,6 +91,7 @@ pub mod graph;
 pub mod model;
 pub mod quant;
 pub mod query;
+pub mod rerank;
 pub mod tokenize;
 pub mod weights;
 
@@ -101,7 +102,8 @@ pub use embedder::{
 };
 pub use error::{ModelError, Result};
 pub use files::{
-    BUNDLED_HEAD_SHA256, BUNDLED_VERSION, EMBEDDINGS_FILE, ModelFiles, bundled_notice,
+    BUNDLED_HEAD_SHA256, BUNDLED_VERSION, EMBEDDINGS_FILE, ModelFiles, SHIPPED_RERANK_WEIGHTS,
+    bundled_notice,
 };
 pub use graph::{GraphBatch, GraphConfig, GraphEncoder, GraphInput};
 pub use model::{
@@ -109,10 +111,12 @@ pub use model::{
     read_head_config_from, read_safetensors_dtypes, read_safetensors_metadata,
 };
 pub use query::QueryEmbedder;
+pub use rerank::{CrossEncoder, RERANK_CONFIG_FILE, RerankConfig};
 pub use tokenize::{Encoded, TextTokenizer};
 pub use weights::{
-    ModelChoice, ModelIdentity, ResolvedModel, find_model_dir, load_embedder, load_query_embedder,
-    name_weights, resolve_model, resolve_weights, sha256_hex, verify_checksums, write_checksums,
+    ModelChoice, ModelIdentity, RERANK_WEIGHTS_ENV, ResolvedModel, find_model_dir, load_embedder,
+    load_query_embedder, load_reranker, name_weights, resolve_model, resolve_weights, sha256_hex,
+    verify_checksums, write_checksums,
 };
 
 /// Languages with a slot in the shared node-kind embedding table, in slot order.

@@ -66,7 +66,7 @@ pub struct QueryEmbedder {
 }
 
 /// A tensor as `(shape, f32 values)`.
-type Values = (Vec<usize>, Vec<f32>);
+pub(crate) type Values = (Vec<usize>, Vec<f32>);
 
 impl QueryEmbedder {
     /// Loads the query side of `model` (the pretrained transformer's files) with the trained
@@ -245,7 +245,10 @@ impl QueryEmbedder {
 }
 
 /// A weights file's bytes (a missing file is named).
-fn read_weights(files: &ModelFiles, name: &str) -> Result<std::borrow::Cow<'static, [u8]>> {
+pub(crate) fn read_weights(
+    files: &ModelFiles,
+    name: &str,
+) -> Result<std::borrow::Cow<'static, [u8]>> {
     if !files.has(name) {
         return Err(ModelError::MissingModelFile {
             path: files.path(name),
@@ -255,7 +258,7 @@ fn read_weights(files: &ModelFiles, name: &str) -> Result<std::borrow::Cow<'stat
 }
 
 /// The encoder layer a burn (or Hugging Face) parameter name belongs to.
-fn layer_of(name: &str) -> Option<usize> {
+pub(crate) fn layer_of(name: &str) -> Option<usize> {
     let rest = name
         .strip_prefix("bert.")
         .unwrap_or(name)
@@ -267,7 +270,7 @@ fn layer_of(name: &str) -> Option<usize> {
 /// linear layer's `[out, in]` weight); `None` for tensors the encoder does not use (the
 /// pooler, `position_ids`). The renames of [`crate::bert::load_bert_bytes`] and burn's
 /// `PyTorchToBurnAdapter`.
-fn hf_to_burn(name: &str) -> Option<(String, bool)> {
+pub(crate) fn hf_to_burn(name: &str) -> Option<(String, bool)> {
     let name = name.strip_prefix("bert.").unwrap_or(name);
     if !(name.starts_with("embeddings.") || name.starts_with("encoder.layer."))
         || name.ends_with("position_ids")
@@ -292,7 +295,7 @@ fn hf_to_burn(name: &str) -> Option<(String, bool)> {
 /// Adds the tensors of `raw` that `map` names (`Some((burn name, transpose))`) to `out` as f32,
 /// int8 tensors dequantized with their scales as [`RawFile::dequantize`] does (the same
 /// values), but only the chosen tensors, and without its round trip through f32 bytes.
-fn add_tensors(
+pub(crate) fn add_tensors(
     out: &mut HashMap<String, Values>,
     raw: RawFile,
     path: &Path,

@@ -17,6 +17,7 @@ use crate::error::{ModelError, Result};
 use crate::files::{BUNDLED_HEAD_SHA256, EMBEDDINGS_FILE, ModelFiles};
 use crate::model::{HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE, TRANSFORMER_WEIGHTS_FILE};
 use crate::query::QueryEmbedder;
+use crate::rerank::{CrossEncoder, RERANK_CONFIG_FILE};
 
 /// The shipped weights directory, relative to the checkout, and the checksum file name.
 pub const SHIPPED_WEIGHTS: &str = "weights/gnn-coder";
@@ -156,6 +157,7 @@ pub fn write_checksums(dir: &Path) -> Result<()> {
         MODEL_CONFIG_FILE,
         TOKENIZER_FILE,
         NOTICE_FILE,
+        RERANK_CONFIG_FILE,
     ] {
         let p = dir.join(f);
         if p.is_file() {
@@ -263,6 +265,34 @@ pub fn load_query_embedder(choice: &ModelChoice) -> Result<Option<QueryEmbedder>
     )
 }
 
+/// The environment variable naming a reranker folder to use instead of the built-in one.
+pub const RERANK_WEIGHTS_ENV: &str = "GNN_CODER_RERANK_WEIGHTS";
+
+/// The cross-encoder reranker ([`crate::rerank`]) over the transformer files of `choice`:
+/// `$GNN_CODER_RERANK_WEIGHTS` (a folder with `rerank.json`, checked against its
+/// `SHA256SUMS`) or the one built into the binary.
+pub fn load_reranker(choice: &ModelChoice) -> Result<CrossEncoder> {
+    let resolved = resolve_model(choice)?;
+    let rerank = match std::env::var_os(RERANK_WEIGHTS_ENV) {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if !dir.join(RERANK_CONFIG_FILE).is_file() {
+                return Err(ModelError::MissingModelFile {
+                    path: dir.join(RERANK_CONFIG_FILE),
+                });
+            }
+            verify_checksums(&dir)?;
+            ModelFiles::Dir(dir)
+        }
+        _ => ModelFiles::BundledRerank,
+    };
+    CrossEncoder::load(
+        &resolved.model,
+        &rerank,
+        crate::embedder::Compute::from_env()?,
+    )
+}
+
 /// The identity of `embedder` loaded with `weights`, from a directory or built in: trained
 /// weights are named by the checksum of their head (the same weights get the same name either
 /// way, so an index built with the checkout's weights is searched by the binary's).
@@ -280,6 +310,11 @@ pub fn identity_of(embedder: &Embedder, weights: Option<&ModelFiles>) -> Result<
 pub(crate) fn head_sha256(weights: &ModelFiles, bytes: Option<&[u8]>) -> Result<String> {
     Ok(match (weights, bytes) {
         (ModelFiles::Bundled, _) => BUNDLED_HEAD_SHA256.to_string(),
+        (ModelFiles::BundledRerank, _) => {
+            return Err(ModelError::Config(
+                "the built-in reranker is not bi-encoder weights".into(),
+            ));
+        }
         (ModelFiles::Dir(_), Some(b)) => format!("{:x}", sha2::Sha256::digest(b)),
         (ModelFiles::Dir(dir), None) => sha256_hex(&dir.join(HEAD_WEIGHTS_FILE))?,
     })

@@ -150,6 +150,7 @@ pub fn search_request(r: &pb::SearchRequest) -> Result<SearchRequest, Status> {
     req.dense_weight = r.dense_weight;
     req.fusion = fusion_of(r.fusion)?;
     req.demote_tests = !r.keep_tests;
+    req.rerank = (r.rerank_depth > 0).then_some(r.rerank_depth as usize);
     Ok(req)
 }
 
@@ -170,6 +171,7 @@ pub fn search_request_to_wire(r: &SearchRequest, snippet_lines: u32) -> pb::Sear
         snippet_lines,
         session: String::new(),
         fusion: fusion_to_wire(r.fusion) as i32,
+        rerank_depth: r.rerank.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
     }
 }
 
@@ -595,7 +597,9 @@ mod tests {
         req.dense_weight = Some(0.25);
         req.fusion = Some(Fusion::Learned);
         req.demote_tests = false;
+        req.rerank = Some(30);
         let back = search_request(&search_request_to_wire(&req, 3)).unwrap();
+        assert_eq!(back.rerank, Some(30));
         assert_eq!(back.query, req.query);
         assert_eq!(back.top_k, req.top_k);
         assert_eq!(back.mode, req.mode);

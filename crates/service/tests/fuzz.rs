@@ -147,9 +147,10 @@ proptest! {
         dense in prop::option::of(any::<f32>()), keep_tests in any::<bool>(),
         snippet_lines in any::<u32>(),
         fusion in prop_oneof![0i32..3, any::<i32>()],
+        rerank_depth in prop_oneof![Just(0u32), Just(1u32), 101u32..],
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3), cut in any::<bool>(),
     ) {
-        let msg = pb::SearchRequest { query, top_k, mode, filters, dense_weight: dense, keep_tests, snippet_lines, session: String::new(), fusion };
+        let msg = pb::SearchRequest { query, top_k, mode, filters, dense_weight: dense, keep_tests, snippet_lines, session: String::new(), fusion, rerank_depth };
         let Some(msg) = damaged(msg, &edits, cut) else { return Ok(()) };
         let _ = convert::snippet_lines(msg.snippet_lines);
         if let Ok(req) = convert::search_request(&msg) {

@@ -68,6 +68,11 @@ async def exercise(session, root):
     seen["page1"] = first
     seen["page2"] = text_of(r)
 
+    # The cross-encoder's correction of the top 20: the same answer, first.
+    r = await session.call_tool("search_code", {"query": q, "rerank": True, "limit": 3})
+    assert not is_error(r) and "levenshtein" in text_of(r)[:300], text_of(r)
+    seen["reranked"] = text_of(r)
+
     r = await session.call_tool("search_code", {"query": q, "max_tokens": 1})
     seen["tiny_budget"] = text_of(r)
 

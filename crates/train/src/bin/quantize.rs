@@ -9,6 +9,11 @@
 //! binary carries built in, see `gnn_coder_model::files`): `embeddings.safetensors` (the
 //! embedding tables, the large ones as int8 by the same rule), `config.json` and
 //! `tokenizer.json`. Only weights that fine-tune every layer can do without the rest.
+//!
+//! `IN` may also be a cross-encoder reranker (`rerank.json` instead of `head.json`, as
+//! `training/rerank/train.py export` writes): its `transformer.safetensors` is quantized by the
+//! same rule, `rerank.json` and `head.safetensors` (one score vector) are copied, and the
+//! reranker is loaded over the pretrained model's files before anything is written.
 
 use std::path::PathBuf;
 
@@ -21,6 +26,7 @@ use gnn_coder_model::quant::{
     DEFAULT_MAX_RELATIVE_ERROR, DEFAULT_MIN_ELEMENTS, quantize_file, quantize_raw, read_raw,
     write_atomically,
 };
+use gnn_coder_model::{Compute, CrossEncoder, ModelFiles, RERANK_CONFIG_FILE};
 
 #[derive(Parser, Debug)]
 #[command(about = "Store trained GNN-Coder weights as int8 matrices with f32 scales")]
@@ -43,6 +49,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.input.join(RERANK_CONFIG_FILE).is_file() {
+        return quantize_reranker(&args);
+    }
     if !args.input.join(HEAD_CONFIG_FILE).is_file() {
         bail!(
             "{} holds no trained weights (no {HEAD_CONFIG_FILE})",
@@ -104,6 +113,46 @@ fn main() -> Result<()> {
                 .with_context(|| format!("cannot copy {file}"))?;
         }
     }
+    gnn_coder_model::write_checksums(&args.output)?;
+    Ok(())
+}
+
+/// A cross-encoder reranker: its layers as int8, its configuration and score head copied.
+fn quantize_reranker(args: &Args) -> Result<()> {
+    let model = args
+        .embeddings_from
+        .clone()
+        .unwrap_or_else(gnn_coder_model::default_model_dir);
+    // Refuses broken weights before anything is written.
+    CrossEncoder::load(
+        &ModelFiles::Dir(model.clone()),
+        &ModelFiles::Dir(args.input.clone()),
+        Compute::Kernels(gnn_coder_model::cpu::Precision::F32),
+    )
+    .with_context(|| format!("{} is not a loadable reranker", args.input.display()))?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    if args.input.canonicalize()? != args.output.canonicalize()? {
+        for file in [RERANK_CONFIG_FILE, HEAD_WEIGHTS_FILE] {
+            std::fs::copy(args.input.join(file), args.output.join(file))
+                .with_context(|| format!("cannot copy {file}"))?;
+        }
+    }
+    let report = quantize_file(
+        &args.input.join(TRANSFORMER_WEIGHTS_FILE),
+        &args.output.join(TRANSFORMER_WEIGHTS_FILE),
+        args.min_elements,
+        args.max_relative_error,
+    )?;
+    println!(
+        "{TRANSFORMER_WEIGHTS_FILE}: {} -> {} bytes; {} matrices int8, {} tensors kept; relative \
+         RMS error {:.5}",
+        report.bytes_before,
+        report.bytes_after,
+        report.quantized,
+        report.kept,
+        report.relative_rms_error
+    );
     gnn_coder_model::write_checksums(&args.output)?;
     Ok(())
 }
