@@ -12,28 +12,12 @@ use gnn_coder_engine::{
 mod support;
 
 fn engine_with_code(tmp: &Path) -> Engine {
-    support::engine_with_files(
-        tmp,
-        &[
-            (
-                "sizes.py",
-                "def parse_size(text):\n    number = int(text[:-1])\n    unit = text[-1]\n    return number * {'K': 1024, 'M': 1 << 20}[unit]\n\n\
-                 def format_size(n):\n    if n >= 1 << 20:\n        return f'{n >> 20}M'\n    return f'{n >> 10}K'\n",
-            ),
-            (
-                "net/retry.py",
-                "def retry_with_backoff(fn, attempts):\n    for i in range(attempts):\n        try:\n            return fn()\n        except IOError:\n            sleep(2 ** i)\n",
-            ),
-            (
-                "net/http.py",
-                "class Client:\n    def parse_headers(self, raw):\n        out = {}\n        for line in raw.split('\\n'):\n            k, v = line.split(':', 1)\n            out[k.strip()] = v.strip()\n        return out\n",
-            ),
-            (
-                "text/words.py",
-                "def count_words(text):\n    counts = {}\n    for w in text.split():\n        counts[w] = counts.get(w, 0) + 1\n    return counts\n",
-            ),
-        ],
-    )
+    let mut files = support::SAMPLE_FILES.to_vec();
+    files.push((
+        "text/words.py",
+        "def count_words(text):\n    counts = {}\n    for w in text.split():\n        counts[w] = counts.get(w, 0) + 1\n    return counts\n",
+    ));
+    support::engine_with_files(tmp, &files)
 }
 
 fn symbols(hits: &[SearchHit]) -> Vec<&str> {

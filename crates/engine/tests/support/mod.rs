@@ -35,3 +35,21 @@ pub fn engine_with_files(tmp: &Path, files: &[(&str, &str)]) -> Engine {
     }
     Engine::open(&idx, options()).expect("opens")
 }
+
+/// Three small Python files: a size parser and formatter, a retry loop, a header parser.
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub const SAMPLE_FILES: &[(&str, &str)] = &[
+    (
+        "sizes.py",
+        "def parse_size(text):\n    number = int(text[:-1])\n    unit = text[-1]\n    return number * {'K': 1024, 'M': 1 << 20}[unit]\n\n\
+         def format_size(n):\n    if n >= 1 << 20:\n        return f'{n >> 20}M'\n    return f'{n >> 10}K'\n",
+    ),
+    (
+        "net/retry.py",
+        "def retry_with_backoff(fn, attempts):\n    for i in range(attempts):\n        try:\n            return fn()\n        except IOError:\n            sleep(2 ** i)\n",
+    ),
+    (
+        "net/http.py",
+        "class Client:\n    def parse_headers(self, raw):\n        out = {}\n        for line in raw.split('\\n'):\n            k, v = line.split(':', 1)\n            out[k.strip()] = v.strip()\n        return out\n",
+    ),
+];
